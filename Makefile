@@ -1,0 +1,53 @@
+# prodcat — `make help` lists the targets. `make demo` and `make test` install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-deps kafka-jars demo test test-fast lint format typecheck bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+system-deps: ## Java 17+ and Maven for the local Kafka broker (apt-get, only when missing)
+	@bash deploy/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: system-deps $(STAMP) kafka-jars ## venv with prodcat and dev tools, Kafka jars (idempotent)
+
+kafka-jars: system-deps $(STAMP) ## resolve the Apache Kafka broker jars from Maven Central (cached)
+	@$(BIN)/prodcat dev kafka install
+
+demo: install ## run the pipeline on embedded defaults (local Kafka, shared datasets) and print a summary
+	$(BIN)/prodcat demo
+
+test: install ## run the whole test suite (unit, property, integration against a real broker)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## unit and property tests only (no broker)
+	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP) ## mypy, strict on the packages
+	$(BIN)/mypy
+
+bench: install ## benchmarks (results go to docs/benchmarks.md by hand, with the command)
+	$(BIN)/python bench/normalize_throughput.py
+
+clean: ## remove local state (broker data, demo output); keeps the venv and caches
+	rm -rf var

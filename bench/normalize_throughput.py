@@ -1,0 +1,136 @@
+"""Normalisation throughput through real Kafka (one worker process) vs the pure function, same run.
+
+    .venv/bin/python bench/normalize_throughput.py [--events 200000] [--runs 3]
+
+1. Starts a fresh single-node broker (var/bench/kafka) and fills a raw topic with ``--events`` events:
+   the Flipkart rows plus the Myntra JSONs, cycled.
+2. Baseline: ``normalize_event`` + Avro encoding of the same events in this process (median of runs).
+3. Worker: for each run, a fresh consumer group and output topics; one ``prodcat worker normalize``
+   process drains the backlog. Rate = outputs / (last output timestamp - first output timestamp),
+   so start-up and group join are excluded; CPU = the worker's user+system seconds over the run.
+Prints medians and the worker/pure ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from prodcat import localkafka
+from prodcat.settings import REPO_ROOT, KafkaSettings, TopicNames, WorkerSettings, load_settings
+from schemas.serde import serde_for
+from streams.exceptions import NormalizationError
+from streams.normalize import normalize_event
+from streams.readback import read_topics
+from streams.replay import RawEvent, dataset_events, replay
+from streams.topics import ensure_topics, topic_specs
+from streams.worker_process import start_worker, stop_worker, wait_worker_ready
+
+HOME = REPO_ROOT / "var" / "bench"
+
+
+def _events(data_dir: Path, n: int) -> list[RawEvent]:
+    base = list(dataset_events(data_dir, ["flipkart", "myntra"]))
+    out = []
+    for i, event in enumerate(itertools.islice(itertools.cycle(base), n)):
+        out.append(RawEvent(event.feed, event.key + f"#{i // len(base)}".encode(), event.value))
+    return out
+
+
+def _pure(events: list[RawEvent]) -> float:
+    serde = serde_for("Product")
+    started = time.perf_counter()
+    now = time.time_ns() // 1_000_000
+    for event in events:
+        try:
+            serde.encode(normalize_event(event.value, feed=event.feed, key=event.key, seen_at_ms=now))
+        except NormalizationError:
+            pass
+    return len(events) / (time.perf_counter() - started)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=2000)
+    args = parser.parse_args()
+
+    base_settings = load_settings()
+    if HOME.exists():
+        shutil.rmtree(HOME)
+    cfg = base_settings.local_kafka.model_copy(update={"home": HOME / "kafka"})
+    status = localkafka.start(cfg)
+    try:
+        events = _events(base_settings.data_dir, args.events)
+        raw_topic = f"bench-{uuid.uuid4().hex[:8]}.products.raw"
+        settings = base_settings.model_copy(
+            update={"kafka": KafkaSettings(bootstrap_servers=status.bootstrap)}
+        )
+        ensure_topics(settings.kafka, topic_specs(TopicNames(raw=raw_topic, partitions=4))[:1])
+        fill = replay(settings.kafka, raw_topic, iter(events), progress=False)
+        print(f"filled {raw_topic} with {fill.sent:,} events in {fill.seconds:.1f}s", flush=True)
+
+        pure = [_pure(events) for _ in range(args.runs)]
+        worker_rates, cpu_rates = [], []
+        for run in range(args.runs):
+            uid = uuid.uuid4().hex[:8]
+            topics = TopicNames(
+                raw=raw_topic, normalized=f"bench-{uid}.normalized",
+                deadletter=f"bench-{uid}.deadletter", partitions=4,
+            )  # fmt: skip
+            run_settings = settings.model_copy(
+                update={
+                    "topics": topics,
+                    "worker": WorkerSettings(
+                        app_id=f"bench-{uid}", batch_size=args.batch_size, log_level="WARNING",
+                        session_timeout_s=6, heartbeat_interval_s=1,
+                        metrics_port=base_settings.worker.metrics_port,
+                    ),  # fmt: skip
+                }
+            )
+            ensure_topics(run_settings.kafka, topic_specs(topics)[1:3])
+            proc = start_worker(run_settings, ["normalize"], HOME / f"worker-{run}.log")
+            cpu0 = _cpu_seconds(proc.pid)
+            wait_worker_ready(proc, "127.0.0.1", run_settings.worker.metrics_port, "normalize")
+            records = read_topics(
+                run_settings.kafka, [topics.normalized, topics.deadletter],
+                expected=len(events), timeout_s=600,
+            )  # fmt: skip
+            cpu = _cpu_seconds(proc.pid) - cpu0
+            stop_worker(proc)
+            stamps = sorted(r.timestamp_ms for r in records)
+            seconds = (stamps[-1] - stamps[0]) / 1000
+            worker_rates.append(len(records) / seconds)
+            cpu_rates.append(len(records) / cpu)
+            print(
+                f"run {run}: {len(records):,} outputs in {seconds:.2f}s → "
+                f"{worker_rates[-1]:,.0f}/s; worker CPU {cpu:.1f}s → {cpu_rates[-1]:,.0f}/CPU-s; "
+                f"pure {pure[run]:,.0f}/s",
+                flush=True,
+            )
+        w, c, p = (statistics.median(x) for x in (worker_rates, cpu_rates, pure))
+        print(
+            f"\nmedian of {args.runs}: worker {w:,.0f} events/s wall, {c:,.0f} events per worker "
+            f"CPU-second; pure function {p:,.0f} events/s; worker/pure = {w / p:.2f} "
+            f"({os.cpu_count()} cores, Python {sys.version.split()[0]})"
+        )
+    finally:
+        localkafka.stop(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages prodcat's local services need, only when they are missing:
+# a Java 17+ runtime and Maven (the local Apache Kafka broker is resolved from Maven Central).
+set -euo pipefail
+
+java_ok() {
+  command -v java >/dev/null 2>&1 || return 1
+  local v
+  v=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
+  [ "${v%%.*}" -ge 17 ] 2>/dev/null
+}
+
+missing=()
+java_ok || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "prodcat needs: ${missing[*]} (Java 17+ and Maven). Install them with your package manager." >&2
+  exit 1
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing ${missing[*]} with apt-get" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

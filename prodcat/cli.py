@@ -1,0 +1,126 @@
+"""The ``prodcat`` command: workers, local services, replay and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from prodcat.exceptions import ProdcatError
+from schemas.exceptions import SerdeError
+from streams.exceptions import StreamsError
+from prodcat.settings import Settings, load_settings
+
+logger = logging.getLogger("prodcat")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prodcat", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="local development services")
+    dev_sub = dev.add_subparsers(dest="service", required=True)
+    kafka = dev_sub.add_parser("kafka", help="single-node Apache Kafka (KRaft) from Maven Central")
+    kafka.add_argument("action", choices=["start", "stop", "status", "install"])
+
+    topics = sub.add_parser("topics", help="create the topics prodcat owns")
+    topics.add_argument("action", choices=["create", "list"])
+
+    worker = sub.add_parser("worker", help="run a Faust worker for one or more agent roles")
+    worker.add_argument("roles", nargs="+", help="agent roles, e.g. normalize")
+
+    replay = sub.add_parser("replay", help="publish datasets as raw product events")
+    replay.add_argument("--feeds", default="flipkart,myntra", help="comma-separated feeds")
+    replay.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
+    replay.add_argument("--limit", type=int, default=None, help="events per feed at most")
+    replay.add_argument("--topic", default=None, help="target topic (default: topics.raw)")
+    replay.add_argument("--no-progress", action="store_true")
+
+    demo = sub.add_parser("demo", help="run the whole pipeline locally on the shared datasets")
+    demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
+    return parser
+
+
+def _dev_kafka(settings: Settings, action: str) -> int:
+    from prodcat import localkafka
+
+    cfg = settings.local_kafka
+    if action == "install":
+        print(f"Kafka jars in {localkafka.ensure_jars(cfg)}")
+    elif action == "start":
+        status = localkafka.start(cfg)
+        print(f"Kafka running (pid {status.pid}) on {status.bootstrap}, data in {status.home}")
+    elif action == "stop":
+        print("Kafka stopped" if localkafka.stop(cfg) else "Kafka was not running")
+    else:
+        status = localkafka.status(cfg)
+        state = f"running (pid {status.pid})" if status.running else "stopped"
+        print(f"Kafka {state} on {status.bootstrap}, data in {status.home}")
+        return 0 if status.running else 3
+    return 0
+
+
+def _topics(settings: Settings, action: str) -> int:
+    from streams.topics import ensure_topics, topic_specs
+
+    specs = topic_specs(settings.topics)
+    if action == "create":
+        for name, state in ensure_topics(settings.kafka, specs).items():
+            print(f"{name}: {state}")
+    else:
+        for spec in specs:
+            print(f"{spec.name}: {spec.partitions} partitions {spec.config}")
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.replay import dataset_events, replay
+
+    feeds = [f.strip() for f in args.feeds.split(",") if f.strip()]
+    result = replay(
+        settings.kafka,
+        args.topic or settings.topics.raw,
+        dataset_events(settings.data_dir, feeds, args.limit),
+        rate=args.rate,
+        progress=not args.no_progress,
+    )
+    rate = result.sent / result.seconds if result.seconds else 0.0
+    print(f"sent {result.sent} events {result.per_feed} in {result.seconds:.1f}s ({rate:,.0f}/s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        if args.command == "dev":
+            return _dev_kafka(settings, args.action)
+        if args.command == "topics":
+            return _topics(settings, args.action)
+        if args.command == "worker":
+            from streams.worker import run_worker
+
+            run_worker(settings, args.roles)
+            return 0
+        if args.command == "replay":
+            return _replay(settings, args)
+        if args.command == "demo":
+            from prodcat.demo import run_demo
+
+            return run_demo(settings, limit=args.limit)
+    except (ProdcatError, StreamsError, SerdeError) as exc:
+        logger.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Typed settings for every prodcat component, loaded once at the entry point.
+
+Environment variables use the prefix ``PRODCAT_`` and ``__`` for nesting, e.g.
+``PRODCAT_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``PRODCAT_TOPICS__RAW=feeds.raw``.
+Library code receives the section it needs; it never reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prodcat.exceptions import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """How to reach the Kafka cluster."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    replication_factor: int = Field(default=1, ge=1)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return value
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{s.strip()}" for s in self.bootstrap_servers.split(","))
+
+
+class TopicNames(_Section):
+    """Topic names (see DESIGN.md); override to run several pipelines on one cluster."""
+
+    raw: str = "products.raw"
+    normalized: str = "products.normalized"
+    deadletter: str = "products.deadletter"
+    predictions: str = "products.predictions"
+    labels: str = "labels"
+    annotation_requests: str = "annotation.requests"
+    model_events: str = "models.events"
+    partitions: int = Field(default=4, ge=1, description="Partitions for topics the project creates.")
+
+
+class SerdeSettings(_Section):
+    """Avro framing: Confluent Schema Registry when a URL is set, single-object encoding otherwise."""
+
+    registry_url: str | None = None
+
+
+class WorkerSettings(_Section):
+    """One Faust worker process."""
+
+    app_id: str = "prodcat"
+    batch_size: int = Field(default=2000, ge=1, description="Events per micro-batch.")
+    batch_within_s: float = Field(default=0.05, gt=0, description="Flush a partial batch after this.")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the endpoint.")
+    session_timeout_s: float = Field(default=30.0, ge=6.0)
+    heartbeat_interval_s: float = Field(default=3.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+
+
+class LocalKafkaSettings(_Section):
+    """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
+
+    home: Path = REPO_ROOT / "var" / "kafka"
+    jar_cache: Path = REPO_ROOT / ".cache" / "kafka"
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap: str = "1g"
+    start_timeout_s: float = Field(default=90.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of prodcat's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRODCAT_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicNames = TopicNames()
+    serde: SerdeSettings = SerdeSettings()
+    worker: WorkerSettings = WorkerSettings()
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and explicit overrides), naming the bad setting on error."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the overrides
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"PRODCAT_{'__'.join(str(p).upper() for p in err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration (environment or arguments): {problems}") from exc

@@ -1,0 +1,69 @@
+"""The one Faust app of a prodcat worker, and the explicit list of agents it can run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from prodcat.settings import Settings
+from streams.exceptions import UnknownAgentError
+from streams.metrics import StageMetrics, WorkerMetrics
+from streams.normalize_agent import register_normalize
+from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
+
+AgentFactory = Callable[[faust.App, Settings, StageMetrics], Any]
+
+#: Agents a worker can run, by role name. A worker runs the roles it is started with.
+AGENTS: dict[str, tuple[str, AgentFactory]] = {
+    "normalize": ("normalize", register_normalize),
+}
+
+
+def create_app(settings: Settings, roles: Sequence[str], registry: CollectorRegistry) -> faust.App:
+    """Build the Faust app for ``roles`` (keys of AGENTS), with metrics declared on ``registry``."""
+    unknown = [role for role in roles if role not in AGENTS]
+    if unknown:
+        raise UnknownAgentError(f"unknown agent role(s) {unknown}; known: {sorted(AGENTS)}")
+    worker = settings.worker
+    app = faust.App(
+        worker.app_id,
+        broker=settings.kafka.faust_broker,
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=worker.session_timeout_s,
+        broker_heartbeat_interval=worker.heartbeat_interval_s,
+        broker_commit_interval=worker.commit_interval_s,
+        broker_commit_every=max(10_000, worker.batch_size * 4),
+        stream_buffer_maxsize=max(8192, worker.batch_size * 4),
+        stream_recovery_delay=0.0,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        producer_max_batch_size=512 * 1024,
+        producer_max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
+        producer_linger=0.005,
+        producer_acks=-1,
+    )
+    metrics = WorkerMetrics(registry)
+    for role in roles:
+        stage, factory = AGENTS[role]
+        factory(app, settings, metrics.stage(stage))
+    return app
+
+
+def _credentials(settings: Settings) -> Any:
+    kafka = settings.kafka
+    if kafka.sasl_mechanism is None or kafka.sasl_username is None:
+        return None
+    password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+    return faust.SASLCredentials(
+        username=kafka.sasl_username, password=password, mechanism=kafka.sasl_mechanism
+    )

@@ -1,0 +1,322 @@
+"""Raw product event (JSON bytes from any affiliate feed) -> ``Product`` dict (``product.avsc``).
+
+There is no per-feed code: fields are found by name aliases (:mod:`streams.fields`) and by
+content (:mod:`streams.categories`, :mod:`streams.prices`, :mod:`streams.images`, ...).
+:func:`normalize_event` is pure and raises only :class:`~streams.exceptions.NormalizationError`,
+whose ``kind`` the agent puts on the dead-letter record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Final
+
+from streams.attributes import collect_attributes
+from streams.categories import compose_path, parse_path
+from streams.exceptions import NormalizationError
+from streams.fields import (
+    BRAND,
+    CATEGORY,
+    CURRENCY,
+    DESCRIPTION,
+    GENDER,
+    ID,
+    LIST_PRICE,
+    PRICE,
+    RETAILER,
+    SALE_PRICE,
+    SIZES,
+    TITLE,
+    URL,
+    Entry,
+    FieldIndex,
+    key_info,
+    norm_key,
+)
+from streams.gender import gender_words, resolve_gender
+from streams.identity import content_hash, product_id
+from streams.images import find_image_urls
+from streams.prices import Money, choose_prices, currency_of, parse_price
+from streams.sizes import parse_sizes, sizes_from_options
+from streams.text import clean_text, clean_url, scalar_text, truncate
+
+__all__ = ["MAX_DESCRIPTION_CHARS", "MAX_EVENT_BYTES", "MAX_TITLE_CHARS", "normalize_event"]
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES: int = 1_000_000
+MAX_TITLE_CHARS: Final = 1_000
+MAX_DESCRIPTION_CHARS: Final = 100_000
+_MAX_SHORT_TEXT: Final = 256
+_MAX_BLANK_NODES: Final = 10_000
+_LONG_MIN: Final = -(2**63)
+_LONG_MAX: Final = 2**63 - 1
+_UNWRAP_KEYS: Final = ("value", "text", "content", "name", "displayname", "typename", "title")
+_JSON_TYPES: Final = {
+    dict: "object", list: "array", str: "string", int: "number", float: "number",
+    bool: "boolean", type(None): "null",
+}  # fmt: skip
+
+
+def normalize_event(
+    raw: bytes, *, feed: str | None, key: bytes | None, seen_at_ms: int
+) -> dict[str, Any]:
+    """Normalise one raw event into a ``Product`` record.
+
+    ``feed`` names the affiliate feed (``"unknown"`` when None); ``key`` is the Kafka message key,
+    used as the source id when the body has no id field; ``seen_at_ms`` becomes ``seen_at``.
+    Raises :class:`NormalizationError` for unusable input, and nothing else for any bytes.
+    """
+    try:
+        return _normalize(raw, feed, key, seen_at_ms)
+    except NormalizationError:
+        raise
+    except Exception as exc:
+        logger.debug("unexpected error while normalising an event", exc_info=True)
+        raise NormalizationError("invalid", f"unexpected {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        detail = str(exc)
+    except Exception:
+        detail = ""
+    return f"{type(exc).__name__}: {detail[:200]}" if detail else type(exc).__name__
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _big_int(digits: str) -> int | float:
+    # Integers beyond Python's int/str conversion limit become (infinite) floats.
+    return int(digits) if len(digits) <= 4000 else float(digits)
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise NormalizationError("invalid", f"expected bytes, got {type(raw).__name__}")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise NormalizationError("too_large", f"{len(raw)} bytes (limit {MAX_EVENT_BYTES})")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NormalizationError("not_utf8", f"invalid UTF-8 at byte {exc.start}") from exc
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            data = json.loads(text, parse_int=_big_int)
+    except json.JSONDecodeError as exc:
+        message = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise NormalizationError("not_json", message) from exc
+    except RecursionError as exc:
+        raise NormalizationError("invalid", "JSON nested too deeply") from exc
+    if not isinstance(data, dict):
+        raise NormalizationError("not_object", f"JSON {_json_type(data)} is not an object")
+    return data
+
+
+def _is_blank(value: Any) -> bool:
+    """Whether a value holds no non-blank scalar (bounded: a huge value counts as non-blank)."""
+    stack, nodes = [value], 0
+    while stack:
+        nodes += 1
+        if nodes > _MAX_BLANK_NODES:
+            return False
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if item.strip():
+                return False
+        elif item is not None:
+            return False
+    return True
+
+
+def _find_title(index: FieldIndex) -> tuple[Entry, str]:
+    wrong: Entry | None = None
+    for entry in index.candidates(TITLE):
+        value = entry[2]
+        if isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        ):
+            text = scalar_text(value)
+            title = clean_text(text, compat=True) if text is not None else ""
+            if len(title) > MAX_TITLE_CHARS:
+                message = f"title has {len(title)} characters (limit {MAX_TITLE_CHARS})"
+                raise NormalizationError("too_large", message)
+            if title:
+                return entry, title
+        elif value is not None and wrong is None:
+            wrong = entry
+    if _is_blank(index.record):
+        raise NormalizationError("empty", "the object has no non-blank field")
+    if wrong is not None:
+        message = f"title field {wrong[1][:64]!r} is a JSON {_json_type(wrong[2])}, not a string"
+        raise NormalizationError("wrong_type", message)
+    raise NormalizationError("no_title", "no title or product name field")
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        fields = {norm_key(key): item for key, item in list(value.items())[:32]}
+        return next((fields[key] for key in _UNWRAP_KEYS if key in fields), None)
+    return value
+
+
+def _text_field(index: FieldIndex, field: str, *, compat: bool, limit: int) -> str | None:
+    for entry in index.candidates(field):
+        value = _unwrap(entry[2])
+        text = None if isinstance(value, bool) else scalar_text(value)
+        if text is not None:
+            cleaned = truncate(clean_text(text, compat=compat), limit)
+            if cleaned:
+                index.consume(entry)
+                return cleaned
+    return None
+
+
+def _source_id(index: FieldIndex, key: bytes | None) -> str | None:
+    found = _text_field(index, ID, compat=False, limit=_MAX_SHORT_TEXT)
+    if found is not None or key is None:
+        return found
+    raw = key if isinstance(key, str) else bytes(key).decode("utf-8", "backslashreplace")
+    cleaned = clean_text(raw)
+    return cleaned if cleaned and len(cleaned) <= _MAX_SHORT_TEXT else None
+
+
+def _category_path(index: FieldIndex) -> list[str]:
+    for entry in index.candidates(CATEGORY):
+        levels = parse_path(entry[2])
+        if levels:
+            index.consume(entry)
+            return levels
+    levels, keys = compose_path(index.product)
+    for used in keys:
+        index.consume_key(index.scope, used)
+    return levels
+
+
+def _first_price(index: FieldIndex, field: str, currency: str | None) -> Money | None:
+    for entry in index.candidates(field):
+        money = parse_price(entry[2], currency)
+        if money is not None:
+            index.consume(entry)
+            return money
+    return None
+
+
+def _prices(index: FieldIndex) -> tuple[Money | None, Money | None]:
+    currency = None
+    for entry in index.candidates(CURRENCY):
+        value = entry[2]
+        currency = currency_of(value) if isinstance(value, str) and len(value) <= 64 else None
+        if currency is not None:
+            index.consume(entry)
+            break
+    sale = _first_price(index, SALE_PRICE, currency)
+    regular = _first_price(index, PRICE, currency)
+    listed = _first_price(index, LIST_PRICE, currency)
+    return choose_prices(sale, regular, listed)
+
+
+def _gender_groups(index: FieldIndex) -> set[str]:
+    groups: set[str] = set()
+    for entry in index.candidates(GENDER):
+        value = _unwrap(entry[2])
+        if isinstance(value, str):
+            words = gender_words(value)
+            if words:
+                groups |= words
+                index.consume(entry)
+    return groups
+
+
+def _sizes(index: FieldIndex) -> list[str]:
+    for entry in index.candidates(SIZES):
+        sizes = parse_sizes(entry[2])
+        if sizes:
+            index.consume(entry)
+            return sizes
+    return sizes_from_options(index.product)
+
+
+def _product_url(index: FieldIndex) -> str | None:
+    for entry in index.candidates(URL):
+        url = clean_url(entry[2])
+        if url is not None:
+            index.consume(entry)
+            return url
+    return None
+
+
+def _check_seen_at(seen_at_ms: int) -> None:
+    if isinstance(seen_at_ms, bool) or not isinstance(seen_at_ms, int):
+        raise NormalizationError("invalid", f"seen_at_ms is a {type(seen_at_ms).__name__}")
+    if not _LONG_MIN <= seen_at_ms <= _LONG_MAX:
+        raise NormalizationError("invalid", "seen_at_ms is out of the Avro long range")
+
+
+def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int) -> dict[str, Any]:
+    _check_seen_at(seen_at_ms)
+    record = _parse(raw)
+    index = FieldIndex(record)
+    title_entry, title = _find_title(index)
+    index.scope = title_entry[0]
+    index.consume(title_entry)
+    feed_name = truncate(clean_text(feed), _MAX_SHORT_TEXT) if isinstance(feed, str) else ""
+    feed_name = feed_name or "unknown"
+    source_id = _source_id(index, key)
+    brand = _text_field(index, BRAND, compat=True, limit=_MAX_SHORT_TEXT)
+    description = _text_field(index, DESCRIPTION, compat=False, limit=MAX_DESCRIPTION_CHARS)
+    category_path = _category_path(index)
+    price, list_price = _prices(index)
+    groups = _gender_groups(index)
+    sizes = _sizes(index)
+    product_url = _product_url(index)
+    retailer = _text_field(index, RETAILER, compat=True, limit=_MAX_SHORT_TEXT)
+    image_urls = find_image_urls(record)
+    attributes = collect_attributes(index.objects(), index.consumed)
+    if not groups:
+        for name, value in attributes.items():
+            if GENDER in (field for field, _ in key_info(name).fields):
+                groups |= gender_words(value)
+    if not groups and category_path:
+        groups = gender_words(" ".join(category_path))
+    product: dict[str, Any] = {
+        "product_id": product_id(
+            feed_name,
+            source_id,
+            title=title,
+            brand=brand,
+            category_path=category_path,
+            product_url=product_url,
+        ),
+        "feed": feed_name,
+        "source_id": source_id,
+        "title": title,
+        "brand": brand,
+        "category_path": category_path,
+        "description": description,
+        "gender": resolve_gender(groups),
+        "sizes": sizes,
+        "price": price,
+        "list_price": list_price,
+        "image_urls": image_urls,
+        "product_url": product_url,
+        "retailer": retailer,
+        "attributes": attributes,
+        "content_hash": "",
+        "seen_at": seen_at_ms,
+    }
+    product["content_hash"] = content_hash(product)
+    return product

@@ -1,0 +1,127 @@
+"""Replay datasets as raw product events, the way affiliate feeds would send them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException, Producer
+from tqdm import tqdm
+
+from prodcat.settings import KafkaSettings
+from streams.exceptions import ReplayError
+from streams.kafka_clients import producer_config
+
+logger = logging.getLogger(__name__)
+
+FEEDS = ("flipkart", "myntra")
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    feed: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    sent: int
+    per_feed: dict[str, int]
+    seconds: float
+
+
+def flipkart_events(data_dir: Path, limit: int | None = None) -> Iterator[RawEvent]:
+    """Rows of ``flipkart/flipkart_20k.csv`` as JSON objects of their columns (feed ``flipkart``)."""
+    path = data_dir / "flipkart" / "flipkart_20k.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        for i, row in enumerate(csv.DictReader(handle)):
+            if limit is not None and i >= limit:
+                return
+            source_id = row.get("uniq_id") or str(i)
+            yield RawEvent(
+                "flipkart", f"flipkart:{source_id}".encode(),
+                json.dumps(row, ensure_ascii=False).encode(),
+            )  # fmt: skip
+
+
+def myntra_events(data_dir: Path, limit: int | None = None) -> Iterator[RawEvent]:
+    """Files of ``myntra/style_json/`` byte for byte, as the feed's API returned them."""
+    files = sorted((data_dir / "myntra" / "style_json").glob("*.json"))
+    for i, path in enumerate(files):
+        if limit is not None and i >= limit:
+            return
+        yield RawEvent("myntra", f"myntra:{path.stem}".encode(), path.read_bytes())
+
+
+def dataset_events(
+    data_dir: Path, feeds: Sequence[str], limit: int | None = None
+) -> Iterator[RawEvent]:
+    sources = {"flipkart": flipkart_events, "myntra": myntra_events}
+    for feed in feeds:
+        if feed not in sources:
+            raise ReplayError(f"unknown feed {feed!r}; known: {', '.join(FEEDS)}")
+        if not data_dir.is_dir():
+            raise ReplayError(f"data directory {data_dir} not found (set PRODCAT_DATA_DIR)")
+        yield from sources[feed](data_dir, limit)
+
+
+def replay(
+    kafka: KafkaSettings,
+    topic: str,
+    events: Iterator[RawEvent],
+    *,
+    rate: float | None = None,
+    total: int | None = None,
+    progress: bool = True,
+) -> ReplayResult:
+    """Publish ``events`` to ``topic`` (header ``feed``), at most ``rate`` events/s; wait for acks."""
+    producer = Producer(producer_config(kafka))
+    errors: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    per_feed: dict[str, int] = {}
+    started = time.monotonic()
+    bar = tqdm(total=total, unit="ev", desc=f"replay → {topic}", disable=not progress)
+    sent = 0
+    try:
+        for event in events:
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            _produce(producer, topic, event, on_delivery)
+            per_feed[event.feed] = per_feed.get(event.feed, 0) + 1
+            sent += 1
+            if sent % 500 == 0:
+                bar.update(500)
+                producer.poll(0)
+        bar.update(sent % 500)
+        remaining = producer.flush(60)
+    finally:
+        bar.close()
+    if remaining or errors:
+        raise ReplayError(
+            f"{remaining} events undelivered, {len(errors)} failed: {errors[:3]}"
+        )
+    return ReplayResult(sent, per_feed, time.monotonic() - started)
+
+
+def _produce(producer: Producer, topic: str, event: RawEvent, on_delivery: object) -> None:
+    headers = [("feed", event.feed.encode())]
+    while True:
+        try:
+            producer.produce(topic, event.value, event.key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)
+        except KafkaException as exc:
+            raise ReplayError(f"cannot publish to {topic}: {exc}") from exc

@@ -1,0 +1,104 @@
+"""The topics prodcat owns, with explicit partitions and configs, and their idempotent creation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from prodcat.settings import KafkaSettings, TopicNames
+from streams.exceptions import TopicError
+from streams.kafka_clients import librdkafka_config
+
+logger = logging.getLogger(__name__)
+
+_WEEK_MS = str(7 * 24 * 3600 * 1000)
+_MONTH_MS = str(30 * 24 * 3600 * 1000)
+#: Raw events may be large (feeds send whole HTML pages); the normaliser rejects oversize content,
+#: and its dead letter carries the original bytes, so the dead-letter topic allows a little more.
+RAW_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+DEADLETTER_MAX_MESSAGE_BYTES = 12 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.config.get("cleanup.policy", "")
+
+
+def topic_specs(names: TopicNames) -> list[TopicSpec]:
+    """Every topic of DESIGN.md. Compacted topics hold the latest record per key forever."""
+    compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+    n = names.partitions
+    return [
+        TopicSpec(
+            names.raw, n,
+            {"cleanup.policy": "delete", "retention.ms": _WEEK_MS,
+             "max.message.bytes": str(RAW_MAX_MESSAGE_BYTES)},
+        ),  # fmt: skip
+        TopicSpec(names.normalized, n, dict(compact)),
+        TopicSpec(
+            names.deadletter, n,
+            {"cleanup.policy": "delete", "retention.ms": _MONTH_MS,
+             "max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)},
+        ),  # fmt: skip
+        TopicSpec(names.predictions, n, dict(compact)),
+        TopicSpec(names.labels, n, dict(compact)),
+        TopicSpec(
+            names.annotation_requests, n, {"cleanup.policy": "delete", "retention.ms": _WEEK_MS}
+        ),
+        TopicSpec(names.model_events, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}),
+    ]
+
+
+def ensure_topics(
+    kafka: KafkaSettings, specs: list[TopicSpec], timeout_s: float = 30.0
+) -> dict[str, str]:
+    """Create missing topics; check existing ones have the expected partition count.
+
+    Returns ``{name: "created" | "exists"}``. Raises TopicError when a topic cannot be created or an
+    existing one has fewer partitions than specified (more is accepted: partitions only grow).
+    """
+    admin = AdminClient(librdkafka_config(kafka))
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise TopicError(f"cannot list topics on {kafka.bootstrap_servers}: {exc}") from exc
+    result: dict[str, str] = {}
+    missing: list[NewTopic] = []
+    for spec in specs:
+        if spec.name in existing:
+            have = len(existing[spec.name].partitions)
+            if have < spec.partitions:
+                raise TopicError(
+                    f"topic {spec.name} has {have} partitions, expected {spec.partitions}"
+                )
+            result[spec.name] = "exists"
+        else:
+            missing.append(
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=kafka.replication_factor,
+                    config=spec.config,
+                )
+            )
+    if missing:
+        for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                result[name] = "created"
+                logger.info("created topic %s", name)
+            except KafkaException as exc:
+                if exc.args and getattr(exc.args[0], "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
+                    result[name] = "exists"
+                    continue
+                raise TopicError(f"cannot create topic {name}: {exc}") from exc
+    return result

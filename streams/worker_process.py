@@ -1,0 +1,68 @@
+"""Start, watch and stop worker processes (the demo, integration tests and benchmarks use them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prodcat.settings import Settings
+from streams.exceptions import WorkerProcessError
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a worker subprocess that sees the same settings as this process."""
+    env = dict(os.environ)
+    env["PRODCAT_KAFKA__BOOTSTRAP_SERVERS"] = settings.kafka.bootstrap_servers
+    env["PRODCAT_DATA_DIR"] = str(settings.data_dir)
+    if settings.serde.registry_url:
+        env["PRODCAT_SERDE__REGISTRY_URL"] = settings.serde.registry_url
+    for field, value in settings.topics.model_dump().items():
+        env[f"PRODCAT_TOPICS__{field.upper()}"] = str(value)
+    for field, value in settings.worker.model_dump().items():
+        env[f"PRODCAT_WORKER__{field.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+def start_worker(settings: Settings, roles: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prodcat", "worker", *roles],
+        env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    log.close()
+    return proc
+
+
+def wait_worker_ready(
+    proc: subprocess.Popen[bytes], host: str, port: int, stage: str, timeout_s: float = 90
+) -> None:
+    """Wait until the worker's metrics say it has partitions assigned for ``stage``."""
+    deadline = time.monotonic() + timeout_s
+    needle = f'prodcat_worker_ready{{stage="{stage}"}} 1.0'
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise WorkerProcessError(f"worker exited with {proc.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as resp:
+                if needle in resp.read().decode():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise WorkerProcessError(f"worker not ready after {timeout_s:.0f}s")
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,104 @@
+"""Shared fixtures: a real Kafka broker per session, fresh topics and worker processes per test."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from prodcat import localkafka
+from prodcat.settings import (
+    KafkaSettings,
+    LocalKafkaSettings,
+    Settings,
+    TopicNames,
+    WorkerSettings,
+    load_settings,
+)
+from streams.topics import ensure_topics, topic_specs
+from streams.worker_process import start_worker, stop_worker, wait_worker_ready
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = load_settings().data_dir
+    if not path.is_dir():
+        pytest.fail(f"shared data not found at {path}; set PRODCAT_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node Apache Kafka broker on loopback, for the whole session."""
+    cfg = LocalKafkaSettings(
+        home=tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port()
+    )
+    status = localkafka.start(cfg)
+    try:
+        yield status.bootstrap
+    finally:
+        localkafka.stop(cfg)
+
+
+@pytest.fixture
+def pipeline_settings(kafka_bootstrap: str, data_dir: Path) -> Settings:
+    """Settings with uuid-named topics (created) and a uuid consumer group for this test."""
+    uid = uuid.uuid4().hex[:10]
+    base = TopicNames()
+    topics = TopicNames(
+        **{
+            field: f"t{uid}.{getattr(base, field)}"
+            for field in TopicNames.model_fields
+            if field != "partitions"
+        },
+        partitions=4,
+    )
+    settings = load_settings(
+        data_dir=data_dir,
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=topics,
+        worker=WorkerSettings(
+            app_id=f"prodcat-test-{uid}",
+            metrics_port=free_port(),
+            session_timeout_s=6,
+            heartbeat_interval_s=1,
+            commit_interval_s=0.5,
+            log_level="WARNING",
+        ),
+    )
+    ensure_topics(settings.kafka, topic_specs(settings.topics))
+    return settings
+
+
+WorkerFactory = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def run_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
+    """Start `prodcat worker ROLES` processes; wait until ready; stop them after the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings, roles: list[str], stage: str = "normalize") -> subprocess.Popen[bytes]:
+        proc = start_worker(settings, roles, tmp_path / f"worker-{len(procs)}.log")
+        procs.append(proc)
+        try:
+            wait_worker_ready(proc, settings.worker.metrics_host, settings.worker.metrics_port, stage)
+        except Exception:
+            print((tmp_path / f"worker-{len(procs) - 1}.log").read_text(errors="replace")[-5000:])
+            raise
+        return proc
+
+    yield start
+    for proc in procs:
+        stop_worker(proc)

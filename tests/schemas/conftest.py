@@ -1,0 +1,372 @@
+"""Fixtures for the schema tests: sample records of every schema and a small real Schema Registry.
+
+The registry is a stdlib HTTP server on 127.0.0.1 (ephemeral port) that implements the part of
+the Confluent REST API that confluent-kafka's ``SchemaRegistryClient`` uses for Avro
+serializers and deserializers (checked against confluent-kafka 2.16.0):
+
+* ``POST /subjects/{subject}/versions?normalize=...``: register, answers ``{"id": N}``
+* ``POST /subjects/{subject}?normalize=...&deleted=...``: look a schema up in a subject
+* ``GET /subjects``, ``GET /subjects/{subject}/versions``,
+  ``GET /subjects/{subject}/versions/{n|latest}``
+* ``GET /schemas/ids/{id}[?subject=...]``: answers ``{"schema": "..."}``
+
+Anything else (``/associations/...``, ``/config``, ...) is a 404 with a Confluent error body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from fastavro import parse_schema, schemaless_writer
+
+from schemas import SINGLE_OBJECT_MARKER, SchemaStore, fingerprint
+
+SEEN_AT = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z, in ms
+
+# Realistic records per schema: a full one (unicode everywhere) and a sparse one (nulls, empty
+# arrays and maps). Every field is present, so a round trip must give back an equal dict.
+RECORDS: dict[str, list[dict[str, Any]]] = {
+    "Product": [
+        {
+            "product_id": "p-3f9a1c",
+            "feed": "awin-uk",
+            "source_id": "SKU-123456",
+            "title": "Nike Air Zoom Pegasus 40 - Laufschuh für Herren, 男子跑鞋 🏃",
+            "brand": "Nike",
+            "category_path": ["Schuhe", "Laufen", "Herren"],
+            "description": "Reaktive Dämpfung. Ça marche très bien. Ωμέγα.",
+            "gender": "men",
+            "sizes": ["40", "41.5", "42", "UK 9"],
+            "price": {"value": 119.99, "currency": "EUR"},
+            "list_price": {"value": 129.0, "currency": None},
+            "image_urls": ["https://img.example.com/a.jpg", "https://img.example.com/ü.jpg"],
+            "product_url": "https://shop.example.com/p/123?ref=ä",
+            "retailer": "Sportscheck",
+            "attributes": {"colour": "schwarz/weiß", "material": "mesh", "": ""},
+            "content_hash": "9f86d081884c7d659a2feaa0c55ad015",
+            "seen_at": SEEN_AT,
+        },
+        {
+            "product_id": "p-0",
+            "feed": "",
+            "source_id": None,
+            "title": "x",
+            "brand": None,
+            "category_path": [],
+            "description": None,
+            "gender": None,
+            "sizes": [],
+            "price": None,
+            "list_price": None,
+            "image_urls": [],
+            "product_url": None,
+            "retailer": None,
+            "attributes": {},
+            "content_hash": "0",
+            "seen_at": 0,
+        },
+    ],
+    "DeadLetter": [
+        {
+            "stage": "normalize",
+            "error_kind": "not_json",
+            "message": "Expecting value: line 1 column 1 (char 0) — «garbage»",
+            "original_key": b"\x00\xffkey",
+            "original_value": b"\xc3\x28 not utf-8",
+            "original_headers": {"feed": b"awin-uk", "trace-id": b"\x01\x02", "leer": b""},
+            "feed": "awin-uk",
+            "source_topic": "products.raw",
+            "source_partition": 3,
+            "source_offset": 9_007_199_254_740_993,
+            "worker": "host-1:prodcat",
+            "failed_at": SEEN_AT,
+        },
+        {
+            "stage": "classify",
+            "error_kind": "too_large",
+            "message": "",
+            "original_key": None,
+            "original_value": None,
+            "original_headers": {},
+            "feed": None,
+            "source_topic": "products.normalized",
+            "source_partition": 0,
+            "source_offset": 0,
+            "worker": None,
+            "failed_at": 1,
+        },
+    ],
+    "Prediction": [
+        {
+            "product_id": "p-3f9a1c",
+            "content_hash": "9f86d081884c7d659a2feaa0c55ad015",
+            "model_name": "exclusive-v2",
+            "model_version": 17,
+            "exclusive_top_k": [
+                {"category_id": "c-12", "path": ["Schuhe", "Laufschuhe"], "probability": 0.8125},
+                {"category_id": "c-13", "path": [], "probability": 0.125},
+            ],
+            "rule_based_positives": [
+                {"category_id": "c-1", "path": ["Schuhe"], "probability": 0.99},
+            ],
+            "uncertainty": {"least_confidence": 0.1875, "margin": 0.6875, "entropy": 0.5623},
+            "predicted_at": SEEN_AT,
+        },
+        {
+            "product_id": "p-0",
+            "content_hash": None,
+            "model_name": "m",
+            "model_version": 0,
+            "exclusive_top_k": [],
+            "rule_based_positives": [],
+            "uncertainty": {"least_confidence": 0.0, "margin": 1.0, "entropy": 0.0},
+            "predicted_at": 0,
+        },
+    ],
+    "Label": [
+        {
+            "product_id": "p-3f9a1c",
+            "objective": "exclusive",
+            "category_ids": ["c-12"],
+            "source": "human",
+            "annotator": "zoë@example.com",
+            "strategy": "margin",
+            "score": 0.03125,
+            "time_taken_ms": 4_200,
+            "model_version": 17,
+            "labelled_at": SEEN_AT,
+        },
+        {
+            "product_id": "p-0",
+            "objective": "rule_based",
+            "category_ids": [],
+            "source": "unknown",
+            "annotator": None,
+            "strategy": None,
+            "score": None,
+            "time_taken_ms": None,
+            "model_version": None,
+            "labelled_at": 0,
+        },
+    ],
+    "AnnotationRequest": [
+        {
+            "product_id": "p-3f9a1c",
+            "strategy": "qbc_vote_entropy",
+            "score": 0.6931471805599453,
+            "suggestions": [
+                {"category_id": "c-12", "path": ["Schuhe", "Laufschuhe"], "probability": 0.5},
+                {"category_id": "c-7", "path": [], "probability": 0.25},
+            ],
+            "model_name": "exclusive-v2",
+            "model_version": 17,
+            "requested_at": SEEN_AT,
+        },
+        {
+            "product_id": "p-0",
+            "strategy": "random",
+            "score": 0.0,
+            "suggestions": [],
+            "model_name": "",
+            "model_version": -1,
+            "requested_at": -1,
+        },
+    ],
+    "ModelEvent": [
+        {
+            "model_name": "exclusive-v2",
+            "model_version": 17,
+            "event": "promoted",
+            "metrics": {"macro_f1": 0.8123, "top1_accuracy": 0.91, "Δ_f1": 0.0123},
+            "baseline_version": 16,
+            "reason": "macro F1 +1.2 pts über baseline",
+            "artifact_uri": "s3://models/exclusive-v2/17/",
+            "occurred_at": SEEN_AT,
+        },
+        {
+            "model_name": "m",
+            "model_version": 1,
+            "event": "trained",
+            "metrics": {},
+            "baseline_version": None,
+            "reason": None,
+            "artifact_uri": None,
+            "occurred_at": 0,
+        },
+    ],
+}
+
+
+@pytest.fixture(params=sorted(RECORDS))
+def record_name(request: pytest.FixtureRequest) -> str:
+    """Each shipped record name in turn."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def store() -> SchemaStore:
+    """A fresh store with the shipped schemas, so tests never touch the process-wide one."""
+    return SchemaStore()
+
+
+def encode_single_object(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+    """Single-object encoding with an arbitrary writer schema, done directly with fastavro."""
+    buffer = BytesIO()
+    buffer.write(SINGLE_OBJECT_MARKER + fingerprint(schema))
+    schemaless_writer(buffer, parse_schema(json.loads(json.dumps(schema))), record)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def single_object() -> Any:
+    """``single_object(schema_dict, record) -> bytes`` for writers other than the shipped ones."""
+    return encode_single_object
+
+
+# --- the fake Schema Registry -------------------------------------------------------------------
+
+
+@dataclass
+class FakeSchemaRegistry:
+    """State of the fake registry; ``requests`` records (method, path, query, body) per call."""
+
+    url: str = ""
+    schemas: dict[int, str] = field(default_factory=dict)
+    subjects: dict[str, list[int]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def register(self, subject: str, schema: str) -> int:
+        key = _normal(schema)
+        schema_id = next((i for i, s in self.schemas.items() if _normal(s) == key), None)
+        if schema_id is None:
+            schema_id = len(self.schemas) + 1
+            self.schemas[schema_id] = schema
+        versions = self.subjects.setdefault(subject, [])
+        if schema_id not in versions:
+            versions.append(schema_id)
+        return schema_id
+
+    def paths(self, method: str) -> list[str]:
+        return [path for m, path, _, _ in self.requests if m == method]
+
+    def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        with self.lock:
+            self.requests.append((method, path, query, body))
+            parts = [unquote(p) for p in path.strip("/").split("/")]
+            match (method, parts):
+                case ("GET", ["subjects"]):
+                    return 200, sorted(self.subjects)
+                case ("POST", ["subjects", subject, "versions"]):
+                    return 200, {"id": self.register(subject, body["schema"])}
+                case ("POST", ["subjects", subject]):
+                    return self._lookup(subject, body["schema"])
+                case ("GET", ["subjects", subject, "versions"]) if subject in self.subjects:
+                    return 200, list(range(1, len(self.subjects[subject]) + 1))
+                case ("GET", ["subjects", subject, "versions", version]):
+                    return self._version(subject, version)
+                case ("GET", ["schemas", "ids", schema_id]) if (
+                    schema_id.isdigit() and int(schema_id) in self.schemas
+                ):
+                    return 200, {"schema": self.schemas[int(schema_id)]}
+                case ("GET", ["schemas", "ids", schema_id]):
+                    return 404, {"error_code": 40403, "message": f"Schema {schema_id} not found"}
+                case _:
+                    return 404, {"error_code": 404, "message": "HTTP 404 Not Found"}
+
+    def _lookup(self, subject: str, schema: str) -> tuple[int, Any]:
+        if subject not in self.subjects:
+            return 404, {"error_code": 40401, "message": f"Subject '{subject}' not found."}
+        for version, schema_id in enumerate(self.subjects[subject], start=1):
+            if _normal(self.schemas[schema_id]) == _normal(schema):
+                return 200, self._entry(subject, version, schema_id)
+        return 404, {"error_code": 40403, "message": "Schema not found"}
+
+    def _version(self, subject: str, version: str) -> tuple[int, Any]:
+        versions = self.subjects.get(subject)
+        if not versions:
+            return 404, {"error_code": 40401, "message": f"Subject '{subject}' not found."}
+        number = len(versions) if version == "latest" else int(version)
+        if not 1 <= number <= len(versions):
+            return 404, {"error_code": 40402, "message": f"Version {version} not found."}
+        return 200, self._entry(subject, number, versions[number - 1])
+
+    def _entry(self, subject: str, version: int, schema_id: int) -> dict[str, Any]:
+        return {
+            "subject": subject,
+            "version": version,
+            "id": schema_id,
+            "schema": self.schemas[schema_id],
+        }
+
+
+def _normal(schema: str) -> str:
+    return json.dumps(json.loads(schema), sort_keys=True, separators=(",", ":"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _RegistryServer
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        status, payload = self.server.registry.handle(method, url.path, query, body)
+        content = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr line; requests are recorded on the registry."""
+
+
+class _RegistryServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, registry: FakeSchemaRegistry) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.registry = registry
+
+
+@pytest.fixture
+def schema_registry() -> Iterator[FakeSchemaRegistry]:
+    """A fresh fake Schema Registry per test, served on an ephemeral local port."""
+    registry = FakeSchemaRegistry()
+    server = _RegistryServer(registry)
+    host, port = server.server_address[:2]
+    registry.url = f"http://{host!s}:{port}"
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-schema-registry"
+    )
+    thread.start()
+    try:
+        yield registry
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
