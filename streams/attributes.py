@@ -1,10 +1,10 @@
 """Attributes: the record's other short scalar fields, as a bounded ``str -> str`` map.
 
-Sources, in order, until :data:`MAX_ATTRIBUTES` entries: specification containers of the product
-(objects or ``[{"key": ..., "value": ...}]`` lists under keys naming attributes, specs, features
-or properties, also when given as a JSON or Ruby-hash string such as Flipkart's
-``product_specifications``), then the unused scalar fields of the product object, then those of
-the root object when the feed wraps the product. Keys longer than :data:`MAX_KEY_LEN` and values
+Sources, in order, until :data:`MAX_ATTRIBUTES` entries: the unused scalar fields of the product
+object, those of the root object when the feed wraps the product, then the entries of the
+product's specification containers (objects or ``[{"key": ..., "value": ...}]`` lists under keys
+naming attributes, specs, features or properties, also when given as a JSON or Ruby-hash string
+such as Flipkart's ``product_specifications``). Keys longer than :data:`MAX_KEY_LEN` and values
 longer than :data:`MAX_VALUE_LEN` (after cleaning) are skipped, not cut.
 """
 
@@ -74,6 +74,8 @@ def _name(key: str) -> str:
 
 
 def _add(attributes: dict[str, str], key: str, value: Any) -> None:
+    if len(key) > MAX_KEY_LEN * 4:
+        return
     if isinstance(value, str):
         text: str | None = value
     elif isinstance(value, list) and value and all(isinstance(item, str) for item in value[:8]):
@@ -95,7 +97,7 @@ def collect_attributes(
     consumed: Mapping[tuple[str, ...], Set[str]],
 ) -> dict[str, str]:
     """Attributes from ``objects`` (product object first), skipping ``consumed`` fields."""
-    specs: list[Any] = []
+    pairs: list[tuple[str, Any]] = []
     scalars: list[tuple[str, Any]] = []
     for number, (path, obj) in enumerate(objects):
         used = consumed.get(path, ())
@@ -103,12 +105,14 @@ def collect_attributes(
             if key in used:
                 continue
             if number == 0 and key_info(key).spec:
-                specs.append(value)
+                found = list(islice(_pairs(value), _MAX_SPEC_ITEMS))
+                if found:
+                    pairs.extend(found)
+                    continue
             if not isinstance(value, dict | list):
                 scalars.append((key, value))
     attributes: dict[str, str] = {}
-    pairs = chain.from_iterable(_pairs(spec) for spec in specs)
-    for key, value in chain(pairs, scalars):
+    for key, value in chain(scalars, pairs):
         _add(attributes, key, value)
         if len(attributes) >= MAX_ATTRIBUTES:
             break

@@ -107,7 +107,7 @@ def _from_text(text: str, nesting: int) -> list[str]:
             decoded = None
         if isinstance(decoded, list):
             return _from_list(decoded, nesting)
-        text = text[1:-1].strip().strip("\"'")
+        text = text.strip("[]\"' ")
     return _split(text)
 
 

@@ -37,3 +37,22 @@ def producer_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
             **extra,
         },
     )
+
+
+def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection settings for aiokafka clients (the workers' own producers)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        import ssl  # local: only TLS deployments need a context
+
+        config["ssl_context"] = ssl.create_default_context()
+    if kafka.sasl_mechanism:
+        config["sasl_mechanism"] = kafka.sasl_mechanism
+    if kafka.sasl_username:
+        config["sasl_plain_username"] = kafka.sasl_username
+    if kafka.sasl_password is not None:
+        config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return config

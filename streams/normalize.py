@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from itertools import islice
 from typing import Any, Final
 
 from streams.attributes import collect_attributes
@@ -50,6 +51,7 @@ MAX_TITLE_CHARS: Final = 1_000
 MAX_DESCRIPTION_CHARS: Final = 100_000
 _MAX_SHORT_TEXT: Final = 256
 _MAX_BLANK_NODES: Final = 10_000
+_MAX_LIST_PARTS: Final = 100
 _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
 _UNWRAP_KEYS: Final = ("value", "text", "content", "name", "displayname", "typename", "title")
@@ -105,6 +107,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise NormalizationError("not_utf8", f"invalid UTF-8 at byte {exc.start}") from exc
     if text.startswith("\ufeff"):
         text = text[1:]
+    if not text.strip():
+        raise NormalizationError("empty", "empty payload")
     try:
         try:
             data = json.loads(text)
@@ -166,16 +170,22 @@ def _find_title(index: FieldIndex) -> tuple[Entry, str]:
     raise NormalizationError("no_title", "no title or product name field")
 
 
-def _unwrap(value: Any) -> Any:
+def _unwrap(value: Any, *, join_lists: bool = False) -> Any:
+    """The text inside an object (``{"value": ...}``) or, optionally, a list of strings."""
     if isinstance(value, dict):
-        fields = {norm_key(key): item for key, item in list(value.items())[:32]}
+        fields = {norm_key(key): item for key, item in islice(value.items(), 32)}
         return next((fields[key] for key in _UNWRAP_KEYS if key in fields), None)
+    if join_lists and isinstance(value, list):
+        parts = [item for item in islice(value, _MAX_LIST_PARTS) if isinstance(item, str)]
+        return " ".join(parts) if parts else None
     return value
 
 
-def _text_field(index: FieldIndex, field: str, *, compat: bool, limit: int) -> str | None:
+def _text_field(
+    index: FieldIndex, field: str, *, compat: bool, limit: int, join_lists: bool = False
+) -> str | None:
     for entry in index.candidates(field):
-        value = _unwrap(entry[2])
+        value = _unwrap(entry[2], join_lists=join_lists)
         text = None if isinstance(value, bool) else scalar_text(value)
         if text is not None:
             cleaned = truncate(clean_text(text, compat=compat), limit)
@@ -253,7 +263,7 @@ def _sizes(index: FieldIndex) -> list[str]:
 def _product_url(index: FieldIndex) -> str | None:
     for entry in index.candidates(URL):
         url = clean_url(entry[2])
-        if url is not None:
+        if url is not None and "/" in url and url.casefold() != "n/a":
             index.consume(entry)
             return url
     return None
@@ -277,7 +287,9 @@ def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int)
     feed_name = feed_name or "unknown"
     source_id = _source_id(index, key)
     brand = _text_field(index, BRAND, compat=True, limit=_MAX_SHORT_TEXT)
-    description = _text_field(index, DESCRIPTION, compat=False, limit=MAX_DESCRIPTION_CHARS)
+    description = _text_field(
+        index, DESCRIPTION, compat=False, limit=MAX_DESCRIPTION_CHARS, join_lists=True
+    )
     category_path = _category_path(index)
     price, list_price = _prices(index)
     groups = _gender_groups(index)
@@ -286,10 +298,12 @@ def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int)
     retailer = _text_field(index, RETAILER, compat=True, limit=_MAX_SHORT_TEXT)
     image_urls = find_image_urls(record)
     attributes = collect_attributes(index.objects(), index.consumed)
-    if not groups:
-        for name, value in attributes.items():
-            if GENDER in (field for field, _ in key_info(name).fields):
-                groups |= gender_words(value)
+    for name, value in attributes.items():  # specification entries can fill gaps
+        fields = [field for field, _ in key_info(name).fields]
+        if not groups and GENDER in fields:
+            groups = gender_words(value)
+        elif brand is None and BRAND in fields:
+            brand = truncate(clean_text(value, compat=True), _MAX_SHORT_TEXT) or None
     if not groups and category_path:
         groups = gender_words(" ".join(category_path))
     product: dict[str, Any] = {

@@ -8,11 +8,10 @@ at most the unacknowledged batch (at-least-once): every input ends as a product 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,8 @@ import faust
 from prodcat.settings import Settings, TopicNames
 from schemas.exceptions import SerdeError
 from schemas.serde import AvroSerde, serde_for
+from streams.batch_consumer import run_batches, stage_producer
+from streams.batch_sender import BatchSender
 from streams.deadletter import dead_letter
 from streams.exceptions import NormalizationError
 from streams.metrics import StageMetrics
@@ -127,8 +128,34 @@ def build_stage(settings: Settings) -> NormalizeStage:
 
 
 def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    """Declare the normalize agent on ``app``."""
+    """Declare normalisation on ``app``: a batch-consumer task, or a Faust agent (settings)."""
     stage = build_stage(settings)
+    if settings.worker.consumer == "batch":
+
+        def handle(records: Sequence[Any]) -> list[Outgoing]:
+            now_ms = time.time_ns() // 1_000_000
+            return [
+                stage.process(
+                    key=r.key, value=r.value, headers=r.headers, topic=r.topic,
+                    partition=r.partition, offset=r.offset, now_ms=now_ms,
+                )  # fmt: skip
+                for r in records
+            ]
+
+        async def normalize_batches() -> None:
+            await run_batches(
+                settings, stage=STAGE, topic=settings.topics.raw, handle=handle,
+                observe=lambda out, secs, oldest: _record(metrics, out, secs, oldest),
+                metrics=metrics,
+            )  # fmt: skip
+
+        return app.task(normalize_batches)
+    return _register_agent(app, settings, metrics, stage)
+
+
+def _register_agent(
+    app: faust.App, settings: Settings, metrics: StageMetrics, stage: NormalizeStage
+) -> Any:
     source = app.topic(settings.topics.raw, key_serializer="raw", value_serializer="raw")
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
@@ -137,47 +164,46 @@ def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics
         metrics.ready.set(1)
 
     async def normalize(stream: Any) -> None:
-        producer = app.producer
-        async for events in stream.take_events(batch_size, within):
-            started = time.perf_counter()
-            now_ms = time.time_ns() // 1_000_000
-            futures = []
-            counts: dict[tuple[str, str | None], int] = {}
-            last_offsets: dict[Any, int] = {}
-            oldest_ts = None
-            for event in events:
-                msg = event.message
-                out = stage.process(
-                    key=msg.key, value=msg.value, headers=msg.headers, topic=msg.topic,
-                    partition=msg.partition, offset=msg.offset, now_ms=now_ms,
-                )  # fmt: skip
-                futures.append(
-                    await producer.send(out.topic, out.key, out.value, None, None, out.headers)
-                )
-                label = metrics.feed_label(out.feed)
-                counts[(label, out.error_kind)] = counts.get((label, out.error_kind), 0) + 1
-                last_offsets[msg.tp] = msg.offset
-                if msg.timestamp and (oldest_ts is None or msg.timestamp < oldest_ts):
-                    oldest_ts = msg.timestamp
-            # Outputs must be durable before take_events acks the inputs of this batch.
-            await asyncio.gather(*futures)
-            done = time.time()
-            _record(metrics, counts, len(events), time.perf_counter() - started, done, oldest_ts)
-            for tp, offset in last_offsets.items():
-                lag = max(0, app.consumer.highwater(tp) - offset - 1)
-                metrics.consumer_lag.labels(STAGE, tp.topic, str(tp.partition)).set(lag)
+        producer = stage_producer(settings, STAGE)
+        await producer.start()
+        sender = BatchSender(producer)
+        try:
+            async for events in stream.take_events(batch_size, within):
+                started = time.perf_counter()
+                now_ms = time.time_ns() // 1_000_000
+                outgoing = []
+                last_offsets: dict[Any, int] = {}
+                oldest_ts = None
+                for event in events:
+                    msg = event.message
+                    outgoing.append(
+                        stage.process(
+                            key=msg.key, value=msg.value, headers=msg.headers, topic=msg.topic,
+                            partition=msg.partition, offset=msg.offset, now_ms=now_ms,
+                        )  # fmt: skip
+                    )
+                    last_offsets[msg.tp] = msg.offset
+                    if msg.timestamp and (oldest_ts is None or msg.timestamp < oldest_ts):
+                        oldest_ts = msg.timestamp
+                # Outputs must be durable before take_events acks the inputs of this batch.
+                await sender.send_all(outgoing)
+                _record(metrics, outgoing, time.perf_counter() - started, oldest_ts)
+                for tp, offset in last_offsets.items():
+                    lag = max(0, app.consumer.highwater(tp) - offset - 1)
+                    metrics.consumer_lag.labels(STAGE, tp.topic, str(tp.partition)).set(lag)
+        finally:
+            await producer.stop()
 
     return app.agent(source, name=STAGE)(normalize)
 
 
 def _record(
-    metrics: StageMetrics,
-    counts: Mapping[tuple[str, str | None], int],
-    n: int,
-    seconds: float,
-    done: float,
-    oldest_ts: float | None,
+    metrics: StageMetrics, outgoing: Sequence[Outgoing], seconds: float, oldest_ts: float | None
 ) -> None:
+    counts: dict[tuple[str, str | None], int] = {}
+    for out in outgoing:
+        slot = (metrics.feed_label(out.feed), out.error_kind)
+        counts[slot] = counts.get(slot, 0) + 1
     for (feed, kind), count in counts.items():
         metrics.events_in.labels(STAGE, feed).inc(count)
         if kind is None:
@@ -185,6 +211,6 @@ def _record(
         else:
             metrics.dead_letters.labels(STAGE, feed, kind).inc(count)
     metrics.batch_seconds.observe(seconds)
-    metrics.batch_size.observe(n)
+    metrics.batch_size.observe(len(outgoing))
     if oldest_ts is not None:
-        metrics.event_latency.observe(max(0.0, done - oldest_ts))
+        metrics.event_latency.observe(max(0.0, time.time() - oldest_ts))

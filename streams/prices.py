@@ -50,6 +50,8 @@ _SYMBOL_RE: Final = re.compile(
 )
 _WORD_RE: Final = re.compile(r"(?<![A-Za-z])([A-Za-z]{2,7})(?![A-Za-z])")
 _NUMBER_RE: Final = re.compile(r"([-\u2212]?)\s*(\d(?:[\d.,'\u00a0\u202f\u2009]*\d)?)")
+# A plain space groups thousands only when exactly three digits follow ("1 299,50 €").
+_SPACE_GROUPING: Final = re.compile(r"(?<=\d) (?=\d{3}(?!\d))")
 _GROUPING: Final = str.maketrans("", "", "'\u00a0\u202f\u2009")
 _AMOUNT_KEYS: Final = ("value", "amount", "price", "amountvalue", "val")
 
@@ -101,7 +103,8 @@ def parse_price(raw: Any, currency: str | None = None) -> Money | None:
             pass
         else:
             return None if value is None else {"value": value, "currency": currency}
-        match = _NUMBER_RE.search(raw)
+        text = _SPACE_GROUPING.sub("", raw) if " " in raw else raw
+        match = _NUMBER_RE.search(text)
         if match is None or match.group(1):
             return None
         try:

@@ -1,0 +1,114 @@
+"""Batch consumption for a stage: aiokafka ``getmany`` → handle a micro-batch → send → commit.
+
+Runs as a task of the worker's Faust app (same process, lifecycle, signals and logging) with its own
+consumer group ``<app_id>-<stage>``. Offsets are committed only after every output of the batch is
+acknowledged by the broker, so a crash replays at most the uncommitted batches (at-least-once).
+Compared with a Faust agent over ``stream.take_events``, it skips Faust's per-event machinery
+(conductor, ``Event`` objects, stream processors, the consumer thread): see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, RebalanceInProgressError
+
+from prodcat.settings import Settings
+from streams.batch_sender import BatchSender, OutgoingRecord
+from streams.kafka_clients import aiokafka_config
+from streams.metrics import StageMetrics
+from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
+
+logger = logging.getLogger(__name__)
+
+BatchHandler = Callable[[Sequence[Any]], Sequence[OutgoingRecord]]
+BatchObserver = Callable[[Sequence[OutgoingRecord], float, float | None], None]
+
+
+class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    def __init__(self, metrics: StageMetrics) -> None:
+        self.metrics = metrics
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.metrics.ready.set(1)
+
+
+def stage_producer(settings: Settings, stage: str) -> AIOKafkaProducer:
+    """The idempotent, acks=all producer a stage sends its outputs with."""
+    return AIOKafkaProducer(
+        **aiokafka_config(settings.kafka),
+        acks="all",
+        enable_idempotence=True,
+        max_batch_size=1_000_000,
+        max_request_size=DEADLETTER_MAX_MESSAGE_BYTES + 1_000_000,
+        client_id=f"{settings.worker.app_id}-{stage}",
+    )
+
+
+async def run_batches(
+    settings: Settings,
+    *,
+    stage: str,
+    topic: str,
+    handle: BatchHandler,
+    observe: BatchObserver,
+    metrics: StageMetrics,
+) -> None:
+    """Consume ``topic`` in micro-batches until cancelled (the worker stopping)."""
+    worker = settings.worker
+    consumer = AIOKafkaConsumer(
+        **aiokafka_config(settings.kafka),
+        group_id=f"{worker.app_id}-{stage}",
+        client_id=f"{worker.app_id}-{stage}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(worker.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
+        max_poll_records=worker.batch_size,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+        fetch_max_wait_ms=int(worker.batch_within_s * 1000),
+    )
+    producer = stage_producer(settings, stage)
+    consumer.subscribe([topic], listener=_Ready(metrics))
+    await producer.start()
+    await consumer.start()
+    sender = BatchSender(producer)
+    timeout_ms = int(worker.batch_within_s * 1000)
+    try:
+        while True:
+            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=worker.batch_size)
+            if not fetched:
+                continue
+            started = time.perf_counter()
+            records = [m for messages in fetched.values() for m in messages]
+            outgoing = handle(records)
+            await sender.send_all(outgoing)
+            offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
+            try:
+                await consumer.commit(offsets)
+            except (CommitFailedError, RebalanceInProgressError) as exc:
+                # The partitions moved; their new owner re-processes from the last commit.
+                logger.warning("commit after a rebalance failed (%s); outputs may repeat", exc)
+            oldest = min((r.timestamp for r in records if r.timestamp), default=None)
+            observe(outgoing, time.perf_counter() - started, oldest / 1000 if oldest else None)
+            for tp, next_offset in offsets.items():
+                _set_lag(consumer, metrics, stage, tp, next_offset)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _set_lag(
+    consumer: AIOKafkaConsumer, metrics: StageMetrics, stage: str, tp: TopicPartition, nxt: int
+) -> None:
+    highwater = consumer.highwater(tp)
+    if highwater is not None:
+        metrics.consumer_lag.labels(stage, tp.topic, str(tp.partition)).set(max(0, highwater - nxt))
