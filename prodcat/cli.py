@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from prodcat.exceptions import ProdcatError
+from prodcat.settings import Settings, load_settings
 from schemas.exceptions import SerdeError
 from streams.exceptions import StreamsError
-from prodcat.settings import Settings, load_settings
 
 logger = logging.getLogger("prodcat")
 

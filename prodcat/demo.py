@@ -43,19 +43,23 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         ensure_topics(settings.kafka, topic_specs(settings.topics))
         print("[3/5] starting the normalisation worker", flush=True)
         worker = start_worker(settings, ["normalize"], DEMO_HOME / "worker.log")
-        wait_worker_ready(worker, settings.worker.metrics_host, settings.worker.metrics_port,
-                          "normalize")  # fmt: skip
+        wait_worker_ready(
+            worker, settings.worker.metrics_host, settings.worker.metrics_port, "normalize"
+        )
         print("[4/5] replaying the Flipkart and Myntra feeds", flush=True)
         started = time.time()
         sent = replay(
-            settings.kafka, settings.topics.raw,
+            settings.kafka,
+            settings.topics.raw,
             dataset_events(settings.data_dir, ["flipkart", "myntra"], limit),
-        )  # fmt: skip
+        )
         print("[5/5] reading the outputs back", flush=True)
         records = read_topics(
-            settings.kafka, [settings.topics.normalized, settings.topics.deadletter],
-            expected=sent.sent, timeout_s=300,
-        )  # fmt: skip
+            settings.kafka,
+            [settings.topics.normalized, settings.topics.deadletter],
+            expected=sent.sent,
+            timeout_s=300,
+        )
         print(_summary(settings, sent.sent, sent.per_feed, sent.seconds, started, records))
         return 0 if len(records) == sent.sent else 1
     finally:
@@ -93,17 +97,28 @@ def _summary(
         f"dead letters        : {dict(reasons) or 'none'}",
         "examples:",
     ]
-    seen_feeds: set[str] = set()
     examples: list[dict[str, Any]] = []
+    wanted = ["flipkart", "flipkart", "myntra"]  # two from the big feed, one from the other
     for record in normalized:
         product = products.decode(record.value or b"")
-        if product["feed"] not in seen_feeds or len(examples) == 2:
-            seen_feeds.add(product["feed"])
+        if product["feed"] in wanted and len(product["category_path"]) >= 2:
+            wanted.remove(product["feed"])
             examples.append(product)
-        if len(examples) == 3:
+        if not wanted:
             break
     for product in examples:
-        shown = {k: product[k] for k in ("product_id", "feed", "title", "brand", "category_path",
-                                         "price", "gender", "image_urls")}  # fmt: skip
+        shown = {
+            k: product[k]
+            for k in (
+                "product_id",
+                "feed",
+                "title",
+                "brand",
+                "category_path",
+                "price",
+                "gender",
+                "image_urls",
+            )
+        }
         lines.append("  " + json.dumps(shown, ensure_ascii=False)[:400])
     return "\n".join(lines)

@@ -58,15 +58,23 @@ def ensure_jars(settings: LocalKafkaSettings) -> Path:
     if (libs / _COMPLETE_MARKER).exists():
         return libs
     mvn = _require("mvn", "Install Maven 3.8+ (Debian: apt-get install maven).")
-    _require("java", "Install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless).")
+    _require(
+        "java", "Install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)."
+    )
     if libs.exists():
         shutil.rmtree(libs)
     libs.mkdir(parents=True)
     logger.info("resolving Apache Kafka %s from Maven Central into %s", _kafka_version(), libs)
     cmd = [
-        mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
-    ]  # fmt: skip
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise LocalKafkaError(
@@ -149,10 +157,20 @@ def _format_storage(settings: LocalKafkaSettings, classpath: str, properties: Pa
 
     cid = base64.urlsafe_b64encode(cluster_id).decode("ascii").rstrip("=")
     cmd = [
-        "java", "-cp", classpath, f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-        f"-Dkafka.logs.dir={settings.home / 'logs'}", "kafka.tools.StorageTool", "format",
-        "-t", cid, "-c", str(properties), "--standalone", "--ignore-formatted",
-    ]  # fmt: skip
+        "java",
+        "-cp",
+        classpath,
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={settings.home / 'logs'}",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cid,
+        "-c",
+        str(properties),
+        "--standalone",
+        "--ignore-formatted",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise LocalKafkaError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
@@ -191,7 +209,9 @@ def start(settings: LocalKafkaSettings) -> BrokerStatus:
     if current.running:
         wait_ready(current.bootstrap, settings.start_timeout_s, current.pid)
         return current
-    _require("java", "Install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless).")
+    _require(
+        "java", "Install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)."
+    )
     for port in (settings.port, settings.controller_port):
         if _port_open(settings.host, port):
             raise LocalKafkaError(
@@ -205,11 +225,19 @@ def start(settings: LocalKafkaSettings) -> BrokerStatus:
     properties.write_text(_server_properties(settings), encoding="utf-8")
     _format_storage(settings, classpath, properties)
     cmd = [
-        "java", f"-Xms256m", f"-Xmx{settings.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-        f"-Dkafka.logs.dir={settings.home / 'logs'}", "-cp", classpath, "kafka.Kafka",
+        "java",
+        "-Xms256m",
+        f"-Xmx{settings.heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={settings.home / 'logs'}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
         str(properties),
-    ]  # fmt: skip
+    ]
     out = (settings.home / "logs" / "stdout.log").open("ab")
     proc = subprocess.Popen(  # the broker outlives this process by design
         cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

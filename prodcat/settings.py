@@ -56,7 +56,9 @@ class TopicNames(_Section):
     labels: str = "labels"
     annotation_requests: str = "annotation.requests"
     model_events: str = "models.events"
-    partitions: int = Field(default=4, ge=1, description="Partitions for topics the project creates.")
+    partitions: int = Field(
+        default=4, ge=1, description="Partitions for topics the project creates."
+    )
 
 
 class SerdeSettings(_Section):
@@ -74,7 +76,9 @@ class WorkerSettings(_Section):
         description="batch: aiokafka getmany in a Faust task; agent: Faust agent, stream.take_events.",
     )
     batch_size: int = Field(default=2000, ge=1, description="Events per micro-batch.")
-    batch_within_s: float = Field(default=0.05, gt=0, description="Flush a partial batch after this.")
+    batch_within_s: float = Field(
+        default=0.05, gt=0, description="Flush a partial batch after this."
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0 disables the endpoint.")
     session_timeout_s: float = Field(default=30.0, ge=6.0)

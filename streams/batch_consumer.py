@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, RebalanceInProgressError
@@ -25,8 +25,7 @@ from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
-BatchHandler = Callable[[Sequence[Any]], Sequence[OutgoingRecord]]
-BatchObserver = Callable[[Sequence[OutgoingRecord], float, float | None], None]
+Out = TypeVar("Out", bound=OutgoingRecord)
 
 
 class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -57,8 +56,8 @@ async def run_batches(
     *,
     stage: str,
     topic: str,
-    handle: BatchHandler,
-    observe: BatchObserver,
+    handle: Callable[[Sequence[Any]], Sequence[Out]],
+    observe: Callable[[Sequence[Out], float, float | None], None],
     metrics: StageMetrics,
 ) -> None:
     """Consume ``topic`` in micro-batches until cancelled (the worker stopping)."""

@@ -27,8 +27,15 @@ _MAX_NESTING: Final = 3
 _DELIMITERS: Final = (">>", ">", "\u203a", "»", "→", "|", "//")
 _SPACED_SLASH: Final = " / "
 _NAME_KEYS: Final = (
-    "typename", "name", "displayname", "categoryname", "title", "label", "value", "text",
-)  # fmt: skip
+    "typename",
+    "name",
+    "displayname",
+    "categoryname",
+    "title",
+    "label",
+    "value",
+    "text",
+)
 _PATH_KEYS: Final = ("path", "levels", "breadcrumbs", "categories", "items")
 # Keys of nested category objects (Myntra's masterCategory/subCategory/articleType) and their
 # place in a composed path, root first.
@@ -37,9 +44,21 @@ _COMPOSABLE: Final = re.compile(
     r"(category|categ|cat|type)(level)?(\d{0,2})$"
 )
 _LEVEL_RANK: Final = {
-    "master": 0, "main": 0, "top": 0, "root": 0, "parent": 0, "primary": 0, "": 1, "sub": 2,
-    "secondary": 2, "subsub": 3, "tertiary": 3, "article": 4, "product": 4, "leaf": 4,
-}  # fmt: skip
+    "master": 0,
+    "main": 0,
+    "top": 0,
+    "root": 0,
+    "parent": 0,
+    "primary": 0,
+    "": 1,
+    "sub": 2,
+    "secondary": 2,
+    "subsub": 3,
+    "tertiary": 3,
+    "article": 4,
+    "product": 4,
+    "leaf": 4,
+}
 
 
 def _levels(parts: list[str]) -> list[str]:

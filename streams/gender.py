@@ -18,14 +18,39 @@ GENDERS: Final = ("men", "women", "boys", "girls", "unisex", "kids", "baby")
 _MAX_TEXT: Final = 1000
 _WORD: Final = re.compile(r"[a-z]+")
 _WORDS: Final = {
-    "men": "men", "man": "men", "mens": "men", "male": "men", "males": "men", "gents": "men",
-    "gent": "men", "gentlemen": "men", "women": "women", "woman": "women", "womens": "women",
-    "female": "women", "females": "women", "ladies": "women", "lady": "women", "boy": "boys",
-    "boys": "boys", "girl": "girls", "girls": "girls", "unisex": "unisex", "kid": "kids",
-    "kids": "kids", "children": "kids", "childrens": "kids", "child": "kids", "baby": "baby",
-    "babies": "baby", "infant": "baby", "infants": "baby", "newborn": "baby", "toddler": "baby",
+    "men": "men",
+    "man": "men",
+    "mens": "men",
+    "male": "men",
+    "males": "men",
+    "gents": "men",
+    "gent": "men",
+    "gentlemen": "men",
+    "women": "women",
+    "woman": "women",
+    "womens": "women",
+    "female": "women",
+    "females": "women",
+    "ladies": "women",
+    "lady": "women",
+    "boy": "boys",
+    "boys": "boys",
+    "girl": "girls",
+    "girls": "girls",
+    "unisex": "unisex",
+    "kid": "kids",
+    "kids": "kids",
+    "children": "kids",
+    "childrens": "kids",
+    "child": "kids",
+    "baby": "baby",
+    "babies": "baby",
+    "infant": "baby",
+    "infants": "baby",
+    "newborn": "baby",
+    "toddler": "baby",
     "toddlers": "baby",
-}  # fmt: skip
+}
 # Single letters count only when they are the whole value ("M", "F").
 _LETTERS: Final = {"m": "men", "f": "women", "w": "women", "u": "unisex"}
 

@@ -21,34 +21,50 @@ class WorkerMetrics:
             "prodcat_events_in", "Events consumed by a stage.", ["stage", "feed"], registry=registry
         )
         self.events_out = Counter(
-            "prodcat_events_out", "Records produced by a stage.", ["stage", "feed"],
+            "prodcat_events_out",
+            "Records produced by a stage.",
+            ["stage", "feed"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.dead_letters = Counter(
-            "prodcat_dead_letters", "Inputs sent to the dead-letter topic.",
-            ["stage", "feed", "reason"], registry=registry,
-        )  # fmt: skip
+            "prodcat_dead_letters",
+            "Inputs sent to the dead-letter topic.",
+            ["stage", "feed", "reason"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
-            "prodcat_batch_seconds", "Time to process one micro-batch, outputs acknowledged.",
-            ["stage"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "prodcat_batch_seconds",
+            "Time to process one micro-batch, outputs acknowledged.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.batch_size = Histogram(
-            "prodcat_batch_size", "Events per micro-batch.", ["stage"],
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000), registry=registry,
-        )  # fmt: skip
+            "prodcat_batch_size",
+            "Events per micro-batch.",
+            ["stage"],
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+            registry=registry,
+        )
         self.event_latency = Histogram(
             "prodcat_event_latency_seconds",
             "Age of the oldest input of a micro-batch (broker timestamp) when its outputs are acknowledged.",
-            ["stage"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
-        self.consumer_lag = Gauge(
-            "prodcat_consumer_lag", "Messages behind the partition's high watermark.",
-            ["stage", "topic", "partition"], registry=registry,
-        )  # fmt: skip
-        self.ready = Gauge(
-            "prodcat_worker_ready", "1 once the worker has partitions assigned.", ["stage"],
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
             registry=registry,
-        )  # fmt: skip
+        )
+        self.consumer_lag = Gauge(
+            "prodcat_consumer_lag",
+            "Messages behind the partition's high watermark.",
+            ["stage", "topic", "partition"],
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "prodcat_worker_ready",
+            "1 once the worker has partitions assigned.",
+            ["stage"],
+            registry=registry,
+        )
 
     def stage(self, name: str) -> StageMetrics:
         return StageMetrics(self, name)

@@ -56,9 +56,14 @@ _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
 _UNWRAP_KEYS: Final = ("value", "text", "content", "name", "displayname", "typename", "title")
 _JSON_TYPES: Final = {
-    dict: "object", list: "array", str: "string", int: "number", float: "number",
-    bool: "boolean", type(None): "null",
-}  # fmt: skip
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def normalize_event(

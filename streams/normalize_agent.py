@@ -49,7 +49,9 @@ class Outgoing:
     error_kind: str | None
 
 
-def header_map(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> dict[str, bytes]:
+def header_map(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+) -> dict[str, bytes]:
     if not headers:
         return {}
     items = headers.items() if isinstance(headers, Mapping) else headers
@@ -96,22 +98,37 @@ class NormalizeStage:
             kind, message = exc.kind, str(exc)
         except SerdeError as exc:
             kind, message = "encode_error", str(exc)
-            logger.error("normalised record failed its schema at %s/%d/%d: %s", topic, partition,
-                         offset, exc)  # fmt: skip
+            logger.error(
+                "normalised record failed its schema at %s/%d/%d: %s", topic, partition, offset, exc
+            )
         except Exception as exc:  # a bug must not stop the stream: dead-letter and log it
             kind, message = "internal_error", f"{type(exc).__name__}: {exc}"
-            logger.exception("normalisation failed unexpectedly at %s/%d/%d", topic, partition,
-                             offset)  # fmt: skip
+            logger.exception(
+                "normalisation failed unexpectedly at %s/%d/%d", topic, partition, offset
+            )
         else:
             return Outgoing(
-                self.topics.normalized, product["product_id"].encode(), encoded, out_headers,
-                feed, None,
-            )  # fmt: skip
+                self.topics.normalized,
+                product["product_id"].encode(),
+                encoded,
+                out_headers,
+                feed,
+                None,
+            )
         record = dead_letter(
-            stage=STAGE, error_kind=kind, message=message, key=key, value=value, headers=hdrs,
-            feed=feed, topic=topic, partition=partition, offset=offset, worker=self.worker,
+            stage=STAGE,
+            error_kind=kind,
+            message=message,
+            key=key,
+            value=value,
+            headers=hdrs,
+            feed=feed,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            worker=self.worker,
             now_ms=now_ms,
-        )  # fmt: skip
+        )
         return Outgoing(
             self.topics.deadletter, key, self.dead_letters.encode(record), out_headers, feed, kind
         )
@@ -132,22 +149,30 @@ def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics
     stage = build_stage(settings)
     if settings.worker.consumer == "batch":
 
-        def handle(records: Sequence[Any]) -> list[Outgoing]:
+        def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
             now_ms = time.time_ns() // 1_000_000
             return [
                 stage.process(
-                    key=r.key, value=r.value, headers=r.headers, topic=r.topic,
-                    partition=r.partition, offset=r.offset, now_ms=now_ms,
-                )  # fmt: skip
+                    key=r.key,
+                    value=r.value,
+                    headers=r.headers,
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    now_ms=now_ms,
+                )
                 for r in records
             ]
 
         async def normalize_batches() -> None:
             await run_batches(
-                settings, stage=STAGE, topic=settings.topics.raw, handle=handle,
+                settings,
+                stage=STAGE,
+                topic=settings.topics.raw,
+                handle=handle,
                 observe=lambda out, secs, oldest: _record(metrics, out, secs, oldest),
                 metrics=metrics,
-            )  # fmt: skip
+            )
 
         return app.task(normalize_batches)
     return _register_agent(app, settings, metrics, stage)
@@ -159,9 +184,10 @@ def _register_agent(
     source = app.topic(settings.topics.raw, key_serializer="raw", value_serializer="raw")
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
 
-    @app.on_partitions_assigned.connect
-    async def _ready(app: faust.App, assigned: Any, **_: Any) -> None:
+    async def _ready(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         metrics.ready.set(1)
+
+    app.on_partitions_assigned.connect(_ready)
 
     async def normalize(stream: Any) -> None:
         producer = stage_producer(settings, STAGE)
@@ -178,9 +204,14 @@ def _register_agent(
                     msg = event.message
                     outgoing.append(
                         stage.process(
-                            key=msg.key, value=msg.value, headers=msg.headers, topic=msg.topic,
-                            partition=msg.partition, offset=msg.offset, now_ms=now_ms,
-                        )  # fmt: skip
+                            key=msg.key,
+                            value=msg.value,
+                            headers=msg.headers,
+                            topic=msg.topic,
+                            partition=msg.partition,
+                            offset=msg.offset,
+                            now_ms=now_ms,
+                        )
                     )
                     last_offsets[msg.tp] = msg.offset
                     if msg.timestamp and (oldest_ts is None or msg.timestamp < oldest_ts):

@@ -30,11 +30,33 @@ class Money(TypedDict):
 
 
 _SYMBOLS: Final = {
-    "R$": "BRL", "US$": "USD", "C$": "CAD", "CA$": "CAD", "A$": "AUD", "AU$": "AUD",
-    "HK$": "HKD", "S$": "SGD", "NZ$": "NZD", "MX$": "MXN", "$": "USD", "€": "EUR", "£": "GBP",
-    "₹": "INR", "¥": "JPY", "￥": "JPY", "₩": "KRW", "₽": "RUB", "₺": "TRY", "₫": "VND",
-    "₱": "PHP", "฿": "THB", "₪": "ILS", "₦": "NGN", "₴": "UAH", "zł": "PLN",
-}  # fmt: skip
+    "R$": "BRL",
+    "US$": "USD",
+    "C$": "CAD",
+    "CA$": "CAD",
+    "A$": "AUD",
+    "AU$": "AUD",
+    "HK$": "HKD",
+    "S$": "SGD",
+    "NZ$": "NZD",
+    "MX$": "MXN",
+    "$": "USD",
+    "€": "EUR",
+    "£": "GBP",
+    "₹": "INR",
+    "¥": "JPY",
+    "￥": "JPY",
+    "₩": "KRW",
+    "₽": "RUB",
+    "₺": "TRY",
+    "₫": "VND",
+    "₱": "PHP",
+    "฿": "THB",
+    "₪": "ILS",
+    "₦": "NGN",
+    "₴": "UAH",
+    "zł": "PLN",
+}
 _CODES: Final = (
     "INR USD EUR GBP JPY CNY KRW RUB TRY VND PHP THB ILS NGN UAH PLN BRL CAD AUD HKD SGD NZD MXN "
     "CHF SEK NOK DKK CZK HUF RON BGN ZAR AED SAR QAR KWD EGP PKR BDT LKR NPR IDR MYR TWD ARS CLP "
@@ -42,9 +64,18 @@ _CODES: Final = (
 )
 _WORDS: Final = {
     **{code.lower(): code for code in _CODES.split()},
-    "rmb": "CNY", "rs": "INR", "rupees": "INR", "rupee": "INR", "rp": "IDR", "rm": "MYR",
-    "yen": "JPY", "euro": "EUR", "euros": "EUR", "dollar": "USD", "dollars": "USD",
-}  # fmt: skip
+    "rmb": "CNY",
+    "rs": "INR",
+    "rupees": "INR",
+    "rupee": "INR",
+    "rp": "IDR",
+    "rm": "MYR",
+    "yen": "JPY",
+    "euro": "EUR",
+    "euros": "EUR",
+    "dollar": "USD",
+    "dollars": "USD",
+}
 _SYMBOL_RE: Final = re.compile(
     "|".join(re.escape(symbol) for symbol in sorted(_SYMBOLS, key=len, reverse=True))
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
@@ -36,9 +37,13 @@ def read_topics(
     consumer = Consumer(
         librdkafka_config(
             kafka,
-            **{"group.id": "prodcat-readback", "enable.auto.commit": False,
-               "enable.partition.eof": True, "fetch.max.bytes": 16 * 1024 * 1024},
-        )  # fmt: skip
+            **{
+                "group.id": "prodcat-readback",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 16 * 1024 * 1024,
+            },
+        )
     )
     try:
         meta = consumer.list_topics(timeout=10)
@@ -51,12 +56,14 @@ def read_topics(
         records: list[Record] = []
         deadline = time.monotonic() + timeout_s
         last_new = time.monotonic()
-        at_eof: set[tuple[str, int]] = set()
+        at_eof: set[tuple[str | None, int | None]] = set()
         while time.monotonic() < deadline:
             if expected is not None and len(records) >= expected:
                 break
-            if expected is None and len(at_eof) == len(parts) and (
-                time.monotonic() - last_new > idle_s
+            if (
+                expected is None
+                and len(at_eof) == len(parts)
+                and (time.monotonic() - last_new > idle_s)
             ):
                 break
             for msg in consumer.consume(10_000, timeout=0.2):
@@ -68,12 +75,20 @@ def read_topics(
                     raise RuntimeError(f"read-back error: {err}")
                 at_eof.discard((msg.topic(), msg.partition()))
                 last_new = time.monotonic()
-                records.append(
-                    Record(
-                        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                        {k: v or b"" for k, v in (msg.headers() or [])}, msg.timestamp()[1],
-                    )  # fmt: skip
-                )
+                records.append(_record(msg))
         return records
     finally:
         consumer.close()
+
+
+def _record(msg: Any) -> Record:
+    headers = {k: v if isinstance(v, bytes) else (v or "").encode() for k, v in msg.headers() or []}
+    return Record(
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        msg.key(),
+        msg.value(),
+        headers,
+        msg.timestamp()[1],
+    )

@@ -6,9 +6,10 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 from tqdm import tqdm
@@ -45,9 +46,10 @@ def flipkart_events(data_dir: Path, limit: int | None = None) -> Iterator[RawEve
                 return
             source_id = row.get("uniq_id") or str(i)
             yield RawEvent(
-                "flipkart", f"flipkart:{source_id}".encode(),
+                "flipkart",
+                f"flipkart:{source_id}".encode(),
                 json.dumps(row, ensure_ascii=False).encode(),
-            )  # fmt: skip
+            )
 
 
 def myntra_events(data_dir: Path, limit: int | None = None) -> Iterator[RawEvent]:
@@ -109,17 +111,19 @@ def replay(
     finally:
         bar.close()
     if remaining or errors:
-        raise ReplayError(
-            f"{remaining} events undelivered, {len(errors)} failed: {errors[:3]}"
-        )
+        raise ReplayError(f"{remaining} events undelivered, {len(errors)} failed: {errors[:3]}")
     return ReplayResult(sent, per_feed, time.monotonic() - started)
 
 
-def _produce(producer: Producer, topic: str, event: RawEvent, on_delivery: object) -> None:
-    headers = [("feed", event.feed.encode())]
+def _produce(
+    producer: Producer, topic: str, event: RawEvent, on_delivery: Callable[[Any, Any], None]
+) -> None:
+    headers: list[tuple[str, str | bytes | None]] = [("feed", event.feed.encode())]
     while True:
         try:
-            producer.produce(topic, event.value, event.key, headers=headers, on_delivery=on_delivery)
+            producer.produce(
+                topic, event.value, event.key, headers=headers, on_delivery=on_delivery
+            )
             return
         except BufferError:
             producer.poll(0.05)

@@ -22,9 +22,22 @@ __all__ = ["clean_text", "clean_url", "scalar_text", "truncate"]
 # characters are removed; lone surrogates (which cannot be encoded) become U+FFFD.
 _CONTROLS: Final = [*range(0x00, 0x20), *range(0x7F, 0xA0)]
 _INVISIBLE: Final = [
-    0x00AD, 0x061C, 0x180E, 0x200B, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2060, 0x2065),
-    *range(0x2066, 0x206A), 0xFEFF, 0xFFF9, 0xFFFA, 0xFFFB, 0xFFFE, 0xFFFF,
-]  # fmt: skip
+    0x00AD,
+    0x061C,
+    0x180E,
+    0x200B,
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2060, 0x2065),
+    *range(0x2066, 0x206A),
+    0xFEFF,
+    0xFFF9,
+    0xFFFA,
+    0xFFFB,
+    0xFFFE,
+    0xFFFF,
+]
 _BAD_CHARS: Final = re.compile(
     "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064"
     "\u2066-\u2069\ufeff\ufff9-\ufffb\ufffe\uffff\ud800-\udfff]"

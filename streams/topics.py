@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from prodcat.settings import KafkaSettings, TopicNames
 from streams.exceptions import TopicError
@@ -39,16 +40,24 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
     n = names.partitions
     return [
         TopicSpec(
-            names.raw, n,
-            {"cleanup.policy": "delete", "retention.ms": _WEEK_MS,
-             "max.message.bytes": str(RAW_MAX_MESSAGE_BYTES)},
-        ),  # fmt: skip
+            names.raw,
+            n,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": _WEEK_MS,
+                "max.message.bytes": str(RAW_MAX_MESSAGE_BYTES),
+            },
+        ),
         TopicSpec(names.normalized, n, dict(compact)),
         TopicSpec(
-            names.deadletter, n,
-            {"cleanup.policy": "delete", "retention.ms": _MONTH_MS,
-             "max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)},
-        ),  # fmt: skip
+            names.deadletter,
+            n,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": _MONTH_MS,
+                "max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES),
+            },
+        ),
         TopicSpec(names.predictions, n, dict(compact)),
         TopicSpec(names.labels, n, dict(compact)),
         TopicSpec(
@@ -97,7 +106,10 @@ def ensure_topics(
                 result[name] = "created"
                 logger.info("created topic %s", name)
             except KafkaException as exc:
-                if exc.args and getattr(exc.args[0], "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
+                if (
+                    exc.args
+                    and getattr(exc.args[0], "name", lambda: "")() == "TOPIC_ALREADY_EXISTS"
+                ):
                     result[name] = "exists"
                     continue
                 raise TopicError(f"cannot create topic {name}: {exc}") from exc

@@ -22,9 +22,10 @@ def run_worker(settings: Settings, roles: Sequence[str]) -> None:
     if worker_settings.metrics_port:
         start_http_server(worker_settings.metrics_port, worker_settings.metrics_host, registry)
         logger.info(
-            "metrics on http://%s:%d/metrics", worker_settings.metrics_host,
+            "metrics on http://%s:%d/metrics",
+            worker_settings.metrics_host,
             worker_settings.metrics_port,
-        )  # fmt: skip
+        )
     app = create_app(settings, roles, registry)
     worker = faust.Worker(app, loglevel=worker_settings.log_level, quiet=True)
     worker.execute_from_commandline()

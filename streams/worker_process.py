@@ -32,8 +32,11 @@ def start_worker(settings: Settings, roles: list[str], log_path: Path) -> subpro
     log = log_path.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "prodcat", "worker", *roles],
-        env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=worker_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log.close()
     return proc
 

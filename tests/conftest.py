@@ -52,7 +52,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def pipeline_settings(kafka_bootstrap: str, data_dir: Path) -> Settings:
+def consumer_mode() -> str:
+    """How workers consume (WorkerSettings.consumer); modules parametrize it to cover both."""
+    return "batch"
+
+
+@pytest.fixture
+def pipeline_settings(kafka_bootstrap: str, data_dir: Path, consumer_mode: str) -> Settings:
     """Settings with uuid-named topics (created) and a uuid consumer group for this test."""
     uid = uuid.uuid4().hex[:10]
     base = TopicNames()
@@ -70,6 +76,7 @@ def pipeline_settings(kafka_bootstrap: str, data_dir: Path) -> Settings:
         topics=topics,
         worker=WorkerSettings(
             app_id=f"prodcat-test-{uid}",
+            consumer=consumer_mode,
             metrics_port=free_port(),
             session_timeout_s=6,
             heartbeat_interval_s=1,
@@ -89,11 +96,15 @@ def run_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
     """Start `prodcat worker ROLES` processes; wait until ready; stop them after the test."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(settings: Settings, roles: list[str], stage: str = "normalize") -> subprocess.Popen[bytes]:
+    def start(
+        settings: Settings, roles: list[str], stage: str = "normalize"
+    ) -> subprocess.Popen[bytes]:
         proc = start_worker(settings, roles, tmp_path / f"worker-{len(procs)}.log")
         procs.append(proc)
         try:
-            wait_worker_ready(proc, settings.worker.metrics_host, settings.worker.metrics_port, stage)
+            wait_worker_ready(
+                proc, settings.worker.metrics_host, settings.worker.metrics_port, stage
+            )
         except Exception:
             print((tmp_path / f"worker-{len(procs) - 1}.log").read_text(errors="replace")[-5000:])
             raise

@@ -40,15 +40,17 @@ def test_delimited_strings(value: str, expected: list[str]) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ('["Clothing >> Women\'s Clothing >> Lingerie, Sleep & Swimwear >> Shorts"]',
-         ["Clothing", "Women's Clothing", "Lingerie, Sleep & Swimwear", "Shorts"]),
+        (
+            '["Clothing >> Women\'s Clothing >> Lingerie, Sleep & Swimwear >> Shorts"]',
+            ["Clothing", "Women's Clothing", "Lingerie, Sleep & Swimwear", "Shorts"],
+        ),
         ('["Clothing", "Women", "Tops"]', ["Clothing", "Women", "Tops"]),
         ('["A > B", "C > D"]', ["A", "B"]),  # several paths: the first
         ("['Clothing >> Women']", ["Clothing", "Women"]),  # not JSON: brackets and quotes dropped
         ('["Furniture >> Sofa Bed (Finish Colo..."]', ["Furniture", "Sofa Bed (Finish Colo..."]),
         ("[" * 5000 + "]" * 5000, []),
     ],
-)  # fmt: skip
+)
 def test_json_list_strings(value: str, expected: list[str]) -> None:
     assert parse_path(value) == expected
 

@@ -22,6 +22,13 @@ from streams.replay import RawEvent, dataset_events, replay
 pytestmark = [pytest.mark.integration]
 
 
+@pytest.fixture(params=["batch", "agent"])
+def consumer_mode(request: pytest.FixtureRequest) -> str:
+    """Both ways a worker can consume: getmany batches, and the Faust agent (take_events)."""
+    mode: str = request.param
+    return mode
+
+
 def _outputs(settings: Settings, expected: int | None, timeout_s: float = 240) -> list[Record]:
     return read_topics(
         settings.kafka,
@@ -60,9 +67,11 @@ def test_every_replayed_input_ends_as_one_product_or_one_dead_letter(
     settings = pipeline_settings
     run_worker(settings, ["normalize"])
     sent = replay(
-        settings.kafka, settings.topics.raw, dataset_events(data_dir, ["flipkart", "myntra"]),
+        settings.kafka,
+        settings.topics.raw,
+        dataset_events(data_dir, ["flipkart", "myntra"]),
         progress=False,
-    )  # fmt: skip
+    )
     assert sent.per_feed == {"flipkart": 20_000, "myntra": 100}
 
     outputs = _outputs(settings, expected=sent.sent)
@@ -88,9 +97,15 @@ def test_every_replayed_input_ends_as_one_product_or_one_dead_letter(
             assert record.key == source.key
             assert letter["original_value"] == source.value
             assert letter["original_key"] == source.key
-            assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
-                source.topic, source.partition, source.offset,
-            )  # fmt: skip
+            assert (
+                letter["source_topic"],
+                letter["source_partition"],
+                letter["source_offset"],
+            ) == (
+                source.topic,
+                source.partition,
+                source.offset,
+            )
     n_products = sum(r.topic == settings.topics.normalized for r in outputs)
     assert n_products >= 0.95 * sent.sent
 
@@ -98,8 +113,7 @@ def test_every_replayed_input_ends_as_one_product_or_one_dead_letter(
     assert _metric(settings, "prodcat_events_in_total", stage="normalize") == sent.sent
     assert _metric(settings, "prodcat_events_out_total", stage="normalize") == n_products
     assert (
-        _metric(settings, "prodcat_dead_letters_total", stage="normalize")
-        == sent.sent - n_products
+        _metric(settings, "prodcat_dead_letters_total", stage="normalize") == sent.sent - n_products
     )
     assert _metric(settings, "prodcat_events_in_total", feed="myntra") == 100
     assert _metric(settings, "prodcat_batch_seconds_count", stage="normalize") >= 1
@@ -130,8 +144,9 @@ def test_garbage_lands_in_the_dead_letter_topic_with_its_reason(
     good = json.dumps({"name": "Blue Cotton Shirt", "brandName": "Acme", "price": "Rs. 499"})
     payloads = [*GARBAGE, (good.encode(), "")]
     for i, (value, _) in enumerate(payloads):
-        producer.produce(settings.topics.raw, value, f"garbage:{i}".encode(),
-                         headers=[("feed", b"garbage")])  # fmt: skip
+        producer.produce(
+            settings.topics.raw, value, f"garbage:{i}".encode(), headers=[("feed", b"garbage")]
+        )
     assert producer.flush(30) == 0
 
     outputs = _outputs(settings, expected=len(payloads), timeout_s=120)
@@ -165,9 +180,11 @@ def test_sigkill_mid_stream_loses_nothing(
 ) -> None:
     settings = pipeline_settings
     sent = replay(
-        settings.kafka, settings.topics.raw, dataset_events(data_dir, ["flipkart", "myntra"]),
+        settings.kafka,
+        settings.topics.raw,
+        dataset_events(data_dir, ["flipkart", "myntra"]),
         progress=False,
-    )  # fmt: skip
+    )
     first = run_worker(settings, ["normalize"])
     # Let it get part of the way, then kill it without any chance to clean up or commit.
     deadline = time.monotonic() + 120
@@ -197,6 +214,7 @@ def test_sigkill_mid_stream_loses_nothing(
     print(f"killed after {killed_at} outputs; {duplicates} duplicates after restart")
 
 
+@pytest.mark.parametrize("consumer_mode", ["batch"])
 def test_replay_rate_limit_and_feeds(pipeline_settings: Settings, data_dir: Path) -> None:
     settings = pipeline_settings
     events = list(dataset_events(data_dir, ["myntra"], limit=20))

@@ -44,9 +44,26 @@ def test_parse(raw: Any, value: float, currency: str | None) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [-5, 0, "-12.50", "\u22123", float("nan"), float("inf"), "NaN", "inf", 2e9, 10**400, True, None,
-     [1], {"weird": 1}, "call for price", "", "x" * 100],
-)  # fmt: skip
+    [
+        -5,
+        0,
+        "-12.50",
+        "\u22123",
+        float("nan"),
+        float("inf"),
+        "NaN",
+        "inf",
+        2e9,
+        10**400,
+        True,
+        None,
+        [1],
+        {"weird": 1},
+        "call for price",
+        "",
+        "x" * 100,
+    ],
+)
 def test_dropped(raw: Any) -> None:
     assert parse_price(raw) is None
 

@@ -62,8 +62,19 @@ def test_clean_url() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("x", "x"), (True, "true"), (False, "false"), (5, "5"), (5.0, "5"), (0.5, "0.5"),
-     (float("nan"), None), (10**100, None), (None, None), ([1], None), ({}, None)],
-)  # fmt: skip
+    [
+        ("x", "x"),
+        (True, "true"),
+        (False, "false"),
+        (5, "5"),
+        (5.0, "5"),
+        (0.5, "0.5"),
+        (float("nan"), None),
+        (10**100, None),
+        (None, None),
+        ([1], None),
+        ({}, None),
+    ],
+)
 def test_scalar_text(value: object, expected: str | None) -> None:
     assert scalar_text(value) == expected

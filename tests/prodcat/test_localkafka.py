@@ -1,0 +1,56 @@
+"""The local Kafka lifecycle: idempotent start/stop/status and clear errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from prodcat import localkafka
+from prodcat.exceptions import LocalKafkaError
+from prodcat.settings import LocalKafkaSettings
+from tests.conftest import free_port
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_start_is_idempotent_and_stop_stops(tmp_path: Path) -> None:
+    cfg = LocalKafkaSettings(home=tmp_path / "k", port=free_port(), controller_port=free_port())
+    assert not localkafka.status(cfg).running
+    first = localkafka.start(cfg)
+    try:
+        assert first.running and first.pid
+        again = localkafka.start(cfg)
+        assert again.pid == first.pid
+        assert (tmp_path / "k" / "data" / "meta.properties").exists()
+        assert (tmp_path / "k" / "logs" / "server.log").stat().st_size > 0
+    finally:
+        assert localkafka.stop(cfg) is True
+    assert not localkafka.status(cfg).running
+    assert localkafka.stop(cfg) is False
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", cfg.port), timeout=1):
+        pass
+
+
+def test_missing_java_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn on PATH
+    cfg = LocalKafkaSettings(
+        home=tmp_path / "k", jar_cache=tmp_path / "jars", port=free_port(),
+        controller_port=free_port(),
+    )  # fmt: skip
+    with pytest.raises(LocalKafkaError, match="`java` is not on PATH"):
+        localkafka.start(cfg)
+    with pytest.raises(LocalKafkaError, match="`mvn` is not on PATH"):
+        localkafka.ensure_jars(cfg)
+
+
+def test_a_taken_port_is_reported(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg = LocalKafkaSettings(
+            home=tmp_path / "k", port=busy.getsockname()[1], controller_port=free_port()
+        )
+        with pytest.raises(LocalKafkaError, match="is taken"):
+            localkafka.start(cfg)

@@ -1,0 +1,34 @@
+"""Our partitioner agrees with Kafka's Java client and aiokafka, so keys land where others expect."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.partitioning import murmur2, partition_for
+
+# org.apache.kafka.common.utils.UtilsTest#testMurmur2
+JAVA_VECTORS = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+def test_java_reference_vectors() -> None:
+    for data, expected in JAVA_VECTORS.items():
+        assert murmur2(data) == expected, data
+
+
+@given(st.binary(max_size=300))
+def test_same_hash_as_aiokafka(data: bytes) -> None:
+    assert murmur2(data) & 0xFFFFFFFF == aiokafka_murmur2(data)
+
+
+@given(st.binary(min_size=1, max_size=64), st.integers(min_value=1, max_value=1000))
+def test_partition_in_range(key: bytes, n: int) -> None:
+    assert 0 <= partition_for(key, n) < n

@@ -1,0 +1,50 @@
+"""Topics are created by the project with explicit partitions and configs, idempotently."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from prodcat.settings import KafkaSettings, TopicNames
+from streams.exceptions import TopicError
+from streams.kafka_clients import librdkafka_config
+from streams.topics import ensure_topics, topic_specs
+
+
+def test_specs_follow_the_design() -> None:
+    specs = {s.name: s for s in topic_specs(TopicNames(partitions=6))}
+    assert {n for n, s in specs.items() if s.compacted} == {
+        "products.normalized", "products.predictions", "labels",
+    }  # fmt: skip
+    assert specs["products.raw"].partitions == 6
+    assert specs["models.events"].partitions == 1
+    assert int(specs["products.deadletter"].config["max.message.bytes"]) > int(
+        specs["products.raw"].config["max.message.bytes"]
+    )
+
+
+@pytest.mark.integration
+def test_ensure_topics_creates_then_reports_existing(kafka_bootstrap: str) -> None:
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    uid = uuid.uuid4().hex[:8]
+    names = TopicNames(raw=f"{uid}.raw", normalized=f"{uid}.normalized", labels=f"{uid}.labels",
+                       deadletter=f"{uid}.dl", predictions=f"{uid}.pred",
+                       annotation_requests=f"{uid}.ann", model_events=f"{uid}.models",
+                       partitions=3)  # fmt: skip
+    specs = topic_specs(names)
+    assert set(ensure_topics(kafka, specs).values()) == {"created"}
+    assert set(ensure_topics(kafka, specs).values()) == {"exists"}
+
+    admin = AdminClient(librdkafka_config(kafka))
+    meta = admin.list_topics(timeout=10)
+    assert len(meta.topics[names.raw].partitions) == 3
+    resources = [ConfigResource("topic", names.normalized), ConfigResource("topic", names.raw)]
+    configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+    assert configs[names.normalized]["cleanup.policy"].value == "compact"
+    assert configs[names.raw]["cleanup.policy"].value == "delete"
+
+    fewer = topic_specs(names.model_copy(update={"partitions": 5}))
+    with pytest.raises(TopicError, match="expected 5"):
+        ensure_topics(kafka, fewer)
