@@ -24,7 +24,14 @@ import uuid
 from pathlib import Path
 
 from prodcat import localkafka
-from prodcat.settings import REPO_ROOT, KafkaSettings, TopicNames, WorkerSettings, load_settings
+from prodcat.settings import (
+    REPO_ROOT,
+    KafkaSettings,
+    Settings,
+    TopicNames,
+    WorkerSettings,
+    load_settings,
+)
 from schemas.serde import serde_for
 from streams.exceptions import NormalizationError
 from streams.normalize import normalize_event
@@ -64,11 +71,56 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _worker_run(
+    settings: Settings, raw_topic: str, n: int, mode: str, args: argparse.Namespace, run: int
+) -> tuple[float, float]:
+    """One worker process drains the backlog into fresh output topics: (events/s, events/CPU-s)."""
+    uid = uuid.uuid4().hex[:8]
+    topics = TopicNames(
+        raw=raw_topic,
+        normalized=f"bench-{uid}.normalized",
+        deadletter=f"bench-{uid}.deadletter",
+        partitions=4,
+    )
+    run_settings = settings.model_copy(
+        update={
+            "topics": topics,
+            "worker": WorkerSettings(
+                app_id=f"bench-{uid}",
+                consumer=mode,
+                batch_size=args.batch_size,
+                log_level="WARNING",
+                session_timeout_s=6,
+                heartbeat_interval_s=1,
+                metrics_port=settings.worker.metrics_port,
+            ),
+        }
+    )
+    ensure_topics(run_settings.kafka, topic_specs(topics)[1:3])
+    proc = start_worker(run_settings, ["normalize"], HOME / f"worker-{mode}-{run}.log")
+    cpu0 = _cpu_seconds(proc.pid)
+    wait_worker_ready(proc, "127.0.0.1", run_settings.worker.metrics_port, "normalize")
+    records = read_topics(
+        run_settings.kafka, [topics.normalized, topics.deadletter], expected=n, timeout_s=600
+    )
+    cpu = _cpu_seconds(proc.pid) - cpu0
+    stop_worker(proc)
+    stamps = sorted(r.timestamp_ms for r in records)
+    seconds = (stamps[-1] - stamps[0]) / 1000
+    print(
+        f"{mode} run {run}: {len(records):,} outputs in {seconds:.2f}s → "
+        f"{len(records) / seconds:,.0f}/s; worker CPU {cpu:.1f}s",
+        flush=True,
+    )
+    return len(records) / seconds, len(records) / cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--consumers", default="batch,agent", help="worker consumer modes to run")
     args = parser.parse_args()
 
     base_settings = load_settings()
@@ -86,56 +138,25 @@ def main() -> int:
         fill = replay(settings.kafka, raw_topic, iter(events), progress=False)
         print(f"filled {raw_topic} with {fill.sent:,} events in {fill.seconds:.1f}s", flush=True)
 
-        pure = [_pure(events) for _ in range(args.runs)]
-        worker_rates, cpu_rates = [], []
-        for run in range(args.runs):
-            uid = uuid.uuid4().hex[:8]
-            topics = TopicNames(
-                raw=raw_topic,
-                normalized=f"bench-{uid}.normalized",
-                deadletter=f"bench-{uid}.deadletter",
-                partitions=4,
+        pure = statistics.median(_pure(events) for _ in range(args.runs))
+        print(f"pure function: {pure:,.0f} events/s (median of {args.runs})", flush=True)
+        summary = []
+        for mode in args.consumers.split(","):
+            rates, cpu_rates = [], []
+            for run in range(args.runs):
+                rate, cpu_rate = _worker_run(settings, raw_topic, len(events), mode, args, run)
+                rates.append(rate)
+                cpu_rates.append(cpu_rate)
+            w, c = statistics.median(rates), statistics.median(cpu_rates)
+            summary.append(
+                f"worker ({mode}): {w:,.0f} events/s wall, {c:,.0f} per worker CPU-second; "
+                f"worker/pure = {w / pure:.2f}"
             )
-            run_settings = settings.model_copy(
-                update={
-                    "topics": topics,
-                    "worker": WorkerSettings(
-                        app_id=f"bench-{uid}",
-                        batch_size=args.batch_size,
-                        log_level="WARNING",
-                        session_timeout_s=6,
-                        heartbeat_interval_s=1,
-                        metrics_port=base_settings.worker.metrics_port,
-                    ),
-                }
-            )
-            ensure_topics(run_settings.kafka, topic_specs(topics)[1:3])
-            proc = start_worker(run_settings, ["normalize"], HOME / f"worker-{run}.log")
-            cpu0 = _cpu_seconds(proc.pid)
-            wait_worker_ready(proc, "127.0.0.1", run_settings.worker.metrics_port, "normalize")
-            records = read_topics(
-                run_settings.kafka,
-                [topics.normalized, topics.deadletter],
-                expected=len(events),
-                timeout_s=600,
-            )
-            cpu = _cpu_seconds(proc.pid) - cpu0
-            stop_worker(proc)
-            stamps = sorted(r.timestamp_ms for r in records)
-            seconds = (stamps[-1] - stamps[0]) / 1000
-            worker_rates.append(len(records) / seconds)
-            cpu_rates.append(len(records) / cpu)
-            print(
-                f"run {run}: {len(records):,} outputs in {seconds:.2f}s → "
-                f"{worker_rates[-1]:,.0f}/s; worker CPU {cpu:.1f}s → {cpu_rates[-1]:,.0f}/CPU-s; "
-                f"pure {pure[run]:,.0f}/s",
-                flush=True,
-            )
-        w, c, p = (statistics.median(x) for x in (worker_rates, cpu_rates, pure))
+        print(f"\nmedians of {args.runs} runs, {len(events):,} events, batch {args.batch_size}:")
+        print(f"pure function: {pure:,.0f} events/s")
+        print("\n".join(summary))
         print(
-            f"\nmedian of {args.runs}: worker {w:,.0f} events/s wall, {c:,.0f} events per worker "
-            f"CPU-second; pure function {p:,.0f} events/s; worker/pure = {w / p:.2f} "
-            f"({os.cpu_count()} cores, Python {sys.version.split()[0]})"
+            f"({os.cpu_count()} cores, Python {sys.version.split()[0]}, broker on the same machine)"
         )
     finally:
         localkafka.stop(cfg)

@@ -9,15 +9,18 @@ Compared with a Faust agent over ``stream.take_events``, it skips Faust's per-ev
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, RebalanceInProgressError
+from aiokafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
 from prodcat.settings import Settings
+from schemas.exceptions import RegistryError
 from streams.batch_sender import BatchSender, OutgoingRecord
 from streams.kafka_clients import aiokafka_config
 from streams.metrics import StageMetrics
@@ -26,6 +29,9 @@ from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 logger = logging.getLogger(__name__)
 
 Out = TypeVar("Out", bound=OutgoingRecord)
+Out_co = TypeVar("Out_co")
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
 
 
 class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -88,8 +94,9 @@ async def run_batches(
                 continue
             started = time.perf_counter()
             records = [m for messages in fetched.values() for m in messages]
-            outgoing = handle(records)
-            await sender.send_all(outgoing)
+            outgoing = await with_backoff(
+                stage, functools.partial(handle_and_send, handle, sender, records)
+            )
             offsets = {tp: messages[-1].offset + 1 for tp, messages in fetched.items()}
             try:
                 await consumer.commit(offsets)
@@ -103,6 +110,27 @@ async def run_batches(
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def handle_and_send(
+    handle: Callable[[Sequence[Any]], Sequence[Out]], sender: BatchSender, records: Sequence[Any]
+) -> Sequence[Out]:
+    """Turn a micro-batch into outputs and send them; returns once all are acknowledged."""
+    outgoing = handle(records)
+    await sender.send_all(outgoing)
+    return outgoing
+
+
+async def with_backoff(stage: str, attempt: Callable[[], Awaitable[Out_co]]) -> Out_co:
+    """Retry a batch through outages of the broker or the schema registry (never drop it)."""
+    delay = RETRY_INITIAL_S
+    while True:
+        try:
+            return await attempt()
+        except (KafkaError, RegistryError) as exc:
+            logger.warning("%s: batch failed (%s); retrying in %.1fs", stage, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 def _set_lag(

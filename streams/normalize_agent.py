@@ -8,19 +8,20 @@ at most the unacknowledged batch (at-least-once): every input ends as a product 
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from prodcat.settings import Settings, TopicNames
-from schemas.exceptions import SerdeError
+from schemas.exceptions import RegistryError, SerdeError
 from schemas.serde import AvroSerde, serde_for
-from streams.batch_consumer import run_batches, stage_producer
+from streams.batch_consumer import handle_and_send, run_batches, stage_producer, with_backoff
 from streams.batch_sender import BatchSender
 from streams.deadletter import dead_letter
 from streams.exceptions import NormalizationError
@@ -59,7 +60,10 @@ def header_map(
 
 
 class NormalizeStage:
-    """Turns one raw input message into its outgoing record. Never raises for any input."""
+    """Turns one raw input message into its outgoing record.
+
+    Never raises because of the input; only an unreachable schema registry (RegistryError) escapes.
+    """
 
     def __init__(
         self,
@@ -96,6 +100,8 @@ class NormalizeStage:
             encoded = self.products.encode(product)
         except NormalizationError as exc:
             kind, message = exc.kind, str(exc)
+        except RegistryError:
+            raise  # infrastructure, not input: the batch is retried, nothing is dead-lettered
         except SerdeError as exc:
             kind, message = "encode_error", str(exc)
             logger.error(
@@ -147,22 +153,24 @@ def build_stage(settings: Settings) -> NormalizeStage:
 def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare normalisation on ``app``: a batch-consumer task, or a Faust agent (settings)."""
     stage = build_stage(settings)
-    if settings.worker.consumer == "batch":
 
-        def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
-            now_ms = time.time_ns() // 1_000_000
-            return [
-                stage.process(
-                    key=r.key,
-                    value=r.value,
-                    headers=r.headers,
-                    topic=r.topic,
-                    partition=r.partition,
-                    offset=r.offset,
-                    now_ms=now_ms,
-                )
-                for r in records
-            ]
+    def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
+        """aiokafka ConsumerRecords or Faust Messages (same attribute names) → outputs."""
+        now_ms = time.time_ns() // 1_000_000
+        return [
+            stage.process(
+                key=r.key,
+                value=r.value,
+                headers=r.headers,
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                now_ms=now_ms,
+            )
+            for r in records
+        ]
+
+    if settings.worker.consumer == "batch":
 
         async def normalize_batches() -> None:
             await run_batches(
@@ -175,11 +183,14 @@ def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics
             )
 
         return app.task(normalize_batches)
-    return _register_agent(app, settings, metrics, stage)
+    return _register_agent(app, settings, metrics, handle)
 
 
 def _register_agent(
-    app: faust.App, settings: Settings, metrics: StageMetrics, stage: NormalizeStage
+    app: faust.App,
+    settings: Settings,
+    metrics: StageMetrics,
+    handle: Callable[[Sequence[Any]], Sequence[Outgoing]],
 ) -> Any:
     source = app.topic(settings.topics.raw, key_serializer="raw", value_serializer="raw")
     batch_size, within = settings.worker.batch_size, settings.worker.batch_within_s
@@ -196,29 +207,14 @@ def _register_agent(
         try:
             async for events in stream.take_events(batch_size, within):
                 started = time.perf_counter()
-                now_ms = time.time_ns() // 1_000_000
-                outgoing = []
-                last_offsets: dict[Any, int] = {}
-                oldest_ts = None
-                for event in events:
-                    msg = event.message
-                    outgoing.append(
-                        stage.process(
-                            key=msg.key,
-                            value=msg.value,
-                            headers=msg.headers,
-                            topic=msg.topic,
-                            partition=msg.partition,
-                            offset=msg.offset,
-                            now_ms=now_ms,
-                        )
-                    )
-                    last_offsets[msg.tp] = msg.offset
-                    if msg.timestamp and (oldest_ts is None or msg.timestamp < oldest_ts):
-                        oldest_ts = msg.timestamp
+                messages = [event.message for event in events]
                 # Outputs must be durable before take_events acks the inputs of this batch.
-                await sender.send_all(outgoing)
-                _record(metrics, outgoing, time.perf_counter() - started, oldest_ts)
+                outgoing = await with_backoff(
+                    STAGE, functools.partial(handle_and_send, handle, sender, messages)
+                )
+                oldest = min((m.timestamp for m in messages if m.timestamp), default=None)
+                _record(metrics, outgoing, time.perf_counter() - started, oldest)
+                last_offsets = {m.tp: m.offset for m in messages}
                 for tp, offset in last_offsets.items():
                     lag = max(0, app.consumer.highwater(tp) - offset - 1)
                     metrics.consumer_lag.labels(STAGE, tp.topic, str(tp.partition)).set(lag)

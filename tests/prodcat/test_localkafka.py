@@ -36,9 +36,11 @@ def test_start_is_idempotent_and_stop_stops(tmp_path: Path) -> None:
 def test_missing_java_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn on PATH
     cfg = LocalKafkaSettings(
-        home=tmp_path / "k", jar_cache=tmp_path / "jars", port=free_port(),
+        home=tmp_path / "k",
+        jar_cache=tmp_path / "jars",
+        port=free_port(),
         controller_port=free_port(),
-    )  # fmt: skip
+    )
     with pytest.raises(LocalKafkaError, match="`java` is not on PATH"):
         localkafka.start(cfg)
     with pytest.raises(LocalKafkaError, match="`mvn` is not on PATH"):

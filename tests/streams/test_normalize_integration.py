@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from prodcat.settings import Settings
+from prodcat.settings import SerdeSettings, Settings
 from schemas.serde import serde_for
 from streams.kafka_clients import producer_config
 from streams.normalize_agent import SOURCE_HEADER
 from streams.readback import Record, read_topics
 from streams.replay import RawEvent, dataset_events, replay
+from tests.conftest import free_port
+from tests.fake_registry import serve_registry
 
 pytestmark = [pytest.mark.integration]
 
@@ -225,3 +227,37 @@ def test_replay_rate_limit_and_feeds(pipeline_settings: Settings, data_dir: Path
     raw = read_topics(settings.kafka, [settings.topics.raw], expected=20, timeout_s=30)
     assert sorted(r.key for r in raw) == sorted(e.key for e in events)
     assert all(r.headers["feed"] == b"myntra" for r in raw)
+
+
+def test_a_registry_outage_delays_but_never_drops_or_dead_letters(
+    pipeline_settings: Settings, run_worker
+) -> None:
+    port = free_port()
+    settings = pipeline_settings.model_copy(
+        update={"serde": SerdeSettings(registry_url=f"http://127.0.0.1:{port}")}
+    )
+    run_worker(settings, ["normalize"])
+    producer = Producer(producer_config(settings.kafka))
+    payloads = [json.dumps({"title": f"Lamp {i}", "sku": str(i)}).encode() for i in range(5)]
+    for i, value in enumerate([*payloads, b"not json"]):
+        producer.produce(settings.topics.raw, value, f"k{i}".encode(), headers=[("feed", b"f")])
+    assert producer.flush(30) == 0
+
+    # The registry is down: the worker retries the batch; nothing is produced or dead-lettered.
+    time.sleep(4)
+    assert _outputs(settings, expected=None, timeout_s=10) == []
+
+    with serve_registry(port) as registry:
+        outputs = _outputs(settings, expected=6, timeout_s=90)
+        assert sorted(r.key or b"" for r in outputs if r.topic == settings.topics.deadletter) == [
+            b"k5"
+        ]
+        products = serde_for("Product", registry.url, topic=settings.topics.normalized)
+        titles = sorted(
+            products.decode(r.value or b"")["title"]
+            for r in outputs
+            if r.topic == settings.topics.normalized
+        )
+        assert titles == [f"Lamp {i}" for i in range(5)]
+        assert outputs[0].value is not None and outputs[0].value[0] == 0  # Confluent framing
+        assert f"{settings.topics.normalized}-value" in registry.subjects

@@ -24,9 +24,14 @@ def stage() -> NormalizeStage:
 
 def _process(stage: NormalizeStage, value: bytes | None, headers=(("feed", b"shop"),)):  # type: ignore[no-untyped-def]
     return stage.process(
-        key=b"k1", value=value, headers=headers, topic="raw",
-        partition=2, offset=41, now_ms=1_700_000_000_000,
-    )  # fmt: skip
+        key=b"k1",
+        value=value,
+        headers=headers,
+        topic="raw",
+        partition=2,
+        offset=41,
+        now_ms=1_700_000_000_000,
+    )
 
 
 def test_a_product_goes_to_the_normalized_topic(stage: NormalizeStage) -> None:
@@ -46,8 +51,10 @@ def test_garbage_becomes_a_dead_letter_with_the_original(stage: NormalizeStage) 
     assert letter["original_value"] == b"<html>not json</html>"
     assert letter["original_headers"] == {"feed": b"shop", "x": b"1"}
     assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
-        "raw", 2, 41,
-    )  # fmt: skip
+        "raw",
+        2,
+        41,
+    )
     assert letter["stage"] == "normalize" and letter["worker"] == "w1"
 
 

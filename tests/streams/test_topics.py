@@ -16,8 +16,10 @@ from streams.topics import ensure_topics, topic_specs
 def test_specs_follow_the_design() -> None:
     specs = {s.name: s for s in topic_specs(TopicNames(partitions=6))}
     assert {n for n, s in specs.items() if s.compacted} == {
-        "products.normalized", "products.predictions", "labels",
-    }  # fmt: skip
+        "products.normalized",
+        "products.predictions",
+        "labels",
+    }
     assert specs["products.raw"].partitions == 6
     assert specs["models.events"].partitions == 1
     assert int(specs["products.deadletter"].config["max.message.bytes"]) > int(
@@ -29,10 +31,16 @@ def test_specs_follow_the_design() -> None:
 def test_ensure_topics_creates_then_reports_existing(kafka_bootstrap: str) -> None:
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     uid = uuid.uuid4().hex[:8]
-    names = TopicNames(raw=f"{uid}.raw", normalized=f"{uid}.normalized", labels=f"{uid}.labels",
-                       deadletter=f"{uid}.dl", predictions=f"{uid}.pred",
-                       annotation_requests=f"{uid}.ann", model_events=f"{uid}.models",
-                       partitions=3)  # fmt: skip
+    names = TopicNames(
+        raw=f"{uid}.raw",
+        normalized=f"{uid}.normalized",
+        labels=f"{uid}.labels",
+        deadletter=f"{uid}.dl",
+        predictions=f"{uid}.pred",
+        annotation_requests=f"{uid}.ann",
+        model_events=f"{uid}.models",
+        partitions=3,
+    )
     specs = topic_specs(names)
     assert set(ensure_topics(kafka, specs).values()) == {"created"}
     assert set(ensure_topics(kafka, specs).values()) == {"exists"}
