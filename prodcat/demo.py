@@ -1,11 +1,13 @@
 """``make demo``: the whole pipeline on one machine with embedded defaults, and a printed summary.
 
 Starts a fresh local Kafka broker, creates the topics, starts a normalisation worker process, replays
-the shared Flipkart and Myntra feeds, reads every output back, prints a summary, and stops everything.
+the shared Flipkart and Myntra feeds plus a few malformed events, reads every output back, prints a
+summary (throughput, counts per feed, dead letters by reason, examples), and stops everything.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -17,13 +19,21 @@ from prodcat import localkafka
 from prodcat.settings import REPO_ROOT, Settings
 from schemas.serde import serde_for
 from streams.readback import Record, read_topics
-from streams.replay import dataset_events, replay
+from streams.replay import RawEvent, dataset_events, replay
 from streams.topics import ensure_topics, topic_specs
 from streams.worker_process import start_worker, stop_worker, wait_worker_ready
 
 logger = logging.getLogger(__name__)
 
 DEMO_HOME = REPO_ROOT / "var" / "demo"
+
+#: What real feeds also send now and then; each must end as a dead letter with its reason.
+MALFORMED = [
+    RawEvent("flipkart", b"flipkart:truncated", b'{"uniq_id": "x1", "product_name": "Blue Sh'),
+    RawEvent("flipkart", b"flipkart:html", b"<html><body>502 Bad Gateway</body></html>"),
+    RawEvent("myntra", b"myntra:no-title", b'{"data": {"id": 7, "brandName": "Roadster"}}'),
+    RawEvent("myntra", b"myntra:empty", b"{}"),
+]
 
 
 def run_demo(settings: Settings, limit: int | None = None) -> int:
@@ -51,7 +61,9 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         sent = replay(
             settings.kafka,
             settings.topics.raw,
-            dataset_events(settings.data_dir, ["flipkart", "myntra"], limit),
+            itertools.chain(
+                dataset_events(settings.data_dir, ["flipkart", "myntra"], limit), MALFORMED
+            ),
         )
         print("[5/5] reading the outputs back", flush=True)
         records = read_topics(

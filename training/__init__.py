@@ -1,1 +1,1 @@
-"""prodcat: training."""
+"""prodcat: training — category trees, legacy keyword rules, datasets and the evaluation protocol."""
