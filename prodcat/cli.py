@@ -6,11 +6,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from prodcat.exceptions import ProdcatError
 from prodcat.settings import Settings, load_settings
 from schemas.exceptions import SerdeError
 from streams.exceptions import StreamsError
+from training.exceptions import TrainingError
 
 logger = logging.getLogger("prodcat")
 
@@ -37,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=None, help="events per feed at most")
     replay.add_argument("--topic", default=None, help="target topic (default: topics.raw)")
     replay.add_argument("--no-progress", action="store_true")
+
+    rules = sub.add_parser("rules", help="the legacy keyword rule system (a label source)")
+    rules.add_argument("action", choices=["seed", "evaluate"])
+    rules.add_argument("--file", type=Path, default=None, help="rules YAML (default: Flipkart's)")
+
+    baseline = sub.add_parser(
+        "baseline", help="TF-IDF + LinearSVC on the fixed evaluation protocol"
+    )
+    baseline.add_argument("--levels", default="1,2,3", help="tree levels, comma-separated")
 
     demo = sub.add_parser("demo", help="run the whole pipeline locally on the shared datasets")
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
@@ -110,11 +121,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "replay":
             return _replay(settings, args)
+        if args.command == "rules":
+            from training import commands
+            from training.rules import FLIPKART_RULES
+
+            target = args.file or FLIPKART_RULES
+            if args.action == "seed":
+                count = commands.seed_flipkart_rules(settings.data_dir, target)
+                print(f"wrote {count} rules to {target}")
+            else:
+                print(commands.evaluate_flipkart_rules(settings.data_dir, target))
+            return 0
+        if args.command == "baseline":
+            from training.commands import baseline_table
+
+            print(baseline_table(settings.data_dir, [int(x) for x in args.levels.split(",")]))
+            return 0
         if args.command == "demo":
             from prodcat.demo import run_demo
 
             return run_demo(settings, limit=args.limit)
-    except (ProdcatError, StreamsError, SerdeError) as exc:
+    except (ProdcatError, StreamsError, SerdeError, TrainingError) as exc:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,53 @@
+"""What the ``prodcat rules`` and ``prodcat baseline`` commands do, as plain functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from training.baseline import tfidf_linearsvc
+from training.dataset import flipkart_tree, load_flipkart, protocol_split
+from training.rules import (
+    FLIPKART_RULES,
+    FLIPKART_RULES_HEADER,
+    RuleEngine,
+    dump_rules,
+    evaluate_rules,
+    load_rules,
+    seed_rules,
+)
+
+SEED_MAX_DEPTH = 3
+
+
+def seed_flipkart_rules(data_dir: Path, out: Path = FLIPKART_RULES) -> int:
+    """Seed the legacy rules from the Flipkart tree's category names; returns the rule count."""
+    tree = flipkart_tree(load_flipkart(data_dir))
+    rules = seed_rules(tree, nodes=[n.id for n in tree if n.depth <= SEED_MAX_DEPTH])
+    dump_rules(rules, out, header=FLIPKART_RULES_HEADER)
+    return len(rules)
+
+
+def evaluate_flipkart_rules(data_dir: Path, rules_path: Path = FLIPKART_RULES) -> str:
+    """Precision/recall/coverage of the rules against the true (cleaned) Flipkart paths."""
+    examples = load_flipkart(data_dir)
+    tree = flipkart_tree(examples)
+    engine = RuleEngine(load_rules(rules_path, tree), tree)
+    return evaluate_rules(engine, examples, [e.path for e in examples], tree).format()
+
+
+def baseline_table(data_dir: Path, levels: Sequence[int] = (1, 2, 3)) -> str:
+    """TF-IDF + LinearSVC on the fixed protocol, one row per level (Markdown)."""
+    examples = load_flipkart(data_dir)
+    rows = [
+        "| level | classes | train | test | accuracy | macro-F1 | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level in levels:
+        split = protocol_split(examples, level)
+        r = tfidf_linearsvc(split)
+        rows.append(
+            f"| L{level} | {len(split.labels)} | {r.train_size} | {r.test_size} | "
+            f"{r.accuracy:.4f} | {r.macro_f1:.4f} | {r.seconds:.1f} |"
+        )
+    return "\n".join(rows)
