@@ -61,8 +61,11 @@ def test_parse_rules(tree: CategoryTree) -> None:
     assert [r.category for r in rules] == [shorts, shorts, node_id(tree, "Footwear")]
     assert rules[0].phrases == ("shorts",) and rules[0].field == "title"
     assert rules[1].unless == ("swim",) and rules[1].fields == (
-        "title", "brand", "category", "description",
-    )  # fmt: skip
+        "title",
+        "brand",
+        "category",
+        "description",
+    )
     assert rules[2].regex == r"\bsandals?\b" and rules[2].case_sensitive
     assert parse_rules(None, tree) == []
 
@@ -142,8 +145,9 @@ def test_engine_fields_unless_case_and_regex(tree: CategoryTree) -> None:
     assert engine.apply({"title": "x", "description": "comfy flats"}) == {footwear}
     assert engine.apply({"title": "flats and a flat cap"}) == set()
     assert engine.apply({"title": "y", "brand": "bata"}) == {
-        footwear, node_id(tree, "Footwear > Men's Footwear"),
-    }  # fmt: skip
+        footwear,
+        node_id(tree, "Footwear > Men's Footwear"),
+    }
     assert engine.apply({"title": "Crop TOP"}) == {clothing}
     assert engine.apply({"title": "Crop top"}) == set()
     assert engine.apply({"title": "Wildcraft Backpack"}) == {node_id(tree, "Bags, Wallets & Belts")}

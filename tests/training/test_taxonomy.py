@@ -232,8 +232,13 @@ def test_exclusive_subset_with_internal_node() -> None:
     assert [n.name for n in tree.exclusive_nodes(max_depth=2, min_count=4)] == ["A"]
     # A has nothing of its own left over once all children are exclusive
     assert [n.name for n in tree.exclusive_nodes(max_depth=3, min_count=1)] == [
-        "A", "B", "C", "E", "F", "Z",
-    ]  # fmt: skip
+        "A",
+        "B",
+        "C",
+        "E",
+        "F",
+        "Z",
+    ]
     with pytest.raises(ValueError):
         tree.exclusive_nodes(max_depth=0, min_count=1)
 

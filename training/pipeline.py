@@ -1,0 +1,168 @@
+"""Train and evaluate one model on the fixed protocol, from files (no Kafka needed).
+
+``train_on_protocol`` loads Flipkart, splits it by the protocol at level L (exclusive classes = the
+protocol's labels), adds free rule-based labels from the legacy rule system for multi-objective
+models, trains, and evaluates accuracy / macro-F1 per level and calibration on the test part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from training.dataset import Example, Split, flipkart_tree, load_flipkart, protocol_split
+from training.evaluation import accuracy, expected_calibration_error, macro_f1, per_level
+from training.models import EXCLUSIVE, TEXT_FIELDS, ModelConfig, build_model, join_texts
+from training.rules import FLIPKART_RULES, RuleEngine, load_rules
+from training.taxonomy import CategoryTree
+from training.trainer import TrainConfig, Trainer, TrainingData, predict
+
+logger = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+
+
+def features_of(examples: Sequence[Example]) -> dict[str, Array]:
+    """The model inputs of ``examples`` as string arrays (missing fields are empty strings).
+
+    ``category_text`` is left empty: on this dataset it is the label's source.
+    """
+    columns: dict[str, list[str]] = {name: [] for name in TEXT_FIELDS}
+    for example in examples:
+        columns["title"].append(example.title)
+        columns["brand"].append(example.brand or "")
+        columns["category_text"].append("")
+        columns["description"].append(example.description or "")
+    return {name: np.array(values, dtype=object) for name, values in columns.items()}
+
+
+@dataclass
+class RuleLabels:
+    """Rule-based targets over every node of the category tree (ancestors included)."""
+
+    node_ids: list[str]
+    targets: Array
+    has_labels: Array
+
+    @classmethod
+    def build(
+        cls, engine: RuleEngine, tree: CategoryTree, examples: Sequence[Example]
+    ) -> RuleLabels:
+        node_ids = sorted(node.id for node in tree)
+        index = {node_id: i for i, node_id in enumerate(node_ids)}
+        targets = np.zeros((len(examples), len(node_ids)), dtype="float32")
+        for row, example in enumerate(examples):
+            for node_id in engine.apply(example):
+                if node_id in index:
+                    targets[row, index[node_id]] = 1.0
+        return cls(node_ids, targets, np.asarray(targets.any(axis=1)))
+
+
+@dataclass
+class ProtocolResult:
+    level: int
+    model_config: ModelConfig
+    train_config: TrainConfig
+    classes: list[str]
+    accuracy: float
+    macro_f1: float
+    ece: float
+    per_level: dict[int, dict[str, float]]
+    train_seconds: float
+    history: list[dict[str, float]]
+    model: keras.Model
+    rule_node_ids: list[str] = field(default_factory=list)
+    rule_coverage: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        flat = {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "ece": self.ece,
+            "train_seconds": self.train_seconds,
+        }
+        for level, scores in self.per_level.items():
+            for name, value in scores.items():
+                flat[f"l{level}_{name}"] = value
+        return flat
+
+
+def train_on_protocol(
+    data_dir: Path,
+    level: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    examples: Sequence[Example] | None = None,
+    progress: bool = True,
+) -> ProtocolResult:
+    examples = list(examples) if examples is not None else load_flipkart(data_dir)
+    split = protocol_split(examples, level)
+    keras.utils.set_random_seed(train_config.seed)
+    classes = list(split.labels)
+    class_index = {label: i for i, label in enumerate(classes)}
+    train_x = features_of(split.train)
+    rules: RuleLabels | None = None
+    if model_config.multi_objective:
+        tree = flipkart_tree(examples)
+        engine = RuleEngine(load_rules(FLIPKART_RULES, tree), tree)
+        rules = RuleLabels.build(engine, tree, split.train)
+    model = build_model(
+        model_config,
+        len(classes),
+        len(rules.node_ids) if rules else 0,
+        join_texts(train_x, model_config),
+    )
+    data = TrainingData(
+        features=train_x,
+        y_exclusive=np.array([class_index[y] for y in split.train_labels], dtype="int64"),
+        y_rule=rules.targets if rules else None,
+        has_rule=rules.has_labels if rules else None,
+    )
+    started = time.perf_counter()
+    history = Trainer(model, train_config).fit(data, progress=progress)
+    train_seconds = time.perf_counter() - started
+    return _evaluate(
+        split, classes, model, model_config, train_config, history, train_seconds, rules
+    )
+
+
+def _evaluate(
+    split: Split,
+    classes: list[str],
+    model: keras.Model,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    history: list[dict[str, float]],
+    train_seconds: float,
+    rules: RuleLabels | None,
+) -> ProtocolResult:
+    probs = predict(model, features_of(split.test))[EXCLUSIVE]
+    predicted = [classes[i] for i in probs.argmax(axis=1)]
+    truth = list(split.test_labels)
+    index = {label: i for i, label in enumerate(classes)}
+    levels = per_level(truth, predicted, levels=tuple(range(1, split.level + 1)))
+    return ProtocolResult(
+        level=split.level,
+        model_config=model_config,
+        train_config=train_config,
+        classes=classes,
+        accuracy=accuracy(truth, predicted),
+        macro_f1=macro_f1(truth, predicted),
+        ece=expected_calibration_error(probs, np.array([index[t] for t in truth])),
+        per_level={
+            lv: {"accuracy": s.accuracy, "macro_f1": s.macro_f1} for lv, s in levels.items()
+        },
+        train_seconds=train_seconds,
+        history=history,
+        model=model,
+        rule_node_ids=rules.node_ids if rules else [],
+        rule_coverage=float(rules.has_labels.mean()) if rules else 0.0,
+    )
