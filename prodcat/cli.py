@@ -49,6 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument("--levels", default="1,2,3", help="tree levels, comma-separated")
 
+    train = sub.add_parser(
+        "train", help="train on the fixed protocol, evaluate, export for TF Serving"
+    )
+    train.add_argument("--config", type=Path, default=Path("training/configs/ffn.yaml"))
+    train.add_argument("--level", type=int, default=3)
+    train.add_argument("--name", default="classifier", help="model name under the model base")
+    train.add_argument("--model-base", type=Path, default=Path("models"))
+    train.add_argument(
+        "--compare",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="instead: compare these configs (single and multi-objective) + baseline",
+    )
+    train.add_argument("--levels", default="3", help="with --compare: levels, comma-separated")
+
     demo = sub.add_parser("demo", help="run the whole pipeline locally on the shared datasets")
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
     return parser
@@ -136,6 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.commands import baseline_table
 
             print(baseline_table(settings.data_dir, [int(x) for x in args.levels.split(",")]))
+            return 0
+        if args.command == "train":
+            from training import train_command
+
+            if args.compare is not None:
+                levels = [int(x) for x in args.levels.split(",")]
+                print(train_command.compare(args.compare, settings.data_dir, levels))
+                return 0
+            result, target = train_command.train_and_export(
+                args.config, settings.data_dir, args.model_base, args.name, args.level
+            )
+            print(
+                f"L{result.level} accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f}, "
+                f"ECE {result.ece:.4f}, trained in {result.train_seconds:.0f}s → {target}"
+            )
             return 0
         if args.command == "demo":
             from prodcat.demo import run_demo

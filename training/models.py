@@ -36,6 +36,7 @@ class ModelConfig:
     fields: tuple[str, ...] = ("title", "brand")
     max_tokens: int = 60_000
     ngrams: int = 2
+    tfidf_l2: bool = False
     sequence_length: int = 40
     embedding_dim: int = 128
     hidden: int = 512
@@ -118,6 +119,8 @@ def _trunk(config: ModelConfig, text: Any, adapt_texts: Sequence[str]) -> Any:
         )
         tfidf.adapt(corpus, batch_size=4096)
         wide = tfidf(text)
+        if config.tfidf_l2:  # rows L2-normalised, as scikit-learn's TfidfVectorizer does
+            wide = keras.layers.UnitNormalization(name="tfidf_l2")(wide)
         if config.family == "logreg":
             return wide
         if config.family == "ffn":
