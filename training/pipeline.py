@@ -18,7 +18,13 @@ import keras
 import numpy as np
 
 from training.dataset import Example, Split, flipkart_tree, load_flipkart, protocol_split
-from training.evaluation import accuracy, expected_calibration_error, macro_f1, per_level
+from training.evaluation import (
+    accuracy,
+    expected_calibration_error,
+    macro_f1,
+    per_class_report,
+    per_level,
+)
 from training.models import EXCLUSIVE, TEXT_FIELDS, ModelConfig, build_model, join_texts
 from training.rules import FLIPKART_RULES, RuleEngine, load_rules
 from training.taxonomy import CategoryTree
@@ -80,6 +86,7 @@ class ProtocolResult:
     model: keras.Model
     rule_node_ids: list[str] = field(default_factory=list)
     rule_coverage: float = 0.0
+    per_class: list[dict[str, Any]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
         flat = {
@@ -165,4 +172,14 @@ def _evaluate(
         model=model,
         rule_node_ids=rules.node_ids if rules else [],
         rule_coverage=float(rules.has_labels.mean()) if rules else 0.0,
+        per_class=[
+            {
+                "label": c.label,
+                "support": c.support,
+                "precision": c.precision,
+                "recall": c.recall,
+                "f1": c.f1,
+            }
+            for c in per_class_report(truth, predicted)
+        ],
     )

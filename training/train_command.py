@@ -53,6 +53,7 @@ def model_card(result: ProtocolResult, run: RunConfig, data_dir: Path) -> dict[s
         },
         "metrics": result.metrics(),
         "history": result.history,
+        "per_class": result.per_class,
         "classes": [{"id": path_id(label.split(" > ")), "path": label} for label in result.classes],
         "rule_based_nodes": result.rule_node_ids,
         "inputs": ["title", "brand", "category_text", "description"],
