@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train", help="train on the fixed protocol, evaluate, export for TF Serving"
     )
-    train.add_argument("--config", type=Path, default=Path("training/configs/ffn.yaml"))
+    train.add_argument("--config", type=Path, default=Path("training/configs/cnn.yaml"))
     train.add_argument("--level", type=int, default=3)
     train.add_argument("--name", default="classifier", help="model name under the model base")
     train.add_argument("--model-base", type=Path, default=Path("models"))

@@ -158,3 +158,22 @@ def test_export_reload_gives_the_same_predictions(tmp_path: Path, multi: bool) -
 
     again = export_model(model, base_dir=tmp_path, name="classifier", class_ids=ids, card={})
     assert again.name == "2"
+
+
+def test_the_optional_image_embedding_input_is_used(tmp_path: Path) -> None:
+    features, y, _ = _catalogue()
+    config = ModelConfig(
+        family="ffn", max_tokens=300, hidden=16, use_image=True, multi_objective=False
+    )
+    model = build_model(config, 3, 0, join_texts(features, config))
+    rng = np.random.default_rng(0)
+    # Text says nothing here; the class is only in the image vector.
+    blank = {k: np.array([""] * len(y), dtype=object) for k in features}
+    images = rng.normal(size=(len(y), 1280)).astype("float32")
+    images[np.arange(len(y)), y] += 6.0
+    data = TrainingData({**blank, "image_embedding": images}, y)
+    Trainer(model, TrainConfig(epochs=15, batch_size=30, learning_rate=0.01)).fit(
+        data, progress=False
+    )
+    out = predict(model, {**blank, "image_embedding": images})[EXCLUSIVE]
+    assert (out.argmax(1) == y).mean() >= 0.9
