@@ -20,11 +20,6 @@ from training.dataset import (
 from training.exceptions import DatasetError
 
 
-@pytest.fixture(scope="module")
-def examples(data_dir: Path) -> list[Example]:
-    return load_flipkart(data_dir)
-
-
 def test_load_flipkart(examples: list[Example]) -> None:
     assert len(examples) == 20_000
     assert len({e.product_id for e in examples}) == 20_000

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.dataset import Example, flipkart_tree, load_flipkart
+from training.dataset import Example, flipkart_tree
 from training.exceptions import TaxonomyError
 from training.taxonomy import (
     CategoryTree,
@@ -17,11 +17,6 @@ from training.taxonomy import (
     parse_flipkart_tree,
     path_id,
 )
-
-
-@pytest.fixture(scope="module")
-def examples(data_dir: Path) -> list[Example]:
-    return load_flipkart(data_dir)
 
 
 @pytest.fixture(scope="module")
