@@ -8,6 +8,7 @@ nothing.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shutil
@@ -149,13 +150,19 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id as Kafka's ``Uuid.randomUuid()`` makes them: URL-safe base64 of
+    16 random bytes, never starting with ``-`` (a command line would read it as an option)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 def _format_storage(settings: LocalKafkaSettings, classpath: str, properties: Path) -> None:
     if (settings.home / "data" / "meta.properties").exists():
         return
-    cluster_id = uuid.uuid4().bytes
-    import base64  # local: only needed once per data directory
-
-    cid = base64.urlsafe_b64encode(cluster_id).decode("ascii").rstrip("=")
+    cid = new_cluster_id()
     cmd = [
         "java",
         "-cp",
@@ -164,8 +171,7 @@ def _format_storage(settings: LocalKafkaSettings, classpath: str, properties: Pa
         f"-Dkafka.logs.dir={settings.home / 'logs'}",
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cid,
+        f"--cluster-id={cid}",
         "-c",
         str(properties),
         "--standalone",

@@ -56,3 +56,9 @@ def test_a_taken_port_is_reported(tmp_path: Path) -> None:
         )
         with pytest.raises(LocalKafkaError, match="is taken"):
             localkafka.start(cfg)
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    ids = [localkafka.new_cluster_id() for _ in range(5000)]
+    assert not any(cid.startswith("-") for cid in ids)
+    assert all(len(cid) == 22 for cid in ids) and len(set(ids)) == len(ids)
