@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
 from prodcat.settings import Settings
@@ -106,7 +106,7 @@ async def run_batches(
             oldest = min((r.timestamp for r in records if r.timestamp), default=None)
             observe(outgoing, time.perf_counter() - started, oldest / 1000 if oldest else None)
             for tp, next_offset in offsets.items():
-                _set_lag(consumer, metrics, stage, tp, next_offset)
+                metrics.set_lag(tp.topic, tp.partition, consumer.highwater(tp), next_offset)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -131,11 +131,3 @@ async def with_backoff(stage: str, attempt: Callable[[], Awaitable[Out_co]]) -> 
             logger.warning("%s: batch failed (%s); retrying in %.1fs", stage, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
-
-
-def _set_lag(
-    consumer: AIOKafkaConsumer, metrics: StageMetrics, stage: str, tp: TopicPartition, nxt: int
-) -> None:
-    highwater = consumer.highwater(tp)
-    if highwater is not None:
-        metrics.consumer_lag.labels(stage, tp.topic, str(tp.partition)).set(max(0, highwater - nxt))

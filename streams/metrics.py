@@ -85,6 +85,12 @@ class StageMetrics:
         self.ready = metrics.ready.labels(stage)
         self._feeds: set[str] = set()
 
+    def set_lag(self, topic: str, partition: int, highwater: int | None, next_offset: int) -> None:
+        """Lag of a partition: its high watermark minus the next offset this stage will read."""
+        if highwater is not None:
+            lag = max(0, highwater - next_offset)
+            self.consumer_lag.labels(self.stage, topic, str(partition)).set(lag)
+
     def feed_label(self, feed: str | None) -> str:
         """A bounded label value for a feed name taken from message headers."""
         if not feed:

@@ -214,10 +214,9 @@ def _register_agent(
                 )
                 oldest = min((m.timestamp for m in messages if m.timestamp), default=None)
                 _record(metrics, outgoing, time.perf_counter() - started, oldest)
-                last_offsets = {m.tp: m.offset for m in messages}
-                for tp, offset in last_offsets.items():
-                    lag = max(0, app.consumer.highwater(tp) - offset - 1)
-                    metrics.consumer_lag.labels(STAGE, tp.topic, str(tp.partition)).set(lag)
+                next_offsets = {m.tp: m.offset + 1 for m in messages}
+                for tp, next_offset in next_offsets.items():
+                    metrics.set_lag(tp.topic, tp.partition, app.consumer.highwater(tp), next_offset)
         finally:
             await producer.stop()
 

@@ -10,7 +10,7 @@ for multi-objective models, a ``rule_based`` sigmoid head.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import keras
@@ -46,7 +46,6 @@ class ModelConfig:
     dropout: float = 0.4
     use_image: bool = False
     multi_objective: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
