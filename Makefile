@@ -18,7 +18,7 @@ system-deps: ## Java 17+ and Maven for the local Kafka broker (apt-get, only whe
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ml]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ml,serving]'
 	@touch $@
 
 install: system-deps $(STAMP) kafka-jars ## venv with prodcat and dev tools, Kafka jars (idempotent)

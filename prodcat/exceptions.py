@@ -11,3 +11,10 @@ class ConfigError(ProdcatError):
 
 class LocalKafkaError(ProdcatError):
     """The local Kafka broker could not be installed, started or stopped."""
+
+
+class TransientError(Exception):
+    """Infrastructure that is down or slow (registry, model server, vector store), not bad input.
+
+    Stream stages retry the batch with backoff on these and never dead-letter the input.
+    """

@@ -87,6 +87,81 @@ class WorkerSettings(_Section):
     log_level: str = "INFO"
 
 
+class ServingSettings(_Section):
+    """Model serving: the classifier and the image embedder, in process or behind TF Serving."""
+
+    backend: Literal["inprocess", "tfserving"] = Field(
+        default="inprocess",
+        description="inprocess: load the SavedModel here; tfserving: gRPC PredictionService.",
+    )
+    model_base: Path = Field(
+        default=REPO_ROOT / "models", description="TF Serving layout: <base>/<name>/<version>/."
+    )
+    classifier: str = Field(default="classifier", description="Model name of the classifier.")
+    embedder: str = Field(default="image_embedder", description="Model name of the embedder.")
+    version: int | None = Field(default=None, ge=1, description="Pin a version (default: latest).")
+    version_label: str | None = Field(
+        default=None, description="TF Serving version label (e.g. stable); tfserving only."
+    )
+    signature: str = "serving_default"
+    target: str = Field(default="127.0.0.1:8500", description="TF Serving gRPC host:port.")
+    deadline_s: float = Field(default=10.0, gt=0, description="Deadline of one gRPC call.")
+    retries: int = Field(default=3, ge=0, description="Retries of a failed call, with backoff.")
+    poll_interval_s: float = Field(
+        default=2.0, gt=0, description="How often the in-process backend looks for new versions."
+    )
+    top_k: int = Field(default=5, ge=1, description="Exclusive categories per prediction.")
+    rule_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Rule-based probability counted as a positive."
+    )
+    batch_size: int = Field(default=512, ge=1, description="Products per model call.")
+    batch_within_s: float = Field(default=0.05, gt=0, description="Flush a partial batch after.")
+
+
+class ImageSettings(_Section):
+    """Fetching product images: a security boundary (see DESIGN.md)."""
+
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Hosts, IPs or CIDRs exempt from the private/loopback/link-local guard.",
+    )
+    file_roots: tuple[Path, ...] = Field(
+        default=(), description="Directories file:// URLs may read; empty refuses file://."
+    )
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest image accepted.")
+    timeout_s: float = Field(default=5.0, gt=0, description="Total time for one image.")
+    max_redirects: int = Field(default=3, ge=0)
+    concurrency: int = Field(default=16, ge=1, description="Images fetched at once per worker.")
+
+
+class MilvusSettings(_Section):
+    """The vector store: milvus-lite (a local path) by default, a Milvus server by http(s) URI."""
+
+    uri: str = Field(
+        default=str(REPO_ROOT / "var" / "milvus" / "prodcat.db"),
+        description="Local path (milvus-lite) or http(s)://host:19530.",
+    )
+    token: SecretStr | None = None
+    collection: str = "product_images"
+    dim: int = Field(default=1280, ge=1)
+    index: Literal["auto", "HNSW", "IVF_FLAT", "FLAT"] = Field(
+        default="auto", description="Vector index; auto picks one for the backend."
+    )
+    exact_max_rows: int = Field(
+        default=50_000,
+        ge=0,
+        description="Restricted searches matching at most this many rows are answered exactly.",
+    )
+
+
+class ApiSettings(_Section):
+    """The HTTP API (similarity search)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
+
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
@@ -111,6 +186,10 @@ class Settings(BaseSettings):
     topics: TopicNames = TopicNames()
     serde: SerdeSettings = SerdeSettings()
     worker: WorkerSettings = WorkerSettings()
+    serving: ServingSettings = ServingSettings()
+    images: ImageSettings = ImageSettings()
+    milvus: MilvusSettings = MilvusSettings()
+    api: ApiSettings = ApiSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
 
 

@@ -7,6 +7,8 @@ the boundary and kept as ``__cause__``.
 
 from __future__ import annotations
 
+from prodcat.exceptions import TransientError
+
 __all__ = [
     "DecodeError",
     "EncodeError",
@@ -37,7 +39,7 @@ class UnknownSchemaError(DecodeError):
     """The writer schema of a message (fingerprint or registry id) is not known."""
 
 
-class RegistryError(SerdeError):
+class RegistryError(SerdeError, TransientError):
     """The Schema Registry could not be reached or refused a request.
 
     Not a :class:`DecodeError`: the message may be fine, the infrastructure is not, so callers

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
+from prodcat.exceptions import TransientError
 from prodcat.settings import Settings
-from schemas.exceptions import RegistryError
 from streams.batch_sender import BatchSender, OutgoingRecord
 from streams.kafka_clients import aiokafka_config
 from streams.metrics import StageMetrics
@@ -122,12 +122,12 @@ async def handle_and_send(
 
 
 async def with_backoff(stage: str, attempt: Callable[[], Awaitable[Out_co]]) -> Out_co:
-    """Retry a batch through outages of the broker or the schema registry (never drop it)."""
+    """Retry a batch through outages of the broker, registry, model server or vector store."""
     delay = RETRY_INITIAL_S
     while True:
         try:
             return await attempt()
-        except (KafkaError, RegistryError) as exc:
+        except (KafkaError, TransientError) as exc:
             logger.warning("%s: batch failed (%s); retrying in %.1fs", stage, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)

@@ -1,0 +1,47 @@
+"""Errors raised by model serving, image fetching and the vector store.
+
+Everything derives from :class:`ServingError`. Errors that mean "the infrastructure is down, retry"
+also derive from :class:`prodcat.exceptions.TransientError`, which stream stages retry with backoff
+instead of dead-lettering the input.
+"""
+
+from __future__ import annotations
+
+from prodcat.exceptions import TransientError
+
+
+class ServingError(Exception):
+    """Base class of every error raised by the ``serving`` package."""
+
+
+class ModelNotFoundError(ServingError):
+    """No usable model version exists (yet) under the model base directory or on the server."""
+
+
+class ModelSignatureError(ServingError):
+    """The model's signature does not have the inputs or outputs the caller needs."""
+
+
+class BackendUnavailableError(ServingError, TransientError):
+    """The model server could not be reached or did not answer within its deadline."""
+
+
+class ImageFetchError(ServingError):
+    """An image could not be fetched or is not an image; ``kind`` is the dead-letter reason.
+
+    Kinds: ``bad_url``, ``scheme_not_allowed``, ``address_not_allowed``, ``not_found``,
+    ``http_status``, ``too_large``, ``timeout``, ``connection``, ``too_many_redirects``,
+    ``not_image``, ``bad_image``.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class VectorStoreError(ServingError):
+    """The vector store refused a request (bad schema, bad filter)."""
+
+
+class VectorStoreUnavailableError(VectorStoreError, TransientError):
+    """The vector store could not be reached."""
