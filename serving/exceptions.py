@@ -18,8 +18,11 @@ class ModelNotFoundError(ServingError):
     """No usable model version exists (yet) under the model base directory or on the server."""
 
 
-class ModelSignatureError(ServingError):
-    """The model's signature does not have the inputs or outputs the caller needs."""
+class ModelSignatureError(ServingError, TransientError):
+    """The model's signature does not have the inputs or outputs the caller needs.
+
+    A deployment mismatch, not the input's fault: stages retry (and log) rather than dead-letter.
+    """
 
 
 class BackendUnavailableError(ServingError, TransientError):
@@ -45,3 +48,7 @@ class VectorStoreError(ServingError):
 
 class VectorStoreUnavailableError(VectorStoreError, TransientError):
     """The vector store could not be reached."""
+
+
+class ModelInputError(ServingError):
+    """The model rejected its input (e.g. bytes that do not decode as an image): not retryable."""

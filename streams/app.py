@@ -16,9 +16,17 @@ from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 
 AgentFactory = Callable[[faust.App, Settings, StageMetrics], Any]
 
+
+def _classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    from streams.classify_agent import register_classify  # TensorFlow only for this role
+
+    return register_classify(app, settings, metrics)
+
+
 #: Agents a worker can run, by role name. A worker runs the roles it is started with.
 AGENTS: dict[str, tuple[str, AgentFactory]] = {
     "normalize": ("normalize", register_normalize),
+    "classify": ("classify", _classify),
 }
 
 

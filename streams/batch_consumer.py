@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,12 +63,16 @@ async def run_batches(
     *,
     stage: str,
     topic: str,
-    handle: Callable[[Sequence[Any]], Sequence[Out]],
+    handle: Callable[[Sequence[Any]], Sequence[Out] | Awaitable[Sequence[Out]]],
     observe: Callable[[Sequence[Out], float, float | None], None],
     metrics: StageMetrics,
+    batch_size: int | None = None,
+    within_s: float | None = None,
 ) -> None:
     """Consume ``topic`` in micro-batches until cancelled (the worker stopping)."""
     worker = settings.worker
+    batch_size = batch_size or worker.batch_size
+    within_s = within_s or worker.batch_within_s
     consumer = AIOKafkaConsumer(
         **aiokafka_config(settings.kafka),
         group_id=f"{worker.app_id}-{stage}",
@@ -76,20 +81,20 @@ async def run_batches(
         auto_offset_reset="earliest",
         session_timeout_ms=int(worker.session_timeout_s * 1000),
         heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
-        max_poll_records=worker.batch_size,
+        max_poll_records=batch_size,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
-        fetch_max_wait_ms=int(worker.batch_within_s * 1000),
+        fetch_max_wait_ms=int(within_s * 1000),
     )
     producer = stage_producer(settings, stage)
     consumer.subscribe([topic], listener=_Ready(metrics))
     await producer.start()
     await consumer.start()
     sender = BatchSender(producer)
-    timeout_ms = int(worker.batch_within_s * 1000)
+    timeout_ms = int(within_s * 1000)
     try:
         while True:
-            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=worker.batch_size)
+            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=batch_size)
             if not fetched:
                 continue
             started = time.perf_counter()
@@ -113,11 +118,14 @@ async def run_batches(
 
 
 async def handle_and_send(
-    handle: Callable[[Sequence[Any]], Sequence[Out]], sender: BatchSender, records: Sequence[Any]
+    handle: Callable[[Sequence[Any]], Sequence[Out] | Awaitable[Sequence[Out]]],
+    sender: BatchSender,
+    records: Sequence[Any],
 ) -> Sequence[Out]:
     """Turn a micro-batch into outputs and send them; returns once all are acknowledged."""
-    outgoing = handle(records)
-    await sender.send_all(outgoing)
+    result = handle(records)
+    outgoing = await result if inspect.isawaitable(result) else result
+    await sender.send_all(out for out in outgoing if out.topic is not None)
     return outgoing
 
 

@@ -19,11 +19,11 @@ from streams.partitioning import partition_for
 
 class OutgoingRecord(Protocol):
     @property
-    def topic(self) -> str: ...
+    def topic(self) -> str | None: ...
     @property
     def key(self) -> bytes | None: ...
     @property
-    def value(self) -> bytes: ...
+    def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
@@ -48,6 +48,8 @@ class BatchSender:
         builders: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
         for record in records:
+            if record.topic is None:  # consumed without a Kafka output
+                continue
             n = await self._partition_count(record.topic)
             key = record.key
             partition = partition_for(key, n) if key else next(self._round_robin) % n

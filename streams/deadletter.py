@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
+
+from schemas.serde import AvroSerde
+from streams.stage import Headers, Outgoing
+
+logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -38,3 +44,49 @@ def dead_letter(
         "worker": worker,
         "failed_at": now_ms,
     }
+
+
+class DeadLetters:
+    """Builds a stage's dead-letter outputs: the original message, where it came from, and why."""
+
+    def __init__(self, topic: str, serde: AvroSerde, *, stage: str, worker: str | None) -> None:
+        self.topic = topic
+        self.serde = serde
+        self.stage = stage
+        self.worker = worker
+
+    def outgoing(
+        self,
+        record: Any,
+        headers: Mapping[str, bytes],
+        out_headers: Headers,
+        feed: str | None,
+        kind: str,
+        message: str,
+        now_ms: int,
+    ) -> Outgoing:
+        """``record`` is an aiokafka ConsumerRecord or a Faust Message (same attribute names)."""
+        logger.warning(
+            "%s: dead-lettering %s/%d/%d (%s): %s",
+            self.stage,
+            record.topic,
+            record.partition,
+            record.offset,
+            kind,
+            message[:200],
+        )
+        value = dead_letter(
+            stage=self.stage,
+            error_kind=kind,
+            message=message,
+            key=record.key,
+            value=record.value,
+            headers=headers,
+            feed=feed,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            worker=self.worker,
+            now_ms=now_ms,
+        )
+        return Outgoing(self.topic, record.key, self.serde.encode(value), out_headers, feed, kind)

@@ -32,6 +32,12 @@ class WorkerMetrics:
             ["stage", "feed", "reason"],
             registry=registry,
         )
+        self.skipped = Counter(
+            "prodcat_events_skipped",
+            "Inputs a stage consumed with nothing to do (e.g. a product without images).",
+            ["stage", "reason"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "prodcat_batch_seconds",
             "Time to process one micro-batch, outputs acknowledged.",
@@ -78,6 +84,7 @@ class StageMetrics:
         self.events_in = metrics.events_in
         self.events_out = metrics.events_out
         self.dead_letters = metrics.dead_letters
+        self.skipped = metrics.skipped
         self.batch_seconds = metrics.batch_seconds.labels(stage)
         self.batch_size = metrics.batch_size.labels(stage)
         self.event_latency = metrics.event_latency.labels(stage)

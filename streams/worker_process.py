@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from prodcat.settings import Settings
 from streams.exceptions import WorkerProcessError
@@ -16,14 +19,18 @@ from streams.exceptions import WorkerProcessError
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a worker subprocess that sees the same settings as this process."""
     env = dict(os.environ)
-    env["PRODCAT_KAFKA__BOOTSTRAP_SERVERS"] = settings.kafka.bootstrap_servers
     env["PRODCAT_DATA_DIR"] = str(settings.data_dir)
-    if settings.serde.registry_url:
-        env["PRODCAT_SERDE__REGISTRY_URL"] = settings.serde.registry_url
-    for field, value in settings.topics.model_dump().items():
-        env[f"PRODCAT_TOPICS__{field.upper()}"] = str(value)
-    for field, value in settings.worker.model_dump().items():
-        env[f"PRODCAT_WORKER__{field.upper()}"] = str(value)
+    for section in ("kafka", "serde", "topics", "worker", "serving", "images", "milvus", "api"):
+        for field, value in getattr(settings, section):
+            name = f"PRODCAT_{section.upper()}__{field.upper()}"
+            if value is None:
+                env.pop(name, None)
+            elif isinstance(value, SecretStr):
+                env[name] = value.get_secret_value()
+            elif isinstance(value, tuple | list):
+                env[name] = json.dumps([str(v) for v in value])
+            else:
+                env[name] = str(value)
     env.update(extra)
     return env
 

@@ -6,7 +6,9 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +115,49 @@ def run_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
     yield start
     for proc in procs:
         stop_worker(proc)
+
+
+@dataclass(frozen=True)
+class TrainedClassifier:
+    """A quickly trained two-headed classifier exported as version 1 under ``model_base``."""
+
+    model_base: Path
+    name: str
+    model: Any
+    class_ids: list[str]
+    card: dict[str, Any]
+
+    def export(self, model_base: Path, version: int | None = None) -> Path:
+        from training.export import export_model
+
+        return export_model(
+            self.model,
+            base_dir=model_base,
+            name=self.name,
+            class_ids=self.class_ids,
+            card=self.card,
+            version=version,
+        )
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> TrainedClassifier:
+    """Logistic regression with both heads, 2 epochs at level 2 (~20 s), exported once."""
+    from training.taxonomy import path_id
+    from training.train_command import RunConfig, model_card, train_on_protocol
+
+    root = tmp_path_factory.mktemp("classifier")
+    config = root / "quick.yaml"
+    config.write_text(
+        "model: {family: logreg, multi_objective: true}\ntraining: {epochs: 2, batch_size: 256}\n"
+    )
+    run = RunConfig.load(config)
+    result = train_on_protocol(data_dir, 2, run.model, run.training, progress=False)
+    class_ids = [path_id(label.split(" > ")) for label in result.classes]
+    classifier = TrainedClassifier(
+        root / "models", "classifier", result.model, class_ids, model_card(result, run, data_dir)
+    )
+    classifier.export(classifier.model_base)
+    return classifier

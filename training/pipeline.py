@@ -54,6 +54,7 @@ class RuleLabels:
     """Rule-based targets over every node of the category tree (ancestors included)."""
 
     node_ids: list[str]
+    node_paths: list[list[str]]
     targets: Array
     has_labels: Array
 
@@ -68,7 +69,8 @@ class RuleLabels:
             for node_id in engine.apply(example):
                 if node_id in index:
                     targets[row, index[node_id]] = 1.0
-        return cls(node_ids, targets, np.asarray(targets.any(axis=1)))
+        paths = [list(tree[node_id].path) for node_id in node_ids]
+        return cls(node_ids, paths, targets, np.asarray(targets.any(axis=1)))
 
 
 @dataclass
@@ -85,6 +87,7 @@ class ProtocolResult:
     history: list[dict[str, float]]
     model: keras.Model
     rule_node_ids: list[str] = field(default_factory=list)
+    rule_node_paths: list[list[str]] = field(default_factory=list)
     rule_coverage: float = 0.0
     per_class: list[dict[str, Any]] = field(default_factory=list)
 
@@ -171,6 +174,7 @@ def _evaluate(
         history=history,
         model=model,
         rule_node_ids=rules.node_ids if rules else [],
+        rule_node_paths=rules.node_paths if rules else [],
         rule_coverage=float(rules.has_labels.mean()) if rules else 0.0,
         per_class=[
             {

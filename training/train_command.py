@@ -55,7 +55,10 @@ def model_card(result: ProtocolResult, run: RunConfig, data_dir: Path) -> dict[s
         "history": result.history,
         "per_class": result.per_class,
         "classes": [{"id": path_id(label.split(" > ")), "path": label} for label in result.classes],
-        "rule_based_nodes": result.rule_node_ids,
+        "rule_based_nodes": [
+            {"id": node_id, "path": " > ".join(path)}
+            for node_id, path in zip(result.rule_node_ids, result.rule_node_paths, strict=True)
+        ],
         "inputs": ["title", "brand", "category_text", "description"],
     }
 

@@ -1,0 +1,200 @@
+"""Model backends behind one interface: the SavedModel in process, or TF Serving over gRPC.
+
+A backend answers ``predict(inputs)`` for one named model with the outputs of its signature and the
+version that produced them, so a caller never mixes the outputs of one version with the metadata
+(classes, paths) of another while the model is being hot-swapped.
+
+* :class:`InProcessBackend` loads ``<model_base>/<name>/<version>/`` and polls the directory for a
+  newer version (or keeps a pinned one), loading it in the background and swapping atomically.
+* :class:`TFServingBackend` (``serving.tfserving``) calls TF Serving's ``PredictionService``, which
+  does the swap itself; the response names the version that answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from prodcat.settings import ServingSettings
+from serving.exceptions import (
+    BackendUnavailableError,
+    ModelInputError,
+    ModelNotFoundError,
+    ModelSignatureError,
+)
+
+logger = logging.getLogger(__name__)
+
+Arrays = Mapping[str, np.ndarray[Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutput:
+    """The outputs of one call and the model version that computed them."""
+
+    name: str
+    version: int
+    outputs: dict[str, np.ndarray[Any, Any]]
+
+
+class ModelBackend(Protocol):
+    """What stages and the API need from a model, wherever it runs."""
+
+    name: str
+
+    def predict(self, inputs: Arrays) -> ModelOutput: ...
+
+    def close(self) -> None: ...
+
+
+def available_versions(model_dir: Path) -> list[int]:
+    """Complete versions under ``model_dir``, ascending (``.N.partial`` exports are ignored)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(p.name)
+        for p in model_dir.iterdir()
+        if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    version: int
+    function: Any  # a ConcreteFunction of the signature
+    module: Any  # keeps the loaded SavedModel (and its variables) alive
+
+
+def _load(model_dir: Path, version: int, signature: str) -> _Loaded:
+    path = model_dir / str(version)
+    started = time.perf_counter()
+    try:
+        module = tf.saved_model.load(str(path))
+    except (OSError, ValueError, tf.errors.OpError) as exc:
+        raise ModelNotFoundError(f"cannot load SavedModel {path}: {exc}") from exc
+    function = module.signatures.get(signature)
+    if function is None:
+        raise ModelSignatureError(
+            f"{path} has no signature {signature!r} (has {sorted(module.signatures)})"
+        )
+    logger.info("loaded %s in %.1fs", path, time.perf_counter() - started)
+    return _Loaded(version, function, module)
+
+
+class InProcessBackend:
+    """Runs a SavedModel from the model base directory in this process, hot-swapping versions.
+
+    With ``version`` unset it serves the latest complete version and a daemon thread polls for newer
+    ones every ``poll_interval_s``; a new version is loaded off the request path and swapped in with
+    one reference assignment. Calls in flight finish on the version they started with.
+    """
+
+    def __init__(
+        self,
+        model_base: Path,
+        name: str,
+        *,
+        signature: str = "serving_default",
+        version: int | None = None,
+        poll_interval_s: float | None = 2.0,
+        wait_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.model_dir = Path(model_base) / name
+        self.signature = signature
+        self.pinned = version
+        self._lock = threading.Lock()
+        self._loaded: _Loaded | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        deadline = time.monotonic() + wait_s
+        while not self.refresh() and time.monotonic() < deadline:
+            time.sleep(min(0.5, poll_interval_s or 0.5))
+        if version is None and poll_interval_s:
+            self._poller = threading.Thread(
+                target=self._poll, args=(poll_interval_s,), name=f"model-poll-{name}", daemon=True
+            )
+            self._poller.start()
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings, name: str, **kwargs: Any) -> InProcessBackend:
+        return cls(
+            settings.model_base,
+            name,
+            signature=settings.signature,
+            version=settings.version,
+            poll_interval_s=settings.poll_interval_s,
+            **kwargs,
+        )
+
+    @property
+    def version(self) -> int | None:
+        loaded = self._loaded
+        return loaded.version if loaded else None
+
+    def refresh(self) -> bool:
+        """Load the wanted version if it is not the one being served; True once one is served."""
+        with self._lock:  # one loader at a time (poller vs an explicit call)
+            versions = available_versions(self.model_dir)
+            if self.pinned is not None:
+                wanted: int | None = self.pinned if self.pinned in versions else None
+            else:
+                wanted = versions[-1] if versions else None
+            current = self._loaded
+            if wanted is None or (current is not None and current.version == wanted):
+                return current is not None
+            try:
+                loaded = _load(self.model_dir, wanted, self.signature)
+            except ModelNotFoundError as exc:  # e.g. removed while loading: try again next poll
+                logger.warning("%s", exc)
+                return current is not None
+            self._loaded = loaded
+            if current is not None:
+                logger.info("%s: swapped version %d → %d", self.name, current.version, wanted)
+            return True
+
+    def _poll(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.refresh()
+            except Exception:  # the poller must survive a bad export; the old version keeps serving
+                logger.exception("%s: loading a new version failed", self.name)
+
+    def predict(self, inputs: Arrays) -> ModelOutput:
+        loaded = self._loaded
+        if loaded is None:
+            raise BackendUnavailableError(
+                f"no version of model {self.name!r} under {self.model_dir} yet"
+            )
+        try:
+            tensors = {key: tf.constant(value) for key, value in inputs.items()}
+            outputs = loaded.function(**tensors)
+        except tf.errors.InvalidArgumentError as exc:
+            raise ModelInputError(f"{self.name} v{loaded.version}: {exc.message}") from exc
+        except TypeError as exc:  # wrong input names for the signature
+            raise ModelSignatureError(f"{self.name} v{loaded.version}: {exc}") from exc
+        return ModelOutput(
+            self.name, loaded.version, {key: value.numpy() for key, value in outputs.items()}
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+
+
+def create_backend(settings: ServingSettings, name: str, **kwargs: Any) -> ModelBackend:
+    """The backend ``settings.backend`` names, for model ``name``."""
+    if settings.backend == "tfserving":
+        from serving.tfserving import TFServingBackend  # gRPC stack only when asked for
+
+        return TFServingBackend.from_settings(settings, name)
+    return InProcessBackend.from_settings(settings, name, **kwargs)

@@ -1,0 +1,116 @@
+"""Classification as pure functions: products → model inputs, model outputs → ``Prediction`` records.
+
+The classify agent (``streams.classify_agent``) only decodes, batches, calls the backend and sends;
+everything a prediction holds is computed here and testable without Kafka or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from serving.backends import ModelOutput
+from serving.exceptions import ModelSignatureError
+from serving.model_card import ClassifierCard
+
+Array = np.ndarray[Any, Any]
+EXCLUSIVE_PROBS = "exclusive_probs"
+RULE_BASED_PROBS = "rule_based_probs"
+
+
+def model_inputs(products: Sequence[Mapping[str, Any]]) -> dict[str, Array]:
+    """The classifier's raw string inputs for ``products`` (Product records).
+
+    ``category_text`` stays empty, as in training (``training.pipeline.features_of``): the feed's
+    category is the label's source there, so feeding it here would be train/serve skew.
+    """
+    return {
+        "title": np.array([p.get("title") or "" for p in products], dtype=object),
+        "brand": np.array([p.get("brand") or "" for p in products], dtype=object),
+        "category_text": np.array(["" for _ in products], dtype=object),
+        "description": np.array([p.get("description") or "" for p in products], dtype=object),
+    }
+
+
+def uncertainty(probs: Array) -> Array:
+    """Per row: least confidence (1 - p1), margin (p1 - p2) and entropy (nats), shape [n, 3]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] == 0:
+        raise ValueError(f"expected probabilities [n, classes], got shape {probs.shape}")
+    top2 = -np.partition(-probs, min(1, probs.shape[1] - 1), axis=1)[:, :2]
+    p1 = top2[:, 0]
+    p2 = top2[:, 1] if probs.shape[1] > 1 else np.zeros_like(p1)
+    clipped = np.clip(probs, 1e-12, 1.0)
+    entropy = -(probs * np.log(clipped)).sum(axis=1)
+    return np.stack([1.0 - p1, p1 - p2, np.maximum(entropy, 0.0)], axis=1)
+
+
+def _top_k(probs: Array, k: int) -> Array:
+    k = min(k, probs.shape[1])
+    part = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(probs, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+def predictions(
+    products: Sequence[Mapping[str, Any]],
+    output: ModelOutput,
+    card: ClassifierCard,
+    *,
+    top_k: int,
+    rule_threshold: float,
+    now_ms: int,
+) -> list[dict[str, Any]]:
+    """One ``Prediction`` record per product, from the outputs of ``card``'s model version."""
+    probs = output.outputs.get(EXCLUSIVE_PROBS)
+    if probs is None or probs.shape != (len(products), len(card.class_ids)):
+        shape = None if probs is None else probs.shape
+        raise ModelSignatureError(
+            f"{output.name} v{output.version}: {EXCLUSIVE_PROBS} has shape {shape}, expected "
+            f"({len(products)}, {len(card.class_ids)}) from its model card"
+        )
+    rules = output.outputs.get(RULE_BASED_PROBS)
+    if rules is None or rules.shape[1] != len(card.rule_ids):
+        rules = np.zeros((len(products), 0), dtype=np.float32)
+    scores = uncertainty(probs)
+    top = _top_k(probs, top_k)
+    records = []
+    for row, product in enumerate(products):
+        exclusive = [
+            {
+                "category_id": card.class_ids[i],
+                "path": list(card.class_paths[i]),
+                "probability": float(probs[row, i]),
+            }
+            for i in top[row]
+        ]
+        positives = np.flatnonzero(rules[row] >= rule_threshold)
+        positives = positives[np.argsort(-rules[row, positives], kind="stable")]
+        rule_based = [
+            {
+                "category_id": card.rule_ids[i],
+                "path": list(card.rule_paths[i]),
+                "probability": float(rules[row, i]),
+            }
+            for i in positives
+        ]
+        least_confidence, margin, entropy = scores[row]
+        records.append(
+            {
+                "product_id": product["product_id"],
+                "content_hash": product.get("content_hash"),
+                "model_name": output.name,
+                "model_version": output.version,
+                "exclusive_top_k": exclusive,
+                "rule_based_positives": rule_based,
+                "uncertainty": {
+                    "least_confidence": float(least_confidence),
+                    "margin": float(margin),
+                    "entropy": float(entropy),
+                },
+                "predicted_at": now_ms,
+            }
+        )
+    return records

@@ -1,0 +1,142 @@
+"""The TF Serving backend: gRPC ``PredictionService.Predict`` through tensorflow-serving-api.
+
+One channel per backend (HTTP/2 connection reuse); every call has a deadline; calls that fail because
+the server is unavailable, overloaded or slow are retried with exponential backoff and then reported
+as :class:`BackendUnavailableError` (stages retry the batch, never drop it). TF Serving hot-swaps
+versions itself; the response names the version that answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from prodcat.settings import ServingSettings
+from serving.backends import Arrays, ModelOutput
+from serving.exceptions import BackendUnavailableError, ModelInputError, ModelSignatureError
+
+logger = logging.getLogger(__name__)
+
+#: Status codes worth another attempt: the server is down, overloaded, slow or still loading.
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.NOT_FOUND,  # "Servable not found": the version is not loaded (yet)
+    }
+)
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: TF Serving's messages for a request that does not fit the signature (names, not values).
+_SIGNATURE_MISMATCH = re.compile(
+    r"not found in signature def|does not match signature|signature_def|input size does not match",
+    re.IGNORECASE,
+)
+
+
+class TFServingBackend:
+    """Calls one model on a TF Serving (or any ``PredictionService``) endpoint."""
+
+    def __init__(
+        self,
+        target: str,
+        name: str,
+        *,
+        signature: str = "serving_default",
+        version: int | None = None,
+        version_label: str | None = None,
+        deadline_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 0.1,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        if version is not None and version_label is not None:
+            raise ValueError("give a version or a version label, not both")
+        self.name = name
+        self.target = target
+        self.signature = signature
+        self.version = version
+        self.version_label = version_label
+        self.deadline_s = deadline_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._channel = channel or grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+        )
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings, name: str) -> TFServingBackend:
+        return cls(
+            settings.target,
+            name,
+            signature=settings.signature,
+            version=settings.version,
+            version_label=settings.version_label,
+            deadline_s=settings.deadline_s,
+            retries=settings.retries,
+        )
+
+    def request(self, inputs: Arrays) -> Any:
+        """The ``PredictRequest`` for ``inputs`` (TensorProtos; strings as bytes)."""
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.name
+        request.model_spec.signature_name = self.signature
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        elif self.version_label is not None:
+            request.model_spec.version_label = self.version_label
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return request
+
+    def predict(self, inputs: Arrays) -> ModelOutput:
+        request = self.request(inputs)
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._stub.Predict(request, timeout=self.deadline_s)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                details = str(exc.details())
+                if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+                    if code == grpc.StatusCode.FAILED_PRECONDITION or _SIGNATURE_MISMATCH.search(
+                        details
+                    ):
+                        # the deployment does not match the caller, not this input's fault
+                        raise ModelSignatureError(f"{self.name}: {details}") from exc
+                    raise ModelInputError(f"{self.name}: {details}") from exc
+                if code not in RETRYABLE or attempt == self.retries:
+                    raise BackendUnavailableError(
+                        f"{self.name} at {self.target}: {code.name}: {details}"
+                    ) from exc
+                logger.warning(
+                    "%s at %s: %s (attempt %d/%d); retrying in %.2fs",
+                    self.name,
+                    self.target,
+                    code.name,
+                    attempt + 1,
+                    self.retries + 1,
+                    delay,
+                )
+                time.sleep(delay)
+                delay *= 2
+                continue
+            outputs = {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+            return ModelOutput(self.name, int(response.model_spec.version.value), outputs)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,157 @@
+"""The classify agent: ``products.normalized`` (Product) → ``products.predictions`` (Prediction).
+
+Thin, like every agent: decode the micro-batch, call the model backend on chunks of
+``ServingSettings.batch_size`` products (in a thread, so the event loop keeps heartbeating while the
+model runs), turn outputs into records with ``serving.classify`` and send. Offsets are committed
+only after the predictions are acknowledged. A serving outage raises a TransientError and the batch
+is retried with backoff (nothing dropped, nothing dead-lettered); a product the model rejects is
+isolated by bisection and dead-lettered alone. Tombstones pass through as tombstones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from prodcat.settings import ServingSettings, Settings
+from schemas.exceptions import RegistryError, SerdeError
+from schemas.serde import AvroSerde, serde_for
+from serving.backends import ModelBackend, create_backend
+from serving.classify import model_inputs, predictions
+from serving.exceptions import ModelInputError
+from serving.model_card import CardStore
+from streams.deadletter import DeadLetters
+from streams.metrics import StageMetrics
+from streams.stage import Outgoing, header_map, register_stage, source_headers
+
+logger = logging.getLogger(__name__)
+
+STAGE = "classify"
+
+
+class ClassifyStage:
+    """Turns a micro-batch of normalised products into predictions (or dead letters)."""
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        products: AvroSerde,
+        predictions: AvroSerde,
+        dead_letters: DeadLetters,
+        backend: ModelBackend,
+        cards: CardStore,
+        serving: ServingSettings,
+    ) -> None:
+        self.topic = topic
+        self.products = products
+        self.predictions = predictions
+        self.dead_letters = dead_letters
+        self.backend = backend
+        self.cards = cards
+        self.serving = serving
+
+    def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
+        """One output per record, in order. Raises only TransientErrors (retry the batch)."""
+        outputs: list[Outgoing | None] = [None] * len(records)
+        pending: list[tuple[int, dict[str, Any], list[tuple[str, bytes]], str | None]] = []
+        for i, record in enumerate(records):
+            hdrs = header_map(record.headers)
+            out_headers, feed = source_headers(hdrs, record.topic, record.partition, record.offset)
+            if record.value is None:  # a deleted product: delete its prediction too
+                outputs[i] = Outgoing(self.topic, record.key, None, out_headers, feed, None)
+                continue
+            try:
+                product = self.products.decode(record.value)
+            except RegistryError:
+                raise
+            except SerdeError as exc:
+                outputs[i] = self.dead_letters.outgoing(
+                    record, hdrs, out_headers, feed, "decode_error", str(exc), now_ms
+                )
+                continue
+            pending.append((i, product, out_headers, feed))
+        size = self.serving.batch_size
+        for start in range(0, len(pending), size):
+            chunk = pending[start : start + size]
+            results = self._classify([product for _, product, _, _ in chunk], now_ms)
+            for (i, product, out_headers, feed), result in zip(chunk, results, strict=True):
+                record = records[i]
+                if isinstance(result, str):
+                    outputs[i] = self.dead_letters.outgoing(
+                        record, header_map(record.headers), out_headers, feed, "model_input",
+                        result, now_ms,
+                    )  # fmt: skip
+                    continue
+                try:
+                    encoded = self.predictions.encode(result)
+                except RegistryError:
+                    raise
+                except SerdeError as exc:
+                    outputs[i] = self.dead_letters.outgoing(
+                        record, header_map(record.headers), out_headers, feed, "encode_error",
+                        str(exc), now_ms,
+                    )  # fmt: skip
+                    continue
+                key = product["product_id"].encode()
+                outputs[i] = Outgoing(self.topic, key, encoded, out_headers, feed, None)
+        return [out for out in outputs if out is not None]
+
+    def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
+        """Predictions for ``products``; a product the model rejects gets its error message."""
+        try:
+            output = self.backend.predict(model_inputs(products))
+        except ModelInputError as exc:
+            if len(products) == 1:
+                return [str(exc)]
+            middle = len(products) // 2  # isolate the bad product(s); the rest are classified
+            return self._classify(products[:middle], now_ms) + self._classify(
+                products[middle:], now_ms
+            )
+        card = self.cards.classifier(output.name, output.version)
+        return list(
+            predictions(
+                products,
+                output,
+                card,
+                top_k=self.serving.top_k,
+                rule_threshold=self.serving.rule_threshold,
+                now_ms=now_ms,
+            )
+        )
+
+
+def build_stage(settings: Settings, backend: ModelBackend | None = None) -> ClassifyStage:
+    registry, topics, serving = settings.serde.registry_url, settings.topics, settings.serving
+    return ClassifyStage(
+        topic=topics.predictions,
+        products=serde_for("Product", registry, topic=topics.normalized),
+        predictions=serde_for("Prediction", registry, topic=topics.predictions),
+        dead_letters=DeadLetters(
+            topics.deadletter,
+            serde_for("DeadLetter", registry, topic=topics.deadletter),
+            stage=STAGE,
+            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
+        ),
+        backend=backend or create_backend(serving, serving.classifier),
+        cards=CardStore(serving.model_base),
+        serving=serving,
+    )
+
+
+def register_classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    """Declare classification on ``app`` (a batch-consumer task or a Faust agent)."""
+    stage = build_stage(settings)
+
+    async def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
+        return await asyncio.to_thread(stage.process, records, time.time_ns() // 1_000_000)
+
+    return register_stage(
+        app, settings, metrics, stage=STAGE, topic=settings.topics.normalized, handle=handle
+    )

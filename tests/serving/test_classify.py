@@ -1,0 +1,143 @@
+"""Classification as pure functions: inputs, uncertainty scores, prediction records, the stage."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from prodcat.settings import ServingSettings
+from schemas.serde import serde_for
+from serving.backends import ModelOutput
+from serving.classify import model_inputs, predictions, uncertainty
+from serving.exceptions import ModelInputError, ModelSignatureError
+from serving.model_card import CardStore, ClassifierCard
+from streams.classify_agent import ClassifyStage
+from streams.deadletter import DeadLetters
+from streams.normalize import normalize_event
+
+CARD = ClassifierCard(
+    name="clf",
+    version=3,
+    class_ids=("c_a", "c_b", "c_c"),
+    class_paths=(("A",), ("A", "B"), ("C",)),
+    rule_ids=("c_r1", "c_r2"),
+    rule_paths=(("R1",), ("R1", "R2")),
+)
+
+
+def test_uncertainty_scores() -> None:
+    scores = uncertainty(np.array([[1.0, 0.0, 0.0], [0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3]]))
+    np.testing.assert_allclose(scores[0], [0.0, 1.0, 0.0], atol=1e-9)
+    entropy = -(0.5 * math.log(0.5) + 0.3 * math.log(0.3) + 0.2 * math.log(0.2))
+    np.testing.assert_allclose(scores[1], [0.5, 0.2, entropy], atol=1e-9)
+    np.testing.assert_allclose(scores[2], [2 / 3, 0.0, math.log(3)], atol=1e-9)
+    with pytest.raises(ValueError):
+        uncertainty(np.zeros((2, 0)))
+
+
+def test_model_inputs_leave_the_category_out_as_in_training() -> None:
+    inputs = model_inputs([{"title": "Shirt", "brand": None, "description": "cotton"}])
+    assert list(inputs) == ["title", "brand", "category_text", "description"]
+    assert inputs["brand"].tolist() == [""] and inputs["category_text"].tolist() == [""]
+
+
+def _output(probs: list[list[float]], rules: list[list[float]]) -> ModelOutput:
+    return ModelOutput(
+        "clf", 3, {"exclusive_probs": np.array(probs), "rule_based_probs": np.array(rules)}
+    )
+
+
+def test_prediction_records_follow_the_card_and_the_schema() -> None:
+    products = [{"product_id": "p1", "content_hash": "h1"}, {"product_id": "p2"}]
+    output = _output([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4]], [[0.9, 0.6], [0.2, 0.4]])
+    records = predictions(products, output, CARD, top_k=2, rule_threshold=0.5, now_ms=123)
+    first = records[0]
+    assert first["model_name"] == "clf" and first["model_version"] == 3
+    assert [s["category_id"] for s in first["exclusive_top_k"]] == ["c_b", "c_c"]
+    assert first["exclusive_top_k"][0]["path"] == ["A", "B"]
+    assert [s["category_id"] for s in first["rule_based_positives"]] == ["c_r1", "c_r2"]
+    assert records[1]["rule_based_positives"] == []
+    assert first["uncertainty"]["margin"] == pytest.approx(0.5)
+    serde = serde_for("Prediction")
+    assert serde.decode(serde.encode(first))["exclusive_top_k"][0]["path"] == ["A", "B"]
+
+
+def test_outputs_that_do_not_fit_the_card_are_a_signature_error() -> None:
+    with pytest.raises(ModelSignatureError):
+        predictions(
+            [{"product_id": "p"}], _output([[0.5, 0.5]], [[0.1, 0.1]]), CARD,
+            top_k=2, rule_threshold=0.5, now_ms=0,
+        )  # fmt: skip
+
+
+class _FakeBackend:
+    """Rejects any batch holding a title with BAD, like a model rejecting one input."""
+
+    name = "clf"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, inputs: dict[str, Any]) -> ModelOutput:
+        self.calls += 1
+        titles = inputs["title"].tolist()
+        if any("BAD" in t for t in titles):
+            raise ModelInputError("cannot score this input")
+        n = len(titles)
+        return _output([[0.6, 0.3, 0.1]] * n, [[0.7, 0.1]] * n)
+
+    def close(self) -> None:
+        return None
+
+
+class _Cards(CardStore):
+    def __init__(self) -> None:
+        pass
+
+    def classifier(self, name: str, version: int) -> ClassifierCard:
+        return CARD
+
+
+def _record(offset: int, value: bytes | None) -> SimpleNamespace:
+    return SimpleNamespace(
+        topic="products.normalized", partition=0, offset=offset, key=b"k%d" % offset,
+        value=value, headers=[("feed", b"shop")],
+    )  # fmt: skip
+
+
+def test_the_stage_accounts_for_every_input() -> None:
+    products = serde_for("Product")
+    good = [
+        products.encode(normalize_event(b'{"title": "%s %d"}' % (t, i), feed="shop", key=None,
+                                        seen_at_ms=0))
+        for i, t in enumerate([b"Shirt", b"BAD thing", b"Shoe", b"Watch", b"Bag"])
+    ]  # fmt: skip
+    records = [_record(i, v) for i, v in enumerate(good)]
+    records += [_record(10, b"\x00not avro"), _record(11, None)]
+    backend = _FakeBackend()
+    stage = ClassifyStage(
+        topic="products.predictions",
+        products=products,
+        predictions=serde_for("Prediction"),
+        dead_letters=DeadLetters(
+            "products.deadletter", serde_for("DeadLetter"), stage="classify", worker="w"
+        ),
+        backend=backend,
+        cards=_Cards(),
+        serving=ServingSettings(batch_size=4),
+    )
+    outputs = stage.process(records, now_ms=1)
+    assert len(outputs) == len(records)
+    kinds = [o.error_kind for o in outputs]
+    assert kinds == [None, "model_input", None, None, None, "decode_error", None]
+    assert outputs[-1].value is None and outputs[-1].topic == "products.predictions"  # tombstone
+    prediction = serde_for("Prediction").decode(outputs[0].value)
+    assert prediction["exclusive_top_k"][0]["category_id"] == "c_a"
+    dead = serde_for("DeadLetter").decode(outputs[1].value)
+    assert dead["stage"] == "classify" and dead["source_offset"] == 1
+    assert dead["original_value"] == good[1]
+    assert dict(outputs[0].headers)["prodcat-source"] == b"products.normalized/0/0"
