@@ -1,0 +1,133 @@
+"""The classify worker against a real Kafka broker and real SavedModels (in process, and over gRPC)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from prodcat.settings import ServingSettings, Settings
+from schemas.serde import serde_for
+from streams.kafka_clients import producer_config
+from streams.normalize import normalize_event
+from streams.readback import Record, read_topics
+from streams.replay import dataset_events
+from tests.conftest import TrainedClassifier, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _produce(settings: Settings, records: list[tuple[bytes, bytes | None]]) -> None:
+    producer = Producer(producer_config(settings.kafka))
+    for key, value in records:
+        producer.produce(settings.topics.normalized, key=key, value=value, headers={"feed": b"t"})
+    assert producer.flush(30) == 0
+
+
+def _products(data_dir: Path, start: int, count: int) -> list[tuple[bytes, bytes | None]]:
+    serde = serde_for("Product")
+    out: list[tuple[bytes, bytes | None]] = []
+    for i, event in enumerate(dataset_events(data_dir, ["flipkart"], limit=start + count)):
+        if i >= start:
+            product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
+            out.append((product["product_id"].encode(), serde.encode(product)))
+    return out
+
+
+def _read(settings: Settings, expected: int, timeout_s: float = 120) -> list[Record]:
+    return read_topics(
+        settings.kafka,
+        [settings.topics.predictions, settings.topics.deadletter],
+        expected=expected,
+        timeout_s=timeout_s,
+    )
+
+
+def _with_serving(settings: Settings, **serving: object) -> Settings:
+    return settings.model_copy(update={"serving": ServingSettings(**serving)})  # type: ignore[arg-type]
+
+
+def test_normalised_products_in_predictions_out_with_hot_swap(
+    pipeline_settings: Settings,
+    run_worker,
+    data_dir: Path,
+    tmp_path: Path,
+    trained_classifier: TrainedClassifier,
+) -> None:
+    base = tmp_path / "models"
+    shutil.copytree(trained_classifier.model_base, base)
+    settings = _with_serving(pipeline_settings, model_base=base, poll_interval_s=0.5, batch_size=64)
+    products = _products(data_dir, 0, 300)
+    garbage = [(b"bad-1", b"not avro at all"), (b"bad-2", b"\xc3\x01" + b"\x00" * 12)]
+    _produce(settings, [*products, *garbage, (b"gone", None)])
+    run_worker(settings, ["classify"], stage="classify")
+
+    outputs = _read(settings, expected=len(products) + len(garbage) + 1)
+    assert len(outputs) == len(products) + len(garbage) + 1
+    predictions = [r for r in outputs if r.topic == settings.topics.predictions and r.value]
+    dead = [r for r in outputs if r.topic == settings.topics.deadletter]
+    tombstones = [r for r in outputs if r.topic == settings.topics.predictions and not r.value]
+    assert [r.key for r in tombstones] == [b"gone"]
+    assert sorted(r.key for r in dead) == [b"bad-1", b"bad-2"]
+    letters = serde_for("DeadLetter")
+    assert {letters.decode(r.value or b"")["error_kind"] for r in dead} == {"decode_error"}
+
+    serde = serde_for("Prediction")
+    decoded = [serde.decode(r.value or b"") for r in predictions]
+    assert Counter(p["product_id"].encode() for p in decoded) == Counter(k for k, _ in products)
+    assert all(r.key == p["product_id"].encode() for r, p in zip(predictions, decoded, strict=True))
+    assert {(p["model_name"], p["model_version"]) for p in decoded} == {("classifier", 1)}
+    first = decoded[0]
+    assert len(first["exclusive_top_k"]) == 5 and first["exclusive_top_k"][0]["path"]
+    assert 0.0 <= first["uncertainty"]["least_confidence"] <= 1.0
+
+    # A new version appears in the model store: the running worker swaps to it.
+    trained_classifier.export(base)
+    time.sleep(2.0)
+    more = _products(data_dir, 300, 50)
+    _produce(settings, more)
+    outputs = _read(settings, expected=len(outputs) + len(more))
+    versions = Counter(
+        serde.decode(r.value)["model_version"]
+        for r in outputs
+        if r.topic == settings.topics.predictions and r.value and r.key in dict(more)
+    )
+    assert versions == {2: len(more)}
+
+
+def test_a_serving_outage_backs_off_and_loses_nothing(
+    pipeline_settings: Settings,
+    run_worker,
+    data_dir: Path,
+    trained_classifier: TrainedClassifier,
+) -> None:
+    from serving.grpc_server import serve
+
+    port = free_port()
+    settings = _with_serving(
+        pipeline_settings,
+        backend="tfserving",
+        target=f"127.0.0.1:{port}",
+        model_base=trained_classifier.model_base,
+        deadline_s=2,
+        retries=1,
+    )
+    products = _products(data_dir, 1000, 120)
+    _produce(settings, products)
+    run_worker(settings, ["classify"], stage="classify")
+    time.sleep(5)  # the model server is down: nothing may come out, not even dead letters
+    assert _read(settings, expected=None, timeout_s=3) == []
+
+    server, servicer, _ = serve(trained_classifier.model_base, port=port)
+    try:
+        outputs = _read(settings, expected=len(products), timeout_s=120)
+    finally:
+        server.stop(grace=None)
+        servicer.close()
+    assert len(outputs) == len(products)
+    assert all(r.topic == settings.topics.predictions for r in outputs)
+    assert {r.key for r in outputs} == {k for k, _ in products}
