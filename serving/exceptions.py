@@ -52,3 +52,16 @@ class VectorStoreUnavailableError(VectorStoreError, TransientError):
 
 class ModelInputError(ServingError):
     """The model rejected its input (e.g. bytes that do not decode as an image): not retryable."""
+
+
+__all__ = [
+    "BackendUnavailableError",
+    "ImageFetchError",
+    "ModelInputError",
+    "ModelNotFoundError",
+    "ModelSignatureError",
+    "ServingError",
+    "TransientError",
+    "VectorStoreError",
+    "VectorStoreUnavailableError",
+]

@@ -23,10 +23,17 @@ def _classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     return register_classify(app, settings, metrics)
 
 
+def _embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    from streams.embed_agent import register_embed  # TensorFlow and Milvus only for this role
+
+    return register_embed(app, settings, metrics)
+
+
 #: Agents a worker can run, by role name. A worker runs the roles it is started with.
 AGENTS: dict[str, tuple[str, AgentFactory]] = {
     "normalize": ("normalize", register_normalize),
     "classify": ("classify", _classify),
+    "embed": ("embed", _embed),
 }
 
 

@@ -20,7 +20,7 @@ from streams.kafka_clients import producer_config
 
 logger = logging.getLogger(__name__)
 
-FEEDS = ("flipkart", "myntra")
+FEEDS = ("flipkart", "myntra", "thumbnails")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,40 @@ def myntra_events(data_dir: Path, limit: int | None = None) -> Iterator[RawEvent
         yield RawEvent("myntra", f"myntra:{path.stem}".encode(), path.read_bytes())
 
 
+def thumbnail_events(data_dir: Path, limit: int | None = None) -> Iterator[RawEvent]:
+    """Rows of ``myntra/labels.csv`` with their thumbnail as a ``file://`` image URL (feed ``thumbnails``).
+
+    A third feed shape: flat CSV columns in Myntra's catalogue style, and the only products whose
+    images can be fetched here (the other feeds' image URLs point to the public internet).
+    """
+    folder = (data_dir / "myntra" / "images").resolve()
+    with (data_dir / "myntra" / "labels.csv").open(encoding="utf-8", newline="") as handle:
+        for i, row in enumerate(csv.DictReader(handle)):
+            if limit is not None and i >= limit:
+                return
+            event = {
+                "styleId": row["id"],
+                "productDisplayName": row["productDisplayName"],
+                "gender": row["gender"],
+                "category": " > ".join(
+                    row[c] for c in ("masterCategory", "subCategory", "articleType") if row[c]
+                ),
+                "baseColour": row["baseColour"],
+                "season": row["season"],
+                "usage": row["usage"],
+                "imageUrl": (folder / row["filename"]).as_uri(),
+            }
+            yield RawEvent(
+                "thumbnails",
+                f"thumbnails:{row['id']}".encode(),
+                json.dumps(event, ensure_ascii=False).encode(),
+            )
+
+
 def dataset_events(
     data_dir: Path, feeds: Sequence[str], limit: int | None = None
 ) -> Iterator[RawEvent]:
-    sources = {"flipkart": flipkart_events, "myntra": myntra_events}
+    sources = {"flipkart": flipkart_events, "myntra": myntra_events, "thumbnails": thumbnail_events}
     for feed in feeds:
         if feed not in sources:
             raise ReplayError(f"unknown feed {feed!r}; known: {', '.join(FEEDS)}")

@@ -161,3 +161,17 @@ def trained_classifier(
     )
     classifier.export(classifier.model_base)
     return classifier
+
+
+@pytest.fixture(scope="session")
+def embedder_model_base(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The pretrained image embedder exported as version 1 (at 96 px, to keep tests quick)."""
+    from serving.embedder import export_embedder
+
+    base = tmp_path_factory.mktemp("embedder") / "models"
+    export_embedder(
+        weights=data_dir / "weights" / "mobilenet_v2_0.35_224_no_top.weights.h5",
+        base_dir=base,
+        image_size=96,
+    )
+    return base

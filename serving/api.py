@@ -1,0 +1,168 @@
+"""The similarity HTTP API: visually similar products by product id or by an uploaded image.
+
+    GET  /v1/similar/{product_id}?k=10&category=c_…&exclude_self=false
+    POST /v1/similar?k=10&category=c_…           (multipart form, field ``image``)
+    GET  /healthz                                  (vectors stored, model version)
+    GET  /metrics                                  (Prometheus)
+
+``category`` restricts the search to a category subtree at any level (the id of any prefix of a
+category path, as in predictions: ``training.taxonomy.path_id``); without it the search is global.
+Endpoints are plain ``def``: FastAPI runs them in its thread pool, so the blocking Milvus and model
+calls do not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, Response, UploadFile
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel
+
+from prodcat.settings import ApiSettings
+from serving.backends import ModelBackend
+from serving.exceptions import ModelInputError, TransientError
+from serving.image_fetch import sniff_media_type
+from serving.vector_store import Hit, VectorStore
+
+logger = logging.getLogger(__name__)
+
+K = Annotated[int, Query(ge=1, le=100, description="neighbours to return")]
+CATEGORY = Annotated[
+    str | None, Query(pattern=r"^c_[0-9a-f]{12}$", description="restrict to this subtree")
+]
+
+
+class HitOut(BaseModel):
+    product_id: str
+    score: float
+    category_path: list[str]
+    image_url: str
+
+
+class SimilarOut(BaseModel):
+    query: str
+    k: int
+    category: str | None
+    model_version: int | None
+    hits: list[HitOut]
+
+
+class ApiMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "prodcat_api_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "prodcat_api_request_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+
+
+def _hits(hits: list[Hit]) -> list[HitOut]:
+    return [
+        HitOut(
+            product_id=h.product_id,
+            score=h.score,
+            category_path=list(h.category_path),
+            image_url=h.image_url,
+        )
+        for h in hits
+    ]
+
+
+def create_api(
+    settings: ApiSettings,
+    *,
+    store: VectorStore,
+    embedder: ModelBackend,
+    registry: CollectorRegistry | None = None,
+) -> FastAPI:
+    """The FastAPI app over ``store`` (vectors) and ``embedder`` (for uploaded images)."""
+    metrics = ApiMetrics(registry or CollectorRegistry())
+    app = FastAPI(title="prodcat similarity API", version="1")
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        metrics.requests.labels(name, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(TransientError)
+    async def unavailable(request: Request, exc: TransientError) -> Response:
+        logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        return Response(
+            '{"detail": "a backing service is unavailable"}',
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": "5"},
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "vectors": store.count()}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/similar/{product_id}", response_model=SimilarOut)
+    def similar_to_product(
+        product_id: str, k: K = 10, category: CATEGORY = None, exclude_self: bool = False
+    ) -> SimilarOut:
+        if store.get_vector(product_id) is None:
+            raise HTTPException(404, f"no image vector for product {product_id!r}")
+        hits = store.search_by_id(product_id, k + int(exclude_self), category_id=category)
+        if exclude_self:
+            hits = [h for h in hits if h.product_id != product_id][:k]
+        return SimilarOut(
+            query=product_id, k=k, category=category, model_version=None, hits=_hits(hits)
+        )
+
+    @app.post("/v1/similar", response_model=SimilarOut)
+    def similar_to_image(
+        image: Annotated[UploadFile, File(description="a JPEG, PNG, GIF, WEBP or BMP image")],
+        k: K = 10,
+        category: CATEGORY = None,
+    ) -> SimilarOut:
+        data = image.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"image larger than {settings.max_upload_bytes} bytes")
+        if sniff_media_type(data) is None:
+            raise HTTPException(415, "not an image (JPEG, PNG, GIF, WEBP or BMP)")
+        try:
+            output = embedder.predict({"image_bytes": np.array([data], dtype=object)})
+        except ModelInputError as exc:
+            raise HTTPException(422, f"the image cannot be decoded: {exc}") from exc
+        vector = np.asarray(output.outputs["embedding"][0], dtype=np.float32)
+        hits = store.search(vector, k, category_id=category)
+        return SimilarOut(
+            query=image.filename or "upload",
+            k=k,
+            category=category,
+            model_version=output.version,
+            hits=_hits(hits),
+        )
+
+    return app

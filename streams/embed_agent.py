@@ -1,0 +1,201 @@
+"""The embed agent: ``products.normalized`` → image fetch → image embedder → Milvus (upsert).
+
+Per micro-batch: decode the products, fetch each product's first image concurrently through the
+guarded fetcher, embed the images in one model call (in a thread), upsert the vectors by product_id
+(idempotent), then commit. A product without images is counted as skipped; an image that cannot be
+fetched or decoded goes to the dead-letter topic with its reason (``image_<kind>``, ``bad_image``)
+and is counted; a model-server or Milvus outage retries the batch with backoff. A tombstone deletes
+the product's vector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+
+from prodcat.settings import Settings
+from schemas.exceptions import RegistryError, SerdeError
+from schemas.serde import AvroSerde, serde_for
+from serving.backends import ModelBackend, create_backend
+from serving.exceptions import ImageFetchError, ModelInputError
+from serving.image_fetch import FetchedImage, ImageFetcher
+from serving.vector_store import ImageVector, VectorStore
+from streams.deadletter import DeadLetters
+from streams.metrics import StageMetrics
+from streams.stage import Headers, Outgoing, header_map, register_stage, source_headers
+
+logger = logging.getLogger(__name__)
+
+STAGE = "embed"
+INPUT = "image_bytes"
+OUTPUT = "embedding"
+
+
+@dataclass(slots=True)
+class _Item:
+    index: int
+    record: Any
+    headers: dict[str, bytes]
+    out_headers: Headers
+    feed: str | None
+    product: dict[str, Any]
+    url: str
+    image: FetchedImage | None = None
+
+
+class EmbedStage:
+    """Turns a micro-batch of products into vectors in the store (or dead letters, or skips)."""
+
+    def __init__(
+        self,
+        *,
+        products: AvroSerde,
+        dead_letters: DeadLetters,
+        fetcher: ImageFetcher,
+        backend: ModelBackend,
+        store: VectorStore,
+        batch_size: int = 64,
+    ) -> None:
+        self.products = products
+        self.dead_letters = dead_letters
+        self.fetcher = fetcher
+        self.backend = backend
+        self.store = store
+        self.batch_size = batch_size
+
+    async def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
+        """One output per record, in order. Raises only TransientErrors (retry the batch)."""
+        outputs: list[Outgoing | None] = [None] * len(records)
+        items: list[_Item] = []
+        deleted: list[str] = []
+        for i, record in enumerate(records):
+            hdrs = header_map(record.headers)
+            out_headers, feed = source_headers(hdrs, record.topic, record.partition, record.offset)
+            skipped = functools.partial(Outgoing, None, record.key, None, out_headers, feed, None)
+
+            if record.value is None:
+                if record.key:
+                    deleted.append(record.key.decode("utf-8", "replace"))
+                outputs[i] = skipped(skipped="deleted")
+                continue
+            try:
+                product = self.products.decode(record.value)
+            except RegistryError:
+                raise
+            except SerdeError as exc:
+                outputs[i] = self.dead_letters.outgoing(
+                    record, hdrs, out_headers, feed, "decode_error", str(exc), now_ms
+                )
+                continue
+            if not product.get("image_urls"):
+                outputs[i] = skipped(skipped="no_image")
+                continue
+            url = product["image_urls"][0]
+            items.append(_Item(i, record, hdrs, out_headers, feed, product, url))
+
+        fetched = await self.fetcher.fetch_many([item.url for item in items])
+        ready: list[_Item] = []
+        for item, result in zip(items, fetched, strict=True):
+            if isinstance(result, ImageFetchError):
+                outputs[item.index] = self._dead(item, f"image_{result.kind}", str(result), now_ms)
+            else:
+                item.image = result
+                ready.append(item)
+        if deleted:
+            await asyncio.to_thread(self.store.delete, deleted)
+        for start in range(0, len(ready), self.batch_size):
+            chunk = ready[start : start + self.batch_size]
+            vectors = await asyncio.to_thread(self._embed, chunk)
+            rows = []
+            for item, (vector, version, error) in zip(chunk, vectors, strict=True):
+                if error is not None:
+                    outputs[item.index] = self._dead(item, "bad_image", error, now_ms)
+                    continue
+                rows.append(
+                    ImageVector(
+                        product_id=item.product["product_id"],
+                        vector=vector,
+                        category_path=list(item.product.get("category_path") or []),
+                        model_version=version,
+                        image_url=item.url,
+                    )
+                )
+                outputs[item.index] = Outgoing(
+                    None, item.record.key, None, item.out_headers, item.feed, None
+                )
+            if rows:
+                await asyncio.to_thread(self.store.upsert, rows)
+        return [out for out in outputs if out is not None]
+
+    def _embed(self, items: list[_Item]) -> list[tuple[np.ndarray[Any, Any], int, str | None]]:
+        """(vector, model version, error) per item; an image the model rejects is isolated."""
+        data = np.array([item.image.data for item in items if item.image], dtype=object)
+        try:
+            output = self.backend.predict({INPUT: data})
+        except ModelInputError as exc:
+            if len(items) == 1:
+                return [(np.zeros(0, np.float32), 0, str(exc))]
+            middle = len(items) // 2
+            return self._embed(items[:middle]) + self._embed(items[middle:])
+        vectors = np.asarray(output.outputs[OUTPUT], dtype=np.float32)
+        return [(vectors[row], output.version, None) for row in range(len(items))]
+
+    def _dead(self, item: _Item, kind: str, message: str, now_ms: int) -> Outgoing:
+        return self.dead_letters.outgoing(
+            item.record, item.headers, item.out_headers, item.feed, kind, message, now_ms
+        )
+
+
+def build_stage(settings: Settings, backend: ModelBackend | None = None) -> EmbedStage:
+    registry, topics, serving = settings.serde.registry_url, settings.topics, settings.serving
+    store = VectorStore(settings.milvus)
+    store.ensure_collection()
+    return EmbedStage(
+        products=serde_for("Product", registry, topic=topics.normalized),
+        dead_letters=DeadLetters(
+            topics.deadletter,
+            serde_for("DeadLetter", registry, topic=topics.deadletter),
+            stage=STAGE,
+            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
+        ),
+        fetcher=ImageFetcher(settings.images),
+        backend=backend or create_backend(serving, serving.embedder),
+        store=store,
+        batch_size=min(serving.batch_size, 64),
+    )
+
+
+def register_embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    """Declare embedding on ``app`` (a batch-consumer task or a Faust agent)."""
+    stage = build_stage(settings)
+    opened: list[ImageFetcher] = []
+
+    async def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
+        if not opened:  # the HTTP session belongs to the worker's event loop
+            opened.append(await stage.fetcher.__aenter__())
+        return await stage.process(records, time.time_ns() // 1_000_000)
+
+    async def _close(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        for fetcher in opened:
+            await fetcher.__aexit__(None, None, None)
+        stage.store.close()
+
+    app.on_before_shutdown.connect(_close)
+    return register_stage(
+        app,
+        settings,
+        metrics,
+        stage=STAGE,
+        topic=settings.topics.normalized,
+        handle=handle,
+        batch_size=settings.images.concurrency * 16,
+    )

@@ -1,0 +1,106 @@
+"""The embed worker against real Kafka, a real image embedder SavedModel and real milvus-lite."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from prodcat.settings import ImageSettings, MilvusSettings, ServingSettings, Settings
+from schemas.serde import serde_for
+from serving.vector_store import VectorStore
+from streams.kafka_clients import producer_config
+from streams.normalize import normalize_event
+from streams.readback import read_topics
+from streams.replay import dataset_events
+from streams.worker_process import stop_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _metric(settings: Settings, name: str, **labels: str) -> float:
+    url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_images_in_vectors_in_milvus_and_broken_images_dead_lettered(
+    pipeline_settings: Settings,
+    run_worker,
+    data_dir: Path,
+    tmp_path: Path,
+    embedder_model_base: Path,
+) -> None:
+    images = (data_dir / "myntra" / "images").resolve()
+    other_root = tmp_path / "files"
+    other_root.mkdir()
+    (other_root / "page.jpg").write_text("<html>not an image</html>")
+    (other_root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50)
+    settings = pipeline_settings.model_copy(
+        update={
+            "serving": ServingSettings(model_base=embedder_model_base),
+            "images": ImageSettings(file_roots=(images, other_root), timeout_s=5),
+            "milvus": MilvusSettings(uri=str(tmp_path / "milvus" / "vectors.db")),
+        }
+    )
+    serde = serde_for("Product")
+    good = [
+        normalize_event(e.value, feed="thumbnails", key=e.key, seen_at_ms=0)
+        for e in dataset_events(data_dir, ["thumbnails"], limit=40)
+    ]
+
+    def product(title: str, url: str | None) -> dict:
+        raw = f'{{"title": "{title}"' + (f', "image": "{url}"' if url else "") + "}"
+        return normalize_event(raw.encode(), feed="t", key=None, seen_at_ms=0)
+
+    bad = {
+        "image_not_found": product("missing", (images / "0.jpg").as_uri()),
+        "image_address_not_allowed": product("outside", (data_dir / "README.md").as_uri()),
+        "image_not_image": product("html", (other_root / "page.jpg").as_uri()),
+        "bad_image": product("broken", (other_root / "broken.jpg").as_uri()),
+    }
+    no_image = [product("no picture", None), product("no picture either", None)]
+    producer = Producer(producer_config(settings.kafka))
+    for p in [*good, *bad.values(), *no_image]:
+        assert p["product_id"]
+        producer.produce(settings.topics.normalized, key=p["product_id"], value=serde.encode(p))
+    producer.produce(settings.topics.normalized, key=b"garbage", value=b"not avro")
+    assert producer.flush(30) == 0
+    total = len(good) + len(bad) + len(no_image) + 1
+
+    proc = run_worker(settings, ["embed"], stage="embed")
+    deadline = time.monotonic() + 180
+    while _metric(settings, "prodcat_events_in_total", stage="embed") < total:
+        assert time.monotonic() < deadline, "the embed worker did not consume every input"
+        time.sleep(0.5)
+    assert _metric(settings, "prodcat_events_out_total", stage="embed") == len(good)
+    assert _metric(settings, "prodcat_events_skipped_total", stage="embed") == len(no_image)
+    for reason in [*bad, "decode_error"]:
+        assert _metric(settings, "prodcat_dead_letters_total", stage="embed", reason=reason) == 1
+
+    letters = read_topics(settings.kafka, [settings.topics.deadletter], expected=5, timeout_s=30)
+    dead = serde_for("DeadLetter")
+    kinds = Counter(dead.decode(r.value or b"")["error_kind"] for r in letters)
+    assert kinds == Counter([*bad, "decode_error"])
+
+    stop_worker(proc)  # milvus-lite's local store is one process at a time
+    store = VectorStore(settings.milvus)
+    try:
+        assert store.count() == len(good)
+        for p in good[:5]:
+            hits = store.search_by_id(p["product_id"], 5)
+            assert hits[0].product_id == p["product_id"]
+            assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+            assert hits[0].image_url == p["image_urls"][0]
+            assert list(hits[0].category_path) == p["category_path"]
+    finally:
+        store.close()
