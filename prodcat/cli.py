@@ -11,6 +11,7 @@ from pathlib import Path
 from prodcat.exceptions import ProdcatError
 from prodcat.settings import Settings, load_settings
 from schemas.exceptions import SerdeError
+from serving.exceptions import ServingError
 from streams.exceptions import StreamsError
 from training.exceptions import TrainingError
 
@@ -55,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, default=Path("training/configs/cnn.yaml"))
     train.add_argument("--level", type=int, default=3)
     train.add_argument("--name", default="classifier", help="model name under the model base")
-    train.add_argument("--model-base", type=Path, default=Path("models"))
+    train.add_argument(
+        "--model-base", type=Path, default=None, help="default: PRODCAT_SERVING__MODEL_BASE"
+    )
     train.add_argument(
         "--compare",
         nargs="*",
@@ -64,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
         help="instead: compare these configs (single and multi-objective) + baseline",
     )
     train.add_argument("--levels", default="3", help="with --compare: levels, comma-separated")
+
+    embedder = sub.add_parser("embedder", help="the image embedder (MobileNetV2, 1280-d)")
+    embedder.add_argument("action", choices=["export", "evaluate", "finetune"])
+    embedder.add_argument(
+        "--weights", type=Path, default=None, help="a .weights.h5 file (default: pretrained)"
+    )
+    embedder.add_argument(
+        "--out", type=Path, default=None, help="finetune: where to write the weights"
+    )
+    embedder.add_argument("--epochs", type=int, default=None, help="finetune: epochs")
+
+    serve = sub.add_parser("serve", help="serving processes")
+    serve.add_argument("what", choices=["api", "grpc"], help="api: similarity HTTP API; "
+                       "grpc: a PredictionService over the model store (TF Serving's protocol)")  # fmt: skip
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
 
     demo = sub.add_parser("demo", help="run the whole pipeline locally on the shared datasets")
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
@@ -118,6 +137,56 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedder(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from training import image_commands
+
+    if args.action == "export":
+        source = args.weights or settings.data_dir
+        target = image_commands.export_image_embedder(
+            source, settings.serving.model_base, settings.serving.embedder
+        )
+        print(f"exported {target}")
+    elif args.action == "evaluate":
+        print(json.dumps(image_commands.evaluate_embedder(settings.data_dir, args.weights)))
+    else:
+        out = args.out or settings.serving.model_base / "image_embedder_finetuned.weights.h5"
+        params = {"epochs": args.epochs} if args.epochs else {}
+        report = image_commands.finetune_embedder(
+            settings.data_dir, out, weights=args.weights, **params
+        )
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.what == "grpc":
+        from serving.grpc_server import serve
+
+        host, port = args.host or "127.0.0.1", args.port if args.port is not None else 8500
+        server, _, bound = serve(settings.serving.model_base, host, port)
+        print(f"PredictionService for {settings.serving.model_base} on {host}:{bound}", flush=True)
+        server.wait_for_termination()
+        return 0
+    import uvicorn
+
+    from serving.api import create_api
+    from serving.backends import create_backend
+    from serving.vector_store import VectorStore
+
+    api = settings.api
+    store = VectorStore(settings.milvus)
+    embedder = create_backend(settings.serving, settings.serving.embedder)
+    try:
+        app = create_api(api, store=store, embedder=embedder)
+        uvicorn.run(app, host=args.host or api.host, port=args.port or api.port, log_level="info")
+    finally:
+        embedder.close()
+        store.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -161,18 +230,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(train_command.compare(args.compare, settings.data_dir, levels))
                 return 0
             result, target = train_command.train_and_export(
-                args.config, settings.data_dir, args.model_base, args.name, args.level
+                args.config,
+                settings.data_dir,
+                args.model_base or settings.serving.model_base,
+                args.name,
+                args.level,
             )
             print(
                 f"L{result.level} accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f}, "
                 f"ECE {result.ece:.4f}, trained in {result.train_seconds:.0f}s → {target}"
             )
             return 0
+        if args.command == "embedder":
+            return _embedder(settings, args)
+        if args.command == "serve":
+            return _serve(settings, args)
         if args.command == "demo":
             from prodcat.demo import run_demo
 
             return run_demo(settings, limit=args.limit)
-    except (ProdcatError, StreamsError, SerdeError, TrainingError) as exc:
+    except (ProdcatError, StreamsError, SerdeError, ServingError, TrainingError) as exc:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:

@@ -1,27 +1,30 @@
 """``make demo``: the whole pipeline on one machine with embedded defaults, and a printed summary.
 
-Starts a fresh local Kafka broker, creates the topics, starts a normalisation worker process, replays
-the shared Flipkart and Myntra feeds plus a few malformed events, reads every output back, prints a
-summary (throughput, counts per feed, dead letters by reason, examples), and stops everything.
+Makes sure a classifier and an image embedder exist in the model store (trains / exports them the
+first time), starts a fresh local Kafka broker, creates the topics, starts one worker process running
+the normalize, classify and embed agents (in-process models, milvus-lite), replays the shared
+Flipkart, Myntra and thumbnail feeds plus a few malformed events, waits until every stage has
+consumed everything, reads all outputs back, shows predictions and visually similar products, and
+stops everything.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
 from typing import Any
 
 from prodcat import localkafka
-from prodcat.settings import REPO_ROOT, Settings
+from prodcat.settings import REPO_ROOT, MilvusSettings, Settings
 from schemas.serde import serde_for
 from streams.readback import Record, read_topics
 from streams.replay import RawEvent, dataset_events, replay
 from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import start_worker, stop_worker, wait_worker_ready
+from streams.worker_process import start_worker, stop_worker, wait_metric, wait_worker_ready
 
 logger = logging.getLogger(__name__)
 
@@ -36,49 +39,136 @@ MALFORMED = [
 ]
 
 
+STAGES = ("normalize", "classify", "embed")
+FEEDS = ["flipkart", "myntra", "thumbnails"]
+
+
+def ensure_models(settings: Settings) -> list[str]:
+    """Train the classifier / export the embedder into the model store if they are missing."""
+    from serving.backends import available_versions
+
+    serving, notes = settings.serving, []
+    base = serving.model_base
+    if not available_versions(base / serving.classifier):
+        print(f"      no classifier under {base}: training one (`prodcat train`, ~2-3 min)")
+        from training.train_command import train_and_export
+
+        config = REPO_ROOT / "training" / "configs" / "cnn.yaml"
+        result, target = train_and_export(config, settings.data_dir, base, serving.classifier, 3)
+        notes.append(f"trained {target} (L3 accuracy {result.accuracy:.4f})")
+    if not available_versions(base / serving.embedder):
+        from training.image_commands import export_image_embedder
+
+        finetuned = base / "image_embedder_finetuned.weights.h5"
+        source = finetuned if finetuned.is_file() else settings.data_dir
+        target = export_image_embedder(source, base, serving.embedder)
+        notes.append(
+            f"exported {target} from {'fine-tuned' if source == finetuned else 'pretrained'} weights"
+        )
+    return notes
+
+
 def run_demo(settings: Settings, limit: int | None = None) -> int:
     if DEMO_HOME.exists():
         shutil.rmtree(DEMO_HOME)
     DEMO_HOME.mkdir(parents=True)
     kafka_cfg = settings.local_kafka.model_copy(update={"home": DEMO_HOME / "kafka"})
     bootstrap = f"{kafka_cfg.host}:{kafka_cfg.port}"
+    images = (settings.data_dir / "myntra" / "images").resolve()
     settings = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})}
+        update={
+            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap}),
+            "images": settings.images.model_copy(
+                update={"file_roots": (*settings.images.file_roots, images)}
+            ),
+            "milvus": MilvusSettings(uri=str(DEMO_HOME / "milvus" / "vectors.db")),
+        }
     )
-    print(f"[1/5] starting Apache Kafka on {bootstrap} (data in {kafka_cfg.home})", flush=True)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    print(f"[1/7] models in {settings.serving.model_base}", flush=True)
+    notes = ensure_models(settings)
+    print(f"[2/7] starting Apache Kafka on {bootstrap} (data in {kafka_cfg.home})", flush=True)
     localkafka.start(kafka_cfg)
     worker = None
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
     try:
-        print("[2/5] creating topics", flush=True)
+        print("[3/7] creating topics", flush=True)
         ensure_topics(settings.kafka, topic_specs(settings.topics))
-        print("[3/5] starting the normalisation worker", flush=True)
-        worker = start_worker(settings, ["normalize"], DEMO_HOME / "worker.log")
-        wait_worker_ready(
-            worker, settings.worker.metrics_host, settings.worker.metrics_port, "normalize"
-        )
-        print("[4/5] replaying the Flipkart and Myntra feeds", flush=True)
+        print(f"[4/7] starting a worker running {', '.join(STAGES)}", flush=True)
+        worker = start_worker(settings, list(STAGES), DEMO_HOME / "worker.log")
+        for stage in STAGES:
+            wait_worker_ready(worker, host, port, stage, timeout_s=180)
+        print("[5/7] replaying the Flipkart, Myntra and thumbnail feeds", flush=True)
         started = time.time()
         sent = replay(
             settings.kafka,
             settings.topics.raw,
-            itertools.chain(
-                dataset_events(settings.data_dir, ["flipkart", "myntra"], limit), MALFORMED
-            ),
+            itertools.chain(dataset_events(settings.data_dir, FEEDS, limit), MALFORMED),
         )
-        print("[5/5] reading the outputs back", flush=True)
+        print("[6/7] waiting for every stage, reading the outputs back", flush=True)
+        wait_metric(worker, host, port, "prodcat_events_in_total", sent.sent, stage="normalize")
+        normalized = wait_metric(
+            worker, host, port, "prodcat_events_out_total", 0, stage="normalize"
+        )
+        for stage in ("classify", "embed"):
+            wait_metric(
+                worker, host, port, "prodcat_events_in_total", normalized, stage=stage,
+                timeout_s=600,
+            )  # fmt: skip
+        finished = time.time()
+        topics = settings.topics
         records = read_topics(
             settings.kafka,
-            [settings.topics.normalized, settings.topics.deadletter],
-            expected=sent.sent,
+            [topics.normalized, topics.deadletter, topics.predictions],
             timeout_s=300,
         )
-        print(_summary(settings, sent.sent, sent.per_feed, sent.seconds, started, records))
-        return 0 if len(records) == sent.sent else 1
+        stop_worker(worker)  # the embed agent holds milvus-lite's local store; release it
+        worker = None
+        print("[7/7] similar products from the vector store", flush=True)
+        similar = _similar(settings, records)
+        print(_summary(settings, sent.sent, sent.per_feed, sent.seconds, started, finished,
+                       records, notes, similar))  # fmt: skip
+        accounted = sum(r.topic != topics.predictions for r in records) >= sent.sent
+        return 0 if accounted else 1
     finally:
         if worker is not None:
             stop_worker(worker)
         localkafka.stop(kafka_cfg)
         print(f"stopped the worker and Kafka; logs in {DEMO_HOME}", flush=True)
+
+
+def _similar(settings: Settings, records: list[Record]) -> list[str]:
+    """Neighbours of a few thumbnails: global, and within the query's top-level category."""
+    from serving.vector_store import VectorStore
+    from training.taxonomy import path_id
+
+    products = serde_for("Product")
+    titles: dict[str, str] = {}
+    queries: list[dict[str, Any]] = []
+    for record in records:
+        if (
+            record.topic == settings.topics.normalized
+            and record.headers.get("feed") == b"thumbnails"
+        ):
+            product = products.decode(record.value or b"")
+            titles[product["product_id"]] = product["title"]
+            if len(queries) < 3 and len(titles) % 700 == 1:
+                queries.append(product)
+    lines: list[str] = []
+    store = VectorStore(settings.milvus)
+    try:
+        lines.append(f"vectors in Milvus   : {store.count():,} ({settings.milvus.uri})")
+        for product in queries:
+            pid, path = product["product_id"], product["category_path"]
+            lines.append(f"  query: {product['title']!r} [{' > '.join(path)}]")
+            for label, category in (("global", None), (f"in {path[0]}", path_id(path[:1]))):
+                hits = store.search_by_id(pid, 6, category_id=category)
+                shown = [f"{titles.get(h.product_id, h.product_id)} ({h.score:.2f})"
+                         for h in hits if h.product_id != pid][:5]  # fmt: skip
+                lines.append(f"    {label:>18}: " + "; ".join(shown))
+    finally:
+        store.close()
+    return lines
 
 
 def _summary(
@@ -87,50 +177,55 @@ def _summary(
     per_feed: dict[str, int],
     replay_s: float,
     started: float,
+    finished: float,
     records: list[Record],
+    notes: list[str],
+    similar: list[str],
 ) -> str:
+    topics = settings.topics
     products = serde_for("Product")
     dead = serde_for("DeadLetter")
-    normalized = [r for r in records if r.topic == settings.topics.normalized]
-    dead_letters = [r for r in records if r.topic == settings.topics.deadletter]
-    last_ms = max((r.timestamp_ms for r in records), default=int(started * 1000))
-    pipeline_s = max(1e-3, last_ms / 1000 - started)
+    predictions = serde_for("Prediction")
+    normalized = [r for r in records if r.topic == topics.normalized]
+    dead_letters = [dead.decode(r.value or b"") for r in records if r.topic == topics.deadletter]
+    predicted = [predictions.decode(r.value) for r in records if r.topic == topics.predictions
+                 and r.value]  # fmt: skip
+    by_stage = Counter(d["stage"] for d in dead_letters)
+    pipeline_s = max(1e-3, finished - started)
     out_by_feed = Counter(r.headers.get("feed", b"?").decode() for r in normalized)
-    reasons = Counter(dead.decode(r.value or b"")["error_kind"] for r in dead_letters)
+    reasons = Counter((d["stage"], d["error_kind"]) for d in dead_letters)
+    versions = Counter(f"{p['model_name']} v{p['model_version']}" for p in predicted)
+    accounted = len(normalized) + by_stage["normalize"]
     lines = [
         "",
         "=== prodcat demo summary ===",
+        *(f"models              : {note}" for note in notes),
         f"inputs replayed     : {sent:,} {per_feed} in {replay_s:.1f}s ({sent / replay_s:,.0f}/s)",
-        f"outputs read back   : {len(records):,} ({len(normalized):,} products, "
-        f"{len(dead_letters):,} dead letters); every input accounted for: {len(records) == sent}",
-        f"pipeline throughput : {len(records) / pipeline_s:,.0f} events/s end to end "
-        f"(replay start → last output, {pipeline_s:.1f}s)",
+        f"normalize           : {len(normalized):,} products + {by_stage['normalize']:,} dead "
+        f"letters; every input accounted for: {accounted == sent}",
+        f"classify            : {len(predicted):,} predictions {dict(versions)}",
+        f"embed               : images of {out_by_feed.get('thumbnails', 0):,} thumbnails; "
+        f"{by_stage['embed']:,} dead letters (images that could not be fetched)",
+        f"pipeline throughput : {sent / pipeline_s:,.0f} events/s through all three stages "
+        f"(replay start → every stage done, {pipeline_s:.1f}s)",
         f"products per feed   : {dict(out_by_feed)}",
-        f"dead letters        : {dict(reasons) or 'none'}",
-        "examples:",
+        f"dead letters        : {', '.join(f'{s}/{k}: {n}' for (s, k), n in reasons.items())}",
+        "predictions (title → top category, probability; feed's own category):",
     ]
-    examples: list[dict[str, Any]] = []
-    wanted = ["flipkart", "flipkart", "myntra"]  # two from the big feed, one from the other
-    for record in normalized:
+    by_id = {p["product_id"]: p for p in predicted}
+    shown = 0
+    for record in normalized[::997]:  # spread over the feeds and partitions
         product = products.decode(record.value or b"")
-        if product["feed"] in wanted and len(product["category_path"]) >= 2:
-            wanted.remove(product["feed"])
-            examples.append(product)
-        if not wanted:
+        prediction = by_id.get(product["product_id"])
+        if product["feed"] != "flipkart" or prediction is None:
+            continue
+        top = prediction["exclusive_top_k"][0]
+        lines.append(
+            f"  {product['title'][:60]!r} → {' > '.join(top['path'])} ({top['probability']:.2f}); "
+            f"feed: {' > '.join(product['category_path'][:3])}"
+        )
+        shown += 1
+        if shown == 4:
             break
-    for product in examples:
-        shown = {
-            k: product[k]
-            for k in (
-                "product_id",
-                "feed",
-                "title",
-                "brand",
-                "category_path",
-                "price",
-                "gender",
-                "image_urls",
-            )
-        }
-        lines.append("  " + json.dumps(shown, ensure_ascii=False)[:400])
+    lines.extend(similar)
     return "\n".join(lines)

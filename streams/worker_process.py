@@ -76,3 +76,38 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def scrape_metric(host: str, port: int, name: str, **labels: str) -> float:
+    """The sum of a worker's ``name`` series whose labels include ``labels`` (0 when absent)."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(w in line for w in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_metric(
+    proc: subprocess.Popen[bytes],
+    host: str,
+    port: int,
+    name: str,
+    at_least: float,
+    *,
+    timeout_s: float = 300,
+    **labels: str,
+) -> float:
+    """Wait until a worker's metric reaches ``at_least``; returns its value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise WorkerProcessError(f"worker exited with {proc.returncode}")
+        value = scrape_metric(host, port, name, **labels)
+        if value >= at_least:
+            return value
+        if time.monotonic() > deadline:
+            raise WorkerProcessError(f"{name}{labels} at {value}, expected {at_least}")
+        time.sleep(0.5)

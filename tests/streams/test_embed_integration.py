@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -17,20 +16,14 @@ from streams.kafka_clients import producer_config
 from streams.normalize import normalize_event
 from streams.readback import read_topics
 from streams.replay import dataset_events
-from streams.worker_process import stop_worker
+from streams.worker_process import scrape_metric, stop_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _metric(settings: Settings, name: str, **labels: str) -> float:
-    url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    worker = settings.worker
+    return scrape_metric(worker.metrics_host, worker.metrics_port, name, **labels)
 
 
 def test_images_in_vectors_in_milvus_and_broken_images_dead_lettered(
