@@ -76,7 +76,7 @@ class EmbedStage:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
         outputs: list[Outgoing | None] = [None] * len(records)
         items: list[_Item] = []
-        deleted: list[str] = []
+        tombstones: dict[str, int] = {}  # product_id → index of its last tombstone in the batch
         for i, record in enumerate(records):
             hdrs = header_map(record.headers)
             out_headers, feed = source_headers(hdrs, record.topic, record.partition, record.offset)
@@ -84,7 +84,7 @@ class EmbedStage:
 
             if record.value is None:
                 if record.key:
-                    deleted.append(record.key.decode("utf-8", "replace"))
+                    tombstones[record.key.decode("utf-8", "replace")] = i
                 outputs[i] = skipped(skipped="deleted")
                 continue
             try:
@@ -102,6 +102,16 @@ class EmbedStage:
             url = product["image_urls"][0]
             items.append(_Item(i, record, hdrs, out_headers, feed, product, url))
 
+        # Within a batch the last event of a product wins: an upsert before its tombstone is moot.
+        latest = {item.product["product_id"]: item.index for item in items}
+        deleted = [pid for pid, i in tombstones.items() if i > latest.get(pid, -1)]
+        for item in [
+            item for item in items if tombstones.get(item.product["product_id"], -1) > item.index
+        ]:
+            outputs[item.index] = Outgoing(
+                None, item.record.key, None, item.out_headers, item.feed, None, skipped="deleted"
+            )
+            items.remove(item)
         fetched = await self.fetcher.fetch_many([item.url for item in items])
         ready: list[_Item] = []
         for item, result in zip(items, fetched, strict=True):
