@@ -139,18 +139,22 @@ class MilvusSettings(_Section):
 
     uri: str = Field(
         default=str(REPO_ROOT / "var" / "milvus" / "prodcat.db"),
-        description="Local path (milvus-lite) or http(s)://host:19530.",
+        description="Local *.db path (milvus-lite, one process at a time) or http(s)://host:19530 "
+        "(a Milvus server, or `milvus-lite server` to share a local directory).",
     )
     token: SecretStr | None = None
     collection: str = "product_images"
     dim: int = Field(default=1280, ge=1)
     index: Literal["auto", "HNSW", "IVF_FLAT", "FLAT"] = Field(
-        default="auto", description="Vector index; auto picks one for the backend."
+        default="auto",
+        description="Vector index; auto: IVF_FLAT on milvus-lite (exact restricted searches, "
+        "chosen per query), HNSW on a Milvus server.",
     )
     exact_max_rows: int = Field(
         default=50_000,
         ge=0,
-        description="Restricted searches matching at most this many rows are answered exactly.",
+        description="Restricted searches matching at most this many rows (estimated from a "
+        "sample) are answered exactly; broader ones by ANN.",
     )
 
 
