@@ -15,6 +15,7 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -22,7 +23,7 @@ import faust
 from prodcat.settings import ServingSettings, Settings
 from schemas.exceptions import RegistryError, SerdeError
 from schemas.serde import AvroSerde, serde_for
-from serving.backends import ModelBackend, create_backend
+from serving.backends import ModelBackend, ModelOutput, create_backend
 from serving.classify import model_inputs, predictions
 from serving.exceptions import ModelInputError
 from serving.model_card import CardStore
@@ -56,6 +57,7 @@ class ClassifyStage:
         self.backend = backend
         self.cards = cards
         self.serving = serving
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="classify-model")
 
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
@@ -78,42 +80,57 @@ class ClassifyStage:
                 continue
             pending.append((i, product, out_headers, feed))
         size = self.serving.batch_size
-        for start in range(0, len(pending), size):
-            chunk = pending[start : start + size]
-            results = self._classify([product for _, product, _, _ in chunk], now_ms)
-            for (i, product, out_headers, feed), result in zip(chunk, results, strict=True):
-                record = records[i]
-                if isinstance(result, str):
-                    outputs[i] = self.dead_letters.outgoing(
-                        record, header_map(record.headers), out_headers, feed, "model_input",
-                        result, now_ms,
-                    )  # fmt: skip
-                    continue
+        chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
+        # The model works on chunk i+1 (TensorFlow releases the GIL) while this thread turns the
+        # outputs of chunk i into records.
+        futures = [
+            self._pool.submit(self.backend.predict, model_inputs([p for _, p, _, _ in chunk]))
+            for chunk in chunks
+        ]
+        try:
+            for chunk, future in zip(chunks, futures, strict=True):
+                products = [product for _, product, _, _ in chunk]
                 try:
-                    encoded = self.predictions.encode(result)
-                except RegistryError:
-                    raise
-                except SerdeError as exc:
-                    outputs[i] = self.dead_letters.outgoing(
-                        record, header_map(record.headers), out_headers, feed, "encode_error",
-                        str(exc), now_ms,
-                    )  # fmt: skip
-                    continue
-                key = product["product_id"].encode()
-                outputs[i] = Outgoing(self.topic, key, encoded, out_headers, feed, None)
+                    results = self._records(products, future.result(), now_ms)
+                except ModelInputError:
+                    results = self._classify(products, now_ms)  # isolate the bad product(s)
+                for (i, product, out_headers, feed), result in zip(chunk, results, strict=True):
+                    outputs[i] = self._outgoing(
+                        records[i], product, out_headers, feed, result, now_ms
+                    )
+        finally:
+            for future in futures:
+                future.cancel()
         return [out for out in outputs if out is not None]
 
-    def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
-        """Predictions for ``products``; a product the model rejects gets its error message."""
-        try:
-            output = self.backend.predict(model_inputs(products))
-        except ModelInputError as exc:
-            if len(products) == 1:
-                return [str(exc)]
-            middle = len(products) // 2  # isolate the bad product(s); the rest are classified
-            return self._classify(products[:middle], now_ms) + self._classify(
-                products[middle:], now_ms
+    def _outgoing(
+        self,
+        record: Any,
+        product: dict[str, Any],
+        out_headers: list[tuple[str, bytes]],
+        feed: str | None,
+        result: dict[str, Any] | str,
+        now_ms: int,
+    ) -> Outgoing:
+        if isinstance(result, str):
+            return self.dead_letters.outgoing(
+                record, header_map(record.headers), out_headers, feed, "model_input", result, now_ms
             )
+        try:
+            encoded = self.predictions.encode(result)
+        except RegistryError:
+            raise
+        except SerdeError as exc:
+            return self.dead_letters.outgoing(
+                record, header_map(record.headers), out_headers, feed, "encode_error", str(exc),
+                now_ms,
+            )  # fmt: skip
+        key = product["product_id"].encode()
+        return Outgoing(self.topic, key, encoded, out_headers, feed, None)
+
+    def _records(
+        self, products: list[dict[str, Any]], output: ModelOutput, now_ms: int
+    ) -> list[dict[str, Any] | str]:
         card = self.cards.classifier(output.name, output.version)
         return list(
             predictions(
@@ -125,6 +142,19 @@ class ClassifyStage:
                 now_ms=now_ms,
             )
         )
+
+    def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
+        """Predictions for ``products``; a product the model rejects gets its error message."""
+        try:
+            output = self.backend.predict(model_inputs(products))
+        except ModelInputError as exc:
+            if len(products) == 1:
+                return [str(exc)]
+            middle = len(products) // 2  # bisect: the rest of the chunk is still classified
+            return self._classify(products[:middle], now_ms) + self._classify(
+                products[middle:], now_ms
+            )
+        return self._records(products, output, now_ms)
 
 
 def build_stage(settings: Settings, backend: ModelBackend | None = None) -> ClassifyStage:

@@ -70,6 +70,9 @@ class FinetuneParams:
     k: int = 10
     max_types: int | None = None
     max_steps: int | None = None
+    #: ``types``: train and evaluate on disjoint article types (can it generalise to new types?);
+    #: ``images``: every type on both sides, disjoint images (the catalogue's types are known).
+    split: str = "types"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "epochs", "batch_size", "variants", "k"):
@@ -77,6 +80,8 @@ class FinetuneParams:
                 raise TrainingError(
                     f"FinetuneParams.{name} must be >= 1, got {getattr(self, name)}"
                 )
+        if self.split not in ("types", "images"):
+            raise TrainingError(f"FinetuneParams.split must be types or images, got {self.split!r}")
         if self.learning_rate <= 0 or self.proxy_learning_rate <= 0 or self.temperature <= 0:
             raise TrainingError("FinetuneParams learning rates and temperature must be > 0")
         for name in ("max_types", "max_steps"):
@@ -249,21 +254,28 @@ def finetune(
     if not str(out).endswith(".weights.h5"):
         raise TrainingError(f"fine-tuned weights file must end in .weights.h5, got {out}")
     t0 = time.perf_counter()
-    train_types, eval_types = split_article_types(
-        images.article_types, images.master_categories, params.seed
-    )
-    if params.max_types is not None:
-        rng = np.random.default_rng(params.seed)
-        pick = max(1, params.max_types // 2)
-        train_types = sorted(
-            str(t) for t in rng.choice(train_types, min(pick, len(train_types)), replace=False)
+    if params.split == "images":
+        train, evaluation = split_images(images, params.seed)
+        train_types = sorted(set(train.article_types))
+        eval_types = sorted(set(evaluation.article_types))
+        if set(train.ids) & set(evaluation.ids):
+            raise TrainingError("train and eval images overlap")
+    else:
+        train_types, eval_types = split_article_types(
+            images.article_types, images.master_categories, params.seed
         )
-        eval_types = sorted(
-            str(t) for t in rng.choice(eval_types, min(pick, len(eval_types)), replace=False)
-        )
-    if set(train_types) & set(eval_types):
-        raise TrainingError("train and eval article types overlap")
-    train, evaluation = images.of_types(train_types), images.of_types(eval_types)
+        if params.max_types is not None:
+            rng = np.random.default_rng(params.seed)
+            pick = max(1, params.max_types // 2)
+            train_types = sorted(
+                str(t) for t in rng.choice(train_types, min(pick, len(train_types)), replace=False)
+            )
+            eval_types = sorted(
+                str(t) for t in rng.choice(eval_types, min(pick, len(eval_types)), replace=False)
+            )
+        if set(train_types) & set(eval_types):
+            raise TrainingError("train and eval article types overlap")
+        train, evaluation = images.of_types(train_types), images.of_types(eval_types)
     if len(train_types) < 2 or len(evaluation) < 2:
         raise TrainingError("fine-tuning needs at least 2 train types and 2 eval images")
 
@@ -301,6 +313,26 @@ def finetune(
     meta = {"base_weights": Path(weights).name, **result.as_dict()}
     meta_path(out).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return result
+
+
+def split_images(images: MyntraImages, seed: int = 0) -> tuple[MyntraImages, MyntraImages]:
+    """Disjoint (train, eval) images: each article type's images shuffled (seeded) and halved.
+
+    Types with a single image go to eval only (they cannot be a query with a positive anyway, but
+    they are in the gallery as distractors).
+    """
+    rng = np.random.default_rng(seed)
+    by_type: dict[str, list[int]] = {}
+    for i, article in enumerate(images.article_types):
+        by_type.setdefault(article, []).append(i)
+    train: list[int] = []
+    evaluation: list[int] = []
+    for article in sorted(by_type):
+        members = list(rng.permutation(by_type[article]))
+        half = len(members) // 2
+        train.extend(int(i) for i in members[:half])
+        evaluation.extend(int(i) for i in members[half:])
+    return images.subset(sorted(train)), images.subset(sorted(evaluation))
 
 
 def with_params(params: FinetuneParams | None = None, **overrides: Any) -> FinetuneParams:

@@ -166,3 +166,20 @@ def test_finetune_params_are_validated() -> None:
         with_params(nope=1)
     with pytest.raises(TrainingError, match="epochs"):
         with_params(epochs=0)
+
+
+def test_image_split_keeps_every_type_on_both_sides_with_disjoint_images(data_dir: Path) -> None:
+    from training.image_finetune import split_images
+    from training.image_similarity import load_myntra_images
+
+    images = load_myntra_images(data_dir)
+    train, evaluation = split_images(images, seed=0)
+    assert not set(train.ids) & set(evaluation.ids)
+    assert len(train) + len(evaluation) == len(images)
+    counts: dict[str, int] = {}
+    for article in images.article_types:
+        counts[article] = counts.get(article, 0) + 1
+    shared = {t for t, n in counts.items() if n >= 2}
+    assert shared <= set(train.article_types) and shared <= set(evaluation.article_types)
+    again = split_images(images, seed=0)
+    assert again[0].ids == train.ids
