@@ -48,6 +48,10 @@ typecheck: $(STAMP) ## mypy, strict on the packages
 
 bench: install ## benchmarks (results go to docs/benchmarks.md by hand, with the command)
 	$(BIN)/python bench/normalize_throughput.py
+	$(BIN)/prodcat models
+	$(BIN)/python bench/classify_throughput.py
+	$(BIN)/python bench/embed_throughput.py
+	$(BIN)/python bench/milvus_search.py --rows 100000 --queries 200
 
 clean: ## remove local state (broker data, demo output); keeps the venv and caches
 	rm -rf var

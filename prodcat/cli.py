@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
 
+    sub.add_parser(
+        "models", help="train the classifier / export the image embedder if the store lacks them"
+    )
+
     demo = sub.add_parser("demo", help="run the whole pipeline locally on the shared datasets")
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
     return parser
@@ -245,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _embedder(settings, args)
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "models":
+            from prodcat.demo import ensure_models
+
+            for note in ensure_models(settings) or ["the model store has both models"]:
+                print(note)
+            return 0
         if args.command == "demo":
             from prodcat.demo import run_demo
 
