@@ -138,7 +138,7 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
 
 
 def _similar(settings: Settings, records: list[Record]) -> list[str]:
-    """Neighbours of a few thumbnails: global, and within the query's top-level category."""
+    """Neighbours of a few thumbnails: global, and within the query's level-2 category."""
     from serving.vector_store import VectorStore
     from training.taxonomy import path_id
 
@@ -161,11 +161,15 @@ def _similar(settings: Settings, records: list[Record]) -> list[str]:
         for product in queries:
             pid, path = product["product_id"], product["category_path"]
             lines.append(f"  query: {product['title']!r} [{' > '.join(path)}]")
-            for label, category in (("global", None), (f"in {path[0]}", path_id(path[:1]))):
+            within = path[:2]  # a level-2 subtree, e.g. Apparel > Topwear
+            for label, category in (
+                ("global", None),
+                (f"in {' > '.join(within)}", path_id(within)),
+            ):
                 hits = store.search_by_id(pid, 6, category_id=category)
                 shown = [f"{titles.get(h.product_id, h.product_id)} ({h.score:.2f})"
                          for h in hits if h.product_id != pid][:5]  # fmt: skip
-                lines.append(f"    {label:>18}: " + "; ".join(shown))
+                lines.append(f"    {label:>28}: " + "; ".join(shown))
     finally:
         store.close()
     return lines
