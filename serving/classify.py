@@ -14,6 +14,7 @@ import numpy as np
 from serving.backends import ModelOutput
 from serving.exceptions import ModelSignatureError
 from serving.model_card import ClassifierCard
+from training import acquisition
 
 Array = np.ndarray[Any, Any]
 EXCLUSIVE_PROBS = "exclusive_probs"
@@ -36,15 +37,11 @@ def model_inputs(products: Sequence[Mapping[str, Any]]) -> dict[str, Array]:
 
 def uncertainty(probs: Array) -> Array:
     """Per row: least confidence (1 - p1), margin (p1 - p2) and entropy (nats), shape [n, 3]."""
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] == 0:
-        raise ValueError(f"expected probabilities [n, classes], got shape {probs.shape}")
-    top2 = -np.partition(-probs, min(1, probs.shape[1] - 1), axis=1)[:, :2]
-    p1 = top2[:, 0]
-    p2 = top2[:, 1] if probs.shape[1] > 1 else np.zeros_like(p1)
-    clipped = np.clip(probs, 1e-12, 1.0)
-    entropy = -(probs * np.log(clipped)).sum(axis=1)
-    return np.stack([1.0 - p1, p1 - p2, np.maximum(entropy, 0.0)], axis=1)
+    return np.stack(
+        [acquisition.least_confidence(probs), 1.0 - acquisition.margin(probs),
+         acquisition.entropy(probs)],
+        axis=1,
+    )  # fmt: skip
 
 
 def _top_k(probs: Array, k: int) -> Array:
