@@ -7,7 +7,8 @@ Needs an exported classifier under ``--model-base`` (default ``models/``; ``prod
 1. Starts a fresh single-node broker (var/bench-classify/kafka) and fills a normalised-products topic
    with ``--products`` Avro Products (the Flipkart feed normalised, cycled).
 2. Direct baseline: the in-process backend's ``predict`` on the same products in the same batches
-   (``--batch-size``), and the same plus decoding and building/encoding the Prediction records.
+   (``--batch-size``), and the same plus decoding and building/encoding the Prediction records;
+   measured before each agent run (they alternate), and the ratio is taken per run.
 3. Agent: per run, one ``prodcat worker classify`` process with a fresh consumer group drains the
    backlog. Rate = outputs / (last output timestamp - first output timestamp), so model loading and
    the group join are excluded.
@@ -173,21 +174,24 @@ def main() -> int:
 
         cards = CardStore(serving.model_base)
         values = [v for _, v in products]
-        direct = [_direct(backend, cards, values, args.batch_size) for _ in range(args.runs)]
+        # Baseline and agent alternate, so a slow spell of the (shared) machine hits both.
+        direct, agent, ratios = [], [], []
+        for run in range(args.runs):
+            direct.append(_direct(backend, cards, values, args.batch_size))
+            print(f"direct run {run}: model {direct[-1][0]:,.0f}/s, with records "
+                  f"{direct[-1][1]:,.0f}/s", flush=True)  # fmt: skip
+            agent.append(_agent_run(settings, source, len(products), run))
+            ratios.append(agent[-1] / direct[-1][0])
         model_only = statistics.median(d[0] for d in direct)
         full = statistics.median(d[1] for d in direct)
-        print(f"direct: model {model_only:,.0f}/s, with records {full:,.0f}/s", flush=True)
         backend.close()
-        agent = statistics.median(
-            _agent_run(settings, source, len(products), run) for run in range(args.runs)
-        )
         print(f"\nmedians of {args.runs} runs, {len(products):,} products, model batch "
               f"{args.batch_size}, classifier v{backend.version}:")  # fmt: skip
         print(f"direct model calls:            {model_only:,.0f} products/s")
         print(f"direct calls + decode/records: {full:,.0f} products/s")
-        print(f"classify agent (worker):       {agent:,.0f} products/s")
-        print(f"agent / direct model calls = {agent / model_only:.2f}; "
-              f"agent / direct with records = {agent / full:.2f}")  # fmt: skip
+        print(f"classify agent (worker):       {statistics.median(agent):,.0f} products/s")
+        print(f"agent / direct model calls, per run: {', '.join(f'{r:.2f}' for r in ratios)}; "
+              f"median {statistics.median(ratios):.2f}")  # fmt: skip
         print(f"({os.cpu_count()} cores, Python {sys.version.split()[0]}, broker on this machine)")
     finally:
         localkafka.stop(cfg)
