@@ -28,8 +28,9 @@ from serving.classify import model_inputs, predictions
 from serving.exceptions import ModelInputError
 from serving.model_card import CardStore
 from streams.deadletter import DeadLetters
+from streams.decoding import Decoded, decode_records
 from streams.metrics import StageMetrics
-from streams.stage import Outgoing, header_map, register_stage, source_headers
+from streams.stage import Outgoing, register_stage
 
 logger = logging.getLogger(__name__)
 
@@ -61,72 +62,53 @@ class ClassifyStage:
 
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
-        outputs: list[Outgoing | None] = [None] * len(records)
-        pending: list[tuple[int, dict[str, Any], list[tuple[str, bytes]], str | None]] = []
-        for i, record in enumerate(records):
-            hdrs = header_map(record.headers)
-            out_headers, feed = source_headers(hdrs, record.topic, record.partition, record.offset)
-            if record.value is None:  # a deleted product: delete its prediction too
-                outputs[i] = Outgoing(self.topic, record.key, None, out_headers, feed, None)
-                continue
-            try:
-                product = self.products.decode(record.value)
-            except RegistryError:
-                raise
-            except SerdeError as exc:
-                outputs[i] = self.dead_letters.outgoing(
-                    record, hdrs, out_headers, feed, "decode_error", str(exc), now_ms
+        decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms)
+        outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
+        pending: list[Decoded] = []
+        for item in decoded:
+            if item.value is None:  # a deleted product: delete its prediction too
+                outputs[item.index] = Outgoing(
+                    self.topic, item.record.key, None, item.out_headers, item.feed, None
                 )
-                continue
-            pending.append((i, product, out_headers, feed))
+            else:
+                pending.append(item)
         size = self.serving.batch_size
         chunks = [pending[start : start + size] for start in range(0, len(pending), size)]
         # The model works on chunk i+1 (TensorFlow releases the GIL) while this thread turns the
         # outputs of chunk i into records.
         futures = [
-            self._pool.submit(self.backend.predict, model_inputs([p for _, p, _, _ in chunk]))
+            self._pool.submit(
+                self.backend.predict, model_inputs([d.value for d in chunk if d.value is not None])
+            )
             for chunk in chunks
         ]
         try:
             for chunk, future in zip(chunks, futures, strict=True):
-                products = [product for _, product, _, _ in chunk]
+                products = [d.value for d in chunk if d.value is not None]
                 try:
                     results = self._records(products, future.result(), now_ms)
                 except ModelInputError:
                     results = self._classify(products, now_ms)  # isolate the bad product(s)
-                for (i, product, out_headers, feed), result in zip(chunk, results, strict=True):
-                    outputs[i] = self._outgoing(
-                        records[i], product, out_headers, feed, result, now_ms
-                    )
+                for item, product, result in zip(chunk, products, results, strict=True):
+                    outputs[item.index] = self._outgoing(item, product, result, now_ms)
         finally:
             for future in futures:
                 future.cancel()
         return [out for out in outputs if out is not None]
 
     def _outgoing(
-        self,
-        record: Any,
-        product: dict[str, Any],
-        out_headers: list[tuple[str, bytes]],
-        feed: str | None,
-        result: dict[str, Any] | str,
-        now_ms: int,
+        self, item: Decoded, product: dict[str, Any], result: dict[str, Any] | str, now_ms: int
     ) -> Outgoing:
         if isinstance(result, str):
-            return self.dead_letters.outgoing(
-                record, header_map(record.headers), out_headers, feed, "model_input", result, now_ms
-            )
+            return item.dead(self.dead_letters, "model_input", result, now_ms)
         try:
             encoded = self.predictions.encode(result)
         except RegistryError:
             raise
         except SerdeError as exc:
-            return self.dead_letters.outgoing(
-                record, header_map(record.headers), out_headers, feed, "encode_error", str(exc),
-                now_ms,
-            )  # fmt: skip
+            return item.dead(self.dead_letters, "encode_error", str(exc), now_ms)
         key = product["product_id"].encode()
-        return Outgoing(self.topic, key, encoded, out_headers, feed, None)
+        return Outgoing(self.topic, key, encoded, item.out_headers, item.feed, None)
 
     def _records(
         self, products: list[dict[str, Any]], output: ModelOutput, now_ms: int

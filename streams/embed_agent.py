@@ -23,15 +23,15 @@ import faust
 import numpy as np
 
 from prodcat.settings import Settings
-from schemas.exceptions import RegistryError, SerdeError
 from schemas.serde import AvroSerde, serde_for
 from serving.backends import ModelBackend, create_backend
 from serving.exceptions import ImageFetchError, ModelInputError
 from serving.image_fetch import FetchedImage, ImageFetcher
 from serving.vector_store import ImageVector, VectorStore
 from streams.deadletter import DeadLetters
+from streams.decoding import Decoded, decode_records
 from streams.metrics import StageMetrics
-from streams.stage import Headers, Outgoing, header_map, register_stage, source_headers
+from streams.stage import Outgoing, register_stage
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,7 @@ OUTPUT = "embedding"
 
 @dataclass(slots=True)
 class _Item:
-    index: int
-    record: Any
-    headers: dict[str, bytes]
-    out_headers: Headers
-    feed: str | None
+    source: Decoded
     product: dict[str, Any]
     url: str
     image: FetchedImage | None = None
@@ -74,49 +70,48 @@ class EmbedStage:
 
     async def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
-        outputs: list[Outgoing | None] = [None] * len(records)
+        decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms)
+        outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         items: list[_Item] = []
         tombstones: dict[str, int] = {}  # product_id → index of its last tombstone in the batch
-        for i, record in enumerate(records):
-            hdrs = header_map(record.headers)
-            out_headers, feed = source_headers(hdrs, record.topic, record.partition, record.offset)
-            skipped = functools.partial(Outgoing, None, record.key, None, out_headers, feed, None)
-
-            if record.value is None:
-                if record.key:
-                    tombstones[record.key.decode("utf-8", "replace")] = i
-                outputs[i] = skipped(skipped="deleted")
-                continue
-            try:
-                product = self.products.decode(record.value)
-            except RegistryError:
-                raise
-            except SerdeError as exc:
-                outputs[i] = self.dead_letters.outgoing(
-                    record, hdrs, out_headers, feed, "decode_error", str(exc), now_ms
-                )
-                continue
-            if not product.get("image_urls"):
-                outputs[i] = skipped(skipped="no_image")
-                continue
-            url = product["image_urls"][0]
-            items.append(_Item(i, record, hdrs, out_headers, feed, product, url))
+        for d in decoded:
+            skipped = functools.partial(
+                Outgoing, None, d.record.key, None, d.out_headers, d.feed, None
+            )
+            if d.value is None:
+                if d.record.key:
+                    tombstones[d.record.key.decode("utf-8", "replace")] = d.index
+                outputs[d.index] = skipped(skipped="deleted")
+            elif not d.value.get("image_urls"):
+                outputs[d.index] = skipped(skipped="no_image")
+            else:
+                items.append(_Item(d, d.value, d.value["image_urls"][0]))
 
         # Within a batch the last event of a product wins: an upsert before its tombstone is moot.
-        latest = {item.product["product_id"]: item.index for item in items}
+        latest = {item.product["product_id"]: item.source.index for item in items}
         deleted = [pid for pid, i in tombstones.items() if i > latest.get(pid, -1)]
         for item in [
-            item for item in items if tombstones.get(item.product["product_id"], -1) > item.index
+            item
+            for item in items
+            if tombstones.get(item.product["product_id"], -1) > item.source.index
         ]:
-            outputs[item.index] = Outgoing(
-                None, item.record.key, None, item.out_headers, item.feed, None, skipped="deleted"
+            outputs[item.source.index] = Outgoing(
+                None,
+                item.source.record.key,
+                None,
+                item.source.out_headers,
+                item.source.feed,
+                None,
+                skipped="deleted",
             )
             items.remove(item)
         fetched = await self.fetcher.fetch_many([item.url for item in items])
         ready: list[_Item] = []
         for item, result in zip(items, fetched, strict=True):
             if isinstance(result, ImageFetchError):
-                outputs[item.index] = self._dead(item, f"image_{result.kind}", str(result), now_ms)
+                outputs[item.source.index] = item.source.dead(
+                    self.dead_letters, f"image_{result.kind}", str(result), now_ms
+                )
             else:
                 item.image = result
                 ready.append(item)
@@ -128,7 +123,9 @@ class EmbedStage:
             rows = []
             for item, (vector, version, error) in zip(chunk, vectors, strict=True):
                 if error is not None:
-                    outputs[item.index] = self._dead(item, "bad_image", error, now_ms)
+                    outputs[item.source.index] = item.source.dead(
+                        self.dead_letters, "bad_image", error, now_ms
+                    )
                     continue
                 rows.append(
                     ImageVector(
@@ -139,8 +136,13 @@ class EmbedStage:
                         image_url=item.url,
                     )
                 )
-                outputs[item.index] = Outgoing(
-                    None, item.record.key, None, item.out_headers, item.feed, None
+                outputs[item.source.index] = Outgoing(
+                    None,
+                    item.source.record.key,
+                    None,
+                    item.source.out_headers,
+                    item.source.feed,
+                    None,
                 )
             if rows:
                 await asyncio.to_thread(self.store.upsert, rows)
@@ -158,11 +160,6 @@ class EmbedStage:
             return self._embed(items[:middle]) + self._embed(items[middle:])
         vectors = np.asarray(output.outputs[OUTPUT], dtype=np.float32)
         return [(vectors[row], output.version, None) for row in range(len(items))]
-
-    def _dead(self, item: _Item, kind: str, message: str, now_ms: int) -> Outgoing:
-        return self.dead_letters.outgoing(
-            item.record, item.headers, item.out_headers, item.feed, kind, message, now_ms
-        )
 
 
 def build_stage(settings: Settings, backend: ModelBackend | None = None) -> EmbedStage:

@@ -1,0 +1,56 @@
+"""Decoding a micro-batch of Avro records once, for every stage that consumes a typed topic.
+
+Each consumed record becomes a :class:`Decoded` (a tombstone has ``value`` None) or, when its bytes
+do not decode, a dead letter (``decode_error``) at its index. An unreachable schema registry is not
+the record's fault: :class:`~schemas.exceptions.RegistryError` propagates and the batch is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.exceptions import RegistryError, SerdeError
+from schemas.serde import AvroSerde
+from streams.deadletter import DeadLetters
+from streams.stage import Headers, Outgoing, header_map, source_headers
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One consumed record: where it came from, and its value (None for a tombstone)."""
+
+    index: int
+    record: Any
+    headers: dict[str, bytes]
+    out_headers: Headers
+    feed: str | None
+    value: dict[str, Any] | None
+
+    def dead(self, dead_letters: DeadLetters, kind: str, message: str, now_ms: int) -> Outgoing:
+        return dead_letters.outgoing(
+            self.record, self.headers, self.out_headers, self.feed, kind, message, now_ms
+        )
+
+
+def decode_records(
+    records: Sequence[Any], serde: AvroSerde, dead_letters: DeadLetters, now_ms: int
+) -> tuple[list[Decoded], dict[int, Outgoing]]:
+    """The records that decode (or are tombstones), and dead letters by index for the others."""
+    decoded: list[Decoded] = []
+    dead: dict[int, Outgoing] = {}
+    for i, record in enumerate(records):
+        headers = header_map(record.headers)
+        out_headers, feed = source_headers(headers, record.topic, record.partition, record.offset)
+        item = Decoded(i, record, headers, out_headers, feed, None)
+        if record.value is not None:
+            try:
+                item.value = serde.decode(record.value)
+            except RegistryError:
+                raise
+            except SerdeError as exc:
+                dead[i] = item.dead(dead_letters, "decode_error", str(exc), now_ms)
+                continue
+        decoded.append(item)
+    return decoded, dead
