@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from confluent_kafka import Producer
+from harness import fresh_broker, run_settings
 
 from prodcat import localkafka
 from prodcat.settings import (
@@ -100,26 +100,14 @@ def _agent_run(settings: Settings, source: str, n: int, run: int) -> float:
         deadletter=f"bench-{uid}.deadletter",
         partitions=4,
     )
-    run_settings = settings.model_copy(
-        update={
-            "topics": topics,
-            "worker": WorkerSettings(
-                app_id=f"bench-{uid}",
-                batch_size=settings.worker.batch_size,
-                log_level="WARNING",
-                session_timeout_s=6,
-                heartbeat_interval_s=1,
-                metrics_port=settings.worker.metrics_port,
-            ),
-        }
-    )
+    run_cfg = run_settings(settings, topics, uid, batch_size=settings.worker.batch_size)
     specs = [s for s in topic_specs(topics) if s.name in (topics.predictions, topics.deadletter)]
-    ensure_topics(run_settings.kafka, specs)
-    proc = start_worker(run_settings, ["classify"], HOME / f"worker-{run}.log")
+    ensure_topics(run_cfg.kafka, specs)
+    proc = start_worker(run_cfg, ["classify"], HOME / f"worker-{run}.log")
     try:
-        wait_worker_ready(proc, "127.0.0.1", run_settings.worker.metrics_port, "classify", 180)
+        wait_worker_ready(proc, "127.0.0.1", run_cfg.worker.metrics_port, "classify", 180)
         records = read_topics(
-            run_settings.kafka, [topics.predictions, topics.deadletter], expected=n, timeout_s=900
+            run_cfg.kafka, [topics.predictions, topics.deadletter], expected=n, timeout_s=900
         )
     finally:
         stop_worker(proc)
@@ -142,6 +130,9 @@ def main() -> int:
     parser.add_argument("--consume-batch", type=int, default=2000, help="records per poll")
     parser.add_argument("--model-base", type=Path, default=REPO_ROOT / "models")
     args = parser.parse_args()
+    if args.products < 5 * args.consume_batch:
+        # The rate is taken between output timestamps; one or two polls would measure nothing.
+        parser.error("--products must be at least 5 x --consume-batch")
 
     base = load_settings()
     serving = ServingSettings(model_base=args.model_base.resolve(), batch_size=args.batch_size)
@@ -149,15 +140,11 @@ def main() -> int:
     if backend.version is None:
         print(f"no classifier under {serving.model_base}; run `prodcat train` first")
         return 2
-    if HOME.exists():
-        shutil.rmtree(HOME)
-    cfg = base.local_kafka.model_copy(update={"home": HOME / "kafka", "port": 9192,
-                                              "controller_port": 9193})  # fmt: skip
-    status = localkafka.start(cfg)
+    cfg, bootstrap = fresh_broker(base, HOME, 9192)
     try:
         settings = base.model_copy(
             update={
-                "kafka": KafkaSettings(bootstrap_servers=status.bootstrap),
+                "kafka": KafkaSettings(bootstrap_servers=bootstrap),
                 "serving": serving,
                 "worker": WorkerSettings(batch_size=args.consume_batch),
             }

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from confluent_kafka import Producer
+from harness import fresh_broker, run_settings
 
 from prodcat import localkafka
 from prodcat.settings import (
@@ -41,7 +41,6 @@ from prodcat.settings import (
     ServingSettings,
     Settings,
     TopicNames,
-    WorkerSettings,
     load_settings,
 )
 from schemas.serde import serde_for
@@ -78,24 +77,12 @@ def _direct(backend: InProcessBackend, urls: list[str]) -> float:
 def _agent_run(settings: Settings, source: str, n: int, run: int) -> float:
     uid = uuid.uuid4().hex[:8]
     topics = TopicNames(normalized=source, deadletter=f"bench-{uid}.deadletter", partitions=4)
-    run_settings = settings.model_copy(
-        update={
-            "topics": topics,
-            "milvus": MilvusSettings(uri=str(HOME / f"milvus-{run}" / "vectors.db")),
-            "worker": WorkerSettings(
-                app_id=f"bench-{uid}",
-                log_level="WARNING",
-                session_timeout_s=6,
-                heartbeat_interval_s=1,
-                metrics_port=settings.worker.metrics_port,
-            ),
-        }
+    run_cfg = run_settings(settings, topics, uid).model_copy(
+        update={"milvus": MilvusSettings(uri=str(HOME / f"milvus-{run}" / "vectors.db"))}
     )
-    ensure_topics(
-        run_settings.kafka, [s for s in topic_specs(topics) if s.name == topics.deadletter]
-    )
-    proc = start_worker(run_settings, ["embed"], HOME / f"worker-{run}.log")
-    port = run_settings.worker.metrics_port
+    ensure_topics(run_cfg.kafka, [s for s in topic_specs(topics) if s.name == topics.deadletter])
+    proc = start_worker(run_cfg, ["embed"], HOME / f"worker-{run}.log")
+    port = run_cfg.worker.metrics_port
     try:
         wait_worker_ready(proc, "127.0.0.1", port, "embed", 180)
         first: float | None = None
@@ -130,16 +117,12 @@ def main() -> int:
     if backend.version is None:
         print(f"no image embedder under {serving.model_base}; run `prodcat embedder export`")
         return 2
-    if HOME.exists():
-        shutil.rmtree(HOME)
-    cfg = base.local_kafka.model_copy(update={"home": HOME / "kafka", "port": 9292,
-                                              "controller_port": 9293})  # fmt: skip
-    status = localkafka.start(cfg)
+    cfg, bootstrap = fresh_broker(base, HOME, 9292)
     try:
         images = (base.data_dir / "myntra" / "images").resolve()
         settings = base.model_copy(
             update={
-                "kafka": KafkaSettings(bootstrap_servers=status.bootstrap),
+                "kafka": KafkaSettings(bootstrap_servers=bootstrap),
                 "serving": serving,
                 "images": ImageSettings(file_roots=(images,)),
             }

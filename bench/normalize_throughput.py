@@ -23,13 +23,14 @@ import time
 import uuid
 from pathlib import Path
 
+from harness import run_settings
+
 from prodcat import localkafka
 from prodcat.settings import (
     REPO_ROOT,
     KafkaSettings,
     Settings,
     TopicNames,
-    WorkerSettings,
     load_settings,
 )
 from schemas.serde import serde_for
@@ -82,26 +83,13 @@ def _worker_run(
         deadletter=f"bench-{uid}.deadletter",
         partitions=4,
     )
-    run_settings = settings.model_copy(
-        update={
-            "topics": topics,
-            "worker": WorkerSettings(
-                app_id=f"bench-{uid}",
-                consumer=mode,
-                batch_size=args.batch_size,
-                log_level="WARNING",
-                session_timeout_s=6,
-                heartbeat_interval_s=1,
-                metrics_port=settings.worker.metrics_port,
-            ),
-        }
-    )
-    ensure_topics(run_settings.kafka, topic_specs(topics)[1:3])
-    proc = start_worker(run_settings, ["normalize"], HOME / f"worker-{mode}-{run}.log")
+    run_cfg = run_settings(settings, topics, uid, consumer=mode, batch_size=args.batch_size)
+    ensure_topics(run_cfg.kafka, topic_specs(topics)[1:3])
+    proc = start_worker(run_cfg, ["normalize"], HOME / f"worker-{mode}-{run}.log")
     cpu0 = _cpu_seconds(proc.pid)
-    wait_worker_ready(proc, "127.0.0.1", run_settings.worker.metrics_port, "normalize")
+    wait_worker_ready(proc, "127.0.0.1", run_cfg.worker.metrics_port, "normalize")
     records = read_topics(
-        run_settings.kafka, [topics.normalized, topics.deadletter], expected=n, timeout_s=600
+        run_cfg.kafka, [topics.normalized, topics.deadletter], expected=n, timeout_s=600
     )
     cpu = _cpu_seconds(proc.pid) - cpu0
     stop_worker(proc)
