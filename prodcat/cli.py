@@ -45,6 +45,29 @@ def _parser() -> argparse.ArgumentParser:
     rules.add_argument("action", choices=["seed", "evaluate"])
     rules.add_argument("--file", type=Path, default=None, help="rules YAML (default: Flipkart's)")
 
+    labels = sub.add_parser("labels", help="the labels topic: import, rule labels, snapshot")
+    labels_sub = labels.add_subparsers(dest="action", required=True)
+    labels_import = labels_sub.add_parser(
+        "import", help="publish a CSV / JSON-lines label file; invalid lines → dead letters"
+    )
+    labels_import.add_argument("file", type=Path)
+    labels_rules = labels_sub.add_parser(
+        "rules", help="label the products of products.normalized with the legacy keyword rules"
+    )
+    labels_rules.add_argument("--file", type=Path, default=None, help="rules YAML")
+    labels_snapshot = labels_sub.add_parser(
+        "snapshot", help="write the labelled snapshot (labels ⋈ products) as JSON lines"
+    )
+    labels_snapshot.add_argument("out", type=Path)
+
+    retrain = sub.add_parser("retrain", help="the retraining job (what the retrain agent runs)")
+    retrain_sub = retrain.add_subparsers(dest="action", required=True)
+    retrain_run = retrain_sub.add_parser(
+        "run", help="snapshot, train, evaluate on the holdout, gate, export, publish ModelEvents"
+    )
+    retrain_run.add_argument("--version", type=int, default=None, help="candidate version")
+    retrain_run.add_argument("--result", type=Path, default=None, help="write the result JSON")
+
     baseline = sub.add_parser(
         "baseline", help="TF-IDF + LinearSVC on the fixed evaluation protocol"
     )
@@ -191,6 +214,32 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(settings: Settings, args: argparse.Namespace) -> int:
+    from streams import label_commands
+
+    if args.action == "import":
+        report = label_commands.import_labels(settings, args.file)
+        print(report.format())
+        return 0
+    if args.action == "rules":
+        print(label_commands.rule_labels(settings, args.file).format())
+        return 0
+    from training.labels import write_snapshot
+
+    snapshot = label_commands.materialise_snapshot(settings)
+    count = write_snapshot(snapshot.items, args.out)
+    print(f"wrote {count} labelled products to {args.out}: {snapshot.counts.as_dict()}")
+    return 0
+
+
+def _retrain(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.retrain_job import run_retrain_job
+
+    result = run_retrain_job(settings, version=args.version, result_path=args.result)
+    print(f"v{result.version} {result.outcome}: {result.reason}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -221,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(commands.evaluate_flipkart_rules(settings.data_dir, target))
             return 0
+        if args.command == "labels":
+            return _labels(settings, args)
+        if args.command == "retrain":
+            return _retrain(settings, args)
         if args.command == "baseline":
             from training.commands import baseline_table
 

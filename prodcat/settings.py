@@ -111,6 +111,12 @@ class ServingSettings(_Section):
         default=2.0, gt=0, description="How often the in-process backend looks for new versions."
     )
     top_k: int = Field(default=5, ge=1, description="Exclusive categories per prediction.")
+    committee_size: int = Field(
+        default=0,
+        ge=0,
+        description="Query by committee: also score each product with the newest N loaded "
+        "versions (0 or 1: off) and put vote entropy and KL to the consensus in the prediction.",
+    )
     rule_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Rule-based probability counted as a positive."
     )
@@ -166,6 +172,83 @@ class ApiSettings(_Section):
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
 
+class RetrainSettings(_Section):
+    """The retrain trigger agent, the training job it launches and the promotion gate.
+
+    The candidate's exclusive classes are the category ids of the labels themselves (whatever
+    level a labeller chose), so there is no tree-level setting here.
+    """
+
+    min_new_labels: int = Field(
+        default=500, ge=1, description="Start a training job after this many new valid labels."
+    )
+    max_wait_s: float = Field(
+        default=1800.0, gt=0, description="...or after this long with at least one new label."
+    )
+    check_interval_s: float = Field(default=5.0, gt=0, description="How often the trigger checks.")
+    config: Path = Field(
+        default=REPO_ROOT / "training" / "configs" / "cnn.yaml",
+        description="Training config (YAML) of the retraining job.",
+    )
+    epsilon: float = Field(
+        default=0.005,
+        ge=0,
+        description="Promotion gate: promote unless holdout accuracy is worse than the serving "
+        "model's by more than this.",
+    )
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Share of labelled products held out (by id hash)."
+    )
+    work_dir: Path = Field(
+        default=REPO_ROOT / "var" / "retrain", description="Snapshots, candidates and job logs."
+    )
+    job_timeout_s: float = Field(
+        default=3600.0, gt=0, description="A job running longer is killed."
+    )
+    holdout: Path | None = Field(
+        default=None,
+        description="Fixed holdout file: JSON lines {product, exclusive} as `prodcat labels "
+        "snapshot` writes them; default: the labelled products whose id hash falls in "
+        "holdout_fraction.",
+    )
+
+
+class SamplerSettings(_Section):
+    """The active-learning sampler agent: which products humans are asked to label."""
+
+    strategy: Literal[
+        "least_confidence", "margin", "entropy", "qbc_vote_entropy", "qbc_kl", "density", "random"
+    ] = Field(default="margin", description="Acquisition function.")
+    density_uncertainty: Literal["least_confidence", "margin", "entropy"] = Field(
+        default="margin",
+        description="Uncertainty that information density multiplies; also what the QBC "
+        "strategies rank by, after the committee-scored ones, for predictions without committee "
+        "scores (committee off, or only one model version yet).",
+    )
+    density_beta: float = Field(default=1.0, ge=0, description="Exponent of the density term.")
+    density_neighbours: int = Field(default=10, ge=1, description="Neighbours for the density.")
+    random_share: float = Field(
+        default=0.1, ge=0, le=1, description="Share of each batch chosen uniformly at random."
+    )
+    batch_size: int = Field(default=50, ge=1, description="Requests chosen per selection window.")
+    window_s: float = Field(default=30.0, gt=0, description="Candidates gathered per selection.")
+    max_per_minute: float = Field(default=120.0, gt=0, description="Rate limit of requests.")
+    pending_ttl_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="An unanswered request may be re-issued after."
+    )
+    max_candidates: int = Field(
+        default=10_000,
+        ge=1,
+        description="A window closes early once it holds this many distinct candidate products.",
+    )
+    labelled_objectives: tuple[Literal["exclusive", "rule_based"], ...] = Field(
+        default=("exclusive",),
+        min_length=1,
+        description="A product with a label of one of these objectives is never requested "
+        "(rule_based labels come from the keyword rules, so they do not count by default).",
+    )
+
+
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
@@ -194,6 +277,8 @@ class Settings(BaseSettings):
     images: ImageSettings = ImageSettings()
     milvus: MilvusSettings = MilvusSettings()
     api: ApiSettings = ApiSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    sampler: SamplerSettings = SamplerSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
 
 

@@ -95,6 +95,8 @@ class InProcessBackend:
     With ``version`` unset it serves the latest complete version and a daemon thread polls for newer
     ones every ``poll_interval_s``; a new version is loaded off the request path and swapped in with
     one reference assignment. Calls in flight finish on the version they started with.
+    With ``committee_size >= 2`` the ``committee_size - 1`` versions just below the served one stay
+    loaded too, for :meth:`predict_members` (query by committee, ``serving.committee``).
     """
 
     def __init__(
@@ -106,8 +108,11 @@ class InProcessBackend:
         version: int | None = None,
         poll_interval_s: float | None = 2.0,
         wait_s: float = 0.0,
+        committee_size: int = 0,
     ) -> None:
         self.name = name
+        self.committee_size = committee_size
+        self._members: dict[int, _Loaded] = {}
         self.model_dir = Path(model_base) / name
         self.signature = signature
         self.pinned = version
@@ -132,6 +137,7 @@ class InProcessBackend:
             signature=settings.signature,
             version=settings.version,
             poll_interval_s=settings.poll_interval_s,
+            committee_size=settings.committee_size,
             **kwargs,
         )
 
@@ -149,17 +155,48 @@ class InProcessBackend:
             else:
                 wanted = versions[-1] if versions else None
             current = self._loaded
-            if wanted is None or (current is not None and current.version == wanted):
-                return current is not None
+            if wanted is not None and (current is None or current.version != wanted):
+                try:
+                    loaded = _load(self.model_dir, wanted, self.signature)
+                except ModelNotFoundError as exc:  # e.g. removed while loading: try next poll
+                    logger.warning("%s", exc)
+                else:
+                    self._loaded = loaded
+                    if current is not None:
+                        # the old version may stay as a member (a new dict: readers iterate it)
+                        self._members = {**self._members, current.version: current}
+                        logger.info(
+                            "%s: swapped version %d → %d", self.name, current.version, wanted
+                        )
+            self._refresh_members(versions)
+            return self._loaded is not None
+
+    def _refresh_members(self, versions: list[int]) -> None:
+        """Keep the ``committee_size - 1`` versions below the served one loaded (lock held)."""
+        served = self._loaded
+        if self.committee_size < 2 or served is None:
+            self._members = {}
+            return
+        wanted = [v for v in versions if v < served.version][-(self.committee_size - 1) :]
+        members = {v: m for v, m in self._members.items() if v in wanted}
+        for version in wanted:
+            if version not in members:
+                try:
+                    members[version] = _load(self.model_dir, version, self.signature)
+                except (ModelNotFoundError, ModelSignatureError) as exc:
+                    logger.warning("%s: committee member left out: %s", self.name, exc)
+        self._members = members
+
+    def predict_members(self, inputs: Arrays, newest: int, size: int) -> list[ModelOutput]:
+        """Outputs of up to ``size`` loaded versions older than ``newest``, newest first."""
+        members = sorted(self._members.values(), key=lambda m: -m.version)
+        outputs = []
+        for member in [m for m in members if m.version < newest][:size]:
             try:
-                loaded = _load(self.model_dir, wanted, self.signature)
-            except ModelNotFoundError as exc:  # e.g. removed while loading: try again next poll
-                logger.warning("%s", exc)
-                return current is not None
-            self._loaded = loaded
-            if current is not None:
-                logger.info("%s: swapped version %d → %d", self.name, current.version, wanted)
-            return True
+                outputs.append(self._call(member, inputs))
+            except (ModelInputError, ModelSignatureError) as exc:
+                logger.warning("%s: committee member left out of a batch: %s", self.name, exc)
+        return outputs
 
     def _poll(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -174,6 +211,9 @@ class InProcessBackend:
             raise BackendUnavailableError(
                 f"no version of model {self.name!r} under {self.model_dir} yet"
             )
+        return self._call(loaded, inputs)
+
+    def _call(self, loaded: _Loaded, inputs: Arrays) -> ModelOutput:
         try:
             tensors = {key: tf.constant(value) for key, value in inputs.items()}
             outputs = loaded.function(**tensors)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from serving.backends import ModelOutput
+from serving.committee import committee_scores
 from serving.exceptions import ModelSignatureError
 from serving.model_card import ClassifierCard
 from training import acquisition
@@ -59,8 +60,14 @@ def predictions(
     top_k: int,
     rule_threshold: float,
     now_ms: int,
+    committee: Sequence[tuple[ClassifierCard, ModelOutput]] = (),
 ) -> list[dict[str, Any]]:
-    """One ``Prediction`` record per product, from the outputs of ``card``'s model version."""
+    """One ``Prediction`` record per product, from the outputs of ``card``'s model version.
+
+    ``committee``: older versions' outputs (with their cards) for the same products; with at least
+    one, the uncertainty holds the committee's vote entropy and KL to the consensus (the members
+    aligned on ``card``'s classes, see ``serving.committee``), otherwise those are null.
+    """
     probs = output.outputs.get(EXCLUSIVE_PROBS)
     if probs is None or probs.shape != (len(products), len(card.class_ids)):
         shape = None if probs is None else probs.shape
@@ -72,6 +79,12 @@ def predictions(
     if rules is None or rules.shape[1] != len(card.rule_ids):
         rules = np.zeros((len(products), 0), dtype=np.float32)
     scores = uncertainty(probs)
+    members = [(card.class_ids, probs)] + [
+        (member_card.class_ids, member.outputs[EXCLUSIVE_PROBS])
+        for member_card, member in committee
+        if _fits(member, member_card, len(products))
+    ]
+    qbc = committee_scores(card.class_ids, members)
     top = _top_k(probs, top_k)
     records = []
     for row, product in enumerate(products):
@@ -106,8 +119,15 @@ def predictions(
                     "least_confidence": float(least_confidence),
                     "margin": float(margin),
                     "entropy": float(entropy),
+                    "vote_entropy": None if qbc is None else float(qbc[0][row]),
+                    "kl_consensus": None if qbc is None else float(qbc[1][row]),
                 },
                 "predicted_at": now_ms,
             }
         )
     return records
+
+
+def _fits(output: ModelOutput, card: ClassifierCard, n: int) -> bool:
+    probs = output.outputs.get(EXCLUSIVE_PROBS)
+    return probs is not None and probs.shape == (n, len(card.class_ids))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from prodcat.settings import ServingSettings
-from serving.backends import Arrays, ModelOutput
+from serving.backends import Arrays, ModelOutput, available_versions
 from serving.exceptions import BackendUnavailableError, ModelInputError, ModelSignatureError
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class TFServingBackend:
         retries: int = 3,
         backoff_s: float = 0.1,
         channel: grpc.Channel | None = None,
+        model_dir: Path | None = None,
     ) -> None:
         if version is not None and version_label is not None:
             raise ValueError("give a version or a version label, not both")
@@ -67,6 +69,7 @@ class TFServingBackend:
         self.deadline_s = deadline_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.model_dir = model_dir  # the model store, to find committee members' versions
         self._channel = channel or grpc.insecure_channel(
             target,
             options=[
@@ -87,6 +90,7 @@ class TFServingBackend:
             version_label=settings.version_label,
             deadline_s=settings.deadline_s,
             retries=settings.retries,
+            model_dir=settings.model_base / name if settings.committee_size >= 2 else None,
         )
 
     def request(self, inputs: Arrays) -> Any:
@@ -137,6 +141,29 @@ class TFServingBackend:
             outputs = {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
             return ModelOutput(self.name, int(response.model_spec.version.value), outputs)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def predict_members(self, inputs: Arrays, newest: int, size: int) -> list[ModelOutput]:
+        """Outputs of up to ``size`` versions older than ``newest`` (from the model store), asked
+        for by number, newest first. One attempt each: a version the server does not serve (its
+        ``model_version_policy`` must keep them) is left out with a warning."""
+        if self.model_dir is None or size < 1:
+            return []
+        older = [v for v in available_versions(self.model_dir) if v < newest][-size:][::-1]
+        outputs = []
+        for version in older:
+            request = self.request(inputs)
+            request.model_spec.ClearField("version_label")
+            request.model_spec.version.value = version
+            try:
+                response = self._stub.Predict(request, timeout=self.deadline_s)
+            except grpc.RpcError as exc:
+                logger.warning(
+                    "%s v%d: committee member left out: %s", self.name, version, exc.code().name
+                )
+                continue
+            arrays = {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
+            outputs.append(ModelOutput(self.name, version, arrays))
+        return outputs
 
     def close(self) -> None:
         self._channel.close()

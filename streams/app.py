@@ -29,11 +29,25 @@ def _embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     return register_embed(app, settings, metrics)
 
 
+def _sample(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    from streams.sampler_agent import register_sampler  # Milvus only for this role
+
+    return register_sampler(app, settings, metrics)
+
+
+def _retrain(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    from streams.retrain_agent import register_retrain  # launches training jobs
+
+    return register_retrain(app, settings, metrics)
+
+
 #: Agents a worker can run, by role name. A worker runs the roles it is started with.
 AGENTS: dict[str, tuple[str, AgentFactory]] = {
     "normalize": ("normalize", register_normalize),
     "classify": ("classify", _classify),
     "embed": ("embed", _embed),
+    "sample": ("sample", _sample),
+    "retrain": ("retrain", _retrain),
 }
 
 

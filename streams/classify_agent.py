@@ -25,6 +25,7 @@ from schemas.exceptions import RegistryError, SerdeError
 from schemas.serde import AvroSerde, serde_for
 from serving.backends import ModelBackend, ModelOutput, create_backend
 from serving.classify import model_inputs, predictions
+from serving.committee import predict_with_committee
 from serving.exceptions import ModelInputError
 from serving.model_card import CardStore
 from streams.deadletter import DeadLetters
@@ -78,7 +79,7 @@ class ClassifyStage:
         # outputs of chunk i into records.
         futures = [
             self._pool.submit(
-                self.backend.predict, model_inputs([d.value for d in chunk if d.value is not None])
+                self._predict, model_inputs([d.value for d in chunk if d.value is not None])
             )
             for chunk in chunks
         ]
@@ -110,10 +111,19 @@ class ClassifyStage:
         key = product["product_id"].encode()
         return Outgoing(self.topic, key, encoded, item.out_headers, item.feed, None)
 
+    def _predict(self, inputs: dict[str, Any]) -> tuple[ModelOutput, list[ModelOutput]]:
+        """The served version's outputs and, for query by committee, older versions'."""
+        return predict_with_committee(self.backend, inputs, self.serving.committee_size)
+
     def _records(
-        self, products: list[dict[str, Any]], output: ModelOutput, now_ms: int
+        self,
+        products: list[dict[str, Any]],
+        outputs: tuple[ModelOutput, list[ModelOutput]],
+        now_ms: int,
     ) -> list[dict[str, Any] | str]:
+        output, members = outputs
         card = self.cards.classifier(output.name, output.version)
+        committee = [(self.cards.classifier(m.name, m.version), m) for m in members]
         return list(
             predictions(
                 products,
@@ -122,13 +132,14 @@ class ClassifyStage:
                 top_k=self.serving.top_k,
                 rule_threshold=self.serving.rule_threshold,
                 now_ms=now_ms,
+                committee=committee,
             )
         )
 
     def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
         """Predictions for ``products``; a product the model rejects gets its error message."""
         try:
-            output = self.backend.predict(model_inputs(products))
+            outputs = self._predict(model_inputs(products))
         except ModelInputError as exc:
             if len(products) == 1:
                 return [str(exc)]
@@ -136,7 +147,7 @@ class ClassifyStage:
             return self._classify(products[:middle], now_ms) + self._classify(
                 products[middle:], now_ms
             )
-        return self._records(products, output, now_ms)
+        return self._records(products, outputs, now_ms)
 
 
 def build_stage(settings: Settings, backend: ModelBackend | None = None) -> ClassifyStage:

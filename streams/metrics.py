@@ -81,6 +81,7 @@ class StageMetrics:
 
     def __init__(self, metrics: WorkerMetrics, stage: str) -> None:
         self.stage = stage
+        self.registry = metrics.registry  # for a stage's own metrics (e.g. SamplerMetrics)
         self.events_in = metrics.events_in
         self.events_out = metrics.events_out
         self.dead_letters = metrics.dead_letters
@@ -110,3 +111,110 @@ class StageMetrics:
             return "other"
         self._feeds.add(feed)
         return feed
+
+
+class SamplerMetrics:
+    """The sampler agent's own series, besides its stage metrics (events in, dead letters, lag)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.candidates = Counter(
+            "prodcat_sampler_candidates",
+            "Predictions taken into a selection window as candidates.",
+            registry=registry,
+        )
+        self.requests = Counter(
+            "prodcat_sampler_requests",
+            "Annotation requests emitted, by strategy (random: the random share).",
+            ["strategy"],
+            registry=registry,
+        )
+        self.excluded = Counter(
+            "prodcat_sampler_excluded",
+            "Predictions not requested because the product is labelled or already pending.",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "prodcat_sampler_rate_limited",
+            "Requests a window would have emitted but the rate limit (max_per_minute) held back.",
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "prodcat_sampler_fallbacks",
+            "Candidates scored by the fallback: no_vector (density), no_committee (QBC).",
+            ["reason"],
+            registry=registry,
+        )
+        self.state_records = Counter(
+            "prodcat_sampler_state_records",
+            "Records of the labels and annotation.requests topics read to rebuild and follow the "
+            "dedupe state (bad: undecodable, logged and ignored).",
+            ["topic", "outcome"],
+            registry=registry,
+        )
+        self.labelled = Gauge(
+            "prodcat_sampler_labelled_products", "Labelled products known.", registry=registry
+        )
+        self.pending = Gauge(
+            "prodcat_sampler_pending_products",
+            "Products with an open annotation request.",
+            registry=registry,
+        )
+
+
+class RetrainMetrics:
+    """The retrain trigger's own series (labels, jobs, gate), labelled by model name."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.labels_consumed = Counter(
+            "prodcat_labels_consumed",
+            "Valid labels the retrain trigger consumed, by source and objective.",
+            ["source", "objective"],
+            registry=registry,
+        )
+        self.labels_invalid = Counter(
+            "prodcat_labels_invalid",
+            "Labels dead-lettered by the retrain trigger, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "prodcat_retrain_pending_labels",
+            "Valid labels consumed that no finished or running job covers yet.",
+            ["model"],
+            registry=registry,
+        )
+        self.running = Gauge(
+            "prodcat_retrain_job_running",
+            "1 while a training job runs.",
+            ["model"],
+            registry=registry,
+        )
+        self.jobs_started = Counter(
+            "prodcat_retrain_jobs_started", "Training jobs launched.", ["model"], registry=registry
+        )
+        self.jobs_finished = Counter(
+            "prodcat_retrain_jobs_finished",
+            "Training jobs finished, by outcome: promoted, rejected, failed, timeout.",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.job_seconds = Histogram(
+            "prodcat_retrain_job_seconds",
+            "Wall time of a training job.",
+            ["model"],
+            buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+            registry=registry,
+        )
+        self.last_decision = Gauge(
+            "prodcat_retrain_last_decision",
+            "Last gate decision: 1 promoted, 0 rejected, -1 job failed or timed out.",
+            ["model"],
+            registry=registry,
+        )
+        self.last_version = Gauge(
+            "prodcat_retrain_last_version",
+            "Model version of the last finished job (the candidate's, or the promoted one's).",
+            ["model"],
+            registry=registry,
+        )

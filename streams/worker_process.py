@@ -20,7 +20,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a worker subprocess that sees the same settings as this process."""
     env = dict(os.environ)
     env["PRODCAT_DATA_DIR"] = str(settings.data_dir)
-    for section in ("kafka", "serde", "topics", "worker", "serving", "images", "milvus", "api"):
+    sections = ("kafka", "serde", "topics", "worker", "serving", "images", "milvus", "api")
+    for section in (*sections, "retrain", "sampler"):
         for field, value in getattr(settings, section):
             name = f"PRODCAT_{section.upper()}__{field.upper()}"
             if value is None:

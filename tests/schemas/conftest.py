@@ -114,7 +114,13 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "rule_based_positives": [
                 {"category_id": "c-1", "path": ["Schuhe"], "probability": 0.99},
             ],
-            "uncertainty": {"least_confidence": 0.1875, "margin": 0.6875, "entropy": 0.5623},
+            "uncertainty": {
+                "least_confidence": 0.1875,
+                "margin": 0.6875,
+                "entropy": 0.5623,
+                "vote_entropy": 0.6365,
+                "kl_consensus": 0.0421,
+            },
             "predicted_at": SEEN_AT,
         },
         {
@@ -124,7 +130,13 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "model_version": 0,
             "exclusive_top_k": [],
             "rule_based_positives": [],
-            "uncertainty": {"least_confidence": 0.0, "margin": 1.0, "entropy": 0.0},
+            "uncertainty": {
+                "least_confidence": 0.0,
+                "margin": 1.0,
+                "entropy": 0.0,
+                "vote_entropy": None,
+                "kl_consensus": None,
+            },
             "predicted_at": 0,
         },
     ],

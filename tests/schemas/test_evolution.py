@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -187,3 +188,47 @@ def test_old_schema_registered_in_the_default_store_is_seen_by_serde_for(
     }
     decoded = serde_for("ModelEvent").decode(single_object(old, record))
     assert decoded == {**record, "artifact_uri": None, "reason": None}
+
+
+def _uncertainty(schema: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = _field(schema, "uncertainty")["type"]
+    return found
+
+
+def test_prediction_before_committee_scores_reads_them_as_null(
+    store: SchemaStore, single_object: Encoder
+) -> None:
+    old = load_schema_dict("Prediction")
+    _uncertainty(old)["fields"] = [
+        f for f in _uncertainty(old)["fields"] if f["name"] not in {"vote_entropy", "kl_consensus"}
+    ]
+    store.register(old)
+    record = copy.deepcopy(RECORDS["Prediction"][0])
+    for name in ("vote_entropy", "kl_consensus"):
+        del record["uncertainty"][name]
+
+    decoded = AvroSerde("Prediction", store=store).decode(single_object(old, record))
+
+    assert decoded["uncertainty"] == {
+        **record["uncertainty"],
+        "vote_entropy": None,
+        "kl_consensus": None,
+    }
+
+
+def test_reader_before_committee_scores_ignores_them(
+    store: SchemaStore, single_object: Encoder
+) -> None:
+    current = load_schema_dict("Prediction")
+    store.register(current)
+    old_reader = load_schema_dict("Prediction")
+    _uncertainty(old_reader)["fields"] = _uncertainty(old_reader)["fields"][:3]
+    data = single_object(current, RECORDS["Prediction"][0])
+
+    from fastavro import parse_schema, schemaless_reader
+
+    decoded = schemaless_reader(
+        io.BytesIO(data[10:]), parse_schema(current), parse_schema(old_reader)
+    )
+
+    assert set(decoded["uncertainty"]) == {"least_confidence", "margin", "entropy"}

@@ -175,3 +175,50 @@ def test_tfserving_outage_is_retried_then_reported_quickly() -> None:
         backend.predict(INPUTS)
     assert time.monotonic() - started < 10
     backend.close()
+
+
+def test_in_process_committee_keeps_the_older_versions_loaded(
+    model_base: Path, trained_classifier: TrainedClassifier
+) -> None:
+    trained_classifier.export(model_base)  # version 2
+    trained_classifier.export(model_base)  # version 3
+    backend = InProcessBackend(model_base, "classifier", poll_interval_s=None, committee_size=2)
+    try:
+        served = backend.predict(INPUTS)
+        assert served.version == 3
+        members = backend.predict_members(INPUTS, served.version, 5)
+        assert [m.version for m in members] == [2]  # committee_size 2: one member besides v3
+        np.testing.assert_allclose(
+            members[0].outputs["exclusive_probs"], served.outputs["exclusive_probs"], rtol=1e-4
+        )
+        trained_classifier.export(model_base)  # version 4: v3 becomes the member, v2 unloaded
+        backend.refresh()
+        assert backend.version == 4
+        assert [m.version for m in backend.predict_members(INPUTS, 4, 5)] == [3]
+    finally:
+        backend.close()
+    single = InProcessBackend(model_base, "classifier", poll_interval_s=None)
+    try:
+        assert single.predict_members(INPUTS, 4, 5) == []
+    finally:
+        single.close()
+
+
+def test_tfserving_committee_asks_for_older_versions_by_number(
+    model_base: Path, trained_classifier: TrainedClassifier
+) -> None:
+    trained_classifier.export(model_base)  # version 2
+    port = free_port()
+    server, servicer, _ = serve(model_base, port=port)
+    try:
+        backend = TFServingBackend(
+            f"127.0.0.1:{port}", "classifier", model_dir=model_base / "classifier"
+        )
+        served = backend.predict(INPUTS)
+        assert served.version == 2
+        assert [m.version for m in backend.predict_members(INPUTS, 2, 3)] == [1]
+        assert backend.predict_members(INPUTS, 1, 3) == []
+        backend.close()
+    finally:
+        server.stop(grace=None)
+        servicer.close()

@@ -60,7 +60,9 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
 ) -> None:
     base = tmp_path / "models"
     shutil.copytree(trained_classifier.model_base, base)
-    settings = _with_serving(pipeline_settings, model_base=base, poll_interval_s=0.5, batch_size=64)
+    settings = _with_serving(
+        pipeline_settings, model_base=base, poll_interval_s=0.5, batch_size=64, committee_size=2
+    )
     products = _products(data_dir, 0, 300)
     garbage = [(b"bad-1", b"not avro at all"), (b"bad-2", b"\xc3\x01" + b"\x00" * 12)]
     _produce(settings, [*products, *garbage, (b"gone", None)])
@@ -84,6 +86,7 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
     first = decoded[0]
     assert len(first["exclusive_top_k"]) == 5 and first["exclusive_top_k"][0]["path"]
     assert 0.0 <= first["uncertainty"]["least_confidence"] <= 1.0
+    assert first["uncertainty"]["vote_entropy"] is None  # one version: no committee yet
 
     # A new version appears in the model store: the running worker swaps to it.
     trained_classifier.export(base)
@@ -91,12 +94,15 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
     more = _products(data_dir, 300, 50)
     _produce(settings, more)
     outputs = _read(settings, expected=len(outputs) + len(more))
-    versions = Counter(
-        serde.decode(r.value)["model_version"]
+    swapped = [
+        serde.decode(r.value)
         for r in outputs
         if r.topic == settings.topics.predictions and r.value and r.key in dict(more)
-    )
-    assert versions == {2: len(more)}
+    ]
+    assert Counter(p["model_version"] for p in swapped) == {2: len(more)}
+    # committee_size 2: version 1 stays loaded and scores with version 2 (the same weights here).
+    assert all(p["uncertainty"]["vote_entropy"] == pytest.approx(0.0) for p in swapped)
+    assert all(p["uncertainty"]["kl_consensus"] == pytest.approx(0.0, abs=1e-6) for p in swapped)
 
 
 def test_a_serving_outage_backs_off_and_loses_nothing(

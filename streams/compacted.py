@@ -1,0 +1,86 @@
+"""Materialise a compacted topic: the live value of every key, read from the beginning to the end.
+
+The training snapshot (``labels`` joined with ``products.normalized``) and ``prodcat labels rules``
+read the topics this way: the latest record per key wins, a tombstone deletes the key. The end
+offsets reached are returned too, so a caller can say what a snapshot covered.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from prodcat.settings import KafkaSettings
+from streams.exceptions import StreamsError
+from streams.kafka_clients import librdkafka_config
+
+
+@dataclass
+class LiveRecords:
+    """The live values of a compacted topic by key (tombstoned keys absent) and where it ended."""
+
+    topic: str
+    values: dict[bytes, bytes] = field(default_factory=dict)
+    keyless: int = 0
+    end_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def read_compacted(kafka: KafkaSettings, topic: str, *, timeout_s: float = 120.0) -> LiveRecords:
+    """Every partition of ``topic`` from the beginning up to its end when the read started."""
+    consumer = Consumer(
+        librdkafka_config(
+            kafka,
+            **{
+                "group.id": f"prodcat-snapshot-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.max.bytes": 32 * 1024 * 1024,
+            },
+        )
+    )
+    live = LiveRecords(topic)
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            raise StreamsError(f"topic {topic} does not exist on {kafka.bootstrap_servers}")
+        ends: dict[int, int] = {}
+        for partition in sorted(meta.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                ends[partition] = high
+            live.end_offsets[partition] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        pending = set(ends)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise StreamsError(f"reading {topic} took longer than {timeout_s:.0f}s")
+            for msg in consumer.consume(10_000, timeout=0.5):
+                err = msg.error()
+                partition, offset = msg.partition() or 0, msg.offset() or 0
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if offset >= ends.get(partition, 0):
+                            pending.discard(partition)
+                        continue
+                    raise StreamsError(f"reading {topic}: {err}")
+                if offset >= ends[partition]:  # written after the read started
+                    pending.discard(partition)
+                    continue
+                key, value = msg.key(), msg.value()
+                if key is None:
+                    live.keyless += 1
+                elif value is None:
+                    live.values.pop(key, None)
+                else:
+                    live.values[key] = value
+                if offset + 1 >= ends[partition]:
+                    pending.discard(partition)
+    except KafkaException as exc:
+        raise StreamsError(f"reading {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+    return live

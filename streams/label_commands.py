@@ -1,0 +1,240 @@
+"""``prodcat labels import|rules|snapshot``: labels in and out of Kafka.
+
+* ``import FILE``: parse a CSV / JSON-lines file (:mod:`training.label_import`), publish the valid
+  labels to ``labels`` and every invalid line to the dead-letter topic (stage ``labels``, the line's
+  bytes and the reason, source ``file:<path>`` with the line number as offset).
+* ``rules``: apply the legacy keyword rules to the live products of ``products.normalized`` and
+  publish ``rule_based`` labels with source ``rules`` (products no rule fires on get none).
+* ``snapshot``: the live labels joined with the live products (:func:`training.labels.join_snapshot`).
+
+Labels are validated against the newest serving classifier's vocabulary
+(:func:`training.labels.load_vocabulary`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from prodcat.settings import Settings
+from schemas.exceptions import RegistryError, SerdeError
+from schemas.serde import serde_for
+from streams.compacted import read_compacted
+from streams.deadletter import dead_letter
+from streams.exceptions import StreamsError
+from streams.kafka_clients import producer_config
+from training.label_import import parse_label_file
+from training.labels import (
+    LabelError,
+    LabelledProduct,
+    SnapshotCounts,
+    Vocabulary,
+    join_snapshot,
+    label_key,
+    load_vocabulary,
+    validate_label,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE = "labels"
+
+
+@dataclass
+class PublishReport:
+    """What a labels command published: labels by objective, dead letters by reason."""
+
+    published: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def format(self) -> str:
+        dead = sum(self.dead_letters.values())
+        text = f"published {sum(self.published.values())} labels {dict(self.published)}"
+        text += f", {dead} dead letters {dict(self.dead_letters)}"
+        if self.skipped:
+            text += f", skipped {dict(self.skipped)}"
+        return text
+
+
+class _Publisher:
+    def __init__(self, settings: Settings) -> None:
+        registry, topics = settings.serde.registry_url, settings.topics
+        self.topics = topics
+        self.labels = serde_for("Label", registry, topic=topics.labels)
+        self.letters = serde_for("DeadLetter", registry, topic=topics.deadletter)
+        self.producer = Producer(producer_config(settings.kafka))
+        self.errors: list[str] = []
+        self.worker = f"{socket.gethostname()}:cli"
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.errors.append(str(err))
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self.producer.poll(0.5)
+            except KafkaException as exc:
+                raise StreamsError(f"cannot publish to {topic}: {exc}") from exc
+
+    def label(self, label: dict[str, Any]) -> str | None:
+        """Publish a label; returns None, or the reason it cannot be encoded."""
+        try:
+            value = self.labels.encode(label)
+        except RegistryError:
+            raise
+        except SerdeError as exc:
+            return str(exc)
+        self._produce(self.topics.labels, label_key(label["product_id"], label["objective"]), value)
+        return None
+
+    def dead(self, source: str, number: int, original: bytes, kind: str, message: str) -> None:
+        record = dead_letter(
+            stage=STAGE,
+            error_kind=kind,
+            message=message,
+            key=None,
+            value=original,
+            headers={},
+            feed=None,
+            topic=source,
+            partition=0,
+            offset=number,
+            worker=self.worker,
+            now_ms=time.time_ns() // 1_000_000,
+        )
+        logger.warning("%s line %d: dead-lettered (%s): %s", source, number, kind, message[:200])
+        self._produce(self.topics.deadletter, None, self.letters.encode(record))
+
+    def flush(self) -> None:
+        if self.producer.flush(60) or self.errors:
+            raise StreamsError(f"not every record was acknowledged: {self.errors[:3] or 'timeout'}")
+
+
+def import_labels(settings: Settings, path: Path) -> PublishReport:
+    """Publish the labels of a file; invalid lines become dead letters (counted by reason)."""
+    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
+    publisher = _Publisher(settings)
+    report = PublishReport()
+    source = f"file:{path}"
+    for line in parse_label_file(path, vocabulary, time.time_ns() // 1_000_000):
+        if line.label is not None:
+            problem = publisher.label(line.label)
+            if problem is None:
+                report.published[line.label["objective"]] += 1
+                continue
+            kind, message = "malformed", problem
+        else:
+            assert line.error is not None
+            kind, message = line.error.kind, line.error.message
+        publisher.dead(source, line.number, line.original, kind, message)
+        report.dead_letters[kind] += 1
+    publisher.flush()
+    return report
+
+
+def live_products(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The live products of ``products.normalized`` by id (undecodable records are skipped)."""
+    serde = serde_for("Product", settings.serde.registry_url, topic=settings.topics.normalized)
+    products: dict[str, dict[str, Any]] = {}
+    bad = 0
+    for value in read_compacted(settings.kafka, settings.topics.normalized).values.values():
+        try:
+            product = serde.decode(value)
+        except RegistryError:
+            raise
+        except SerdeError:
+            bad += 1
+            continue
+        products[product["product_id"]] = product
+    if bad:
+        logger.warning("%d undecodable records in %s", bad, settings.topics.normalized)
+    return products
+
+
+def rule_labels(settings: Settings, rules_file: Path | None = None) -> PublishReport:
+    """Run the legacy keyword rules over the live products; publish ``rule_based`` labels."""
+    from training.dataset import flipkart_tree, load_flipkart
+    from training.rules import FLIPKART_RULES, RuleEngine, load_rules
+
+    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
+    tree = flipkart_tree(load_flipkart(settings.data_dir))
+    engine = RuleEngine(load_rules(rules_file or FLIPKART_RULES, tree), tree)
+    publisher = _Publisher(settings)
+    report = PublishReport()
+    now_ms = time.time_ns() // 1_000_000
+    for product_id, product in sorted(live_products(settings).items()):
+        ids = sorted(engine.apply(product))
+        if not vocabulary.open:
+            ids = [i for i in ids if vocabulary.knows(i, exclusive=False)]
+        if not ids:
+            report.skipped["no_rule"] += 1
+            continue
+        label = {
+            "product_id": product_id,
+            "objective": "rule_based",
+            "category_ids": ids,
+            "source": "rules",
+            "annotator": None,
+            "strategy": None,
+            "score": None,
+            "time_taken_ms": None,
+            "model_version": None,
+            "labelled_at": now_ms,
+        }
+        problem = publisher.label(validate_label(label, vocabulary))
+        if problem is not None:
+            raise StreamsError(f"a rule label does not encode: {problem}")
+        report.published["rule_based"] += 1
+    publisher.flush()
+    return report
+
+
+@dataclass
+class Snapshot:
+    """A labelled snapshot and what it was made of."""
+
+    items: list[LabelledProduct]
+    counts: SnapshotCounts
+    vocabulary: Vocabulary
+    label_offsets: dict[int, int]
+
+
+def _decoded_labels(
+    values: Iterable[tuple[bytes, bytes]], settings: Settings
+) -> Iterable[tuple[bytes | None, dict[str, Any] | LabelError]]:
+    serde = serde_for("Label", settings.serde.registry_url, topic=settings.topics.labels)
+    for key, value in values:
+        try:
+            yield key, serde.decode(value)
+        except RegistryError:
+            raise
+        except SerdeError as exc:
+            yield key, LabelError("decode_error", str(exc))
+
+
+def materialise_snapshot(settings: Settings) -> Snapshot:
+    """The live labels joined with the live products (compacted topics, read to their ends)."""
+    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
+    labels = read_compacted(settings.kafka, settings.topics.labels)
+    products = live_products(settings)
+    items, counts = join_snapshot(
+        _decoded_labels(labels.values.items(), settings), products, vocabulary
+    )
+    if labels.keyless:
+        counts.invalid["key_mismatch"] += labels.keyless
+        counts.labels += labels.keyless
+    logger.info("snapshot: %s", counts.as_dict())
+    return Snapshot(items, counts, vocabulary, labels.end_offsets)

@@ -1,0 +1,61 @@
+"""``prodcat retrain run``: the training job the retrain trigger launches (or a person runs).
+
+Materialise the labelled snapshot from the compacted topics, train a candidate, evaluate it and
+the serving version on the fixed holdout, gate, export (:func:`training.retrain.retrain`), and
+publish each step as a ``ModelEvent``. A gate rejection is a decision, not a failure: the job exits
+0 either way and writes its result (``--result``) as JSON for the trigger. Everything a job leaves
+lies under ``<work_dir>/jobs/v<version>/`` (snapshot, result) and ``<work_dir>/candidates/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from prodcat.settings import Settings
+from streams.label_commands import materialise_snapshot
+from streams.model_events import EventPublisher
+from training.labels import free_version, read_snapshot, write_snapshot
+from training.retrain import RetrainResult, retrain
+from training.train_command import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+def job_dir(work_dir: Path, version: int) -> Path:
+    return work_dir / "jobs" / f"v{version}"
+
+
+def run_retrain_job(
+    settings: Settings, *, version: int | None = None, result_path: Path | None = None
+) -> RetrainResult:
+    cfg, name = settings.retrain, settings.serving.classifier
+    model_base = settings.serving.model_base
+    run = RunConfig.load(cfg.config)  # a bad config fails before anything is read
+    fixed = list(read_snapshot(cfg.holdout)) if cfg.holdout is not None else None
+    snapshot = materialise_snapshot(settings)
+    version = version or free_version(model_base, name, cfg.work_dir)
+    folder = job_dir(cfg.work_dir, version)
+    write_snapshot(snapshot.items, folder / "snapshot.jsonl")
+    (folder / "snapshot_counts.json").write_text(
+        json.dumps({**snapshot.counts.as_dict(), "label_offsets": snapshot.label_offsets}),
+        encoding="utf-8",
+    )
+    result = retrain(
+        snapshot.items,
+        vocabulary=snapshot.vocabulary,
+        run=run,
+        model_base=model_base,
+        name=name,
+        work_dir=cfg.work_dir,
+        version=version,
+        epsilon=cfg.epsilon,
+        holdout_fraction=cfg.holdout_fraction,
+        fixed_holdout=fixed,
+        emit=EventPublisher(settings, name),
+    )
+    if result_path is not None:
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        result_path.write_text(json.dumps(result.to_dict()), encoding="utf-8")
+    return result

@@ -1,0 +1,398 @@
+"""The sampler agent: ``products.predictions`` → ``annotation.requests`` (active learning).
+
+Thin like every agent: decode predictions (or dead-letter them with the reason), gather them in a
+selection window, and when the window closes let ``training.sampler.select_requests`` pick the
+products to label; send the ``AnnotationRequest``s (key product_id), then commit.
+
+The dedupe state lives in Kafka: on start the agent reads the compacted ``labels`` topic and
+``annotation.requests`` from the beginning (:class:`StateFollower`) and only then joins its
+consumer group and reports ready; afterwards it keeps following both topics. Offsets of
+``products.predictions`` are committed when the window's requests are acknowledged (or when the
+window holds nothing), so a crash replays the open window; requests already sent are pending in
+the rebuilt state, so nothing is requested twice.
+
+Unlike the other stages the sampler always consumes with its own aiokafka clients, whatever
+``WorkerSettings.consumer`` says: its commits follow selection windows, not micro-batches, and a
+window must close on time even when no prediction arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+import numpy as np
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, RebalanceInProgressError
+from confluent_kafka.admin import AdminClient
+
+from prodcat.settings import KafkaSettings, SamplerSettings, Settings
+from schemas.exceptions import RegistryError, SerdeError
+from schemas.serde import AvroSerde, serde_for
+from streams.batch_consumer import stage_producer, with_backoff
+from streams.batch_sender import BatchSender
+from streams.deadletter import DeadLetters
+from streams.decoding import decode_records
+from streams.exceptions import TopicError
+from streams.kafka_clients import aiokafka_config, librdkafka_config
+from streams.metrics import SamplerMetrics, StageMetrics
+from streams.stage import Outgoing
+from training.sampler import (
+    CandidateWindow,
+    Similarity,
+    invalid_reason,
+    mean_neighbour_similarity,
+    select_requests,
+)
+from training.sampler_state import Exclusions, TokenBucket
+
+logger = logging.getLogger(__name__)
+
+STAGE = "sample"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SamplerStage:
+    """Predictions in, annotation requests out; no Kafka here (tests drive it directly)."""
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        predictions: AvroSerde,
+        requests: AvroSerde,
+        dead_letters: DeadLetters,
+        settings: SamplerSettings,
+        metrics: SamplerMetrics,
+        similarity: Similarity | None = None,
+        store: Any | None = None,
+        rng: np.random.Generator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topic = topic
+        self.predictions = predictions
+        self.requests = requests
+        self.dead_letters = dead_letters
+        self.settings = settings
+        self.metrics = metrics
+        self.similarity = similarity
+        self.store = store  # the vector store behind ``similarity``, closed with the stage
+        self.rng = rng or np.random.default_rng()
+        self.clock = clock
+        self.exclusions = Exclusions(
+            int(settings.pending_ttl_s * 1000), settings.labelled_objectives
+        )
+        self.window = CandidateWindow(settings.window_s, settings.max_candidates)
+        self.bucket = TokenBucket(settings.max_per_minute, clock())
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def consume(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
+        """Take a micro-batch of predictions into the window; one Outgoing per record (dead
+        letters are sent, the rest only counted)."""
+        decoded, dead = decode_records(records, self.predictions, self.dead_letters, now_ms)
+        outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
+        for item in decoded:
+            counted = functools.partial(
+                Outgoing, None, item.record.key, None, item.out_headers, item.feed, None
+            )
+            prediction = item.value
+            if prediction is None:  # the product was deleted: so is its candidate
+                if item.record.key:
+                    self.window.remove(item.record.key.decode("utf-8", "replace"))
+                outputs[item.index] = counted(skipped="deleted")
+                continue
+            problem = invalid_reason(prediction)
+            if problem is not None:
+                outputs[item.index] = item.dead(
+                    self.dead_letters, "invalid_prediction", problem, now_ms
+                )
+                continue
+            reason = self.exclusions.reason(prediction["product_id"], now_ms)
+            if reason is not None:
+                self.metrics.excluded.labels(reason).inc()
+            else:
+                self.window.add(prediction, self.clock())
+                self.metrics.candidates.inc()
+            outputs[item.index] = counted()
+        return [out for out in outputs if out is not None]
+
+    def close_window(self, now_ms: int) -> list[Outgoing]:
+        """Select the window's requests (rate-limited) and empty it. Raises TransientErrors
+        (vector store down) before changing any state, so the caller can retry."""
+        now_s = self.clock()
+        allowance = self.bucket.available(now_s)
+        candidates = self.window.candidates()
+        selection = select_requests(
+            candidates,
+            self.settings,
+            self.exclusions,
+            allowance=allowance,
+            now_ms=now_ms,
+            similarity=self.similarity,
+            rng=self.rng,
+        )
+        self.window.drain()
+        self.bucket.take(len(selection.requests), now_s)
+        for reason, count in selection.excluded.items():
+            self.metrics.excluded.labels(reason).inc(count)
+        for reason, count in (selection.fallbacks or {}).items():
+            self.metrics.fallbacks.labels(reason).inc(count)
+        self.metrics.rate_limited.inc(selection.rate_limited)
+        outputs = []
+        for request in selection.requests:
+            self.metrics.requests.labels(request["strategy"]).inc()
+            key = request["product_id"].encode()
+            outputs.append(Outgoing(self.topic, key, self.requests.encode(request), [], None, None))
+        logger.info(
+            "%s: %d candidates → %d requests (excluded %s, rate-limited %d)",
+            STAGE,
+            len(candidates),
+            len(outputs),
+            selection.excluded,
+            selection.rate_limited,
+        )
+        return outputs
+
+
+class StateFollower:
+    """Reads ``labels`` and ``annotation.requests`` from the beginning into the stage's exclusions,
+    then keeps following them (no consumer group: every sampler reads everything)."""
+
+    def __init__(self, settings: Settings, stage: SamplerStage) -> None:
+        topics = settings.topics
+        registry = settings.serde.registry_url
+        self.stage = stage
+        self.kafka = settings.kafka
+        self.labels_topic = topics.labels
+        self.serdes = {
+            topics.labels: serde_for("Label", registry, topic=topics.labels),
+            topics.annotation_requests: serde_for(
+                "AnnotationRequest", registry, topic=topics.annotation_requests
+            ),
+        }
+        self.consumer = AIOKafkaConsumer(
+            **aiokafka_config(settings.kafka),
+            group_id=None,
+            client_id=f"{settings.worker.app_id}-{STAGE}-state",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def catch_up(self) -> None:
+        """Assign every partition of both topics from offset 0 and read up to their current end."""
+        await self.consumer.start()
+        counts = await asyncio.to_thread(_partition_counts, self.kafka, list(self.serdes))
+        partitions = [TopicPartition(t, p) for t, n in counts.items() for p in range(n)]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_beginning(*partitions)
+        ends = await self.consumer.end_offsets(partitions)
+        started, read = time.monotonic(), 0
+        while True:
+            positions = {tp: await self.consumer.position(tp) for tp in partitions}
+            if all(positions[tp] >= end for tp, end in ends.items()):
+                break
+            read += await self._poll()
+        logger.info(
+            "%s: state rebuilt from %d records in %.1fs (%d labelled, %d pending)",
+            STAGE,
+            read,
+            time.monotonic() - started,
+            self.stage.exclusions.labelled_count,
+            self.stage.exclusions.pending_count(_now_ms()),
+        )
+
+    async def follow(self) -> None:
+        while True:
+            await self._poll()
+
+    async def _poll(self) -> int:
+        fetched = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
+        count = 0
+        for tp, messages in fetched.items():
+            serde = self.serdes[tp.topic]
+            for message in messages:
+                count += 1
+                self._apply(tp.topic, serde, message)
+        return count
+
+    def _apply(self, topic: str, serde: AvroSerde, message: Any) -> None:
+        metrics, exclusions = self.stage.metrics, self.stage.exclusions
+        try:
+            value = None if message.value is None else serde.decode(message.value)
+        except RegistryError:
+            raise
+        except SerdeError as exc:
+            metrics.state_records.labels(topic, "bad").inc()
+            logger.warning(
+                "%s: ignoring undecodable %s/%d/%d: %s",
+                STAGE,
+                topic,
+                message.partition,
+                message.offset,
+                exc,
+            )
+            return
+        if topic == self.labels_topic:
+            exclusions.apply_label(message.key, value)
+        else:
+            exclusions.apply_request(value)
+        metrics.state_records.labels(topic, "ok").inc()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+def _partition_counts(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
+    metadata = AdminClient(librdkafka_config(kafka)).list_topics(timeout=30)
+    missing = [t for t in topics if t not in metadata.topics]
+    if missing:
+        raise TopicError(f"{STAGE}: topics {missing} do not exist (run `prodcat topics create`)")
+    return {t: len(metadata.topics[t].partitions) for t in topics}
+
+
+class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    def __init__(self, metrics: StageMetrics) -> None:
+        self.metrics = metrics
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.metrics.ready.set(1)
+
+
+def _count_inputs(metrics: StageMetrics, outgoing: Sequence[Outgoing]) -> None:
+    for out in outgoing:
+        feed = metrics.feed_label(out.feed)
+        metrics.events_in.labels(metrics.stage, feed).inc()
+        if out.error_kind is not None:
+            metrics.dead_letters.labels(metrics.stage, feed, out.error_kind).inc()
+        elif out.skipped is not None:
+            metrics.skipped.labels(metrics.stage, out.skipped).inc()
+
+
+async def run_sampler(settings: Settings, stage: SamplerStage, metrics: StageMetrics) -> None:
+    """Rebuild the state, then consume predictions and close windows until cancelled."""
+    worker = settings.worker
+    follower = StateFollower(settings, stage)
+    consumer = AIOKafkaConsumer(
+        **aiokafka_config(settings.kafka),
+        group_id=f"{worker.app_id}-{STAGE}",
+        client_id=f"{worker.app_id}-{STAGE}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(worker.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
+        max_poll_records=worker.batch_size,
+    )
+    producer = stage_producer(settings, STAGE)
+    following: asyncio.Task[None] | None = None
+    try:
+        await follower.catch_up()
+        following = asyncio.create_task(follower.follow(), name="sampler-state")
+        await producer.start()
+        consumer.subscribe([settings.topics.predictions], listener=_Ready(metrics))
+        await consumer.start()
+        sender = BatchSender(producer)
+        uncommitted: dict[Any, int] = {}
+        while True:
+            wait_s = min(stage.window.remaining_s(stage.clock()), 1.0)
+            fetched = await consumer.getmany(
+                timeout_ms=max(1, int(wait_s * 1000)), max_records=worker.batch_size
+            )
+            if fetched:
+                records = [m for messages in fetched.values() for m in messages]
+                outgoing = stage.consume(records, _now_ms())
+                await with_backoff(STAGE, functools.partial(sender.send_all, outgoing))
+                _count_inputs(metrics, outgoing)
+                for tp, messages in fetched.items():
+                    uncommitted[tp] = messages[-1].offset + 1
+                    metrics.set_lag(tp.topic, tp.partition, consumer.highwater(tp), uncommitted[tp])
+            if stage.window.due(stage.clock()):
+                started = time.perf_counter()
+                requests = await with_backoff(
+                    STAGE, functools.partial(asyncio.to_thread, stage.close_window, _now_ms())
+                )
+                await with_backoff(STAGE, functools.partial(sender.send_all, requests))
+                metrics.events_out.labels(STAGE, metrics.feed_label(None)).inc(len(requests))
+                metrics.batch_seconds.observe(time.perf_counter() - started)
+                metrics.batch_size.observe(len(requests))
+                stage.exclusions.expire(_now_ms())
+                stage.metrics.labelled.set(stage.exclusions.labelled_count)
+                stage.metrics.pending.set(stage.exclusions.pending_count(_now_ms()))
+            if uncommitted and len(stage.window) == 0:
+                try:
+                    await consumer.commit(uncommitted)
+                except (CommitFailedError, RebalanceInProgressError) as exc:
+                    logger.warning("%s: commit after a rebalance failed (%s)", STAGE, exc)
+                uncommitted = {}
+    finally:
+        if following is not None:
+            following.cancel()
+        await consumer.stop()
+        await producer.stop()
+        await follower.stop()
+
+
+def _similarity(store: Any, neighbours: int) -> Similarity:
+    def similarity(product_id: str) -> float | None:
+        hits = store.search_by_id(product_id, neighbours + 1)
+        return mean_neighbour_similarity(hits, product_id, neighbours)
+
+    return similarity
+
+
+def build_stage(
+    settings: Settings, metrics: SamplerMetrics, store: Any | None = None
+) -> SamplerStage:
+    """The stage; with the density strategy, a vector store (``store``, or one from settings)."""
+    registry, topics, sampler = settings.serde.registry_url, settings.topics, settings.sampler
+    similarity = None
+    if sampler.strategy == "density":
+        if store is None:
+            from serving.vector_store import VectorStore  # Milvus only for this strategy
+
+            store = VectorStore(settings.milvus)
+            store.ensure_collection()
+        similarity = _similarity(store, sampler.density_neighbours)
+    return SamplerStage(
+        topic=topics.annotation_requests,
+        predictions=serde_for("Prediction", registry, topic=topics.predictions),
+        requests=serde_for("AnnotationRequest", registry, topic=topics.annotation_requests),
+        dead_letters=DeadLetters(
+            topics.deadletter,
+            serde_for("DeadLetter", registry, topic=topics.deadletter),
+            stage=STAGE,
+            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
+        ),
+        settings=sampler,
+        metrics=metrics,
+        similarity=similarity,
+        store=store,
+    )
+
+
+def register_sampler(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    """Declare the sampler on ``app`` as a task with its own consumers (see the module doc)."""
+    stage = build_stage(settings, SamplerMetrics(metrics.registry))
+
+    async def sample() -> None:
+        await run_sampler(settings, stage, metrics)
+
+    async def _close(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        stage.close()
+
+    app.on_before_shutdown.connect(_close)
+    return app.task(sample)

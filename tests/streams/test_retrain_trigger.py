@@ -1,0 +1,119 @@
+"""The retrain trigger without Kafka: label accounting, single flight, the job subprocess."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from schemas.serde import serde_for
+from streams.deadletter import DeadLetters
+from streams.retrain_trigger import JobRunner, LabelStage, TriggerState
+from training.labels import label_key
+
+
+def test_n_new_labels_start_one_job_and_later_labels_count_toward_the_next() -> None:
+    state = TriggerState(min_new_labels=10, max_wait_s=60)
+    state.consumed(0, 6, valid=6, oldest_ms=1000)
+    assert not state.due(2000)
+    state.consumed(1, 4, valid=4, oldest_ms=1500)
+    assert state.due(2000)
+    launch = state.launch()
+    assert launch.offsets == {0: 6, 1: 4} and launch.labels == 10
+    state.consumed(0, 30, valid=24, oldest_ms=3000)  # during the job
+    assert not state.due(10**9)  # single flight
+    with pytest.raises(RuntimeError):
+        state.launch()
+    assert state.finished() == {0: 6, 1: 4}  # commit only what the job covered
+    assert state.pending_labels == 24 and state.due(4000)
+
+
+def test_time_starts_a_job_for_at_least_one_label() -> None:
+    state = TriggerState(min_new_labels=100, max_wait_s=60)
+    state.consumed(0, 5, valid=0, oldest_ms=None)  # only invalid labels: nothing pending
+    assert not state.due(10**9)
+    state.consumed(0, 6, valid=1, oldest_ms=1_000)
+    assert not state.due(60_999)
+    assert state.due(61_000)
+
+
+def test_revoked_partitions_are_recounted_by_their_new_owner() -> None:
+    state = TriggerState(min_new_labels=5, max_wait_s=60)
+    state.consumed(0, 3, valid=3, oldest_ms=1)
+    state.consumed(1, 3, valid=3, oldest_ms=1)
+    state.launch()
+    state.revoked([1])
+    assert state.finished() == {0: 3}
+
+
+@dataclass
+class _Record:
+    key: bytes | None
+    value: bytes | None
+    topic: str = "labels"
+    partition: int = 0
+    offset: int = 0
+    headers: list = field(default_factory=list)
+    timestamp: int = 0
+
+
+def test_the_label_stage_counts_valid_labels_and_dead_letters_the_rest(tmp_path: Path) -> None:
+    serde = serde_for("Label")
+    stage = LabelStage(
+        labels=serde,
+        dead_letters=DeadLetters("dlq", serde_for("DeadLetter"), stage="labels", worker=None),
+        model_base=tmp_path,  # no model yet: open vocabulary
+        name="classifier",
+    )
+    good = {
+        "product_id": "p1",
+        "objective": "exclusive",
+        "category_ids": ["c_0123456789ab"],
+        "source": "human",
+        "labelled_at": 1,
+    }
+    records = [
+        _Record(label_key("p1", "exclusive"), serde.encode(good), offset=0),
+        _Record(b"p1/exclusive", b"junk", offset=1),
+        _Record(label_key("p2", "exclusive"), serde.encode(good), offset=2),  # key mismatch
+        _Record(label_key("p3", "exclusive"), None, offset=3),
+    ]
+    results = stage.process(records, now_ms=5)
+    assert [(out.topic, out.error_kind, out.skipped) for out, _ in results] == [
+        (None, None, None),
+        ("dlq", "decode_error", None),
+        ("dlq", "key_mismatch", None),
+        (None, None, "tombstone"),
+    ]
+    assert results[0][1] is not None and results[0][1]["product_id"] == "p1"
+
+
+def _runner(tmp_path: Path, code: str, timeout_s: float = 30) -> JobRunner:
+    return JobRunner(
+        work_dir=tmp_path, env={}, timeout_s=timeout_s, command=(sys.executable, "-c", code)
+    )
+
+
+WRITE_RESULT = """
+import json, sys
+path = sys.argv[sys.argv.index("--result") + 1]
+json.dump({"version": 4, "outcome": "rejected", "reason": "worse"}, open(path, "w"))
+"""
+
+
+async def test_the_job_runner_reports_results_failures_and_timeouts(tmp_path: Path) -> None:
+    done = await _runner(tmp_path, WRITE_RESULT).run(4)
+    assert (done.outcome, done.version, done.reason) == ("rejected", 4, "worse")
+
+    failed = await _runner(tmp_path, "import sys; print('boom'); sys.exit(3)").run(5)
+    assert failed.outcome == "failed" and "exit code 3" in failed.reason and "boom" in failed.reason
+
+    silent = await _runner(tmp_path, "pass").run(6)
+    assert silent.outcome == "failed" and "without a readable result" in silent.reason
+
+    slow = await _runner(tmp_path, "import time; time.sleep(30)", timeout_s=0.5).run(7)
+    assert slow.outcome == "timeout" and slow.seconds < 10
+    assert json.loads((tmp_path / "jobs" / "v4" / "result.json").read_text())["version"] == 4

@@ -1,0 +1,321 @@
+"""One retraining run on a labels snapshot: split, train, evaluate, gate, export (no Kafka here).
+
+* **Holdout** (fixed): a holdout file (``RetrainSettings.holdout``, snapshot lines) when set, else
+  the labelled products whose id hash falls under ``holdout_fraction`` (:func:`in_holdout`). Either
+  way a product is always or never in the holdout, whatever else gets labelled, and holdout
+  products are never trained on. Only exclusive labels are scored.
+* **Candidate**: the exclusive classes are the distinct exclusive ids of the training labels (so a
+  tree node labelled for the first time becomes a class); the rule-based head covers the
+  vocabulary's nodes and is trained only when the snapshot has rule-based labels (positives plus
+  their ancestors). The model is built from the run config (``RetrainSettings.config``), trained,
+  and exported under ``<work_dir>/candidates/<name>/<version>/`` with its card.
+* **Gate**: the candidate's holdout accuracy against the newest serving version's, both computed
+  the same way from the exported SavedModels (:func:`holdout_metrics`). Promote unless the
+  candidate is worse by more than ``epsilon``; with no serving model it is promoted.
+* **Promotion** copies the candidate into the model store as ``.<version>.partial`` and renames
+  it, so the serving backends, which poll the store, never see half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.evaluation import accuracy, macro_f1
+from training.exceptions import TrainingError
+from training.export import CARD, export_model, next_version, write_models_config
+from training.labels import LabelledProduct, Vocabulary, in_holdout
+from training.models import ModelConfig, build_model, join_texts
+from training.train_command import RunConfig
+from training.trainer import Trainer, TrainingData
+
+logger = logging.getLogger(__name__)
+
+#: Fewest exclusive classes (and training labels) a candidate is trained on.
+MIN_CLASSES = 2
+EventSink = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class RetrainData:
+    train: list[LabelledProduct]
+    holdout: list[LabelledProduct]
+
+
+def split_holdout(
+    items: Sequence[LabelledProduct],
+    fraction: float,
+    fixed: Sequence[LabelledProduct] | None = None,
+) -> RetrainData:
+    """Training and holdout parts (see the module docstring); holdout rows have an exclusive id."""
+    if fixed is not None:
+        held = {item.product_id for item in fixed}
+        holdout = [item for item in fixed if item.exclusive]
+    else:
+        held = {item.product_id for item in items if in_holdout(item.product_id, fraction)}
+        holdout = [item for item in items if item.product_id in held and item.exclusive]
+    return RetrainData([item for item in items if item.product_id not in held], holdout)
+
+
+def features(items: Sequence[LabelledProduct]) -> dict[str, np.ndarray[Any, Any]]:
+    """The classifier's raw inputs, exactly as the classify agent builds them."""
+    from serving.classify import model_inputs  # TensorFlow: only where a model runs
+
+    return model_inputs([item.product for item in items])
+
+
+@dataclass
+class Candidate:
+    model: Any
+    class_ids: list[str]
+    rule_ids: list[str]
+    card: dict[str, Any]
+    train_seconds: float
+
+
+def train_candidate(
+    items: Sequence[LabelledProduct], vocabulary: Vocabulary, run: RunConfig
+) -> Candidate:
+    """Train a model on the labelled products (exclusive and rule-based labels)."""
+    import keras
+
+    class_ids = sorted({item.exclusive for item in items if item.exclusive})
+    if len(class_ids) < MIN_CLASSES:
+        raise TrainingError(
+            f"cannot train: {len(class_ids)} exclusive class(es) in {len(items)} training "
+            f"products, need at least {MIN_CLASSES}"
+        )
+    has_rules = any(item.rule_based for item in items)
+    rule_ids = sorted(vocabulary.nodes) if has_rules and run.model.multi_objective else []
+    if has_rules and not rule_ids and run.model.multi_objective:
+        rule_ids = sorted({node for item in items for node in item.rule_based})
+    model_config = ModelConfig.from_dict({**run.model.to_dict(), "multi_objective": bool(rule_ids)})
+    keras.utils.set_random_seed(run.training.seed)
+    x = features(items)
+    class_index = {c: i for i, c in enumerate(class_ids)}
+    node_index = {n: i for i, n in enumerate(rule_ids)}
+    y_rule = np.zeros((len(items), len(rule_ids)), dtype="float32")
+    for row, item in enumerate(items):
+        for node in vocabulary.with_ancestors(item.rule_based) if rule_ids else ():
+            if node in node_index:
+                y_rule[row, node_index[node]] = 1.0
+    data = TrainingData(
+        features=x,
+        y_exclusive=np.array([class_index.get(item.exclusive or "", -1) for item in items]),
+        y_rule=y_rule if rule_ids else None,
+        has_rule=np.asarray(y_rule.any(axis=1)) if rule_ids else None,
+    )
+    model = build_model(model_config, len(class_ids), len(rule_ids), join_texts(x, model_config))
+    started = time.perf_counter()
+    history = Trainer(model, run.training).fit(data, progress=False)
+    seconds = time.perf_counter() - started
+    card = {
+        "model_config": model_config.to_dict(),
+        "train_config": run.training.to_dict(),
+        "config_file": run.source,
+        "data": {
+            "source": "labels snapshot",
+            "train_products": len(items),
+            "exclusive_labels": int((data.y_exclusive >= 0).sum()),
+            "rule_based_labels": int(y_rule.any(axis=1).sum()) if rule_ids else 0,
+            "vocabulary_version": vocabulary.version,
+        },
+        "history": history,
+        "classes": [{"id": c, "path": vocabulary.path(c)} for c in class_ids],
+        "rule_based_nodes": [{"id": n, "path": vocabulary.path(n)} for n in rule_ids],
+        "inputs": ["title", "brand", "category_text", "description"],
+    }
+    return Candidate(model, class_ids, rule_ids, card, seconds)
+
+
+def holdout_metrics(version_dir: Path, holdout: Sequence[LabelledProduct]) -> dict[str, float]:
+    """Accuracy and macro-F1 of an exported version's top-1 class id on the holdout."""
+    import tensorflow as tf
+
+    if not holdout:
+        return {"holdout_size": 0.0}
+    try:
+        function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
+        raise TrainingError(f"cannot load {version_dir} for evaluation: {exc}") from exc
+    predicted: list[str] = []
+    for start in range(0, len(holdout), 512):
+        inputs = features(holdout[start : start + 512])
+        out = function(**{k: tf.constant(v) for k, v in inputs.items()})
+        predicted.extend(v.decode() for v in out["top_k_ids"].numpy()[:, 0])
+    truth = [item.exclusive or "" for item in holdout]
+    return {
+        "holdout_accuracy": accuracy(truth, predicted),
+        "holdout_macro_f1": macro_f1(truth, predicted),
+        "holdout_size": float(len(holdout)),
+    }
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+
+
+def gate(
+    candidate: dict[str, float], serving: dict[str, float] | None, epsilon: float
+) -> GateDecision:
+    """Promote unless the candidate's holdout accuracy is below the serving one's minus epsilon."""
+    if serving is None:
+        return GateDecision(True, "no serving model")
+    if not candidate.get("holdout_size"):
+        return GateDecision(False, "empty holdout: nothing to compare the models on")
+    new, old = candidate["holdout_accuracy"], serving["holdout_accuracy"]
+    verdict = f"holdout accuracy {new:.4f} vs serving {old:.4f} (epsilon {epsilon:g})"
+    if new < old - epsilon:
+        return GateDecision(False, f"worse than serving: {verdict}")
+    return GateDecision(True, f"not worse than serving: {verdict}")
+
+
+def serving_versions(model_base: Path, name: str) -> list[int]:
+    model_dir = model_base / name
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(p.name)
+        for p in model_dir.iterdir()
+        if p.name.isdigit() and (p / "saved_model.pb").is_file()
+    )
+
+
+def promote(candidate_dir: Path, model_base: Path, name: str) -> Path:
+    """Copy a candidate into the model store atomically; returns the serving version directory."""
+    model_dir = model_base / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = int(candidate_dir.name)
+    if (model_dir / str(version)).exists():  # a version exported by hand meanwhile
+        version = next_version(model_dir)
+    tmp = model_dir / f".{version}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(candidate_dir, tmp)
+    card = json.loads((tmp / CARD).read_text(encoding="utf-8"))
+    card["version"] = version
+    (tmp / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+    target = model_dir / str(version)
+    tmp.rename(target)
+    write_models_config(model_base)
+    return target
+
+
+@dataclass
+class RetrainResult:
+    """What a run decided, for the job's result file and the trigger's metrics."""
+
+    version: int
+    outcome: str  # promoted | rejected
+    reason: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    baseline_version: int | None = None
+    artifact: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "metrics": self.metrics,
+            "baseline_version": self.baseline_version,
+            "artifact": self.artifact,
+        }
+
+
+def retrain(
+    items: Sequence[LabelledProduct],
+    *,
+    vocabulary: Vocabulary,
+    run: RunConfig,
+    model_base: Path,
+    name: str,
+    work_dir: Path,
+    version: int,
+    epsilon: float,
+    holdout_fraction: float,
+    fixed_holdout: Sequence[LabelledProduct] | None,
+    emit: EventSink,
+) -> RetrainResult:
+    """Train, evaluate and gate one candidate; ``emit(event, **fields)`` reports each step."""
+    data = split_holdout(items, holdout_fraction, fixed_holdout)
+    logger.info(
+        "retrain v%d: %d training, %d holdout products", version, len(data.train), len(data.holdout)
+    )
+    try:
+        candidate = train_candidate(data.train, vocabulary, run)
+    except TrainingError as exc:
+        emit("rejected", version=version, reason=str(exc))
+        return RetrainResult(version, "rejected", str(exc))
+    train_metrics = {
+        "train_seconds": candidate.train_seconds,
+        "train_products": float(len(data.train)),
+        "classes": float(len(candidate.class_ids)),
+    }
+    candidates = work_dir / "candidates"
+    candidate_dir = export_model(
+        candidate.model,
+        base_dir=candidates,
+        name=name,
+        class_ids=candidate.class_ids,
+        card=candidate.card,
+        version=version,
+    )
+    emit("trained", version=version, metrics=train_metrics, artifact_uri=str(candidate_dir))
+    serving = serving_versions(model_base, name)
+    baseline = serving[-1] if serving else None
+    cand = holdout_metrics(candidate_dir, data.holdout)
+    base = holdout_metrics(model_base / name / str(baseline), data.holdout) if baseline else None
+    metrics = {**train_metrics, **cand}
+    if base is not None:
+        metrics.update({f"serving_{k}": v for k, v in base.items() if k != "holdout_size"})
+    _update_card(candidate_dir, metrics)
+    emit(
+        "evaluated",
+        version=version,
+        metrics=metrics,
+        baseline_version=baseline,
+        artifact_uri=str(candidate_dir),
+    )
+    decision = gate(cand, base, epsilon)
+    logger.info("retrain v%d: %s", version, decision.reason)
+    if not decision.promote:
+        emit(
+            "rejected",
+            version=version,
+            metrics=metrics,
+            baseline_version=baseline,
+            reason=decision.reason,
+            artifact_uri=str(candidate_dir),
+        )
+        return RetrainResult(
+            version, "rejected", decision.reason, metrics, baseline, str(candidate_dir)
+        )
+    target = promote(candidate_dir, model_base, name)
+    shutil.rmtree(candidate_dir, ignore_errors=True)  # the store holds it now
+    served = int(target.name)
+    emit(
+        "promoted",
+        version=served,
+        metrics=metrics,
+        baseline_version=baseline,
+        reason=decision.reason,
+        artifact_uri=str(target),
+    )
+    return RetrainResult(served, "promoted", decision.reason, metrics, baseline, str(target))
+
+
+def _update_card(version_dir: Path, metrics: dict[str, float]) -> None:
+    path = version_dir / CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["metrics"] = metrics
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
