@@ -101,6 +101,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     embedder.add_argument("--epochs", type=int, default=None, help="finetune: epochs")
 
+    experiment = sub.add_parser("experiment", help="offline experiments")
+    experiment.add_argument("name", choices=["active-learning"])
+    experiment.add_argument("--out", type=Path, default=Path("docs/active-learning"))
+    experiment.add_argument("--strategies", default=None, help="comma-separated (default: all)")
+    experiment.add_argument("--seeds", default=None, help="comma-separated (default: 0,1)")
+    experiment.add_argument("--rules", choices=["both", "on", "off"], default="both")
+    experiment.add_argument("--seed-size", type=int, default=None)
+    experiment.add_argument("--round-size", type=int, default=None)
+    experiment.add_argument("--max-labels", type=int, default=None)
+    experiment.add_argument(
+        "--random-points", default=None, help="random curve's points past --max-labels"
+    )
+    experiment.add_argument(
+        "--report-only", action="store_true", help="redraw PNG and summary from curves.csv"
+    )
+
     serve = sub.add_parser("serve", help="serving processes")
     serve.add_argument("what", choices=["api", "grpc"], help="api: similarity HTTP API; "
                        "grpc: a PredictionService over the model store (TF Serving's protocol)")  # fmt: skip
@@ -274,6 +290,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _labels(settings, args)
         if args.command == "retrain":
             return _retrain(settings, args)
+        if args.command == "experiment":
+            from training import al_commands
+
+            if args.report_only:
+                print(al_commands.report(args.out))
+                return 0
+            config = al_commands.experiment_config(
+                strategies=args.strategies,
+                seeds=args.seeds,
+                rules=args.rules,
+                seed_size=args.seed_size,
+                round_size=args.round_size,
+                max_labels=args.max_labels,
+                random_points=args.random_points,
+            )
+            print(al_commands.run_active_learning(settings.data_dir, args.out, config))
+            return 0
         if args.command == "baseline":
             from training.commands import baseline_table
 

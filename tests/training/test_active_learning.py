@@ -1,0 +1,105 @@
+"""The active-learning simulation and its report, on a slice of the real Flipkart feed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
+from training.al_learner import FFNLearner, LearnerConfig
+from training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
+from training.dataset import Example, flipkart_tree
+
+SMALL = ExperimentConfig(
+    level=1,
+    seeds=(0,),
+    seed_size=60,
+    round_size=60,
+    max_labels=180,
+    random_extra_points=(300,),
+    learner=LearnerConfig(hidden=64, steps=60),
+)
+
+
+@pytest.fixture(scope="module")
+def pool(examples: list[Example]) -> Pool:
+    return Pool.build(examples[:3000], level=1, tree=flipkart_tree(examples))
+
+
+@pytest.fixture(scope="module")
+def learner(pool: Pool) -> FFNLearner:
+    return FFNLearner(pool.features.pool, len(pool.classes), pool.rule_targets, SMALL.learner)
+
+
+def test_pool_hides_nothing_it_should_not(pool: Pool) -> None:
+    assert pool.features.pool.shape[0] == len(pool.y_pool) == len(pool.rule_targets)
+    assert pool.test.shape[0] == len(pool.y_test) > 0
+    assert pool.rule_targets.any(axis=1).mean() > 0.2  # free rule labels on a good share
+    assert (pool.neighbour_distances[:, :-1] <= pool.neighbour_distances[:, 1:] + 1e-9).all()
+
+
+@pytest.mark.parametrize("strategy", ["random", "margin", "qbc_kl", "density", "margin_diverse"])
+def test_curve_grows_by_rounds_and_beats_chance(
+    pool: Pool, learner: FFNLearner, strategy: str
+) -> None:
+    points = simulate(pool, learner, strategy, rules=False, seed=0, config=SMALL)
+    sizes = [p.labels for p in points]
+    expected = [60, 120, 180] + ([300] if strategy == "random" else [])
+    assert sizes == expected
+    majority = np.bincount(pool.y_test).max() / len(pool.y_test)
+    assert points[-1].accuracy > majority + 0.1
+    assert all(p.strategy == strategy and p.seed == 0 and not p.rules for p in points)
+
+
+def test_rule_objective_runs_and_is_deterministic(pool: Pool, learner: FFNLearner) -> None:
+    config = replace(SMALL, max_labels=120)
+    first = simulate(pool, learner, "entropy", rules=True, seed=1, config=config)
+    again = simulate(pool, learner, "entropy", rules=True, seed=1, config=config)
+    assert [p.accuracy for p in first] == pytest.approx([p.accuracy for p in again], abs=0.01)
+    assert all(p.rules for p in first)
+
+
+def test_pick_never_repeats_and_diversity_skips_near_duplicates(pool: Pool) -> None:
+    scores = np.linspace(1.0, 0.0, len(pool.y_pool))
+    labelled = np.arange(10)
+    plain = _pick(scores, 50, labelled, diverse=False, pool=pool, radius=0.3)
+    diverse = _pick(scores, 50, labelled, diverse=True, pool=pool, radius=0.3)
+    for picked in (plain, diverse):
+        assert len(picked) == 50 == len(set(picked.tolist()))
+        assert not set(picked.tolist()) & set(labelled.tolist())
+    assert plain.tolist() == list(range(10, 60))  # the top scores, in order
+    assert diverse.tolist() != plain.tolist()
+    for position, row in enumerate(diverse):  # no later pick is a near duplicate of an earlier one
+        near = pool.neighbours[row][pool.neighbour_distances[row] < 0.3]
+        assert not set(near.tolist()) & set(diverse[position + 1 :].tolist())
+
+
+def test_labels_to_reach_interpolates() -> None:
+    curve = {100: [0.5, 0.6], 200: [0.7], 400: [0.9]}
+    assert labels_to_reach(curve, 0.5) == 100
+    assert labels_to_reach(curve, 0.8) == pytest.approx(300)
+    assert labels_to_reach(curve, 0.95) is None
+
+
+def test_report_files(tmp_path: Path) -> None:
+    points = [
+        Point("random", False, seed, n, acc + seed * 0.01, 0.1)
+        for seed in (0, 1)
+        for n, acc in ((1000, 0.80), (2000, 0.85), (4000, 0.90))
+    ] + [
+        Point("margin", rules, seed, n, acc, 0.1)
+        for rules in (False, True)
+        for seed in (0, 1)
+        for n, acc in ((1000, 0.85), (2000, 0.90))
+    ]
+    path = write_csv(points, tmp_path / "curves.csv")
+    assert read_csv(path) == [replace(p, accuracy=round(p.accuracy, 4)) for p in points]
+    text = summary(points)
+    lines = text.splitlines()
+    assert lines[0].startswith("| strategy | acc @ 1000 | acc @ 2000 |")
+    margin = next(line for line in lines if line.startswith("| margin |"))
+    assert "0.9000 ± 0.0000" in margin and "| 3,800 |" in margin  # random reaches 0.90 at 3.8k
+    assert plot(points, tmp_path / "curves.png").stat().st_size > 10_000

@@ -1,0 +1,278 @@
+"""Pool-based active-learning simulation on the fixed protocol (``prodcat experiment active-learning``).
+
+The protocol's L-level split gives a pool (its training part, labels hidden) and a test part. The
+oracle is the true path: asking for a product's label reveals its protocol class. Each run starts from
+a random seed set, then in rounds of ``round_size`` asks for the products a strategy ranks highest
+(uncertainty by least confidence, margin or entropy; query by committee over the models of the last
+``committee`` rounds, as the sampler does with the last model versions; information density =
+margin * mean similarity to the product's nearest pool neighbours, to the power β), retrains, and
+scores accuracy on the test part. ``diverse`` strategies skip a candidate that is a near duplicate
+(cosine distance below ``diversity_radius``) of one already picked in the same round. Every strategy
+runs with and without the rule-based objective (free labels from the legacy keyword rules on every
+pool product) and for several seeds; the random curve runs on to ``random_max_labels`` so we can say
+how many random labels reach the accuracy of the best strategy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from training import acquisition
+from training.al_learner import FFNLearner, LearnerConfig, TextFeatures
+from training.dataset import Example, flipkart_tree, load_flipkart, protocol_split
+from training.pipeline import RuleLabels
+from training.rules import FLIPKART_RULES, RuleEngine, load_rules
+from training.taxonomy import CategoryTree
+
+logger = logging.getLogger(__name__)
+
+Array = np.ndarray[Any, Any]
+
+STRATEGIES = (
+    "random",
+    "least_confidence",
+    "margin",
+    "entropy",
+    "qbc_vote_entropy",
+    "qbc_kl",
+    "density",
+    "margin_diverse",
+)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    level: int = 3
+    strategies: tuple[str, ...] = STRATEGIES
+    rules: tuple[bool, ...] = (False, True)
+    seeds: tuple[int, ...] = (0, 1)
+    seed_size: int = 200
+    round_size: int = 200
+    max_labels: int = 2000
+    random_max_labels: int = 6000
+    random_extra_points: tuple[int, ...] = (2500, 3000, 4000, 5000, 6000)
+    committee: int = 3
+    density_neighbours: int = 10
+    density_beta: float = 1.0
+    diversity_radius: float = 0.3
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; known: {list(STRATEGIES)}")
+        if self.seed_size < 1 or self.round_size < 1 or self.max_labels < self.seed_size:
+            raise ValueError("need seed_size >= 1, round_size >= 1 and max_labels >= seed_size")
+
+
+@dataclass(frozen=True)
+class Point:
+    strategy: str
+    rules: bool
+    seed: int
+    labels: int
+    accuracy: float
+    seconds: float
+
+
+@dataclass
+class Pool:
+    """The protocol split turned into fixed features, labels and (optionally) free rule labels."""
+
+    features: TextFeatures
+    test: Any
+    y_pool: Array
+    y_test: Array
+    classes: list[str]
+    rule_targets: Array
+    neighbours: Array
+    neighbour_distances: Array
+
+    @classmethod
+    def build(
+        cls,
+        examples: Sequence[Example],
+        level: int,
+        *,
+        neighbours: int = 30,
+        tree: CategoryTree | None = None,
+    ) -> Pool:
+        """``tree`` (default: the examples' own) must hold every category the rules name."""
+        split = protocol_split(examples, level)
+        tree = tree or flipkart_tree(examples)
+        engine = RuleEngine(load_rules(FLIPKART_RULES, tree), tree)
+        rules = RuleLabels.build(engine, tree, split.train)
+        features = TextFeatures([_text(e) for e in split.train])
+        k = min(neighbours + 1, features.pool.shape[0])
+        index = NearestNeighbors(n_neighbors=k, metric="cosine").fit(features.pool)
+        distances, ids = index.kneighbors(features.pool)
+        return cls(
+            features=features,
+            test=features.transform([_text(e) for e in split.test]),
+            y_pool=np.asarray(split.train_y),
+            y_test=np.asarray(split.test_y),
+            classes=list(split.labels),
+            rule_targets=rules.targets,
+            neighbours=ids[:, 1:],
+            neighbour_distances=distances[:, 1:],
+        )
+
+
+def _text(example: Example) -> str:
+    return f"{example.title} {example.brand or ''}".strip()
+
+
+def _pick(
+    scores: Array,
+    k: int,
+    labelled: Array,
+    *,
+    diverse: bool,
+    pool: Pool,
+    radius: float,
+) -> Array:
+    """The ``k`` best unlabelled rows; ``diverse`` skips near duplicates of this round's picks."""
+    s = np.asarray(scores, dtype=np.float64).copy()
+    s[labelled] = -np.inf
+    if not diverse:
+        return acquisition.select(s, k, exclude=~np.isfinite(s))[0]
+    blocked = np.zeros(len(s), dtype=bool)
+    blocked[labelled] = True
+    chosen: list[int] = []
+    for row in np.argsort(-s, kind="stable"):
+        if blocked[row]:
+            continue
+        chosen.append(int(row))
+        near = pool.neighbours[row][pool.neighbour_distances[row] < radius]
+        blocked[near] = True
+        if len(chosen) == k:
+            break
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _scores(
+    strategy: str, probs: Array, history: list[Array], pool: Pool, config: ExperimentConfig
+) -> Array:
+    if strategy in ("least_confidence", "margin", "entropy"):
+        return acquisition.score(strategy, probs)
+    if strategy == "margin_diverse":
+        return acquisition.margin(probs)
+    if strategy.startswith("qbc_"):
+        members = history[-config.committee :]
+        if len(members) < 2:  # the first rounds: no committee yet, fall back to margin
+            return acquisition.margin(probs)
+        committee = np.stack(members)
+        if strategy == "qbc_vote_entropy":
+            # Ties in vote entropy are common with 3 members: break them by the consensus margin.
+            return acquisition.vote_entropy(committee) + 1e-3 * acquisition.margin(
+                committee.mean(axis=0)
+            )
+        return acquisition.kl_to_consensus(committee)
+    if strategy == "density":
+        n = config.density_neighbours
+        similarity = 1.0 - pool.neighbour_distances[:, :n].mean(axis=1)
+        return acquisition.information_density(
+            acquisition.margin(probs), similarity, config.density_beta
+        )
+    raise ValueError(f"no score for strategy {strategy!r}")
+
+
+def simulate(
+    pool: Pool,
+    learner: FFNLearner,
+    strategy: str,
+    *,
+    rules: bool,
+    seed: int,
+    config: ExperimentConfig,
+    on_point: Callable[[Point], None] | None = None,
+) -> list[Point]:
+    """One learning curve: seed set, then rounds until ``max_labels`` (random: further points)."""
+    rng = np.random.default_rng(seed)
+    n = len(pool.y_pool)
+    labelled = rng.choice(n, size=min(config.seed_size, n), replace=False)
+    history: list[Array] = []
+    points: list[Point] = []
+    sizes = list(range(config.seed_size, config.max_labels + 1, config.round_size))
+    if sizes[-1] != config.max_labels:
+        sizes.append(config.max_labels)
+    if strategy == "random":
+        sizes += [s for s in config.random_extra_points if config.max_labels < s <= n]
+        order = np.concatenate([labelled, rng.permutation(np.setdiff1d(np.arange(n), labelled))])
+    for position, size in enumerate(sizes):
+        if strategy == "random":
+            labelled = order[:size]
+        started = time.perf_counter()
+        fitted = learner.fit(labelled, pool.y_pool[labelled], rules=rules, seed=seed)
+        point = Point(
+            strategy=strategy,
+            rules=rules,
+            seed=seed,
+            labels=len(labelled),
+            accuracy=float((fitted.predict_proba(pool.test).argmax(1) == pool.y_test).mean()),
+            seconds=time.perf_counter() - started,
+        )
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+        if strategy == "random" or position + 1 == len(sizes):
+            continue
+        probs = fitted.predict_proba(pool.features.pool)
+        history.append(probs)
+        k = sizes[position + 1] - len(labelled)
+        scores = _scores(strategy, probs, history, pool, config)
+        picked = _pick(
+            scores,
+            k,
+            labelled,
+            diverse=strategy.endswith("_diverse"),
+            pool=pool,
+            radius=config.diversity_radius,
+        )
+        labelled = np.concatenate([labelled, picked])
+    return points
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    data_dir: Path | None = None,
+    examples: Sequence[Example] | None = None,
+    on_point: Callable[[Point], None] | None = None,
+) -> list[Point]:
+    """Every strategy, with and without rules, for every seed, on one pool; points in run order."""
+    if examples is None:
+        if data_dir is None:
+            raise ValueError("need data_dir or examples")
+        examples = load_flipkart(data_dir)
+    pool = Pool.build(examples, config.level)
+    logger.info(
+        "active learning: pool %d, test %d, %d classes, rule labels on %.1f%% of the pool",
+        len(pool.y_pool),
+        len(pool.y_test),
+        len(pool.classes),
+        100 * float(pool.rule_targets.any(axis=1).mean()),
+    )
+    learner = FFNLearner(pool.features.pool, len(pool.classes), pool.rule_targets, config.learner)
+    points: list[Point] = []
+    for seed in config.seeds:
+        for rules in config.rules:
+            for strategy in config.strategies:
+                points += simulate(
+                    pool,
+                    learner,
+                    strategy,
+                    rules=rules,
+                    seed=seed,
+                    config=config,
+                    on_point=on_point,
+                )
+    return points

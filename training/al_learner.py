@@ -1,0 +1,142 @@
+"""The learner of the active-learning experiment: prodcat's feed-forward family on fixed features.
+
+Active learning retrains after every round, hundreds of times per experiment, so the experiment uses
+the FFN family (TF-IDF of title and brand → one ReLU layer → an exclusive softmax head and, when the
+rule-based objective is on, a sigmoid head over every tree node) with the TF-IDF computed once for the
+whole pool and trained full-batch on sparse tensors: seconds per fit instead of minutes. The
+objectives are masked as in :mod:`training.trainer`: only labelled products feed the exclusive loss;
+the free rule labels of every pool product that has any feed the rule-based loss (a random sample of
+``rule_batch`` of them per step) through the shared hidden layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+Array = np.ndarray[Any, Any]
+
+
+def _sparse(matrix: sp.spmatrix) -> tf.SparseTensor:
+    coo = matrix.tocoo()
+    indices = np.stack([coo.row, coo.col], axis=1).astype("int64")
+    tensor = tf.SparseTensor(indices, coo.data.astype("float32"), coo.shape)
+    return tf.sparse.reorder(tensor)
+
+
+class TextFeatures:
+    """TF-IDF (sublinear tf, word unigrams) fitted on the pool's texts only, never on test texts."""
+
+    def __init__(self, pool_texts: Sequence[str]) -> None:
+        self.vectorizer = TfidfVectorizer(sublinear_tf=True)
+        self.pool = self.vectorizer.fit_transform(list(pool_texts)).tocsr()
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.vectorizer.transform(list(texts)).tocsr()
+
+    @property
+    def dim(self) -> int:
+        return int(self.pool.shape[1])
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    hidden: int = 256
+    steps: int = 150
+    learning_rate: float = 0.02
+    weight_decay: float = 1e-5
+    dropout: float = 0.3
+    rule_weight: float = 1.0
+    rule_batch: int = 1024
+
+
+class FittedLearner:
+    """Exclusive-class probabilities of a fitted learner."""
+
+    def __init__(self, w1: tf.Variable, b1: tf.Variable, w2: tf.Variable, b2: tf.Variable) -> None:
+        self._weights = (w1, b1, w2, b2)
+
+    def predict_proba(self, features: sp.spmatrix, batch: int = 8192) -> Array:
+        w1, b1, w2, b2 = self._weights
+        parts = []
+        for start in range(0, features.shape[0], batch):
+            x = _sparse(features[start : start + batch])
+            hidden = tf.nn.relu(tf.sparse.sparse_dense_matmul(x, w1) + b1)
+            parts.append(tf.nn.softmax(hidden @ w2 + b2).numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, int(w2.shape[1])), "float32")
+
+
+class FFNLearner:
+    """Fits the two-headed FFN on a labelled subset of the pool (plus free rule labels if given)."""
+
+    def __init__(
+        self,
+        pool: sp.csr_matrix,
+        n_classes: int,
+        rule_targets: Array | None = None,
+        config: LearnerConfig | None = None,
+    ) -> None:
+        self.pool = pool
+        self.n_classes = n_classes
+        self.config = config or LearnerConfig()
+        self._rules: tuple[sp.csr_matrix, Array] | None = None
+        if rule_targets is not None:
+            has = np.asarray(rule_targets).any(axis=1)
+            self._rules = (pool[has], np.asarray(rule_targets, "float32")[has])
+
+    def fit(self, labelled: Array, labels: Array, *, rules: bool, seed: int) -> FittedLearner:
+        cfg = self.config
+        tf.random.set_seed(seed)
+        rng = np.random.default_rng(seed)
+        init = tf.keras.initializers.GlorotUniform(seed)
+        dim = self.pool.shape[1]
+        w1 = tf.Variable(init((dim, cfg.hidden)))
+        b1 = tf.Variable(tf.zeros(cfg.hidden))
+        w2 = tf.Variable(init((cfg.hidden, self.n_classes)))
+        b2 = tf.Variable(tf.zeros(self.n_classes))
+        variables = [w1, b1, w2, b2]
+        x_ex = _sparse(self.pool[np.asarray(labelled)])
+        y_ex = tf.constant(np.asarray(labels, "int64"))
+        use_rules = rules and self._rules is not None and self._rules[0].shape[0] > 0
+        if use_rules:
+            assert self._rules is not None
+            rule_x, rule_y = self._rules
+            w3 = tf.Variable(init((cfg.hidden, rule_y.shape[1])))
+            b3 = tf.Variable(tf.zeros(rule_y.shape[1]))
+            variables += [w3, b3]
+        optimizer = tf.keras.optimizers.Adam(cfg.learning_rate)
+
+        def hidden_of(x: tf.SparseTensor) -> tf.Tensor:
+            h = tf.nn.relu(tf.sparse.sparse_dense_matmul(x, w1) + b1)
+            return tf.nn.dropout(h, cfg.dropout) if cfg.dropout else h
+
+        def eager_step(x_rule: tf.SparseTensor | None, y_rule: tf.Tensor | None) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                logits = hidden_of(x_ex) @ w2 + b2
+                loss = tf.reduce_mean(
+                    tf.keras.losses.sparse_categorical_crossentropy(y_ex, logits, from_logits=True)
+                )
+                if x_rule is not None and y_rule is not None:
+                    rule_logits = hidden_of(x_rule) @ w3 + b3
+                    bce = tf.nn.sigmoid_cross_entropy_with_logits(y_rule, rule_logits)
+                    # Summed over nodes (a product has few positives among hundreds of nodes).
+                    loss += cfg.rule_weight * tf.reduce_mean(tf.reduce_sum(bce, axis=1)) / 20.0
+                loss += cfg.weight_decay * tf.reduce_sum(tf.square(w1))
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return loss
+
+        step = tf.function(eager_step, reduce_retracing=True)
+        for _ in range(cfg.steps):
+            if use_rules:
+                rows = rng.choice(rule_x.shape[0], min(cfg.rule_batch, rule_x.shape[0]), False)
+                step(_sparse(rule_x[rows]), tf.constant(rule_y[rows]))
+            else:
+                step(None, None)
+        return FittedLearner(w1, b1, w2, b2)

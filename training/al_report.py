@@ -1,0 +1,137 @@
+"""Learning curves of the active-learning experiment: CSV, PNG (matplotlib) and a Markdown summary."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from training.active_learning import Point
+
+CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds")
+
+
+def write_csv(points: Iterable[Point], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for point in points:
+            row = asdict(point)
+            row["accuracy"] = f"{point.accuracy:.4f}"
+            row["seconds"] = f"{point.seconds:.2f}"
+            writer.writerow(row)
+    return path
+
+
+def read_csv(path: Path) -> list[Point]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            Point(
+                strategy=row["strategy"],
+                rules=row["rules"] == "True",
+                seed=int(row["seed"]),
+                labels=int(row["labels"]),
+                accuracy=float(row["accuracy"]),
+                seconds=float(row["seconds"]),
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+def curves(points: Iterable[Point]) -> dict[tuple[str, bool], dict[int, list[float]]]:
+    """(strategy, rules) → labels → accuracies over seeds."""
+    out: dict[tuple[str, bool], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for p in points:
+        out[(p.strategy, p.rules)][p.labels].append(p.accuracy)
+    return out
+
+
+def curve_name(strategy: str, rules: bool) -> str:
+    return f"{strategy} + rules" if rules else strategy
+
+
+def labels_to_reach(curve: dict[int, list[float]], target: float) -> float | None:
+    """Labels at which a mean curve first reaches ``target`` (linear interpolation), None if never."""
+    sizes = sorted(curve)
+    means = [float(np.mean(curve[s])) for s in sizes]
+    for i, (size, mean) in enumerate(zip(sizes, means, strict=True)):
+        if mean >= target:
+            if i == 0:
+                return float(size)
+            lo, lo_mean = sizes[i - 1], means[i - 1]
+            return lo + (size - lo) * (target - lo_mean) / (mean - lo_mean)
+    return None
+
+
+def _at(curve: dict[int, list[float]], size: int) -> str:
+    values = curve.get(size)
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+
+def summary(points: Sequence[Point], checkpoints: Sequence[int] = (1000, 2000)) -> str:
+    """A Markdown table (mean ± std over seeds) and the random-labels equivalent of each curve."""
+    table = curves(points)
+    random_curve = {}
+    for key in (("random", False), ("random", True)):
+        if key in table:
+            random_curve[key[1]] = table[key]
+    header = ["strategy", *(f"acc @ {c}" for c in checkpoints), "random labels for the same acc"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    last = max(checkpoints)
+    ranked = sorted(
+        table.items(),
+        key=lambda item: -float(np.mean(item[1].get(last, [0.0]))),
+    )
+    for (strategy, rules), curve in ranked:
+        reference = random_curve.get(rules) or random_curve.get(False)
+        equivalent = "—"
+        if reference is not None and curve.get(last) and strategy != "random":
+            reached = labels_to_reach(reference, float(np.mean(curve[last])))
+            top = max(reference)
+            equivalent = f"{reached:,.0f}" if reached is not None else f"> {top:,}"
+        cells = [curve_name(strategy, rules), *(_at(curve, c) for c in checkpoints), equivalent]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(points: Sequence[Point], path: Path, *, title: str = "") -> Path:
+    """Mean accuracy vs labels for every (strategy, rules) curve, with the seeds' range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = curves(points)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for ax, rules in zip(axes, (False, True), strict=True):
+        for (strategy, with_rules), curve in sorted(table.items()):
+            if with_rules != rules:
+                continue
+            sizes = sorted(curve)
+            mean = np.array([np.mean(curve[s]) for s in sizes])
+            low = np.array([np.min(curve[s]) for s in sizes])
+            high = np.array([np.max(curve[s]) for s in sizes])
+            style = "--" if strategy == "random" else "-"
+            (line,) = ax.plot(sizes, mean, style, marker=".", label=strategy)
+            ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15)
+        ax.set_title("with the rule-based objective" if rules else "exclusive objective only")
+        ax.set_xlabel("human labels")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("test accuracy (L3)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
