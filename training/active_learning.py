@@ -194,8 +194,11 @@ def simulate(
     seed: int,
     config: ExperimentConfig,
     on_point: Callable[[Point], None] | None = None,
+    selections: dict[int, Array] | None = None,
 ) -> list[Point]:
-    """One learning curve: seed set, then rounds until ``max_labels`` (random: further points)."""
+    """One learning curve: seed set, then rounds until ``max_labels`` (random: further points).
+
+    ``selections``, when given, receives the labelled pool rows at every point (by label count)."""
     rng = np.random.default_rng(seed)
     n = len(pool.y_pool)
     labelled = rng.choice(n, size=min(config.seed_size, n), replace=False)
@@ -221,6 +224,8 @@ def simulate(
             seconds=time.perf_counter() - started,
         )
         points.append(point)
+        if selections is not None:
+            selections[len(labelled)] = labelled.copy()
         if on_point is not None:
             on_point(point)
         if strategy == "random" or position + 1 == len(sizes):

@@ -248,15 +248,18 @@ def test_a_registry_outage_delays_but_never_drops_or_dead_letters(
     assert _outputs(settings, expected=None, timeout_s=10) == []
 
     with serve_registry(port) as registry:
-        outputs = _outputs(settings, expected=6, timeout_s=90)
-        assert sorted(r.key or b"" for r in outputs if r.topic == settings.topics.deadletter) == [
-            b"k5"
-        ]
+        _outputs(settings, expected=6, timeout_s=90)
+        # Delivery is at least once: a batch retried after a timed-out send may repeat a record
+        # (seen on a loaded machine), so read everything and compare the distinct outputs.
+        outputs = _outputs(settings, expected=None, timeout_s=30)
+        assert {r.key or b"" for r in outputs if r.topic == settings.topics.deadletter} == {b"k5"}
         products = serde_for("Product", registry.url, topic=settings.topics.normalized)
         titles = sorted(
-            products.decode(r.value or b"")["title"]
-            for r in outputs
-            if r.topic == settings.topics.normalized
+            {
+                products.decode(r.value or b"")["title"]
+                for r in outputs
+                if r.topic == settings.topics.normalized
+            }
         )
         assert titles == [f"Lamp {i}" for i in range(5)]
         assert outputs[0].value is not None and outputs[0].value[0] == 0  # Confluent framing
