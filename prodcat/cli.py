@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--report-only", action="store_true", help="redraw PNG and summary from curves.csv"
     )
+    experiment.add_argument(
+        "--resume", action="store_true", help="keep the complete curves already in curves.csv"
+    )
 
     serve = sub.add_parser("serve", help="serving processes")
     serve.add_argument("what", choices=["api", "grpc"], help="api: similarity HTTP API; "
@@ -305,7 +308,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_labels=args.max_labels,
                 random_points=args.random_points,
             )
-            print(al_commands.run_active_learning(settings.data_dir, args.out, config))
+            print(
+                al_commands.run_active_learning(
+                    settings.data_dir, args.out, config, resume=args.resume
+                )
+            )
             return 0
         if args.command == "baseline":
             from training.commands import baseline_table

@@ -2,10 +2,10 @@
 
 Makes sure a classifier and an image embedder exist in the model store (trains / exports them the
 first time), starts a fresh local Kafka broker, creates the topics, starts one worker process running
-the normalize, classify and embed agents (in-process models, milvus-lite), replays the shared
-Flipkart, Myntra and thumbnail feeds plus a few malformed events, waits until every stage has
-consumed everything, reads all outputs back, shows predictions and visually similar products, and
-stops everything.
+the normalize, classify, embed and sample agents (in-process models, milvus-lite), replays the
+shared Flipkart, Myntra and thumbnail feeds plus a few malformed events, waits until every stage has
+consumed everything, reads all outputs back, shows predictions, the products the sampler asks humans
+to label, and visually similar products, and stops everything.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ MALFORMED = [
 ]
 
 
-STAGES = ("normalize", "classify", "embed")
+STAGES = ("normalize", "classify", "embed", "sample")
+#: The sampler closes a selection window this often in the demo (default 30 s).
+DEMO_SAMPLER_WINDOW_S = 5.0
 FEEDS = ["flipkart", "myntra", "thumbnails"]
 
 
@@ -82,6 +84,7 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
                 update={"file_roots": (*settings.images.file_roots, images)}
             ),
             "milvus": MilvusSettings(uri=str(DEMO_HOME / "milvus" / "vectors.db")),
+            "sampler": settings.sampler.model_copy(update={"window_s": DEMO_SAMPLER_WINDOW_S}),
         }
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -110,16 +113,17 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         normalized = wait_metric(
             worker, host, port, "prodcat_events_out_total", 0, stage="normalize"
         )
-        for stage in ("classify", "embed"):
+        for stage in ("classify", "embed", "sample"):
             wait_metric(
                 worker, host, port, "prodcat_events_in_total", normalized, stage=stage,
                 timeout_s=600,
             )  # fmt: skip
         finished = time.time()
+        time.sleep(DEMO_SAMPLER_WINDOW_S + 1)  # the sampler's last window closes
         topics = settings.topics
         records = read_topics(
             settings.kafka,
-            [topics.normalized, topics.deadletter, topics.predictions],
+            [topics.normalized, topics.deadletter, topics.predictions, topics.annotation_requests],
             timeout_s=300,
         )
         stop_worker(worker)  # the embed agent holds milvus-lite's local store; release it
@@ -128,7 +132,9 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         similar = _similar(settings, records)
         print(_summary(settings, sent.sent, sent.per_feed, sent.seconds, started, finished,
                        records, notes, similar))  # fmt: skip
-        accounted = sum(r.topic != topics.predictions for r in records) >= sent.sent
+        accounted = (
+            sum(r.topic in (topics.normalized, topics.deadletter) for r in records) >= sent.sent
+        )
         return 0 if accounted else 1
     finally:
         if worker is not None:
@@ -210,7 +216,7 @@ def _summary(
         f"classify            : {len(predicted):,} predictions {dict(versions)}",
         f"embed               : images of {out_by_feed.get('thumbnails', 0):,} thumbnails; "
         f"{by_stage['embed']:,} dead letters (images that could not be fetched)",
-        f"pipeline throughput : {sent / pipeline_s:,.0f} events/s through all three stages "
+        f"pipeline throughput : {sent / pipeline_s:,.0f} events/s through every stage "
         f"(replay start → every stage done, {pipeline_s:.1f}s)",
         f"products per feed   : {dict(out_by_feed)}",
         f"dead letters        : {', '.join(f'{s}/{k}: {n}' for (s, k), n in reasons.items())}",
@@ -231,5 +237,38 @@ def _summary(
         shown += 1
         if shown == 4:
             break
+    lines.extend(_requests(settings, records))
     lines.extend(similar)
     return "\n".join(lines)
+
+
+def _requests(settings: Settings, records: list[Record]) -> list[str]:
+    """What the sampler asks humans to label: counts by strategy and the most uncertain few."""
+    serde = serde_for("AnnotationRequest")
+    requests = [serde.decode(r.value) for r in records
+                if r.topic == settings.topics.annotation_requests and r.value]  # fmt: skip
+    titles = {}
+    products = serde_for("Product")
+    wanted = {r["product_id"] for r in requests}
+    for record in records:
+        if record.topic == settings.topics.normalized and record.value:
+            product = products.decode(record.value)
+            if product["product_id"] in wanted:
+                titles[product["product_id"]] = product["title"]
+    by_strategy = Counter(r["strategy"] for r in requests)
+    sampler = settings.sampler
+    lines = [
+        f"annotation requests : {len(requests):,} {dict(by_strategy)} (strategy {sampler.strategy},"
+        f" {sampler.random_share:.0%} random, at most {sampler.max_per_minute:g}/min)",
+    ]
+    chosen = sorted((r for r in requests if r["strategy"] != "random"), key=lambda r: -r["score"])
+    for request in chosen[:3]:
+        top = ", ".join(
+            f"{' > '.join(s['path'][-1:])} {s['probability']:.2f}"
+            for s in request["suggestions"][:3]
+        )
+        lines.append(
+            f"  {titles.get(request['product_id'], request['product_id'])[:60]!r}: "
+            f"score {request['score']:.2f}; model suggests {top}"
+        )
+    return lines

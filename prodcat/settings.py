@@ -230,6 +230,13 @@ class SamplerSettings(_Section):
     random_share: float = Field(
         default=0.1, ge=0, le=1, description="Share of each batch chosen uniformly at random."
     )
+    diversity_radius: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Skip a candidate whose top-k prediction is within this total variation of "
+        "one already picked in the window (near-duplicate products); 0 turns it off.",
+    )
     batch_size: int = Field(default=50, ge=1, description="Requests chosen per selection window.")
     window_s: float = Field(default=30.0, gt=0, description="Candidates gathered per selection.")
     max_per_minute: float = Field(default=120.0, gt=0, description="Rate limit of requests.")

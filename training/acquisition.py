@@ -7,7 +7,7 @@ random share for unbiased evaluation and never picking an excluded (labelled or 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,3 +117,36 @@ def select(
     indices = np.concatenate([top, randoms]).astype(np.int64)
     was_random = np.concatenate([np.zeros(len(top), bool), np.ones(len(randoms), bool)])
     return indices, was_random
+
+
+def total_variation(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Total variation distance of two (top-k truncated) class distributions given as id → p."""
+    keys = a.keys() | b.keys()
+    return 0.5 * sum(abs(a.get(key, 0.0) - b.get(key, 0.0)) for key in keys)
+
+
+def top_k_signature(probs: Array, k: int = 5) -> list[dict[str, float]]:
+    """Each row's ``k`` most probable classes as id → p (what a Prediction record carries)."""
+    p = _probs(probs)
+    k = min(k, p.shape[1])
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return [{str(c): float(p[row, c]) for c in top[row]} for row in range(len(p))]
+
+
+def pick_diverse(
+    order: Sequence[int] | Array,
+    signatures: Sequence[Mapping[str, float]],
+    k: int,
+    radius: float,
+) -> list[int]:
+    """Walk ``order`` (best first) and keep up to ``k`` rows, skipping a row whose predicted
+    distribution is within total variation ``radius`` of one already kept: near-duplicate products
+    (the same item in five colours) get near-identical predictions, and one label answers for all."""
+    kept: list[int] = []
+    for row in order:
+        signature = signatures[int(row)]
+        if all(total_variation(signature, signatures[other]) >= radius for other in kept):
+            kept.append(int(row))
+            if len(kept) == k:
+                break
+    return kept

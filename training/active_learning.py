@@ -6,8 +6,10 @@ a random seed set, then in rounds of ``round_size`` asks for the products a stra
 (uncertainty by least confidence, margin or entropy; query by committee over the models of the last
 ``committee`` rounds, as the sampler does with the last model versions; information density =
 margin * mean similarity to the product's nearest pool neighbours, to the power β), retrains, and
-scores accuracy on the test part. ``diverse`` strategies skip a candidate that is a near duplicate
-(cosine distance below ``diversity_radius``) of one already picked in the same round. Every strategy
+scores accuracy on the test part. ``margin_diverse`` skips a candidate that is a near duplicate
+(TF-IDF cosine distance below ``diversity_radius``) of one already picked in the same round;
+``margin_diverse_output`` does the same with the sampler agent's view, the distance between the
+predicted top-5 distributions (total variation below ``output_radius``). Every strategy
 runs with and without the rule-based objective (free labels from the legacy keyword rules on every
 pool product) and for several seeds; the random curve runs on to ``random_max_labels`` so we can say
 how many random labels reach the accuracy of the best strategy.
@@ -45,6 +47,7 @@ STRATEGIES = (
     "qbc_kl",
     "density",
     "margin_diverse",
+    "margin_diverse_output",
 )
 
 
@@ -63,6 +66,7 @@ class ExperimentConfig:
     density_neighbours: int = 10
     density_beta: float = 1.0
     diversity_radius: float = 0.3
+    output_radius: float = 0.1
     learner: LearnerConfig = field(default_factory=LearnerConfig)
 
     def __post_init__(self) -> None:
@@ -158,12 +162,22 @@ def _pick(
     return np.asarray(chosen, dtype=np.int64)
 
 
+def _pick_by_output(scores: Array, probs: Array, k: int, labelled: Array, radius: float) -> Array:
+    """Like the sampler agent: skip a candidate whose top-5 prediction is within total variation
+    ``radius`` of one already picked this round (it sees predictions, not product texts)."""
+    s = np.asarray(scores, dtype=np.float64).copy()
+    s[labelled] = -np.inf
+    order = np.argsort(-s, kind="stable")[: len(s) - len(labelled)]
+    signatures = acquisition.top_k_signature(probs, 5)
+    return np.asarray(acquisition.pick_diverse(order, signatures, k, radius), dtype=np.int64)
+
+
 def _scores(
     strategy: str, probs: Array, history: list[Array], pool: Pool, config: ExperimentConfig
 ) -> Array:
     if strategy in ("least_confidence", "margin", "entropy"):
         return acquisition.score(strategy, probs)
-    if strategy == "margin_diverse":
+    if strategy.startswith("margin_diverse"):
         return acquisition.margin(probs)
     if strategy.startswith("qbc_"):
         members = history[-config.committee :]
@@ -234,14 +248,17 @@ def simulate(
         history.append(probs)
         k = sizes[position + 1] - len(labelled)
         scores = _scores(strategy, probs, history, pool, config)
-        picked = _pick(
-            scores,
-            k,
-            labelled,
-            diverse=strategy.endswith("_diverse"),
-            pool=pool,
-            radius=config.diversity_radius,
-        )
+        if strategy == "margin_diverse_output":
+            picked = _pick_by_output(scores, probs, k, labelled, config.output_radius)
+        else:
+            picked = _pick(
+                scores,
+                k,
+                labelled,
+                diverse=strategy == "margin_diverse",
+                pool=pool,
+                radius=config.diversity_radius,
+            )
         labelled = np.concatenate([labelled, picked])
     return points
 
@@ -252,8 +269,12 @@ def run_experiment(
     data_dir: Path | None = None,
     examples: Sequence[Example] | None = None,
     on_point: Callable[[Point], None] | None = None,
+    done: Sequence[Point] = (),
 ) -> list[Point]:
-    """Every strategy, with and without rules, for every seed, on one pool; points in run order."""
+    """Every strategy, with and without rules, for every seed, on one pool; points in run order.
+
+    Curves already in ``done`` (a previous, interrupted run of the same configuration) are kept and
+    not run again."""
     if examples is None:
         if data_dir is None:
             raise ValueError("need data_dir or examples")
@@ -267,10 +288,13 @@ def run_experiment(
         100 * float(pool.rule_targets.any(axis=1).mean()),
     )
     learner = FFNLearner(pool.features.pool, len(pool.classes), pool.rule_targets, config.learner)
-    points: list[Point] = []
+    points: list[Point] = list(done)
+    finished = {(p.strategy, p.rules, p.seed) for p in done}
     for seed in config.seeds:
         for rules in config.rules:
             for strategy in config.strategies:
+                if (strategy, rules, seed) in finished:
+                    continue
                 points += simulate(
                     pool,
                     learner,

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from training.active_learning import STRATEGIES, ExperimentConfig, Point, run_experiment
-from training.al_report import CSV_FIELDS, plot, read_csv, summary, write_csv
+from training.al_report import plot, read_csv, summary, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,16 @@ def experiment_config(
     return replace(config, **changes)  # type: ignore[arg-type]  # validated in __post_init__
 
 
-def run_active_learning(data_dir: Path, out: Path, config: ExperimentConfig) -> str:
-    """Run the experiment, streaming points into ``out/curves.csv``; then the PNG and summary."""
+def run_active_learning(
+    data_dir: Path, out: Path, config: ExperimentConfig, *, resume: bool = False
+) -> str:
+    """Run the experiment, streaming points into ``out/curves.csv``; then the PNG and summary.
+
+    ``resume`` keeps the complete curves of an interrupted run in ``out/curves.csv``."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "curves.csv"
-    with csv_path.open("w", encoding="utf-8") as handle:
-        handle.write(",".join(CSV_FIELDS) + "\n")
+    done = _complete_curves(read_csv(csv_path), config) if resume and csv_path.is_file() else []
+    write_csv(done, csv_path)
 
     def record(point: Point) -> None:
         with csv_path.open("a", encoding="utf-8") as handle:
@@ -63,9 +67,21 @@ def run_active_learning(data_dir: Path, out: Path, config: ExperimentConfig) -> 
             point.strategy, point.rules, point.seed, point.labels, point.accuracy, point.seconds,
         )  # fmt: skip
 
-    points = run_experiment(config, data_dir=data_dir, on_point=record)
+    points = run_experiment(config, data_dir=data_dir, on_point=record, done=done)
     write_csv(points, csv_path)
     return report(out, config)
+
+
+def _complete_curves(points: list[Point], config: ExperimentConfig) -> list[Point]:
+    """The points of curves that reached ``max_labels`` (random: its last extra point)."""
+    last: dict[tuple[str, bool, int], int] = {}
+    for p in points:
+        key = (p.strategy, p.rules, p.seed)
+        last[key] = max(last.get(key, 0), p.labels)
+    extra = [s for s in config.random_extra_points if s > config.max_labels]
+    goal = {True: max(extra, default=config.max_labels), False: config.max_labels}
+    complete = {key for key, top in last.items() if top >= goal[key[0] == "random"]}
+    return [p for p in points if (p.strategy, p.rules, p.seed) in complete]
 
 
 def report(out: Path, config: ExperimentConfig | None = None) -> str:

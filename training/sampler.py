@@ -216,7 +216,11 @@ def select_requests(
     order = np.lexsort((-scores, tier))  # by tier, then score descending; stable
     rank = np.empty(len(allowed))
     rank[order] = -np.arange(len(allowed), dtype=np.float64)
-    indices, was_random = acquisition.select(rank, k, random_share=share, rng=rng)
+    if settings.diversity_radius > 0 and strategy != RANDOM:
+        indices, was_random, skipped = _diverse(allowed, order, k, share, settings, rng)
+        selection.excluded["near_duplicate"] = skipped
+    else:
+        indices, was_random = acquisition.select(rank, k, random_share=share, rng=rng)
     for i, is_random in zip(indices.tolist(), was_random.tolist(), strict=True):
         if (
             strategy == "density" and i not in similarities
@@ -230,6 +234,32 @@ def select_requests(
     if strategy == "density":
         selection.fallbacks = {"no_vector": sum(s is None for s in similarities.values())}
     return selection
+
+
+def _diverse(
+    allowed: Sequence[Candidate],
+    order: np.ndarray[Any, Any],
+    k: int,
+    share: float,
+    settings: SamplerSettings,
+    rng: np.random.Generator | None,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int]:
+    """Score picks in ``order``, skipping near duplicates of earlier picks (their top-k predictions
+    within ``diversity_radius``); the random share is uniform over everything not picked."""
+    n_random = round(k * share)
+    signatures = [
+        {s["category_id"]: float(s["probability"]) for s in c.prediction["exclusive_top_k"]}
+        for c in allowed
+    ]
+    top = acquisition.pick_diverse(order, signatures, k - n_random, settings.diversity_radius)
+    last = int(np.flatnonzero(order == top[-1])[0]) + 1 if top else 0
+    skipped = last - len(top)  # candidates passed over as near duplicates
+    rest = np.setdiff1d(np.arange(len(allowed)), np.asarray(top, dtype=np.int64))
+    generator = rng or np.random.default_rng()
+    randoms = generator.choice(rest, size=min(n_random, len(rest)), replace=False)
+    indices = np.concatenate([np.asarray(top, dtype=np.int64), randoms.astype(np.int64)])
+    was_random = np.concatenate([np.zeros(len(top), bool), np.ones(len(randoms), bool)])
+    return indices, was_random, skipped
 
 
 def mean_neighbour_similarity(hits: Sequence[Any], product_id: str, n: int) -> float | None:

@@ -38,7 +38,11 @@ def test_density_prefers_typical_products_and_falls_back_without_a_vector(
     store.upsert(rows)
     settings = load_settings(
         sampler=SamplerSettings(
-            strategy="density", random_share=0.0, batch_size=3, density_neighbours=3
+            strategy="density",
+            random_share=0.0,
+            batch_size=3,
+            density_neighbours=3,
+            diversity_radius=0.0,
         )
     )
     registry = CollectorRegistry()

@@ -83,6 +83,7 @@ def test_predictions_in_annotation_requests_out(pipeline_settings: Settings, run
         window_s=2.0,
         max_per_minute=6,  # 6 at once, then one every 10 s
         pending_ttl_s=TTL_S,
+        diversity_radius=0.0,  # synthetic predictions repeat distributions; tested in test_sampler
     )
     settings = pipeline_settings.model_copy(update={"sampler": sampler})
     topics = settings.topics

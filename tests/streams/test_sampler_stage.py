@@ -40,7 +40,9 @@ def _stage(clock: Clock, **settings: Any) -> tuple[SamplerStage, CollectorRegist
         dead_letters=DeadLetters(
             "products.deadletter", serde_for("DeadLetter"), stage="sample", worker="w"
         ),
-        settings=SamplerSettings(**{"random_share": 0.0, "window_s": 5, **settings}),
+        settings=SamplerSettings(
+            **{"random_share": 0.0, "window_s": 5, "diversity_radius": 0.0, **settings}
+        ),
         metrics=SamplerMetrics(registry),
         rng=np.random.default_rng(0),
         clock=clock,

@@ -103,3 +103,22 @@ def test_report_files(tmp_path: Path) -> None:
     margin = next(line for line in lines if line.startswith("| margin |"))
     assert "0.9000 ± 0.0000" in margin and "| 3,800 |" in margin  # random reaches 0.90 at 3.8k
     assert plot(points, tmp_path / "curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_cli_writes_curves_png_and_summary(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
+    from prodcat.cli import main
+
+    monkeypatch.setenv("PRODCAT_DATA_DIR", str(data_dir))
+    out = tmp_path / "al"
+    argv = ["experiment", "active-learning", "--out", str(out), "--strategies", "random,margin"]
+    argv += ["--seeds", "0", "--rules", "off", "--seed-size", "100", "--round-size", "100"]
+    argv += ["--max-labels", "200", "--random-points", "300"]
+    assert main(argv) == 0
+    points = read_csv(out / "curves.csv")
+    assert [(p.strategy, p.labels) for p in points] == [
+        ("random", 100), ("random", 200), ("random", 300), ("margin", 100), ("margin", 200)
+    ]  # fmt: skip
+    assert all(0.2 < p.accuracy < 1.0 for p in points)
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert "| margin |" in (out / "summary.md").read_text(encoding="utf-8")

@@ -67,7 +67,9 @@ CANDIDATES = [
 
 
 def _settings(**kwargs: Any) -> SamplerSettings:
-    return SamplerSettings(**{"random_share": 0.0, "batch_size": 10, **kwargs})
+    return SamplerSettings(
+        **{"random_share": 0.0, "batch_size": 10, "diversity_radius": 0.0, **kwargs}
+    )
 
 
 def _pick(candidates: list[Candidate], exclusions: Exclusions | None = None, **kwargs: Any):
@@ -281,3 +283,31 @@ def test_mean_neighbour_similarity_leaves_the_product_itself_out() -> None:
     assert mean_neighbour_similarity(hits, "me", 3) == pytest.approx(0.4)  # negatives count as 0
     assert mean_neighbour_similarity([], "me", 3) is None
     assert mean_neighbour_similarity([Hit("me", 1.0)], "me", 3) == 0.0
+
+
+def test_near_duplicates_in_a_window_are_asked_once() -> None:
+    """Five colours of one shirt get the same prediction: one label answers for all of them."""
+    shirt = [0.40, 0.35, 0.25]
+    candidates = [Candidate(f"shirt-{c}", prediction(f"shirt-{c}", shirt)) for c in "abcde"]
+    candidates += [
+        Candidate("shirt-f", prediction("shirt-f", [0.41, 0.34, 0.25])),  # within radius
+        Candidate("lamp", prediction("lamp", [0.30, 0.45, 0.25])),  # another confusion
+        Candidate("mug", prediction("mug", [0.90, 0.05, 0.05])),  # confident
+    ]
+    settings = _settings(strategy="margin", batch_size=3, diversity_radius=0.1)
+    selection = select_requests(candidates, settings, Exclusions(DAY_MS), allowance=100, now_ms=NOW)
+    assert [r["product_id"] for r in selection.requests] == ["shirt-a", "lamp", "mug"]
+    assert selection.excluded["near_duplicate"] == 5
+    without = select_requests(
+        candidates, _settings(strategy="margin", batch_size=3), Exclusions(DAY_MS),
+        allowance=100, now_ms=NOW,
+    )  # fmt: skip
+    assert [r["product_id"] for r in without.requests] == ["shirt-a", "shirt-b", "shirt-c"]
+
+
+def test_total_variation_of_top_k() -> None:
+    assert acquisition.total_variation({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0.0
+    assert acquisition.total_variation({"a": 1.0}, {"b": 1.0}) == 1.0
+    assert acquisition.total_variation({"a": 0.6, "b": 0.4}, {"a": 0.4, "c": 0.6}) == pytest.approx(
+        0.6
+    )
