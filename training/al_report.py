@@ -126,7 +126,8 @@ def plot(points: Sequence[Point], path: Path, *, title: str = "") -> Path:
         ax.set_title("with the rule-based objective" if rules else "exclusive objective only")
         ax.set_xlabel("human labels")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if ax.lines:
+            ax.legend(fontsize=8, loc="lower right")
     axes[0].set_ylabel("test accuracy (L3)")
     if title:
         fig.suptitle(title)
