@@ -124,7 +124,12 @@ def plot(points: Sequence[Point], path: Path, *, title: str = "") -> Path:
             (line,) = ax.plot(sizes, mean, style, marker=".", label=strategy)
             ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15)
         ax.set_title("with the rule-based objective" if rules else "exclusive objective only")
-        ax.set_xlabel("human labels")
+        ax.set_xscale("log")  # the rounds up to 2,000 and the random curve to the whole pool
+        ticks = [
+            t for t in (200, 500, 1000, 2000, 5000, 10000) if t <= max(p.labels for p in points)
+        ]
+        ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+        ax.set_xlabel("human labels (log scale)")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=8, loc="lower right")
