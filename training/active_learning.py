@@ -61,7 +61,7 @@ class ExperimentConfig:
     round_size: int = 200
     max_labels: int = 2000
     random_max_labels: int = 6000
-    random_extra_points: tuple[int, ...] = (2500, 3000, 4000, 5000, 6000)
+    random_extra_points: tuple[int, ...] = (2500, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 14024)
     committee: int = 3
     density_neighbours: int = 10
     density_beta: float = 1.0
