@@ -35,7 +35,9 @@ RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
 
 
-class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+class ReadyListener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    """Sets the stage's ready gauge once the group has assigned it partitions."""
+
     def __init__(self, metrics: StageMetrics) -> None:
         self.metrics = metrics
 
@@ -44,6 +46,22 @@ class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.metrics.ready.set(1)
+
+
+def stage_consumer(settings: Settings, stage: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A stage's consumer: its own group ``<app_id>-<stage>``, manual commits, from the earliest
+    offset, the worker's session timeouts and batch size (``overrides`` for the rest)."""
+    worker = settings.worker
+    options: dict[str, Any] = {
+        "group_id": f"{worker.app_id}-{stage}",
+        "client_id": f"{worker.app_id}-{stage}",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": int(worker.session_timeout_s * 1000),
+        "heartbeat_interval_ms": int(worker.heartbeat_interval_s * 1000),
+        "max_poll_records": worker.batch_size,
+    }
+    return AIOKafkaConsumer(**aiokafka_config(settings.kafka), **{**options, **overrides})
 
 
 def stage_producer(settings: Settings, stage: str) -> AIOKafkaProducer:
@@ -73,21 +91,16 @@ async def run_batches(
     worker = settings.worker
     batch_size = batch_size or worker.batch_size
     within_s = within_s or worker.batch_within_s
-    consumer = AIOKafkaConsumer(
-        **aiokafka_config(settings.kafka),
-        group_id=f"{worker.app_id}-{stage}",
-        client_id=f"{worker.app_id}-{stage}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(worker.session_timeout_s * 1000),
-        heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
+    consumer = stage_consumer(
+        settings,
+        stage,
         max_poll_records=batch_size,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
         fetch_max_wait_ms=int(within_s * 1000),
     )
     producer = stage_producer(settings, stage)
-    consumer.subscribe([topic], listener=_Ready(metrics))
+    consumer.subscribe([topic], listener=ReadyListener(metrics))
     await producer.start()
     await consumer.start()
     sender = BatchSender(producer)

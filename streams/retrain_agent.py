@@ -26,10 +26,9 @@ from aiokafka.errors import CommitFailedError, KafkaError, RebalanceInProgressEr
 
 from prodcat.settings import Settings
 from schemas.serde import serde_for
-from streams.batch_consumer import handle_and_send, stage_producer, with_backoff
+from streams.batch_consumer import handle_and_send, stage_consumer, stage_producer, with_backoff
 from streams.batch_sender import BatchSender
 from streams.deadletter import DeadLetters
-from streams.kafka_clients import aiokafka_config
 from streams.metrics import RetrainMetrics, StageMetrics
 from streams.model_events import model_event
 from streams.retrain_trigger import JobOutcome, JobRunner, LabelStage, TriggerState
@@ -108,16 +107,7 @@ class RetrainTrigger:
 
     async def run(self) -> None:
         settings, worker = self.settings, self.settings.worker
-        consumer = AIOKafkaConsumer(
-            **aiokafka_config(settings.kafka),
-            group_id=f"{worker.app_id}-{STAGE}",
-            client_id=f"{worker.app_id}-{STAGE}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
-            max_poll_records=worker.batch_size,
-        )
+        consumer = stage_consumer(settings, STAGE)
         producer = stage_producer(settings, STAGE)
         consumer.subscribe([settings.topics.labels], listener=_Listener(self.state, self.metrics))
         await producer.start()

@@ -28,14 +28,14 @@ from typing import Any
 
 import faust
 import numpy as np
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, RebalanceInProgressError
 from confluent_kafka.admin import AdminClient
 
 from prodcat.settings import KafkaSettings, SamplerSettings, Settings
 from schemas.exceptions import RegistryError, SerdeError
 from schemas.serde import AvroSerde, serde_for
-from streams.batch_consumer import stage_producer, with_backoff
+from streams.batch_consumer import ReadyListener, stage_consumer, stage_producer, with_backoff
 from streams.batch_sender import BatchSender
 from streams.deadletter import DeadLetters
 from streams.decoding import decode_records
@@ -262,17 +262,6 @@ def _partition_counts(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]
     return {t: len(metadata.topics[t].partitions) for t in topics}
 
 
-class _Ready(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
-    def __init__(self, metrics: StageMetrics) -> None:
-        self.metrics = metrics
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.metrics.ready.set(1)
-
-
 def _count_inputs(metrics: StageMetrics, outgoing: Sequence[Outgoing]) -> None:
     for out in outgoing:
         feed = metrics.feed_label(out.feed)
@@ -287,23 +276,14 @@ async def run_sampler(settings: Settings, stage: SamplerStage, metrics: StageMet
     """Rebuild the state, then consume predictions and close windows until cancelled."""
     worker = settings.worker
     follower = StateFollower(settings, stage)
-    consumer = AIOKafkaConsumer(
-        **aiokafka_config(settings.kafka),
-        group_id=f"{worker.app_id}-{STAGE}",
-        client_id=f"{worker.app_id}-{STAGE}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(worker.session_timeout_s * 1000),
-        heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
-        max_poll_records=worker.batch_size,
-    )
+    consumer = stage_consumer(settings, STAGE)
     producer = stage_producer(settings, STAGE)
     following: asyncio.Task[None] | None = None
     try:
         await follower.catch_up()
         following = asyncio.create_task(follower.follow(), name="sampler-state")
         await producer.start()
-        consumer.subscribe([settings.topics.predictions], listener=_Ready(metrics))
+        consumer.subscribe([settings.topics.predictions], listener=ReadyListener(metrics))
         await consumer.start()
         sender = BatchSender(producer)
         uncommitted: dict[Any, int] = {}
