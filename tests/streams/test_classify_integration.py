@@ -8,24 +8,18 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from prodcat.settings import ServingSettings, Settings
 from schemas.serde import serde_for
-from streams.kafka_clients import producer_config
 from streams.normalize import normalize_event
 from streams.readback import Record, read_topics
 from streams.replay import dataset_events
 from tests.conftest import TrainedClassifier, free_port
+from tests.streams.kafka_io import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-
-def _produce(settings: Settings, records: list[tuple[bytes, bytes | None]]) -> None:
-    producer = Producer(producer_config(settings.kafka))
-    for key, value in records:
-        producer.produce(settings.topics.normalized, key=key, value=value, headers={"feed": b"t"})
-    assert producer.flush(30) == 0
+FEED = {"feed": b"t"}
 
 
 def _products(data_dir: Path, start: int, count: int) -> list[tuple[bytes, bytes | None]]:
@@ -65,7 +59,7 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
     )
     products = _products(data_dir, 0, 300)
     garbage = [(b"bad-1", b"not avro at all"), (b"bad-2", b"\xc3\x01" + b"\x00" * 12)]
-    _produce(settings, [*products, *garbage, (b"gone", None)])
+    produce(settings, settings.topics.normalized, [*products, *garbage, (b"gone", None)], FEED)
     run_worker(settings, ["classify"], stage="classify")
 
     outputs = _read(settings, expected=len(products) + len(garbage) + 1)
@@ -92,7 +86,7 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
     trained_classifier.export(base)
     time.sleep(2.0)
     more = _products(data_dir, 300, 50)
-    _produce(settings, more)
+    produce(settings, settings.topics.normalized, more, FEED)
     outputs = _read(settings, expected=len(outputs) + len(more))
     swapped = [
         serde.decode(r.value)
@@ -123,7 +117,7 @@ def test_a_serving_outage_backs_off_and_loses_nothing(
         retries=1,
     )
     products = _products(data_dir, 1000, 120)
-    _produce(settings, products)
+    produce(settings, settings.topics.normalized, products, FEED)
     run_worker(settings, ["classify"], stage="classify")
     time.sleep(5)  # the model server is down: nothing may come out, not even dead letters
     assert _read(settings, expected=None, timeout_s=3) == []

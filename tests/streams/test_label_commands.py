@@ -13,7 +13,7 @@ from schemas.serde import serde_for
 from streams.readback import read_topics
 from streams.worker_process import worker_env
 from tests.conftest import TrainedClassifier
-from tests.streams.test_retrain_integration import _flipkart, _produce
+from tests.streams.kafka_io import flipkart_products, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,9 +33,9 @@ def test_import_rules_and_snapshot(
         if name.startswith("PRODCAT_"):
             monkeypatch.setenv(name, value)
     known = set(trained_classifier.class_ids)
-    rows = [(p, c) for p, c in _flipkart(data_dir, 3000) if c in known][:40]
+    rows = [(p, c) for p, c in flipkart_products(data_dir, 3000) if c in known][:40]
     products = serde_for("Product")
-    _produce(
+    produce(
         settings,
         settings.topics.normalized,
         [(p["product_id"].encode(), products.encode(p)) for p, _ in rows],

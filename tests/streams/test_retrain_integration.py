@@ -9,47 +9,22 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from prodcat.settings import RetrainSettings, ServingSettings, Settings
 from schemas.serde import serde_for
-from streams.kafka_clients import producer_config
-from streams.normalize import normalize_event
 from streams.readback import Record, read_topics
-from streams.replay import dataset_events
 from streams.worker_process import scrape_metric, wait_metric
 from tests.conftest import TrainedClassifier
-from training.dataset import load_flipkart, protocol_label
+from tests.streams.kafka_io import flipkart_products, produce
 from training.labels import label_key
-from training.taxonomy import path_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUICK = "model: {family: logreg, multi_objective: false}\ntraining: {epochs: 2, batch_size: 64}\n"
-
-
-@cache
-def _flipkart(data_dir: Path, count: int) -> list[tuple[dict[str, Any], str | None]]:
-    """The first ``count`` Flipkart products, normalised, with their level-2 class id."""
-    truth = {e.product_id: protocol_label(e.raw_path, 2) for e in load_flipkart(data_dir)[:count]}
-    out = []
-    for event in dataset_events(data_dir, ["flipkart"], limit=count):
-        product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
-        label = truth.get(product["source_id"])
-        out.append((product, path_id(label.split(" > ")) if label else None))
-    return out
-
-
-def _produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
-    producer = Producer(producer_config(settings.kafka))
-    for key, value in records:
-        producer.produce(topic, key=key, value=value)
-    assert producer.flush(30) == 0
 
 
 def _label(product_id: str, category_id: str) -> tuple[bytes, bytes]:
@@ -94,18 +69,18 @@ def _labelled(
     data_dir: Path, trained: TrainedClassifier, start: int, count: int
 ) -> list[tuple[dict[str, Any], str]]:
     known = set(trained.class_ids)
-    rows = [(p, c) for p, c in _flipkart(data_dir, 3000) if c in known]
+    rows = [(p, c) for p, c in flipkart_products(data_dir, 3000) if c in known]
     return rows[start : start + count]
 
 
 def _publish(settings: Settings, rows: list[tuple[dict[str, Any], str]]) -> None:
     products = serde_for("Product")
-    _produce(
+    produce(
         settings,
         settings.topics.normalized,
         [(p["product_id"].encode(), products.encode(p)) for p, _ in rows],
     )
-    _produce(settings, settings.topics.labels, [_label(p["product_id"], c) for p, c in rows])
+    produce(settings, settings.topics.labels, [_label(p["product_id"], c) for p, c in rows])
 
 
 def _events(settings: Settings, expected: int, timeout_s: float = 30) -> list[dict[str, Any]]:
@@ -143,7 +118,7 @@ def test_labels_trigger_one_job_that_is_promoted_and_served(
         (b"garbage/exclusive", b"not avro"),
         _label("p-unknown", "c_000000000000"),  # unknown category
     ]
-    _produce(settings, settings.topics.labels, bad)
+    produce(settings, settings.topics.labels, bad)
     proc = run_worker(settings, ["classify", "retrain"], stage="retrain")
 
     _wait(proc, settings, "prodcat_retrain_jobs_started_total", 1, model="classifier")
@@ -182,9 +157,9 @@ def test_labels_trigger_one_job_that_is_promoted_and_served(
 
     # The classify agent in the same worker swaps to version 2.
     time.sleep(2.0)
-    fresh = [p for p, _ in _flipkart(data_dir, 3000)[2000:2040]]
+    fresh = [p for p, _ in flipkart_products(data_dir, 3000)[2000:2040]]
     products = serde_for("Product")
-    _produce(
+    produce(
         settings,
         settings.topics.normalized,
         [(p["product_id"].encode(), products.encode(p)) for p in fresh],

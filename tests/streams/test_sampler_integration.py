@@ -7,25 +7,17 @@ import urllib.request
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from prodcat.settings import SamplerSettings, Settings
 from schemas.serde import serde_for
-from streams.kafka_clients import producer_config
 from streams.readback import Record, read_topics
 from streams.worker_process import scrape_metric
+from tests.streams.kafka_io import produce
 from tests.training.test_sampler import prediction
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TTL_S = 3600.0
-
-
-def _produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
-    producer = Producer(producer_config(settings.kafka))
-    for key, value in records:
-        producer.produce(topic, key=key, value=value)
-    assert producer.flush(30) == 0
 
 
 def _predictions(items: list[tuple[str, list[float]]], version: int = 1) -> list[Any]:
@@ -92,10 +84,10 @@ def test_predictions_in_annotation_requests_out(pipeline_settings: Settings, run
     # and open requests (one expired), to be rebuilt from Kafka on start-up.
     labelled = [f"L{i}" for i in range(5)]
     pending = [f"P{i}" for i in range(3)]
-    _produce(settings, topics.labels, [_label(p) for p in labelled] + [_label("R1", "rule_based")])
+    produce(settings, topics.labels, [_label(p) for p in labelled] + [_label("R1", "rule_based")])
     old_requests = [_request(p, start_ms - 1000) for p in pending]
     old_requests.append(_request("O1", start_ms - int(3 * TTL_S * 1000)))
-    _produce(settings, topics.annotation_requests, old_requests)
+    produce(settings, topics.annotation_requests, old_requests)
     proc = run_worker(settings, ["sample"], stage="sample")
     started = time.monotonic()
 
@@ -110,7 +102,7 @@ def test_predictions_in_annotation_requests_out(pipeline_settings: Settings, run
     invalid = prediction("bad-3", tie)
     invalid["uncertainty"]["margin"] = 7.0
     garbage.append((b"bad-3", serde_for("Prediction").encode(invalid)))
-    _produce(settings, topics.predictions, [*wave1, (b"gone", None), *garbage])
+    produce(settings, topics.predictions, [*wave1, (b"gone", None), *garbage])
 
     outputs = _read(settings, expected=len(old_requests) + 5 + 2)
     requests_serde = serde_for("AnnotationRequest")
@@ -137,14 +129,14 @@ def test_predictions_in_annotation_requests_out(pipeline_settings: Settings, run
     assert all(d["stage"] == "sample" and d["message"] for d in dead)
 
     # A label arrives while running; then a new model version re-predicts everything seen so far.
-    _produce(settings, topics.labels, [_label("H1")])
+    produce(settings, topics.labels, [_label("H1")])
     time.sleep(1.0)
     wave2 = _predictions(
         [(p, tie) for p in [*by_strategy, *labelled, *pending, "H1"]]
         + [(f"G{i:02d}", [0.53 + i / 100, 0.47 - i / 100]) for i in range(10)],
         version=2,
     )
-    _produce(settings, topics.predictions, wave2)
+    produce(settings, topics.predictions, wave2)
     outputs = _read(settings, expected=len(old_requests) + 5 + 2 + 1)
     time.sleep(sampler.window_s + 1.0)  # nothing more may come: the rate limit allows one token
     outputs = read_topics(settings.kafka, [topics.annotation_requests], timeout_s=10)

@@ -1,0 +1,42 @@
+"""Helpers the integration tests share: publishing records and labelled Flipkart products."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from prodcat.settings import Settings
+from streams.kafka_clients import producer_config
+from streams.normalize import normalize_event
+from streams.replay import dataset_events
+from training.dataset import load_flipkart, protocol_label
+from training.taxonomy import path_id
+
+
+def produce(
+    settings: Settings,
+    topic: str,
+    records: Sequence[tuple[bytes, bytes | None]],
+    headers: Mapping[str, bytes] | None = None,
+) -> None:
+    """Publish ``(key, value)`` records (None: a tombstone) and wait until all are acknowledged."""
+    producer = Producer(producer_config(settings.kafka))
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, headers=dict(headers or {}))
+    assert producer.flush(30) == 0
+
+
+@cache
+def flipkart_products(data_dir: Path, count: int) -> list[tuple[dict[str, Any], str | None]]:
+    """The first ``count`` Flipkart products, normalised, with their level-2 class id."""
+    truth = {e.product_id: protocol_label(e.raw_path, 2) for e in load_flipkart(data_dir)[:count]}
+    out = []
+    for event in dataset_events(data_dir, ["flipkart"], limit=count):
+        product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
+        label = truth.get(product["source_id"])
+        out.append((product, path_id(label.split(" > ")) if label else None))
+    return out
