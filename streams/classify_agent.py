@@ -68,9 +68,7 @@ class ClassifyStage:
         pending: list[Decoded] = []
         for item in decoded:
             if item.value is None:  # a deleted product: delete its prediction too
-                outputs[item.index] = Outgoing(
-                    self.topic, item.record.key, None, item.out_headers, item.feed, None
-                )
+                outputs[item.index] = item.output(self.topic)
             else:
                 pending.append(item)
         size = self.serving.batch_size

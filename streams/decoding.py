@@ -28,6 +28,13 @@ class Decoded:
     feed: str | None
     value: dict[str, Any] | None
 
+    def output(
+        self, topic: str | None, value: bytes | None = None, *, skipped: str | None = None
+    ) -> Outgoing:
+        """This record's output under its own key and source headers (``topic`` None: consumed
+        without a Kafka record, e.g. written to Milvus, or ``skipped`` for a reason)."""
+        return Outgoing(topic, self.record.key, value, self.out_headers, self.feed, None, skipped)
+
     def dead(self, dead_letters: DeadLetters, kind: str, message: str, now_ms: int) -> Outgoing:
         return dead_letters.outgoing(
             self.record, self.headers, self.out_headers, self.feed, kind, message, now_ms

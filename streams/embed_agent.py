@@ -11,7 +11,6 @@ the product's vector.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import socket
 import time
@@ -75,15 +74,12 @@ class EmbedStage:
         items: list[_Item] = []
         tombstones: dict[str, int] = {}  # product_id → index of its last tombstone in the batch
         for d in decoded:
-            skipped = functools.partial(
-                Outgoing, None, d.record.key, None, d.out_headers, d.feed, None
-            )
             if d.value is None:
                 if d.record.key:
                     tombstones[d.record.key.decode("utf-8", "replace")] = d.index
-                outputs[d.index] = skipped(skipped="deleted")
+                outputs[d.index] = d.output(None, skipped="deleted")
             elif not d.value.get("image_urls"):
-                outputs[d.index] = skipped(skipped="no_image")
+                outputs[d.index] = d.output(None, skipped="no_image")
             else:
                 items.append(_Item(d, d.value, d.value["image_urls"][0]))
 
@@ -95,15 +91,7 @@ class EmbedStage:
             for item in items
             if tombstones.get(item.product["product_id"], -1) > item.source.index
         ]:
-            outputs[item.source.index] = Outgoing(
-                None,
-                item.source.record.key,
-                None,
-                item.source.out_headers,
-                item.source.feed,
-                None,
-                skipped="deleted",
-            )
+            outputs[item.source.index] = item.source.output(None, skipped="deleted")
             items.remove(item)
         fetched = await self.fetcher.fetch_many([item.url for item in items])
         ready: list[_Item] = []
@@ -136,14 +124,7 @@ class EmbedStage:
                         image_url=item.url,
                     )
                 )
-                outputs[item.source.index] = Outgoing(
-                    None,
-                    item.source.record.key,
-                    None,
-                    item.source.out_headers,
-                    item.source.feed,
-                    None,
-                )
+                outputs[item.source.index] = item.source.output(None)
             if rows:
                 await asyncio.to_thread(self.store.upsert, rows)
         return [out for out in outputs if out is not None]
