@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from training.active_learning import STRATEGIES, ExperimentConfig, Point, run_experiment
-from training.al_report import plot, read_csv, summary, write_csv
+from training.al_report import append_csv, plot, read_csv, summary, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,7 @@ def run_active_learning(
     write_csv(done, csv_path)
 
     def record(point: Point) -> None:
-        with csv_path.open("a", encoding="utf-8") as handle:
-            handle.write(
-                f"{point.strategy},{point.rules},{point.seed},{point.labels},"
-                f"{point.accuracy:.4f},{point.seconds:.2f}\n"
-            )
+        append_csv(point, csv_path)
         logger.info(
             "%s rules=%s seed=%d labels=%d accuracy=%.4f (%.1fs)",
             point.strategy, point.rules, point.seed, point.labels, point.accuracy, point.seconds,

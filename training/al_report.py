@@ -15,17 +15,23 @@ from training.active_learning import Point
 CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds")
 
 
+def _row(point: Point) -> dict[str, object]:
+    return {**asdict(point), "accuracy": f"{point.accuracy:.4f}", "seconds": f"{point.seconds:.2f}"}
+
+
 def write_csv(points: Iterable[Point], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        for point in points:
-            row = asdict(point)
-            row["accuracy"] = f"{point.accuracy:.4f}"
-            row["seconds"] = f"{point.seconds:.2f}"
-            writer.writerow(row)
+        writer.writerows(_row(point) for point in points)
     return path
+
+
+def append_csv(point: Point, path: Path) -> None:
+    """Add one point to a CSV that :func:`write_csv` started (points survive an interrupted run)."""
+    with path.open("a", encoding="utf-8", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=CSV_FIELDS).writerow(_row(point))
 
 
 def read_csv(path: Path) -> list[Point]:
