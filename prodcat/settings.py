@@ -85,6 +85,10 @@ class WorkerSettings(_Section):
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
+    state_dir: Path = Field(
+        default=REPO_ROOT / "var" / "faust",
+        description="Faust's data directory (one folder per app id); must be writable.",
+    )
 
 
 class ServingSettings(_Section):

@@ -57,11 +57,13 @@ def create_app(settings: Settings, roles: Sequence[str], registry: CollectorRegi
     if unknown:
         raise UnknownAgentError(f"unknown agent role(s) {unknown}; known: {sorted(AGENTS)}")
     worker = settings.worker
+    worker.state_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         worker.app_id,
         broker=settings.kafka.faust_broker,
         broker_credentials=_credentials(settings),
         store="memory://",
+        datadir=str(worker.state_dir / worker.app_id),
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",

@@ -60,7 +60,9 @@ def consumer_mode() -> str:
 
 
 @pytest.fixture
-def pipeline_settings(kafka_bootstrap: str, data_dir: Path, consumer_mode: str) -> Settings:
+def pipeline_settings(
+    kafka_bootstrap: str, data_dir: Path, consumer_mode: str, tmp_path: Path
+) -> Settings:
     """Settings with uuid-named topics (created) and a uuid consumer group for this test."""
     uid = uuid.uuid4().hex[:10]
     base = TopicNames()
@@ -84,6 +86,7 @@ def pipeline_settings(kafka_bootstrap: str, data_dir: Path, consumer_mode: str) 
             heartbeat_interval_s=1,
             commit_interval_s=0.5,
             log_level="WARNING",
+            state_dir=tmp_path / "faust",
         ),
     )
     ensure_topics(settings.kafka, topic_specs(settings.topics))
