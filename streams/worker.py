@@ -1,4 +1,4 @@
-"""Entry point of a worker process: metrics endpoint, Faust app, agents for the given roles."""
+"""Entry point of a worker process: metrics and probe endpoint, Faust app, agents for the roles."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import logging
 from collections.abc import Sequence
 
 import faust
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from prodcat.settings import Settings
 from streams.app import create_app
+from streams.health import Heartbeat, serve
 
 logger = logging.getLogger(__name__)
 
@@ -19,13 +20,20 @@ def run_worker(settings: Settings, roles: Sequence[str]) -> None:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     worker_settings = settings.worker
+    heartbeat = Heartbeat()
     if worker_settings.metrics_port:
-        start_http_server(worker_settings.metrics_port, worker_settings.metrics_host, registry)
+        serve(worker_settings.metrics_host, worker_settings.metrics_port, registry, heartbeat)
         logger.info(
-            "metrics on http://%s:%d/metrics",
+            "metrics on http://%s:%d/metrics (probes /healthz, /readyz)",
             worker_settings.metrics_host,
             worker_settings.metrics_port,
         )
     app = create_app(settings, roles, registry)
+
+    async def beat() -> None:
+        heartbeat.beat()
+
+    app.timer(interval=1.0)(beat)
+
     worker = faust.Worker(app, loglevel=worker_settings.log_level, quiet=True)
     worker.execute_from_commandline()

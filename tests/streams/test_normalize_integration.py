@@ -176,6 +176,23 @@ def test_garbage_lands_in_the_dead_letter_topic_with_its_reason(
     assert _metric(settings, "prodcat_dead_letters_total", feed="garbage") == len(GARBAGE)
 
 
+def test_a_running_worker_answers_its_probes(pipeline_settings: Settings, run_worker) -> None:
+    settings = pipeline_settings
+    run_worker(settings, ["normalize"])
+    base = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}"
+    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+        assert (resp.status, resp.read()) == (200, b"ready: normalize\n")
+    deadline = time.monotonic() + 10
+    while True:  # the first heartbeat comes a second after start-up
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+            body = resp.read()
+            assert resp.status == 200
+        if body.startswith(b"last beat") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert body.startswith(b"last beat"), body
+
+
 @pytest.mark.slow
 def test_sigkill_mid_stream_loses_nothing(
     pipeline_settings: Settings, run_worker, data_dir: Path
