@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-system-deps: ## Java 17+ and Maven for the local Kafka broker (apt-get, only when missing)
+system-deps: ## Java 17+ and Maven (local Kafka), Chromium (browser tests), Prometheus (apt-get, only when missing)
 	@bash deploy/install-system-deps.sh
 
 $(STAMP): pyproject.toml

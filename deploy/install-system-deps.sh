@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the system packages prodcat's local services need, only when they are missing:
-# a Java 17+ runtime and Maven (the local Apache Kafka broker is resolved from Maven Central).
+# Installs the system packages prodcat's local services and tests need, only when they are missing:
+# a Java 17+ runtime and Maven (the local Apache Kafka broker is resolved from Maven Central),
+# Chromium (the web UI's browser tests, driven by Playwright) and Prometheus (promtool for the alert
+# rules, and a real server scraping a worker in the tests).
 set -euo pipefail
 
 java_ok() {
@@ -13,10 +15,13 @@ java_ok() {
 missing=()
 java_ok || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "prodcat needs: ${missing[*]} (Java 17+ and Maven). Install them with your package manager." >&2
+  echo "prodcat needs: ${missing[*]} (Java 17+, Maven, Chromium, Prometheus)." >&2
+  echo "Install them with your package manager." >&2
   exit 1
 fi
 SUDO=""
