@@ -10,7 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prodcat.exceptions import ConfigError
@@ -215,6 +223,27 @@ class RetrainSettings(_Section):
         "snapshot` writes them; default: the labelled products whose id hash falls in "
         "holdout_fraction.",
     )
+    launcher: Literal["subprocess", "kubernetes"] = Field(
+        default="subprocess",
+        description="subprocess: the job runs beside the trigger; kubernetes: as a Job created "
+        "from job_template through the API server (work_dir must be a volume both mount).",
+    )
+    job_template: Path | None = Field(
+        default=None, description="kubernetes: a batch/v1 Job manifest with a `retrain` container."
+    )
+    kubernetes_api: str = Field(
+        default="https://kubernetes.default.svc",
+        description="kubernetes: API server URL (the default is the pod's own cluster).",
+    )
+    kubernetes_namespace: str | None = Field(
+        default=None, description="kubernetes: namespace (default: the service account's)."
+    )
+
+    @model_validator(mode="after")
+    def _template_for_kubernetes(self) -> RetrainSettings:
+        if self.launcher == "kubernetes" and self.job_template is None:
+            raise ValueError("retrain.launcher=kubernetes needs retrain.job_template")
+        return self
 
 
 class SamplerSettings(_Section):

@@ -31,7 +31,7 @@ from streams.batch_sender import BatchSender
 from streams.deadletter import DeadLetters
 from streams.metrics import RetrainMetrics, StageMetrics
 from streams.model_events import model_event
-from streams.retrain_trigger import JobOutcome, JobRunner, LabelStage, TriggerState
+from streams.retrain_trigger import JobOutcome, JobRunner, LabelStage, Launcher, TriggerState
 from streams.stage import Outgoing, record_batch
 from streams.worker_process import worker_env
 from training.labels import free_version
@@ -62,7 +62,7 @@ class RetrainTrigger:
         settings: Settings,
         metrics: StageMetrics,
         retrain_metrics: RetrainMetrics,
-        runner: JobRunner | None = None,
+        runner: Launcher | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -82,9 +82,7 @@ class RetrainTrigger:
             name=self.model,
         )
         self.events = serde_for("ModelEvent", registry, topic=topics.model_events)
-        self.runner = runner or JobRunner(
-            work_dir=cfg.work_dir, env=worker_env(settings), timeout_s=cfg.job_timeout_s
-        )
+        self.runner = runner or _launcher(settings)
         self._job: asyncio.Task[JobOutcome] | None = None
         self._counted: tuple[dict[int, int], dict[int, int]] = ({}, {})
 
@@ -205,6 +203,28 @@ class RetrainTrigger:
             except (CommitFailedError, RebalanceInProgressError, KafkaError) as exc:
                 # The partitions moved: their new owner counts the labels again (at worst a retrain).
                 logger.warning("retrain: committing %s failed (%s)", offsets, exc)
+
+
+def _launcher(settings: Settings) -> Launcher:
+    """The job runner the settings ask for: a local subprocess or a Kubernetes Job."""
+    cfg = settings.retrain
+    if cfg.launcher == "kubernetes":
+        from streams.k8s_jobs import (
+            ApiServer,
+            JobTemplateError,
+            KubernetesJobRunner,
+            load_template,
+        )
+
+        if cfg.job_template is None:
+            raise JobTemplateError("retrain.launcher=kubernetes needs retrain.job_template")
+        return KubernetesJobRunner(
+            api=ApiServer.in_cluster(cfg.kubernetes_api, cfg.kubernetes_namespace),
+            template=load_template(cfg.job_template),
+            work_dir=cfg.work_dir,
+            timeout_s=cfg.job_timeout_s,
+        )
+    return JobRunner(work_dir=cfg.work_dir, env=worker_env(settings), timeout_s=cfg.job_timeout_s)
 
 
 def register_retrain(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:

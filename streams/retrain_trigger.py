@@ -29,7 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from schemas.serde import AvroSerde
 from streams.deadletter import DeadLetters
@@ -170,6 +170,12 @@ class JobOutcome:
     seconds: float
     result: dict[str, Any] | None = None
     log: Path | None = None
+
+
+class Launcher(Protocol):
+    """Runs one training job to its end (cancelling the call stops the job)."""
+
+    async def run(self, version: int) -> JobOutcome: ...
 
 
 class JobRunner:
