@@ -38,7 +38,19 @@ class KafkaSettings(_Section):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs that sign the brokers' certificates (SSL, SASL_SSL); "
+        "default: the system's trust store.",
+    )
     replication_factor: int = Field(default=1, ge=1)
+
+    @field_validator("ssl_cafile")
+    @classmethod
+    def _readable_cafile(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"CA bundle {value} is not a readable file")
+        return value
 
     @field_validator("bootstrap_servers")
     @classmethod

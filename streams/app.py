@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from prodcat.settings import Settings
 from streams.exceptions import UnknownAgentError
+from streams.kafka_clients import ssl_context, uses_tls
 from streams.metrics import StageMetrics, WorkerMetrics
 from streams.normalize_agent import register_normalize
 from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
@@ -97,10 +98,15 @@ def create_app(settings: Settings, roles: Sequence[str], registry: CollectorRegi
 
 
 def _credentials(settings: Settings) -> Any:
+    """Faust's credentials object: SASL (with TLS for SASL_SSL), TLS alone, or none."""
     kafka = settings.kafka
+    context = ssl_context(kafka) if uses_tls(kafka) else None
     if kafka.sasl_mechanism is None or kafka.sasl_username is None:
-        return None
+        return faust.SSLCredentials(context) if context is not None else None
     password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
     return faust.SASLCredentials(
-        username=kafka.sasl_username, password=password, mechanism=kafka.sasl_mechanism
+        username=kafka.sasl_username,
+        password=password,
+        mechanism=kafka.sasl_mechanism,
+        ssl_context=context,
     )

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from prodcat.settings import KafkaSettings
+
+
+def uses_tls(kafka: KafkaSettings) -> bool:
+    return kafka.security_protocol in ("SSL", "SASL_SSL")
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    """A verifying TLS context: the configured CA bundle, else the system's trust store."""
+    cafile = str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+    return ssl.create_default_context(cafile=cafile)
 
 
 def librdkafka_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -14,6 +25,8 @@ def librdkafka_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
         "security.protocol": kafka.security_protocol,
         "log_level": 3,
     }
+    if kafka.ssl_cafile is not None and uses_tls(kafka):
+        config["ssl.ca.location"] = str(kafka.ssl_cafile)
     if kafka.sasl_mechanism:
         config["sasl.mechanism"] = kafka.sasl_mechanism
     if kafka.sasl_username:
@@ -45,10 +58,8 @@ def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
         "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": kafka.security_protocol,
     }
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        import ssl  # local: only TLS deployments need a context
-
-        config["ssl_context"] = ssl.create_default_context()
+    if uses_tls(kafka):
+        config["ssl_context"] = ssl_context(kafka)
     if kafka.sasl_mechanism:
         config["sasl_mechanism"] = kafka.sasl_mechanism
     if kafka.sasl_username:
