@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps kafka-jars demo test test-fast lint format typecheck bench clean
+.PHONY: help install system-deps tools kafka-jars demo test test-fast lint format typecheck bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ml,serving]'
 	@touch $@
 
-install: system-deps $(STAMP) kafka-jars ## venv with prodcat and dev tools, Kafka jars (idempotent)
+tools: ## helm and kube-score for the chart checks, built from the Go module proxy (cached in .cache/tools)
+	@bash deploy/install-go-tools.sh
+
+install: system-deps $(STAMP) kafka-jars tools ## venv with prodcat and dev tools, Kafka jars, chart tools (idempotent)
 
 kafka-jars: system-deps $(STAMP) ## resolve the Apache Kafka broker jars from Maven Central (cached)
 	@$(BIN)/prodcat dev kafka install
