@@ -126,6 +126,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
 
+    ui = sub.add_parser("ui", help="the web UI: annotation queue, similarity evaluation")
+    ui.add_argument("--host", default=None)
+    ui.add_argument("--port", type=int, default=None)
+    ui_sub = ui.add_subparsers(dest="ui_action")
+    ui_user = ui_sub.add_parser("user", help="annotator accounts")
+    ui_user_sub = ui_user.add_subparsers(dest="user_action", required=True)
+    ui_user_add = ui_user_sub.add_parser("add", help="create (or reset) an annotator account")
+    ui_user_add.add_argument("name")
+    ui_user_add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+
     sub.add_parser(
         "models", help="train the classifier / export the image embedder if the store lacks them"
     )
@@ -342,6 +354,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _embedder(settings, args)
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "ui":
+            if args.ui_action == "user":
+                from serving.web.accounts import add_user
+
+                print(add_user(settings, args.name, password_stdin=args.password_stdin))
+                return 0
+            from serving.web.server import run_ui
+
+            return run_ui(settings, args.host, args.port)
         if args.command == "models":
             from prodcat.demo import ensure_models
 

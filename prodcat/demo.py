@@ -239,7 +239,22 @@ def _summary(
             break
     lines.extend(_requests(settings, records))
     lines.extend(similar)
+    lines.extend(_ui_hint(settings))
     return "\n".join(lines)
+
+
+def _ui_hint(settings: Settings) -> list[str]:
+    """How to open the web UI on what the demo left behind (its broker data and vectors)."""
+    roots = ", ".join(f'"{root}"' for root in settings.images.file_roots)
+    ui = settings.ui
+    return [
+        "web UI on the demo data (annotation queue, similarity evaluation):",
+        f"  export PRODCAT_LOCAL_KAFKA__HOME={DEMO_HOME / 'kafka'} "
+        f"PRODCAT_MILVUS__URI={settings.milvus.uri} PRODCAT_IMAGES__FILE_ROOTS='[{roots}]'",
+        "  .venv/bin/prodcat dev kafka start     # the demo's broker again, with its topics",
+        "  .venv/bin/prodcat ui user add alice   # asks for a password (8+ characters)",
+        f"  .venv/bin/prodcat ui                  # then open http://{ui.host}:{ui.port}/",
+    ]
 
 
 def _requests(settings: Settings, records: list[Record]) -> list[str]:

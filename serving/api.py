@@ -88,6 +88,45 @@ def _hits(hits: list[Hit]) -> list[HitOut]:
     ]
 
 
+def neighbours_of_product(
+    store: VectorStore, product_id: str, k: int, category: str | None, exclude_self: bool
+) -> list[Hit]:
+    """The ``k`` neighbours of a stored product's image (404 when it has no vector).
+
+    Shared by the API and the web UI (:mod:`serving.web`), so both answer the same way.
+    """
+    if store.get_vector(product_id) is None:
+        raise HTTPException(404, f"no image vector for product {product_id!r}")
+    hits = store.search_by_id(product_id, k + int(exclude_self), category_id=category)
+    if exclude_self:
+        hits = [h for h in hits if h.product_id != product_id][:k]
+    return hits
+
+
+def read_upload(image: UploadFile, max_bytes: int) -> bytes:
+    """An uploaded file's bytes, at most ``max_bytes`` (413 beyond) and sniffed as an image
+    (415 otherwise)."""
+    data = image.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"image larger than {max_bytes} bytes")
+    if sniff_media_type(data) is None:
+        raise HTTPException(415, "not an image (JPEG, PNG, GIF, WEBP or BMP)")
+    return data
+
+
+def neighbours_of_image(
+    embedder: ModelBackend, store: VectorStore, data: bytes, k: int, category: str | None
+) -> tuple[list[Hit], int | None]:
+    """Embed an image (422 when it cannot be decoded) and search: the hits and the embedder
+    version that made the query vector."""
+    try:
+        output = embedder.predict({"image_bytes": np.array([data], dtype=object)})
+    except ModelInputError as exc:
+        raise HTTPException(422, f"the image cannot be decoded: {exc}") from exc
+    vector = np.asarray(output.outputs["embedding"][0], dtype=np.float32)
+    return store.search(vector, k, category_id=category), output.version
+
+
 def create_api(
     settings: ApiSettings,
     *,
@@ -131,11 +170,7 @@ def create_api(
     def similar_to_product(
         product_id: str, k: K = 10, category: CATEGORY = None, exclude_self: bool = False
     ) -> SimilarOut:
-        if store.get_vector(product_id) is None:
-            raise HTTPException(404, f"no image vector for product {product_id!r}")
-        hits = store.search_by_id(product_id, k + int(exclude_self), category_id=category)
-        if exclude_self:
-            hits = [h for h in hits if h.product_id != product_id][:k]
+        hits = neighbours_of_product(store, product_id, k, category, exclude_self)
         return SimilarOut(
             query=product_id, k=k, category=category, model_version=None, hits=_hits(hits)
         )
@@ -146,22 +181,13 @@ def create_api(
         k: K = 10,
         category: CATEGORY = None,
     ) -> SimilarOut:
-        data = image.file.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"image larger than {settings.max_upload_bytes} bytes")
-        if sniff_media_type(data) is None:
-            raise HTTPException(415, "not an image (JPEG, PNG, GIF, WEBP or BMP)")
-        try:
-            output = embedder.predict({"image_bytes": np.array([data], dtype=object)})
-        except ModelInputError as exc:
-            raise HTTPException(422, f"the image cannot be decoded: {exc}") from exc
-        vector = np.asarray(output.outputs["embedding"][0], dtype=np.float32)
-        hits = store.search(vector, k, category_id=category)
+        data = read_upload(image, settings.max_upload_bytes)
+        hits, version = neighbours_of_image(embedder, store, data, k, category)
         return SimilarOut(
             query=image.filename or "upload",
             k=k,
             category=category,
-            model_version=output.version,
+            model_version=version,
             hits=_hits(hits),
         )
 

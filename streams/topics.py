@@ -64,6 +64,7 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
             names.annotation_requests, n, {"cleanup.policy": "delete", "retention.ms": _WEEK_MS}
         ),
         TopicSpec(names.model_events, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}),
+        TopicSpec(names.judgements, n, dict(compact)),  # similarity judgements (web UI)
     ]
 
 

@@ -211,6 +211,32 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "occurred_at": 0,
         },
     ],
+    "SimilarityJudgement": [
+        {
+            "query_product_id": "p-3f9a1c",
+            "query_image_sha256": None,
+            "neighbour_product_id": "p-7ü",
+            "rank": 3,
+            "score": 0.8125,
+            "relevant": True,
+            "category_id": "c_0123456789ab",
+            "model_version": 2,
+            "annotator": "zoë@example.com",
+            "judged_at": SEEN_AT,
+        },
+        {
+            "query_product_id": None,
+            "query_image_sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "neighbour_product_id": "p-0",
+            "rank": 1,
+            "score": -0.25,
+            "relevant": False,
+            "category_id": None,
+            "model_version": None,
+            "annotator": "a",
+            "judged_at": 0,
+        },
+    ],
 }
 
 

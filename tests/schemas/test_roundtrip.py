@@ -32,13 +32,21 @@ from schemas import (
 )
 from tests.schemas.conftest import RECORDS
 
-SHIPPED = ["AnnotationRequest", "DeadLetter", "Label", "ModelEvent", "Prediction", "Product"]
+SHIPPED = [
+    "AnnotationRequest",
+    "DeadLetter",
+    "Label",
+    "ModelEvent",
+    "Prediction",
+    "Product",
+    "SimilarityJudgement",
+]
 
 
 # --- loading and fingerprints ---------------------------------------------------------------
 
 
-def test_all_six_schemas_are_shipped() -> None:
+def test_all_seven_schemas_are_shipped() -> None:
     assert list(schema_names()) == SHIPPED
     assert sorted(RECORDS) == SHIPPED
 

@@ -19,6 +19,7 @@ def test_specs_follow_the_design() -> None:
         "products.normalized",
         "products.predictions",
         "labels",
+        "similarity.judgements",
     }
     assert specs["products.raw"].partitions == 6
     assert specs["models.events"].partitions == 1
@@ -39,6 +40,7 @@ def test_ensure_topics_creates_then_reports_existing(kafka_bootstrap: str) -> No
         predictions=f"{uid}.pred",
         annotation_requests=f"{uid}.ann",
         model_events=f"{uid}.models",
+        judgements=f"{uid}.judgements",
         partitions=3,
     )
     specs = topic_specs(names)

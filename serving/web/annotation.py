@@ -1,0 +1,248 @@
+"""The annotation queue: handing products to annotators, and their labels, skips and undos.
+
+The queue is the view's unanswered requests (:meth:`TopicView.open_requests`, oldest first,
+optionally one strategy or every uncertainty strategy), minus products leased to someone else or
+skipped by this annotator (:class:`~serving.web.leases.LeaseBook`). A label is validated against
+the exclusive vocabulary of the newest serving classifier before it is written to ``labels``
+(key ``<product_id>/exclusive``) and acknowledged; the view is updated at once, so the product
+leaves the queue without waiting for the follower.
+
+**Undo** on a compacted topic: the label's key gets back what it held before, the previous
+label's value when there was one, otherwise a tombstone (the retrain trigger skips tombstones as
+``tombstone``; snapshots and the sampler treat them as "no label"). The product then has no live
+exclusive label, so its request is open again, and it goes straight back to the annotator.
+Only the annotator's own label can be undone, and only while it is still the live one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prodcat.settings import Settings
+from schemas.serde import serde_for
+from serving.web.exceptions import ConflictError, InvalidInputError
+from serving.web.leases import LeaseBook
+from serving.web.metrics import WebMetrics
+from serving.web.publisher import Publisher
+from serving.web.view import QueuedRequest, TopicView
+from training.labels import (
+    LabelError,
+    Vocabulary,
+    label_key,
+    load_vocabulary,
+    newest_version,
+    validate_label,
+)
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVE = "exclusive"
+_VOCABULARY_CHECK_S = 10.0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Undoable:
+    key: bytes
+    product_id: str
+    labelled_at: int
+    previous: bytes | None
+
+
+class VocabularyCache:
+    """The newest serving classifier's vocabulary, re-read when a new version appears."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.model_base = settings.serving.model_base
+        self.name = settings.serving.classifier
+        self.clock = clock
+        self._vocabulary: Vocabulary | None = None
+        self._checked = -1e18
+        self._lock = threading.Lock()
+
+    def get(self) -> Vocabulary:
+        with self._lock:
+            now = self.clock()
+            if self._vocabulary is None or now - self._checked >= _VOCABULARY_CHECK_S:
+                self._checked = now
+                newest = newest_version(self.model_base, self.name)
+                if self._vocabulary is None or self._vocabulary.version != newest:
+                    self._vocabulary = load_vocabulary(self.model_base, self.name)
+                    logger.info("ui: vocabulary of classifier v%s", self._vocabulary.version)
+            return self._vocabulary
+
+    def search(self, text: str, limit: int) -> list[dict[str, str]]:
+        """Exclusive classes, then other tree nodes, whose path contains every word of ``text``."""
+        vocabulary = self.get()
+        words = text.casefold().split()
+        out: list[dict[str, str]] = []
+        for kind, table in (("class", vocabulary.classes), ("node", vocabulary.nodes)):
+            for category_id, path in table.items():
+                if kind == "node" and category_id in vocabulary.classes:
+                    continue
+                folded = path.casefold()
+                if all(word in folded for word in words):
+                    out.append({"category_id": category_id, "path": path, "kind": kind})
+                    if len(out) >= limit:
+                        return out
+        return out
+
+
+class AnnotationService:
+    """What the annotation pages do; every method is thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        view: TopicView,
+        leases: LeaseBook,
+        publisher: Publisher,
+        metrics: WebMetrics,
+        vocabulary: VocabularyCache | None = None,
+    ) -> None:
+        self.topic = settings.topics.labels
+        self.serde = serde_for("Label", settings.serde.registry_url, topic=settings.topics.labels)
+        self.view = view
+        self.leases = leases
+        self.publisher = publisher
+        self.metrics = metrics
+        self.vocabulary = vocabulary or VocabularyCache(settings)
+        self.undo_depth = settings.ui.undo_depth
+        self._undo: dict[str, deque[Undoable]] = {}
+        self._lock = threading.Lock()
+
+    # -- the queue ------------------------------------------------------------------------------
+
+    def next_item(self, annotator: str, strategy: str | None) -> dict[str, Any] | None:
+        """The annotator's current product if it is still open (and fits the filter), else the
+        oldest open request nobody else holds; leased to them."""
+        lease = self.leases.current(annotator)
+        if lease is not None:
+            request = self.view.open_request(lease.product_id)
+            if request is not None and _fits(request, strategy):
+                return self._card(request, annotator)
+        for request in self.view.open_requests(strategy):
+            if self.leases.available(request.product_id, annotator):
+                card = self._card(request, annotator)
+                if card is not None:
+                    return card
+        return None
+
+    def _card(self, request: QueuedRequest, annotator: str) -> dict[str, Any] | None:
+        lease = self.leases.acquire(request.product_id, annotator)
+        if lease is None:
+            return None
+        vocabulary = self.vocabulary.get()
+        suggestions = [
+            {
+                "category_id": s["category_id"],
+                "path": " > ".join(s.get("path") or []) or vocabulary.path(s["category_id"]),
+                "probability": float(s["probability"]),
+                "known": vocabulary.knows(s["category_id"], exclusive=True),
+            }
+            for s in request.suggestions
+        ]
+        return {
+            "product_id": request.product_id,
+            "product": self.view.product(request.product_id),
+            "strategy": request.strategy,
+            "score": request.score,
+            "model_name": request.model_name,
+            "model_version": request.model_version,
+            "suggestions": suggestions[:9],  # digits 1-9 pick them
+            "lease_s": round(self.leases.ttl_s),
+        }
+
+    def depth(self) -> dict[str, int]:
+        depth = self.view.depth()
+        self.metrics.set_depth(depth)
+        return depth
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def submit(self, annotator: str, product_id: str, category_id: str) -> dict[str, Any]:
+        """Write the annotator's exclusive label for a queued product; returns the label."""
+        holder = self.leases.holder(product_id)
+        if holder is not None and holder != annotator:
+            raise ConflictError(f"{product_id} is being labelled by {holder}")
+        request = self.view.open_request(product_id)
+        if request is None:
+            raise ConflictError(f"{product_id} is not in the queue (labelled or never requested)")
+        lease = self.leases.current(annotator)
+        taken_ms = None
+        if lease is not None and lease.product_id == product_id:
+            taken_ms = max(0, int((self.leases.clock() - lease.started) * 1000))
+        key = label_key(product_id, OBJECTIVE)
+        labelled_at = _now_ms()
+        label: dict[str, Any] = {
+            "product_id": product_id,
+            "objective": OBJECTIVE,
+            "category_ids": [category_id],
+            "source": "human",
+            "annotator": annotator,
+            "strategy": request.strategy,
+            "score": request.score,
+            "time_taken_ms": taken_ms,
+            "model_version": request.model_version,
+            "labelled_at": labelled_at,
+        }
+        try:
+            label = validate_label(label, self.vocabulary.get(), key)
+        except LabelError as exc:
+            raise InvalidInputError(exc.message) from exc
+        value = self.serde.encode(label)
+        previous = self.view.live_label(key)
+        self.publisher.send(self.topic, key, value)
+        self.view.apply_label(key, label, value)
+        self.leases.release(product_id, annotator)
+        with self._lock:
+            stack = self._undo.setdefault(annotator, deque(maxlen=self.undo_depth))
+            stack.append(
+                Undoable(key, product_id, labelled_at, previous.value if previous else None)
+            )
+        self.metrics.labels.labels(request.strategy).inc()
+        if taken_ms is not None:
+            self.metrics.seconds.observe(taken_ms / 1000)
+        return label
+
+    def skip(self, annotator: str, product_id: str) -> None:
+        self.leases.skip(product_id, annotator)
+
+    def undo(self, annotator: str) -> dict[str, Any]:
+        """Retract the annotator's last label; returns the product's card (leased to them)."""
+        with self._lock:
+            stack = self._undo.get(annotator)
+            if not stack:
+                raise ConflictError("nothing to undo")
+            last = stack.pop()
+        live = self.view.live_label(last.key)
+        if live is None or live.annotator != annotator or live.labelled_at != last.labelled_at:
+            who = "removed" if live is None else f"relabelled by {live.annotator}"
+            raise ConflictError(f"the label of {last.product_id} was {who} since; not undone")
+        self.publisher.send(self.topic, last.key, last.previous)
+        self.view.apply_label(
+            last.key,
+            None if last.previous is None else self.serde.decode(last.previous),
+            last.previous,
+        )
+        self.leases.forget_skip(last.product_id, annotator)
+        request = self.view.open_request(last.product_id)
+        card = None if request is None else self._card(request, annotator)
+        return {"product_id": last.product_id, "card": card}
+
+
+def _fits(request: QueuedRequest, strategy: str | None) -> bool:
+    if not strategy:
+        return True
+    if strategy == "uncertainty":
+        return request.strategy != "random"
+    return request.strategy == strategy

@@ -1,0 +1,174 @@
+"""Follows the UI's topics from the beginning into the :class:`~serving.web.view.TopicView`.
+
+Like the sampler's state follower, but in a thread of the web process with a librdkafka consumer
+without a consumer group: every web process reads everything (``products.normalized``,
+``annotation.requests``, ``labels``, ``similarity.judgements``). It reports ready once it has read
+up to the end offsets it found at start; pages say "catching up" until then. Records it cannot
+decode are counted and logged with topic/partition/offset and skipped: the UI only reads these
+topics, their producers own dead-lettering.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from prodcat.settings import Settings
+from schemas.exceptions import RegistryError, SerdeError
+from schemas.serde import AvroSerde, serde_for
+from serving.web.view import TopicView
+from streams.kafka_clients import librdkafka_config
+
+logger = logging.getLogger(__name__)
+
+
+class TopicFollower:
+    """A daemon thread applying every record of the UI's topics to ``view``."""
+
+    def __init__(self, settings: Settings, view: TopicView) -> None:
+        topics, registry = settings.topics, settings.serde.registry_url
+        self.kafka = settings.kafka
+        self.view = view
+        self._apply: dict[str, tuple[AvroSerde, Callable[[Any, Any, bytes | None], None]]] = {
+            topics.normalized: (
+                serde_for("Product", registry, topic=topics.normalized),
+                lambda key, record, _raw: view.apply_product(key, record),
+            ),
+            topics.annotation_requests: (
+                serde_for("AnnotationRequest", registry, topic=topics.annotation_requests),
+                lambda _key, record, _raw: view.apply_request(record),
+            ),
+            topics.labels: (
+                serde_for("Label", registry, topic=topics.labels),
+                lambda key, record, raw: (
+                    view.apply_label(key, record, raw) if key is not None else None
+                ),
+            ),
+            topics.judgements: (
+                serde_for("SimilarityJudgement", registry, topic=topics.judgements),
+                lambda key, record, _raw: (
+                    view.apply_judgement(key, record) if key is not None else None
+                ),
+            ),
+        }
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ui-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self.ready.wait(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except (KafkaException, RegistryError) as exc:
+                self.error = str(exc)
+                logger.warning("ui follower: %s; restarting in 5 s", exc)
+                self._stop.wait(5)
+
+    def _follow(self) -> None:
+        consumer = Consumer(
+            librdkafka_config(
+                self.kafka,
+                **{
+                    "group.id": f"prodcat-ui-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": False,
+                    "auto.offset.reset": "earliest",
+                },
+            )
+        )
+        try:
+            partitions = self._partitions(consumer)
+            ends = {}
+            for tp in partitions:
+                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                ends[(tp.topic, tp.partition)] = high
+            consumer.assign(partitions)
+            # A restart after an error reads everything again into a view that already holds
+            # it: every apply is idempotent (latest value per key), so that is harmless.
+            pending = {tp for tp, end in ends.items() if end > 0}
+            started, read = time.monotonic(), 0
+            if not pending:
+                self._caught_up(started, read)
+            while not self._stop.is_set():
+                messages = consumer.consume(5000, timeout=0.5)
+                with self.view.batch():
+                    for message in messages:
+                        read += self._one(message, pending, ends)
+                if pending:
+                    # Positions, not only offsets read: the last records of a compacted
+                    # partition may be gone, and nothing may be left to read at its end.
+                    for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
+                        if tp.offset >= ends[(tp.topic, tp.partition)]:
+                            pending.discard((tp.topic, tp.partition))
+                    continue
+                if not self.ready.is_set():
+                    self._caught_up(started, read)
+        finally:
+            consumer.close()
+
+    def _caught_up(self, started: float, read: int) -> None:
+        self.error = None
+        self.ready.set()
+        logger.info(
+            "ui follower: caught up with %d records in %.1f s", read, time.monotonic() - started
+        )
+
+    def _partitions(self, consumer: Consumer) -> list[TopicPartition]:
+        metadata = consumer.list_topics(timeout=30)
+        missing = [t for t in self._apply if t not in metadata.topics]
+        if missing:
+            raise KafkaException(f"topics {missing} do not exist (run `prodcat topics create`)")
+        return [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in self._apply
+            for partition in sorted(metadata.topics[topic].partitions)
+        ]
+
+    def _one(self, message: Any, pending: set[tuple[str, int]], ends: dict[Any, int]) -> int:
+        err = message.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return 0
+            raise KafkaException(err)
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if (topic, partition) in pending and offset + 1 >= ends[(topic, partition)]:
+            pending.discard((topic, partition))
+        serde, apply = self._apply[topic]
+        raw = message.value()
+        try:
+            record = None if raw is None else serde.decode(raw)
+        except RegistryError:
+            raise
+        except SerdeError as exc:
+            self.counts[(topic, "bad")] += 1
+            logger.warning(
+                "ui follower: skipping undecodable %s/%d/%d: %s", topic, partition, offset, exc
+            )
+            return 1
+        try:
+            apply(message.key(), record, raw)
+        except (KeyError, TypeError, ValueError) as exc:  # a record of an unexpected shape
+            self.counts[(topic, "bad")] += 1
+            logger.warning("ui follower: skipping %s/%d/%d: %r", topic, partition, offset, exc)
+            return 1
+        self.counts[(topic, "ok")] += 1
+        return 1

@@ -1,0 +1,52 @@
+"""The web UI's Prometheus metrics (names fixed: dashboards use them), declared on a registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from serving.api import ApiMetrics
+
+
+class WebMetrics:
+    """Annotation and similarity-evaluation metrics, plus the API's HTTP request metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.http = ApiMetrics(registry)
+        self.queue_depth = Gauge(
+            "prodcat_annotation_queue_depth",
+            "Annotation requests without an exclusive label, by strategy.",
+            ["strategy"],
+            registry=registry,
+        )
+        self.labels = Counter(
+            "prodcat_annotation_labels",
+            "Labels submitted through the UI, by the answered request's strategy.",
+            ["strategy"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "prodcat_annotation_seconds",
+            "Time an annotator took per label (card shown to label submitted).",
+            buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 300),
+            registry=registry,
+        )
+        self.judgements = Counter(
+            "prodcat_similarity_judgements",
+            "Similarity judgements recorded, by verdict.",
+            ["relevant"],
+            registry=registry,
+        )
+
+    def set_depth(self, depth: dict[str, int]) -> None:
+        """Set the queue depth per strategy; strategies that emptied go to 0."""
+        seen = {labels[0] for labels in self._depth_labels()}
+        for strategy in seen | set(depth):
+            self.queue_depth.labels(strategy).set(depth.get(strategy, 0))
+
+    def _depth_labels(self) -> list[tuple[str, ...]]:
+        return [
+            (sample.labels["strategy"],)
+            for metric in self.queue_depth.collect()
+            for sample in metric.samples
+        ]

@@ -1,0 +1,99 @@
+"""``prodcat ui``: the web UI's process (accounts: :mod:`serving.web.accounts`).
+
+One process holds the UI's local view (rebuilt from Kafka at start), the leases (in memory: run
+one replica, see :mod:`serving.web.leases`), a Kafka producer, the vector store and the image
+embedder for uploads. With a local milvus-lite path only one process may open the store, so
+either stop the embed worker first or point ``PRODCAT_MILVUS__URI`` at a ``milvus-lite server``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry
+
+from prodcat.settings import Settings
+from serving.backends import ModelBackend, create_backend
+from serving.vector_store import VectorStore
+from serving.web.annotation import AnnotationService
+from serving.web.app import WebParts, create_web_app
+from serving.web.auth import SessionCodec, Users, load_or_create_secret
+from serving.web.follower import TopicFollower
+from serving.web.leases import LeaseBook
+from serving.web.metrics import WebMetrics
+from serving.web.publisher import Publisher
+from serving.web.similarity import SimilarityService
+from serving.web.view import TopicView
+
+logger = logging.getLogger(__name__)
+
+
+def session_secret(settings: Settings) -> bytes:
+    ui = settings.ui
+    if ui.secret is not None:
+        return ui.secret.get_secret_value().encode()
+    return load_or_create_secret(ui.state_dir / "secret")
+
+
+@contextmanager
+def web_parts(
+    settings: Settings,
+    *,
+    store: VectorStore | None = None,
+    embedder: ModelBackend | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Iterator[WebParts]:
+    """Everything the app needs, started (the follower runs), and closed on exit. ``store`` and
+    ``embedder`` may be injected (tests); otherwise they come from the settings."""
+    ui = settings.ui
+    own_store, own_embedder = store is None, embedder is None
+    view = TopicView(ui.state_dir / f"view-{os.getpid()}.sqlite")
+    publisher = Publisher(settings.kafka)
+    follower = TopicFollower(settings, view)
+    if store is None:
+        store = VectorStore(settings.milvus)
+    if embedder is None:
+        embedder = create_backend(settings.serving, settings.serving.embedder)
+    try:
+        metrics = WebMetrics(registry or CollectorRegistry())
+        leases = LeaseBook(ui.lease_ttl_s, ui.skip_ttl_s)
+        parts = WebParts(
+            settings=ui,
+            images=settings.images,
+            users=Users(ui.users_file),
+            codec=SessionCodec(session_secret(settings), ui.session_ttl_s),
+            view=view,
+            annotation=AnnotationService(settings, view, leases, publisher, metrics),
+            similarity=SimilarityService(settings, view, store, embedder, publisher, metrics),
+            metrics=metrics,
+            follower=follower,
+        )
+        follower.start()
+        yield parts
+    finally:
+        follower.stop()
+        publisher.close()
+        if own_embedder:
+            embedder.close()
+        if own_store:
+            store.close()
+        view.close()
+
+
+def run_ui(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+    import uvicorn
+
+    ui = settings.ui
+    if not Users(ui.users_file).names():
+        logger.warning("no annotator accounts in %s: add one with `prodcat ui user add NAME`",
+                       ui.users_file)  # fmt: skip
+    with web_parts(settings) as parts:
+        app = create_web_app(parts)
+        host, port = host or ui.host, port if port is not None else ui.port
+        print(f"prodcat UI on http://{host}:{port}/ (annotation: /annotate, similarity: /similar)",
+              flush=True)  # fmt: skip
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    return 0

@@ -1,0 +1,422 @@
+"""The web UI's local view of its topics: a SQLite file rebuilt from Kafka at every start.
+
+The follower (:mod:`serving.web.follower`) applies every record of ``products.normalized``,
+``annotation.requests``, ``labels`` and ``similarity.judgements`` here; pages only read. Kafka
+stays the source of truth: the file is a cache, recreated empty when the process starts. SQLite
+keeps memory bounded whatever the topics hold (a queue of tens of thousands of requests, millions
+of products), and gives the product-title search an index: a table of (word, product) pairs, so a
+query's first word is a range scan of that index and its other words filter the few rows found
+(no FTS module: TensorFlow's bundled SQLite, which wins once TensorFlow is loaded, has none).
+
+What the tables hold: the card fields of each product (not the whole record), the newest request
+per product, the live label per key (with its encoded value, so an undo can restore it), the
+category prefixes seen on products (for subtree filters), and the live judgements.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from serving.vector_plan import CATEGORY_LEVELS
+from training.taxonomy import path_id
+
+DESCRIPTION_CHARS: Final = 1500
+UNCERTAINTY: Final = "uncertainty"  # the queue filter meaning "every strategy but random"
+
+_SCHEMA = """
+CREATE TABLE products (product_id TEXT PRIMARY KEY, title TEXT NOT NULL, brand TEXT,
+    price REAL, currency TEXT, description TEXT, image_url TEXT NOT NULL, feed TEXT,
+    category_path TEXT NOT NULL, retailer TEXT, product_url TEXT, search_text TEXT NOT NULL);
+CREATE TABLE title_words (word TEXT NOT NULL, product_id TEXT NOT NULL,
+    PRIMARY KEY (word, product_id)) WITHOUT ROWID;
+CREATE TABLE categories (category_id TEXT PRIMARY KEY, path TEXT NOT NULL, depth INTEGER NOT NULL);
+CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, score REAL NOT NULL,
+    suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER);
+CREATE INDEX requests_order ON requests (requested_at, product_id);
+CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective TEXT NOT NULL,
+    category_id TEXT, source TEXT, annotator TEXT, strategy TEXT, time_taken_ms INTEGER,
+    labelled_at INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE INDEX labels_time ON labels (source, labelled_at);
+CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id TEXT,
+    model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
+    relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
+"""
+
+_OPEN = "NOT EXISTS (SELECT 1 FROM labels l WHERE l.key = r.product_id || '/exclusive')"
+
+
+@dataclass(frozen=True)
+class QueuedRequest:
+    """A request still waiting for an exclusive label."""
+
+    product_id: str
+    strategy: str
+    score: float
+    suggestions: list[dict[str, Any]]
+    model_name: str | None
+    model_version: int | None
+    requested_at: int
+
+
+@dataclass(frozen=True)
+class LiveLabel:
+    key: str
+    product_id: str
+    annotator: str | None
+    labelled_at: int
+    value: bytes
+
+
+def judgement_key(judgement: Mapping[str, Any]) -> str:
+    """``<query>/<category or *>/<embedder version or ->/<neighbour>/<annotator>``: one live
+    verdict per annotator, neighbour and query setting (a re-judgement replaces it)."""
+    query = judgement["query_product_id"] or f"sha256:{judgement['query_image_sha256']}"
+    version = judgement["model_version"]
+    return "/".join(
+        (
+            query,
+            judgement["category_id"] or "*",
+            "-" if version is None else str(version),
+            judgement["neighbour_product_id"],
+            judgement["annotator"],
+        )
+    )
+
+
+def _strategy_clause(strategy: str | None) -> tuple[str, tuple[str, ...]]:
+    if not strategy:
+        return "", ()
+    if strategy == UNCERTAINTY:
+        return " AND r.strategy != 'random'", ()
+    return " AND r.strategy = ?", (strategy,)
+
+
+def words(text: str, limit: int = 40) -> list[str]:
+    """The distinct lower-case words of ``text`` in order (at most ``limit``)."""
+    return list(dict.fromkeys(re.findall(r"\w+", text.casefold())))[:limit]
+
+
+def _like(word: str) -> str:
+    return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class TopicView:
+    """The SQLite view; every method is thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: Path | str = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).unlink(missing_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        if str(self.path) != ":memory:":
+            Path(self.path).unlink(missing_ok=True)
+
+    def batch(self) -> _Batch:
+        """A transaction for many applies (the follower applies each poll in one)."""
+        return _Batch(self)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    # -- applying records -----------------------------------------------------------------------
+
+    def apply_product(self, key: bytes | None, product: Mapping[str, Any] | None) -> None:
+        with self._lock:
+            if product is None:
+                if key is not None:
+                    pid = key.decode("utf-8", "replace")
+                    self._db.execute("DELETE FROM products WHERE product_id = ?", (pid,))
+                    self._db.execute("DELETE FROM title_words WHERE product_id = ?", (pid,))
+                return
+            pid = product["product_id"]
+            price = product.get("price") or {}
+            path = list(product.get("category_path") or [])
+            text = f"{product['title']} {product.get('brand') or ''}"
+            self._db.execute(
+                "INSERT OR REPLACE INTO products VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    pid,
+                    product["title"],
+                    product.get("brand"),
+                    price.get("value"),
+                    price.get("currency"),
+                    (product.get("description") or "")[:DESCRIPTION_CHARS] or None,
+                    next(iter(product.get("image_urls") or ()), ""),
+                    product.get("feed"),
+                    json.dumps(path, ensure_ascii=False),
+                    product.get("retailer"),
+                    product.get("product_url"),
+                    " ".join(words(text, 200)),
+                ),
+            )
+            self._db.execute("DELETE FROM title_words WHERE product_id = ?", (pid,))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO title_words VALUES (?,?)", [(w, pid) for w in words(text)]
+            )
+            prefixes = [
+                (path_id(path[:depth]), " > ".join(path[:depth]), depth)
+                for depth in range(1, min(len(path), CATEGORY_LEVELS) + 1)
+            ]
+            self._db.executemany("INSERT OR IGNORE INTO categories VALUES (?,?,?)", prefixes)
+
+    def apply_request(self, request: Mapping[str, Any] | None) -> None:
+        if request is None:
+            return
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?)",
+                (
+                    request["product_id"],
+                    request["strategy"],
+                    float(request["score"]),
+                    json.dumps(request.get("suggestions") or [], ensure_ascii=False),
+                    request.get("model_name"),
+                    request.get("model_version"),
+                    request.get("requested_at"),
+                ),
+            )
+
+    def apply_label(self, key: bytes, label: Mapping[str, Any] | None, value: bytes | None) -> None:
+        """A record of ``labels`` (``label`` None: a tombstone of ``key``)."""
+        text = key.decode("utf-8", "replace")
+        with self._lock:
+            if label is None or value is None:
+                self._db.execute("DELETE FROM labels WHERE key = ?", (text,))
+                return
+            ids = label.get("category_ids") or []
+            self._db.execute(
+                "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    text,
+                    label["product_id"],
+                    label["objective"],
+                    ids[0] if ids else None,
+                    label.get("source"),
+                    label.get("annotator"),
+                    label.get("strategy"),
+                    label.get("time_taken_ms"),
+                    int(label["labelled_at"]),
+                    value,
+                ),
+            )
+
+    def apply_judgement(self, key: bytes, judgement: Mapping[str, Any] | None) -> None:
+        text = key.decode("utf-8", "replace")
+        with self._lock:
+            if judgement is None:
+                self._db.execute("DELETE FROM judgements WHERE key = ?", (text,))
+                return
+            query = judgement["query_product_id"] or f"sha256:{judgement['query_image_sha256']}"
+            self._db.execute(
+                "INSERT OR REPLACE INTO judgements VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    text,
+                    query,
+                    judgement.get("category_id"),
+                    judgement.get("model_version"),
+                    judgement["neighbour_product_id"],
+                    int(judgement["rank"]),
+                    float(judgement["score"]),
+                    int(bool(judgement["relevant"])),
+                    judgement["annotator"],
+                    int(judgement["judged_at"]),
+                ),
+            )
+
+    # -- the queue ------------------------------------------------------------------------------
+
+    def open_requests(self, strategy: str | None = None) -> Iterator[QueuedRequest]:
+        """Unanswered requests, oldest first (a generator: callers stop at the first they can use).
+
+        Rows are fetched a page at a time under the lock, so a long queue costs no memory.
+        """
+        clause, params = _strategy_clause(strategy)
+        after: tuple[int, str] = (-(2**62), "")
+        while True:
+            rows = self._rows(
+                f"SELECT r.* FROM requests r WHERE {_OPEN}{clause} "
+                "AND (r.requested_at, r.product_id) > (?, ?) "
+                "ORDER BY r.requested_at, r.product_id LIMIT 200",
+                (*params, *after),
+            )
+            for row in rows:
+                yield _queued(row)
+            if len(rows) < 200:
+                return
+            after = (rows[-1]["requested_at"], rows[-1]["product_id"])
+
+    def open_request(self, product_id: str) -> QueuedRequest | None:
+        rows = self._rows(
+            f"SELECT r.* FROM requests r WHERE r.product_id = ? AND {_OPEN}", (product_id,)
+        )
+        return _queued(rows[0]) if rows else None
+
+    def request(self, product_id: str) -> QueuedRequest | None:
+        rows = self._rows("SELECT r.* FROM requests r WHERE r.product_id = ?", (product_id,))
+        return _queued(rows[0]) if rows else None
+
+    def depth(self) -> dict[str, int]:
+        """Unanswered requests by strategy."""
+        rows = self._rows(
+            f"SELECT r.strategy, count(*) AS n FROM requests r WHERE {_OPEN} GROUP BY r.strategy"
+        )
+        return {row["strategy"]: row["n"] for row in rows}
+
+    def strategies(self) -> list[str]:
+        return [row[0] for row in self._rows("SELECT DISTINCT strategy FROM requests ORDER BY 1")]
+
+    def live_label(self, key: bytes) -> LiveLabel | None:
+        rows = self._rows(
+            "SELECT key, product_id, annotator, labelled_at, value FROM labels WHERE key = ?",
+            (key.decode("utf-8", "replace"),),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return LiveLabel(
+            row["key"], row["product_id"], row["annotator"], row["labelled_at"], row["value"]
+        )
+
+    # -- products and categories ----------------------------------------------------------------
+
+    def product(self, product_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM products WHERE product_id = ?", (product_id,))
+        return _product(rows[0]) if rows else None
+
+    def products(self, product_ids: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(product_ids), 500):
+            chunk = product_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(
+                f"SELECT * FROM products WHERE product_id IN ({marks})",
+                tuple(chunk),
+            ):
+                out[row["product_id"]] = _product(row)
+        return out
+
+    def search_products(
+        self, text: str, limit: int, *, with_image: bool = True
+    ) -> list[dict[str, Any]]:
+        """Products whose title or brand has a word starting with the longest word of ``text``
+        and contains its other words; shortest titles first (the closest matches)."""
+        wanted = sorted(words(text, 8), key=len, reverse=True)
+        if not wanted:
+            return []
+        first, rest = wanted[0], wanted[1:]
+        image = " AND p.image_url != ''" if with_image else ""
+        others = "".join(" AND p.search_text LIKE ? ESCAPE '\\'" for _ in rest)
+        rows = self._rows(
+            "SELECT p.* FROM products p WHERE p.product_id IN (SELECT product_id FROM title_words "
+            f"WHERE word >= ? AND word < ? LIMIT 5000){image}{others} "
+            "ORDER BY length(p.title), p.title LIMIT ?",
+            (first, first + "\U0010ffff", *(_like(w) for w in rest), limit),
+        )
+        return [_product(row) for row in rows]
+
+    def search_categories(self, text: str, limit: int) -> list[dict[str, Any]]:
+        """Category prefixes seen on products whose path contains ``text`` (shallow first)."""
+        pattern = _like(text.strip())
+        rows = self._rows(
+            "SELECT category_id, path, depth FROM categories WHERE path LIKE ? ESCAPE '\\' "
+            "ORDER BY depth, path LIMIT ?",
+            (pattern, limit),
+        )
+        return [dict(row) for row in rows]
+
+    def category_path(self, category_id: str) -> str | None:
+        rows = self._rows("SELECT path FROM categories WHERE category_id = ?", (category_id,))
+        return rows[0]["path"] if rows else None
+
+    # -- progress and the report ----------------------------------------------------------------
+
+    def label_stats(self, since_ms: int) -> dict[str, Any]:
+        """Human exclusive labels: per hour since ``since_ms``, per strategy and per annotator."""
+        base = "FROM labels WHERE source = 'human' AND objective = 'exclusive'"
+        hours = self._rows(
+            f"SELECT labelled_at / 3600000 AS hour, count(*) AS n {base} AND labelled_at >= ? "
+            "GROUP BY hour ORDER BY hour",
+            (since_ms,),
+        )
+        strategies = self._rows(
+            f"SELECT coalesce(strategy, '(none)') AS strategy, count(*) AS n, "
+            f"avg(time_taken_ms) AS ms {base} GROUP BY 1 ORDER BY n DESC"
+        )
+        annotators = self._rows(
+            f"SELECT coalesce(annotator, '?') AS annotator, count(*) AS n, "
+            f"sum(labelled_at >= ?) AS recent, avg(time_taken_ms) AS ms {base} "
+            "GROUP BY 1 ORDER BY n DESC",
+            (since_ms,),
+        )
+        return {
+            "hours": {row["hour"]: row["n"] for row in hours},
+            "strategies": [dict(row) for row in strategies],
+            "annotators": [dict(row) for row in annotators],
+        }
+
+    def judged_pairs(self) -> list[dict[str, Any]]:
+        """Per query setting and neighbour: its rank (the best shown) and the share of annotators
+        who found it relevant."""
+        rows = self._rows(
+            "SELECT model_version, query, coalesce(category_id, '') AS category_id, neighbour, "
+            "min(rank) AS rank, avg(relevant) AS relevance, count(*) AS votes FROM judgements "
+            "GROUP BY model_version, query, category_id, neighbour"
+        )
+        return [dict(row) for row in rows]
+
+    def judgement_count(self) -> int:
+        return int(self._rows("SELECT count(*) FROM judgements")[0][0])
+
+
+class _Batch:
+    def __init__(self, view: TopicView) -> None:
+        self.view = view
+
+    def __enter__(self) -> TopicView:
+        self.view._lock.acquire()
+        self.view._db.execute("BEGIN")
+        return self.view
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self.view._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.view._lock.release()
+
+
+def _queued(row: sqlite3.Row) -> QueuedRequest:
+    return QueuedRequest(
+        row["product_id"],
+        row["strategy"],
+        row["score"],
+        json.loads(row["suggestions"]),
+        row["model_name"],
+        row["model_version"],
+        row["requested_at"],
+    )
+
+
+def _product(row: sqlite3.Row) -> dict[str, Any]:
+    product = dict(row)
+    product["category_path"] = json.loads(product["category_path"])
+    del product["search_text"]
+    return product

@@ -1,0 +1,361 @@
+"""The web UI end to end in headless Chromium, through a real Kafka broker and real milvus-lite.
+
+(1) An annotation request appears in the queue, a digit labels it, and a ``Label`` with the
+right fields lands on ``labels``; a second annotator is never handed the same product; ``s``
+skips, ``u`` undoes (a tombstone), ``/`` searches the categories. (2) An uploaded image shows its
+neighbours, a category restriction keeps them in the subtree, a judgement lands on
+``similarity.judgements`` and the report counts it. The tests take the screenshots in ``docs/``.
+
+Chromium is Debian's (``make system-deps``), driven by Playwright's Python package with
+``executable_path``; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from prodcat.settings import (
+    REPO_ROOT,
+    ImageSettings,
+    KafkaSettings,
+    MilvusSettings,
+    ServingSettings,
+    Settings,
+    TopicNames,
+    UiSettings,
+    load_settings,
+)
+from schemas.serde import serde_for
+from serving.backends import InProcessBackend
+from serving.vector_store import ImageVector, VectorStore
+from serving.web.app import create_web_app
+from serving.web.auth import Users
+from serving.web.server import web_parts
+from streams.readback import Record, read_topics
+from streams.topics import ensure_topics, topic_specs
+from tests.conftest import TrainedClassifier, free_port
+from tests.streams.kafka_io import produce
+from training.labels import load_vocabulary
+from training.taxonomy import path_id
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
+
+PASSWORD = "correct horse battery"
+DOCS = REPO_ROOT / "docs"
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail(
+            "Chromium is missing: the browser tests need Debian's `chromium` package "
+            "(`make system-deps`, or `sudo apt-get install chromium`)"
+        )
+    return path
+
+
+def _product(row: dict[str, str], images: Path) -> dict[str, Any]:
+    return {
+        "product_id": f"m{row['id']}", "feed": "thumbnails", "source_id": row["id"],
+        "title": row["productDisplayName"], "brand": row["productDisplayName"].split()[0],
+        "category_path": [row["masterCategory"], row["subCategory"], row["articleType"]],
+        "description": f"{row['baseColour']} {row['articleType']} for {row['gender']}.",
+        "gender": row["gender"].lower(), "sizes": [], "price": {"value": 1299.0, "currency": "INR"},
+        "list_price": None, "image_urls": [(images / row["filename"]).as_uri()],
+        "product_url": None, "retailer": "Myntra", "attributes": {},
+        "content_hash": hashlib.sha1(row["id"].encode()).hexdigest(), "seen_at": 0,
+    }  # fmt: skip
+
+
+class Ui:
+    def __init__(self, settings: Settings, url: str, catalogue: list[dict[str, str]], images: Path,
+                 classes: list[tuple[str, str]]) -> None:  # fmt: skip
+        self.settings, self.url, self.catalogue = settings, url, catalogue
+        self.images, self.classes = images, classes
+
+    def read(self, topic: str, expected: int) -> list[Record]:
+        records = read_topics(self.settings.kafka, [topic], expected=expected, timeout_s=30)
+        assert len(records) >= expected, f"{topic}: {len(records)} of {expected} records"
+        return sorted(records, key=lambda r: r.timestamp_ms)
+
+
+@pytest.fixture(scope="module")
+def ui(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    data_dir: Path,
+    trained_classifier: TrainedClassifier,
+    embedder_model_base: Path,
+) -> Iterator[Ui]:
+    root = tmp_path_factory.mktemp("ui")
+    models = root / "models"  # one model store with both models
+    models.mkdir()
+    (models / "classifier").symlink_to(trained_classifier.model_base / "classifier")
+    (models / "image_embedder").symlink_to(embedder_model_base / "image_embedder")
+    images = (data_dir / "myntra" / "images").resolve()
+    uid = uuid.uuid4().hex[:10]
+    base = TopicNames()
+    topics = TopicNames(**{f: f"t{uid}.{getattr(base, f)}" for f in TopicNames.model_fields
+                           if f != "partitions"}, partitions=2)  # fmt: skip
+    settings = load_settings(
+        data_dir=data_dir,
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=topics,
+        serving=ServingSettings(model_base=models),
+        images=ImageSettings(file_roots=(images,)),
+        milvus=MilvusSettings(uri=str(root / "milvus" / "v.db")),
+        ui=UiSettings(users_file=root / "users.json", state_dir=root / "state", lease_ttl_s=600),
+    )
+    ensure_topics(settings.kafka, topic_specs(settings.topics))
+    users = Users(settings.ui.users_file)
+    users.add("alice", PASSWORD, iterations=10_000)
+    users.add("bob", PASSWORD, iterations=10_000)
+    users.add("carol", PASSWORD, iterations=10_000)  # the HTTP test's own annotator
+
+    with (data_dir / "myntra" / "labels.csv").open(encoding="utf-8") as handle:
+        catalogue = list(csv.DictReader(handle))[::80]  # ~33 products, many article types
+    embedder = InProcessBackend(models, "image_embedder", poll_interval_s=None)
+    store = VectorStore(settings.milvus)
+    store.ensure_collection()
+    data = np.array([(images / r["filename"]).read_bytes() for r in catalogue], dtype=object)
+    vectors = embedder.predict({"image_bytes": data}).outputs["embedding"]
+    store.upsert(
+        ImageVector(f"m{r['id']}", vectors[i], [r["masterCategory"], r["subCategory"],
+                    r["articleType"]], 1, (images / r["filename"]).as_uri())
+        for i, r in enumerate(catalogue)
+    )  # fmt: skip
+    products = serde_for("Product")
+    produce(settings, topics.normalized,
+            [(f"m{r['id']}".encode(), products.encode(_product(r, images))) for r in catalogue])  # fmt: skip
+    vocabulary = load_vocabulary(models, "classifier")
+    classes = list(vocabulary.classes.items())[:3]
+
+    port = free_port()
+    with web_parts(settings, store=store, embedder=embedder) as parts:
+        server = uvicorn.Server(
+            uvicorn.Config(create_web_app(parts), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not (server.started and parts.follower.ready.is_set()):
+            assert time.monotonic() < deadline, "the UI did not start"
+            assert thread.is_alive(), "uvicorn stopped"
+            time.sleep(0.1)
+        try:
+            yield Ui(settings, f"http://127.0.0.1:{port}", catalogue, images, classes)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+    store.close()
+    embedder.close()
+
+
+@pytest.fixture(scope="module")
+def browser(ui: Ui) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _login(browser: Any, ui: Ui, name: str, path: str) -> Any:
+    context = browser.new_context(base_url=ui.url, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    page.goto(path)
+    assert "/login" in page.url  # every page needs an annotator
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}")
+    return page
+
+
+def test_annotation_queue_to_labels_topic(ui: Ui, browser: Any) -> None:
+    requests = serde_for("AnnotationRequest")
+    first, second = ui.catalogue[3], ui.catalogue[11]
+    p1, p2 = f"m{first['id']}", f"m{second['id']}"
+    suggestions = [{"category_id": cid, "path": path.split(" > "), "probability": prob}
+                   for (cid, path), prob in zip(ui.classes, (0.41, 0.33, 0.12), strict=True)]  # fmt: skip
+    produce(ui.settings, ui.settings.topics.annotation_requests, [
+        (p1.encode(), requests.encode({"product_id": p1, "strategy": "margin", "score": 0.42,
+                                       "suggestions": suggestions, "model_name": "classifier",
+                                       "model_version": 1, "requested_at": 1_000})),
+        (p2.encode(), requests.encode({"product_id": p2, "strategy": "random", "score": 0.0,
+                                       "suggestions": suggestions, "model_name": "classifier",
+                                       "model_version": 1, "requested_at": 2_000})),
+    ])  # fmt: skip
+
+    alice = _login(browser, ui, "alice", "/annotate")
+    alice.wait_for_selector(f"body[data-product-id='{p1}']")  # the request is in the queue
+    assert alice.inner_text("#p-title") == first["productDisplayName"]
+    alice.wait_for_selector("#p-image:not([hidden])")
+    assert alice.locator("#suggestions button").count() == 3
+    alice.screenshot(path=str(DOCS / "ui-annotation.png"))
+
+    alice.keyboard.press("2")  # the second suggestion
+    alice.wait_for_selector(f"body[data-product-id='{p2}']")
+    (record,) = ui.read(ui.settings.topics.labels, 1)
+    assert record.key == f"{p1}/exclusive".encode()
+    label = serde_for("Label").decode(record.value)
+    assert label["category_ids"] == [ui.classes[1][0]]
+    assert (label["objective"], label["source"], label["annotator"]) == (
+        "exclusive",
+        "human",
+        "alice",
+    )
+    assert (label["strategy"], label["score"], label["model_version"]) == ("margin", 0.42, 1)
+    assert label["time_taken_ms"] is not None and 0 <= label["time_taken_ms"] < 120_000
+
+    bob = _login(browser, ui, "bob", "/annotate")
+    assert bob.request.get("/ui/api/next").json()["item"] is None  # p1 answered, p2 is alice's
+    alice.keyboard.press("s")
+    alice.wait_for_selector("#empty:not([hidden])")
+    assert bob.request.get("/ui/api/next").json()["item"]["product_id"] == p2  # released
+
+    alice.keyboard.press("u")  # undo: p1 comes back to alice
+    alice.wait_for_selector(f"body[data-product-id='{p1}']")
+    tombstone = ui.read(ui.settings.topics.labels, 2)[-1]
+    assert tombstone.key == f"{p1}/exclusive".encode() and tombstone.value is None
+
+    alice.keyboard.press("/")
+    alice.keyboard.type(ui.classes[2][1])
+    choice = alice.locator("#results li").first
+    choice.wait_for()
+    chosen = choice.get_attribute("data-category-id")
+    alice.keyboard.press("Enter")
+    alice.wait_for_selector("#empty:not([hidden])")
+    relabel = serde_for("Label").decode(ui.read(ui.settings.topics.labels, 3)[-1].value)
+    assert (relabel["product_id"], relabel["category_ids"]) == (p1, [chosen])
+
+    metrics = httpx.get(f"{ui.url}/metrics").text
+    assert 'prodcat_annotation_labels_total{strategy="margin"} 2.0' in metrics
+    assert 'prodcat_annotation_queue_depth{strategy="random"} 1.0' in metrics
+    assert "prodcat_annotation_seconds_count 2.0" in metrics
+    alice.context.close()
+    bob.context.close()
+
+
+def test_similarity_upload_judgement_and_report(ui: Ui, browser: Any) -> None:
+    row = ui.catalogue[7]
+    pid, image = f"m{row['id']}", ui.images / row["filename"]
+    page = _login(browser, ui, "alice", "/similar")
+    page.set_input_files("#upload", str(image))
+    page.wait_for_selector("body[data-hits='12']")
+    hits = page.locator(".hit")
+    assert hits.count() == 12
+    assert hits.first.get_attribute("data-product-id") == pid  # its own image is nearest
+
+    page.fill("#subtree-search", row["masterCategory"])  # restrict to a level-1 subtree
+    first = page.locator("#subtree-results li").first
+    first.wait_for()
+    assert first.get_attribute("data-category-id") == path_id([row["masterCategory"]])  # shallowest
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#subtree-chip:not([hidden])")
+    page.wait_for_function(
+        "prefix => [...document.querySelectorAll('.hit .cat-path')].length > 0 && "
+        "[...document.querySelectorAll('.hit .cat-path')].every(e => e.textContent.startsWith(prefix))",
+        arg=row["masterCategory"],
+    )
+    assert hits.first.get_attribute("data-product-id") == pid
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.hit img')].every(i => i.complete)"
+    )
+    page.screenshot(path=str(DOCS / "ui-similarity.png"), full_page=True)
+
+    hits.first.locator(".yes").click()
+    page.wait_for_selector(".hit[data-judged='relevant']")
+    (record,) = ui.read(ui.settings.topics.judgements, 1)
+    judgement = serde_for("SimilarityJudgement").decode(record.value)
+    assert judgement["query_image_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert judgement["query_product_id"] is None
+    assert (judgement["neighbour_product_id"], judgement["rank"], judgement["relevant"]) == (
+        pid,
+        1,
+        True,
+    )
+    assert judgement["category_id"] == path_id([row["masterCategory"]])
+    assert (judgement["model_version"], judgement["annotator"]) == (1, "alice")
+
+    page.goto("/report")
+    version_row = page.locator("#report tr[data-version='1']")
+    assert version_row.locator("td.judged").inner_text() == "1"
+    assert version_row.locator("td.p1").inner_text().startswith("1.000")
+    assert (
+        'prodcat_similarity_judgements_total{relevant="true"} 1.0'
+        in httpx.get(f"{ui.url}/metrics").text
+    )
+    page.context.close()
+
+
+def test_http_guards_auth_csrf_and_uploads(ui: Ui, data_dir: Path) -> None:
+    """The same server over plain HTTP: no anonymous reads or writes, no write without the
+    session's CSRF token or from another site, login throttled, uploads capped and sniffed."""
+    with httpx.Client(base_url=ui.url) as anonymous:
+        first = anonymous.get("/ui/api/next")
+        assert first.status_code == 401
+        assert "httponly" in first.headers["set-cookie"].lower()
+        assert "samesite=lax" in first.headers["set-cookie"].lower()
+        assert anonymous.get("/annotate").headers["location"].startswith("/login")
+        assert anonymous.post("/ui/api/undo").status_code == 401
+        page = anonymous.get("/login")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        cookie = anonymous.cookies["prodcat_session"]
+        token = page.text.split('name="csrf-token" content="')[1].split('"')[0]
+        wrong = {"name": "carol", "password": "not it at all", "csrf_token": token}
+        assert anonymous.post("/login", data=wrong).status_code == 401
+        no_token = {"name": "carol", "password": PASSWORD, "csrf_token": "forged"}
+        assert anonymous.post("/login", data=no_token).status_code == 403
+        good = {"name": "carol", "password": PASSWORD, "csrf_token": token}
+        evil = anonymous.post("/login", data=good, headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 403
+        assert anonymous.post("/login", data=good).status_code == 303
+        assert anonymous.cookies["prodcat_session"] != cookie  # a new session at login
+        page = anonymous.get("/annotate")
+        assert page.status_code == 200
+        token = page.text.split('name="csrf-token" content="')[1].split('"')[0]
+
+        assert anonymous.post("/ui/api/undo").status_code == 403  # no token
+        headers = {"X-CSRF-Token": token}
+        cross = {**headers, "Sec-Fetch-Site": "cross-site"}
+        assert anonymous.post("/ui/api/undo", headers=cross).status_code == 403
+        assert anonymous.post("/ui/api/undo", headers=headers).status_code == 409  # nothing
+
+        image = (ui.images / ui.catalogue[0]["filename"]).read_bytes()
+        upload = anonymous.post("/ui/api/similar", headers=headers,
+                                files={"image": ("a.jpg", image, "image/jpeg")}, data={"k": "3"})  # fmt: skip
+        assert upload.status_code == 200 and len(upload.json()["hits"]) == 3
+        html = anonymous.post("/ui/api/similar", headers=headers,
+                              files={"image": ("a.jpg", b"<html></html>", "image/jpeg")})  # fmt: skip
+        assert html.status_code == 415
+        big = b"\xff\xd8\xff" + b"\x00" * ui.settings.ui.max_upload_bytes
+        assert anonymous.post("/ui/api/similar", headers=headers,
+                              files={"image": ("b.jpg", big)}).status_code == 413  # fmt: skip
+        bad = {"query_product_id": "x", "neighbour_product_id": "y", "rank": 0, "score": 1,
+               "relevant": True}  # fmt: skip
+        assert anonymous.post("/ui/api/judgements", headers=headers, json=bad).status_code == 422
+        unknown = {"product_id": "nope", "category_id": "c_000000000000"}
+        assert anonymous.post("/ui/api/label", headers=headers, json=unknown).status_code == 409
+
+        for _ in range(ui.settings.ui.login_attempts_per_minute):
+            anonymous.post("/login", data={**wrong, "name": "bob", "csrf_token": token})
+        throttled = anonymous.post("/login", data={**good, "name": "bob", "csrf_token": token})
+        assert throttled.status_code == 429  # even the right password, for a minute

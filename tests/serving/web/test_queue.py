@@ -1,0 +1,189 @@
+"""The queue over the SQLite view: filters, answered products leaving, leases, label validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from prodcat.settings import ServingSettings, Settings, UiSettings
+from schemas.serde import serde_for
+from serving.web.annotation import AnnotationService, VocabularyCache
+from serving.web.exceptions import ConflictError, InvalidInputError
+from serving.web.leases import LeaseBook
+from serving.web.metrics import WebMetrics
+from serving.web.view import TopicView, words
+from training.labels import Vocabulary, label_key
+
+LABELS = serde_for("Label")
+
+
+def request(pid: str, strategy: str, at: int, score: float = 0.5) -> dict[str, Any]:
+    return {
+        "product_id": pid,
+        "strategy": strategy,
+        "score": score,
+        "model_name": "classifier",
+        "model_version": 3,
+        "requested_at": at,
+        "suggestions": [
+            {"category_id": "c_aaaaaaaaaaaa", "path": ["A"], "probability": 0.6},
+            {"category_id": "c_bbbbbbbbbbbb", "path": ["A", "B"], "probability": 0.3},
+        ],
+    }
+
+
+def product(pid: str, title: str, path: list[str], image: str = "file:///x.jpg") -> dict[str, Any]:
+    return {
+        "product_id": pid,
+        "feed": "f",
+        "title": title,
+        "brand": "Acme",
+        "category_path": path,
+        "description": "d" * 5000,
+        "price": {"value": 9.5, "currency": "EUR"},
+        "image_urls": [image] if image else [],
+    }
+
+
+def label(pid: str, annotator: str = "x", at: int = 1) -> dict[str, Any]:
+    return {
+        "product_id": pid,
+        "objective": "exclusive",
+        "category_ids": ["c_aaaaaaaaaaaa"],
+        "source": "human",
+        "annotator": annotator,
+        "strategy": "margin",
+        "score": 0.1,
+        "time_taken_ms": 1000,
+        "model_version": 3,
+        "labelled_at": at,
+    }
+
+
+def put_label(view: TopicView, record: dict[str, Any]) -> None:
+    view.apply_label(label_key(record["product_id"], "exclusive"), record, LABELS.encode(record))
+
+
+@pytest.fixture
+def view() -> TopicView:
+    view = TopicView()
+    for i, strategy in enumerate(["margin", "random", "entropy", "margin"]):
+        view.apply_request(request(f"p{i}", strategy, at=1000 + i))
+    return view
+
+
+def test_open_requests_filter_by_strategy_oldest_first(view: TopicView) -> None:
+    assert [r.product_id for r in view.open_requests()] == ["p0", "p1", "p2", "p3"]
+    assert [r.product_id for r in view.open_requests("margin")] == ["p0", "p3"]
+    assert [r.product_id for r in view.open_requests("uncertainty")] == ["p0", "p2", "p3"]
+    assert [r.product_id for r in view.open_requests("random")] == ["p1"]
+    assert view.depth() == {"margin": 2, "random": 1, "entropy": 1}
+
+
+def test_answered_products_leave_and_a_tombstone_brings_them_back(view: TopicView) -> None:
+    put_label(view, label("p0"))
+    rule = {**label("p2"), "objective": "rule_based"}  # other objectives do not answer
+    view.apply_label(label_key("p2", "rule_based"), rule, LABELS.encode(rule))
+    assert [r.product_id for r in view.open_requests()] == ["p1", "p2", "p3"]
+    assert view.open_request("p0") is None and view.request("p0") is not None
+    view.apply_label(label_key("p0", "exclusive"), None, None)
+    assert view.open_request("p0") is not None and view.depth()["margin"] == 2
+
+
+def test_a_long_queue_is_paged(tmp_path: Path) -> None:
+    view = TopicView(tmp_path / "view.sqlite")
+    with view.batch():
+        for i in range(1234):
+            view.apply_request(request(f"p{i:05d}", "margin", at=i // 10))
+    got = [r.product_id for r in view.open_requests()]
+    assert got == [f"p{i:05d}" for i in range(1234)]
+    view.close()
+    assert not (tmp_path / "view.sqlite").exists()
+
+
+def test_products_cards_search_and_categories() -> None:
+    view = TopicView()
+    view.apply_product(b"a", product("a", "Blue Running Shoe", ["Footwear", "Shoes", "Running"]))
+    view.apply_product(b"b", product("b", "Red Shoe Rack", ["Home", "Storage"], image=""))
+    card = view.product("a")
+    assert card is not None and card["image_url"] == "file:///x.jpg"
+    assert card["category_path"] == ["Footwear", "Shoes", "Running"]
+    assert len(card["description"]) == 1500
+    assert [p["product_id"] for p in view.search_products("shoe", 10)] == ["a"]  # b has no image
+    found = view.search_products("sho", 10, with_image=False)
+    assert [p["product_id"] for p in found] == ["b", "a"]  # shortest title first
+    assert [p["product_id"] for p in view.search_products("shoe blu", 10)] == ["a"]
+    assert view.search_products("shoe green", 10) == []
+    assert view.search_products("!!", 10) == []
+    cats = view.search_categories("shoes", 10)
+    assert [c["path"] for c in cats] == ["Footwear > Shoes", "Footwear > Shoes > Running"]
+    assert view.category_path(cats[0]["category_id"]) == "Footwear > Shoes"
+    assert view.search_categories("100%_", 10) == []
+    view.apply_product(b"a", None)
+    assert view.product("a") is None and view.search_products("blue", 10) == []
+
+
+def test_words_are_distinct_and_lower_case() -> None:
+    assert words('Blue "SHOE" blue_x 100%') == ["blue", "shoe", "blue_x", "100"]
+    assert words("  ") == []
+
+
+class FixedVocabulary(VocabularyCache):
+    """The vocabulary of a served classifier (class c_aaaaaaaaaaaa, node c_cccccccccccc)."""
+
+    def __init__(self) -> None:
+        self.vocabulary = Vocabulary(3, {"c_aaaaaaaaaaaa": "A"}, {"c_cccccccccccc": "A > C"})
+
+    def get(self) -> Vocabulary:
+        return self.vocabulary
+
+
+@pytest.fixture
+def service(view: TopicView) -> AnnotationService:
+    settings = Settings(ui=UiSettings(), serving=ServingSettings())
+    leases = LeaseBook(ttl_s=60, skip_ttl_s=600)
+    metrics = WebMetrics(CollectorRegistry())
+    # no publisher: these tests never get as far as writing
+    return AnnotationService(settings, view, leases, None, metrics, FixedVocabulary())  # type: ignore[arg-type]
+
+
+def test_two_annotators_never_get_the_same_product(service: AnnotationService) -> None:
+    first = service.next_item("alice", None)
+    second = service.next_item("bob", None)
+    assert first["product_id"] == "p0" and second["product_id"] == "p1"
+    assert service.next_item("alice", None)["product_id"] == "p0"  # still hers
+    service.skip("alice", "p0")
+    assert service.next_item("alice", None)["product_id"] == "p2"
+    assert service.next_item("carol", None)["product_id"] == "p0"  # skipped: free for others
+    assert service.next_item("alice", "random") is None  # p1 is bob's
+    card = service.next_item("dave", "margin")
+    assert card["product_id"] == "p3" and card["strategy"] == "margin"
+    assert [s["known"] for s in card["suggestions"]] == [True, False]
+    assert service.depth() == {"margin": 2, "random": 1, "entropy": 1}
+    assert service.metrics.queue_depth.labels("margin")._value.get() == 2
+
+
+def test_labels_are_validated_and_leases_respected(service: AnnotationService) -> None:
+    service.next_item("alice", None)
+    with pytest.raises(ConflictError, match="alice"):
+        service.submit("bob", "p0", "c_aaaaaaaaaaaa")
+    with pytest.raises(InvalidInputError, match="unknown category"):
+        service.submit("alice", "p0", "c_bbbbbbbbbbbb")
+    with pytest.raises(InvalidInputError):
+        service.submit("alice", "p0", "not an id!")
+    with pytest.raises(ConflictError, match="not in the queue"):
+        service.submit("alice", "nope", "c_aaaaaaaaaaaa")
+    with pytest.raises(ConflictError, match="nothing to undo"):
+        service.undo("alice")
+
+
+def test_category_search_offers_classes_then_nodes(service: AnnotationService) -> None:
+    found = service.vocabulary.search("a", 10)
+    assert [(c["category_id"], c["kind"]) for c in found] == [
+        ("c_aaaaaaaaaaaa", "class"),
+        ("c_cccccccccccc", "node"),
+    ]
+    assert [c["path"] for c in service.vocabulary.search("a c", 10)] == ["A > C"]
