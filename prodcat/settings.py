@@ -76,6 +76,7 @@ class TopicNames(_Section):
     labels: str = "labels"
     annotation_requests: str = "annotation.requests"
     model_events: str = "models.events"
+    judgements: str = "similarity.judgements"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )
@@ -196,6 +197,52 @@ class ApiSettings(_Section):
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
 
+class UiSettings(_Section):
+    """The web UI (`prodcat ui`): annotation queue, similarity evaluation, their reports."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    users_file: Path = Field(
+        default=REPO_ROOT / "var" / "ui" / "users.json",
+        description="Annotator accounts (salted PBKDF2 hashes); `prodcat ui user add NAME`.",
+    )
+    state_dir: Path = Field(
+        default=REPO_ROOT / "var" / "ui",
+        description="The generated session secret (when `secret` is unset) and the local view "
+        "of the topics (SQLite, rebuilt from Kafka at every start).",
+    )
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs session cookies; unset: generated once into state_dir. "
+        "Several replicas behind one URL must share it.",
+    )
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0, description="A login lasts this long.")
+    cookie_secure: bool = Field(
+        default=False, description="Mark cookies Secure (set it when served over HTTPS)."
+    )
+    lease_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A product handed to an annotator is theirs alone for this long.",
+    )
+    skip_ttl_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A product an annotator skipped is not shown to them again for this long.",
+    )
+    undo_depth: int = Field(
+        default=20, ge=1, description="Labels an annotator can undo, newest first."
+    )
+    page_size: int = Field(
+        default=20, ge=1, le=200, description="Rows in search results and lists."
+    )
+    neighbours: int = Field(default=12, ge=1, le=100, description="Neighbours shown per query.")
+    max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest upload.")
+    login_attempts_per_minute: int = Field(
+        default=10, ge=1, description="Failed logins allowed per user name and minute."
+    )
+
+
 class RetrainSettings(_Section):
     """The retrain trigger agent, the training job it launches and the promotion gate.
 
@@ -301,6 +348,40 @@ class SamplerSettings(_Section):
     )
 
 
+class DriftSettings(_Section):
+    """The drift agent: live predictions against the serving model's training reference (PSI)."""
+
+    window_predictions: int = Field(
+        default=5000, ge=10, description="A window closes once it holds this many predictions."
+    )
+    window_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="...or once it is this old and holds at least min_window predictions.",
+    )
+    min_window: int = Field(
+        default=500,
+        ge=10,
+        description="Fewest predictions a PSI is computed from (sampling noise is about "
+        "(categories - 1) / n without any drift).",
+    )
+    bins: int = Field(
+        default=10,
+        ge=2,
+        le=100,
+        description="Confidence bins: groups of about equal mass in the reference.",
+    )
+    epsilon: float = Field(
+        default=1e-4, gt=0, lt=0.01, description="Smoothing of the shares in the PSI."
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_size(self) -> DriftSettings:
+        if self.min_window > self.window_predictions:
+            raise ValueError("drift.min_window must not exceed drift.window_predictions")
+        return self
+
+
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
@@ -329,8 +410,10 @@ class Settings(BaseSettings):
     images: ImageSettings = ImageSettings()
     milvus: MilvusSettings = MilvusSettings()
     api: ApiSettings = ApiSettings()
+    ui: UiSettings = UiSettings()
     retrain: RetrainSettings = RetrainSettings()
     sampler: SamplerSettings = SamplerSettings()
+    drift: DriftSettings = DriftSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -231,10 +231,63 @@ class InProcessBackend:
             self._poller.join(timeout=5)
 
 
-def create_backend(settings: ServingSettings, name: str, **kwargs: Any) -> ModelBackend:
-    """The backend ``settings.backend`` names, for model ``name``."""
+#: ``observe(model, backend, seconds, error_kind)`` after every model call (error_kind None: ok).
+CallObserver = Callable[[str, str, float, str | None], None]
+
+
+def error_kind(exc: BaseException) -> str:
+    """A bounded label for a failed call."""
+    if isinstance(exc, BackendUnavailableError):
+        return "unavailable"
+    if isinstance(exc, ModelSignatureError):
+        return "signature"
+    if isinstance(exc, ModelInputError):
+        return "input"
+    return "other"
+
+
+class MeteredBackend:
+    """A backend whose ``predict`` calls are timed and their failures counted by ``observe``.
+
+    Everything else (committee members, ``version``, ``close``) is the wrapped backend's.
+    """
+
+    def __init__(self, backend: ModelBackend, kind: str, observe: CallObserver) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.kind = kind
+        self.observe = observe
+
+    def predict(self, inputs: Arrays) -> ModelOutput:
+        started = time.perf_counter()
+        try:
+            output = self.backend.predict(inputs)
+        except Exception as exc:
+            self.observe(self.name, self.kind, time.perf_counter() - started, error_kind(exc))
+            raise
+        self.observe(self.name, self.kind, time.perf_counter() - started, None)
+        return output
+
+    def predict_members(self, inputs: Arrays, newest: int, size: int) -> list[ModelOutput]:
+        members = getattr(self.backend, "predict_members", None)
+        return [] if members is None else list(members(inputs, newest, size))
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.backend, attribute)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def create_backend(
+    settings: ServingSettings, name: str, *, observe: CallObserver | None = None, **kwargs: Any
+) -> ModelBackend:
+    """The backend ``settings.backend`` names, for model ``name`` (timed by ``observe`` if given)."""
+    backend: ModelBackend
     if settings.backend == "tfserving":
         from serving.tfserving import TFServingBackend  # gRPC stack only when asked for
 
-        return TFServingBackend.from_settings(settings, name)
-    return InProcessBackend.from_settings(settings, name, **kwargs)
+        backend = TFServingBackend.from_settings(settings, name)
+    else:
+        backend = InProcessBackend.from_settings(settings, name, **kwargs)
+    return backend if observe is None else MeteredBackend(backend, settings.backend, observe)

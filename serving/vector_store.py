@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
 import numpy as np
@@ -56,12 +56,17 @@ _BATCH: Final = 500
 _QUERY_LIMIT: Final = 16_384  # the largest query window Milvus allows
 _STATS_TTL_S: Final = 300.0
 
+#: ``observe(operation, seconds, error_kind)`` after each upsert, search, delete and get
+#: (error_kind None: it succeeded), e.g. ``streams.metrics.MilvusMetrics.operation``.
+OperationObserver = Callable[[str, float, str | None], None]
+
 
 class VectorStore:
     """Upsert and search product image vectors; every error is a :class:`VectorStoreError`.
 
     ``client`` is injectable (then :meth:`close` leaves it open); otherwise one is made on first
     use. ``timeout_s`` bounds each read; writes get 6x, creating and loading a collection 30x.
+    ``observe`` (optional) is told the duration and outcome of every upsert, search, delete and get.
     """
 
     def __init__(
@@ -70,8 +75,10 @@ class VectorStore:
         client: MilvusClient | None = None,
         *,
         timeout_s: float = 10.0,
+        observe: OperationObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._observe = observe
         self._client = client
         self._owns_client = client is None
         self._timeout = timeout_s
@@ -93,6 +100,20 @@ class VectorStore:
 
     def _errors(self, action: str) -> AbstractContextManager[None]:
         return translate_errors(action, f"{self._settings.uri}, {self.name}")
+
+    @contextmanager
+    def _timed(self, operation: str) -> Iterator[None]:
+        """Report the operation's duration and outcome to ``observe`` (if any)."""
+        if self._observe is None:
+            yield
+            return
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            self._observe(operation, time.perf_counter() - started, type(exc).__name__)
+            raise
+        self._observe(operation, time.perf_counter() - started, None)
 
     def _backend_kind(self) -> Backend:
         if self._backend is None:
@@ -190,7 +211,7 @@ class VectorStore:
         return written
 
     def _write(self, records: list[dict[str, Any]]) -> int:
-        with self._errors("upsert"):
+        with self._timed("upsert"), self._errors("upsert"):
             self._milvus().upsert(self.name, records, timeout=self._timeout * 6)
         self._writes += len(records)
         return len(records)
@@ -205,7 +226,7 @@ class VectorStore:
         ids = list(product_ids)
         if not ids:
             return 0
-        with self._errors("delete"):
+        with self._timed("delete"), self._errors("delete"):
             self._milvus().delete(self.name, ids=ids, timeout=self._timeout)
         return len(ids)
 
@@ -213,12 +234,13 @@ class VectorStore:
         """The stored unit vector of a product, or None."""
         # pymilvus' get() quotes ids without escaping them; a JSON string is a valid literal
         expr = f"product_id in [{json.dumps(product_id, ensure_ascii=False)}]"
-        rows = self._read(
-            "get",
-            lambda c: c.query(
-                self.name, filter=expr, output_fields=[VECTOR], timeout=self._timeout
-            ),
-        )
+        with self._timed("get"):
+            rows = self._read(
+                "get",
+                lambda c: c.query(
+                    self.name, filter=expr, output_fields=[VECTOR], timeout=self._timeout
+                ),
+            )
         return np.asarray(rows[0][VECTOR], dtype=np.float32) if rows else None
 
     # -- search ---------------------------------------------------------------------------------
@@ -228,21 +250,22 @@ class VectorStore:
         query = unit_vector(vector, self._settings.dim, "query")
         if k <= 0:
             return []
-        plan = self._plan(k, category_id)
-        started = time.perf_counter()
-        result = self._read(
-            "search",
-            lambda c: c.search(
-                self.name,
-                data=[query.tolist()],
-                limit=k,
-                filter=plan.expr,
-                anns_field=VECTOR,
-                search_params={"metric_type": "IP", "params": plan.params},
-                output_fields=OUTPUT_FIELDS,
-                timeout=self._timeout,
-            ),
-        )
+        with self._timed("search"):
+            plan = self._plan(k, category_id)
+            started = time.perf_counter()
+            result = self._read(
+                "search",
+                lambda c: c.search(
+                    self.name,
+                    data=[query.tolist()],
+                    limit=k,
+                    filter=plan.expr,
+                    anns_field=VECTOR,
+                    search_params={"metric_type": "IP", "params": plan.params},
+                    output_fields=OUTPUT_FIELDS,
+                    timeout=self._timeout,
+                ),
+            )
         logger.debug(
             "search k=%d category=%s exact=%s rows~%s params=%s: %.1f ms",
             k,

@@ -9,6 +9,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from prodcat.settings import Settings
+from streams.drift_agent import register_drift
 from streams.exceptions import UnknownAgentError
 from streams.kafka_clients import ssl_context, uses_tls
 from streams.metrics import StageMetrics, WorkerMetrics
@@ -49,6 +50,7 @@ AGENTS: dict[str, tuple[str, AgentFactory]] = {
     "embed": ("embed", _embed),
     "sample": ("sample", _sample),
     "retrain": ("retrain", _retrain),
+    "drift": ("drift", register_drift),
 }
 
 

@@ -30,7 +30,7 @@ from serving.exceptions import ModelInputError
 from serving.model_card import CardStore
 from streams.deadletter import DeadLetters
 from streams.decoding import Decoded, decode_records
-from streams.metrics import StageMetrics
+from streams.metrics import ModelMetrics, StageMetrics
 from streams.stage import Outgoing, register_stage
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class ClassifyStage:
         backend: ModelBackend,
         cards: CardStore,
         serving: ServingSettings,
+        metrics: ModelMetrics | None = None,
     ) -> None:
         self.topic = topic
         self.products = products
@@ -59,6 +60,7 @@ class ClassifyStage:
         self.backend = backend
         self.cards = cards
         self.serving = serving
+        self.metrics = metrics
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="classify-model")
 
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
@@ -122,17 +124,31 @@ class ClassifyStage:
         output, members = outputs
         card = self.cards.classifier(output.name, output.version)
         committee = [(self.cards.classifier(m.name, m.version), m) for m in members]
-        return list(
-            predictions(
-                products,
-                output,
-                card,
-                top_k=self.serving.top_k,
-                rule_threshold=self.serving.rule_threshold,
-                now_ms=now_ms,
-                committee=committee,
-            )
+        records = predictions(
+            products,
+            output,
+            card,
+            top_k=self.serving.top_k,
+            rule_threshold=self.serving.rule_threshold,
+            now_ms=now_ms,
+            committee=committee,
         )
+        if self.metrics is not None:
+            self._observe(self.metrics, output, records)
+        return list(records)
+
+    def _observe(
+        self, metrics: ModelMetrics, output: ModelOutput, records: list[dict[str, Any]]
+    ) -> None:
+        """Which version served (and when it was trained), and the top-1 confidences."""
+        exported_at = self.cards.card(output.name, output.version).get("exported_at")
+        trained_at = float(exported_at) if isinstance(exported_at, int | float) else None
+        metrics.served(output.name, output.version, trained_at)
+        confidence = metrics.confidence.labels(output.name)
+        for record in records:
+            top = record["exclusive_top_k"]
+            if top:
+                confidence.observe(top[0]["probability"])
 
     def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
         """Predictions for ``products``; a product the model rejects gets its error message."""
@@ -148,8 +164,12 @@ class ClassifyStage:
         return self._records(products, outputs, now_ms)
 
 
-def build_stage(settings: Settings, backend: ModelBackend | None = None) -> ClassifyStage:
+def build_stage(
+    settings: Settings, backend: ModelBackend | None = None, metrics: ModelMetrics | None = None
+) -> ClassifyStage:
+    """The stage; with ``metrics``, model calls are timed and predictions observed."""
     registry, topics, serving = settings.serde.registry_url, settings.topics, settings.serving
+    observe = metrics.call if metrics is not None else None
     return ClassifyStage(
         topic=topics.predictions,
         products=serde_for("Product", registry, topic=topics.normalized),
@@ -160,15 +180,16 @@ def build_stage(settings: Settings, backend: ModelBackend | None = None) -> Clas
             stage=STAGE,
             worker=f"{socket.gethostname()}:{settings.worker.app_id}",
         ),
-        backend=backend or create_backend(serving, serving.classifier),
+        backend=backend or create_backend(serving, serving.classifier, observe=observe),
         cards=CardStore(serving.model_base),
         serving=serving,
+        metrics=metrics,
     )
 
 
 def register_classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare classification on ``app`` (a batch-consumer task or a Faust agent)."""
-    stage = build_stage(settings)
+    stage = build_stage(settings, metrics=metrics.models())
 
     async def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
         return await asyncio.to_thread(stage.process, records, time.time_ns() // 1_000_000)

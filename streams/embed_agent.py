@@ -24,12 +24,13 @@ import numpy as np
 from prodcat.settings import Settings
 from schemas.serde import AvroSerde, serde_for
 from serving.backends import ModelBackend, create_backend
-from serving.exceptions import ImageFetchError, ModelInputError
+from serving.exceptions import ImageFetchError, ModelInputError, ModelNotFoundError
 from serving.image_fetch import FetchedImage, ImageFetcher
+from serving.model_card import CardStore
 from serving.vector_store import ImageVector, VectorStore
 from streams.deadletter import DeadLetters
 from streams.decoding import Decoded, decode_records
-from streams.metrics import StageMetrics
+from streams.metrics import ModelMetrics, StageMetrics
 from streams.stage import Outgoing, register_stage
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class EmbedStage:
         backend: ModelBackend,
         store: VectorStore,
         batch_size: int = 64,
+        metrics: ModelMetrics | None = None,
+        cards: CardStore | None = None,
     ) -> None:
         self.products = products
         self.dead_letters = dead_letters
@@ -66,6 +69,9 @@ class EmbedStage:
         self.backend = backend
         self.store = store
         self.batch_size = batch_size
+        self.metrics = metrics
+        self.cards = cards
+        self._served: tuple[str, int] | None = None
 
     async def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
@@ -139,13 +145,36 @@ class EmbedStage:
                 return [(np.zeros(0, np.float32), 0, str(exc))]
             middle = len(items) // 2
             return self._embed(items[:middle]) + self._embed(items[middle:])
+        self._observe_version(output.name, output.version)
         vectors = np.asarray(output.outputs[OUTPUT], dtype=np.float32)
         return [(vectors[row], output.version, None) for row in range(len(items))]
 
+    def _observe_version(self, name: str, version: int) -> None:
+        """The served embedder version and its export time (from its card, when readable)."""
+        if self.metrics is None or self._served == (name, version):
+            return
+        trained_at = None
+        if self.cards is not None:
+            try:
+                exported_at = self.cards.card(name, version).get("exported_at")
+            except ModelNotFoundError as exc:  # e.g. TF Serving without the store mounted
+                logger.info("embedder card not readable: %s", exc)
+            else:
+                if isinstance(exported_at, int | float):
+                    trained_at = float(exported_at)
+        self.metrics.served(name, version, trained_at)
+        self._served = (name, version)
 
-def build_stage(settings: Settings, backend: ModelBackend | None = None) -> EmbedStage:
+
+def build_stage(
+    settings: Settings, backend: ModelBackend | None = None, metrics: StageMetrics | None = None
+) -> EmbedStage:
+    """The stage; with ``metrics``, model calls and Milvus operations are timed."""
     registry, topics, serving = settings.serde.registry_url, settings.topics, settings.serving
-    store = VectorStore(settings.milvus)
+    models = metrics.models() if metrics is not None else None
+    store = VectorStore(
+        settings.milvus, observe=metrics.milvus().operation if metrics is not None else None
+    )
     store.ensure_collection()
     return EmbedStage(
         products=serde_for("Product", registry, topic=topics.normalized),
@@ -156,15 +185,20 @@ def build_stage(settings: Settings, backend: ModelBackend | None = None) -> Embe
             worker=f"{socket.gethostname()}:{settings.worker.app_id}",
         ),
         fetcher=ImageFetcher(settings.images),
-        backend=backend or create_backend(serving, serving.embedder),
+        backend=backend
+        or create_backend(
+            serving, serving.embedder, observe=models.call if models is not None else None
+        ),
         store=store,
         batch_size=min(serving.batch_size, 64),
+        metrics=models,
+        cards=CardStore(serving.model_base),
     )
 
 
 def register_embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare embedding on ``app`` (a batch-consumer task or a Faust agent)."""
-    stage = build_stage(settings)
+    stage = build_stage(settings, metrics=metrics)
     opened: list[ImageFetcher] = []
 
     async def handle(records: Sequence[Any]) -> Sequence[Outgoing]:

@@ -71,9 +71,23 @@ class WorkerMetrics:
             ["stage"],
             registry=registry,
         )
+        self._models: ModelMetrics | None = None
+        self._milvus: MilvusMetrics | None = None
 
     def stage(self, name: str) -> StageMetrics:
         return StageMetrics(self, name)
+
+    def models(self) -> ModelMetrics:
+        """The model-serving series, declared once per registry (classify and embed share them)."""
+        if self._models is None:
+            self._models = ModelMetrics(self.registry)
+        return self._models
+
+    def milvus(self) -> MilvusMetrics:
+        """The vector-store series, declared once per registry."""
+        if self._milvus is None:
+            self._milvus = MilvusMetrics(self.registry)
+        return self._milvus
 
 
 class StageMetrics:
@@ -91,6 +105,8 @@ class StageMetrics:
         self.event_latency = metrics.event_latency.labels(stage)
         self.consumer_lag = metrics.consumer_lag
         self.ready = metrics.ready.labels(stage)
+        self.models = metrics.models  # shared series of stages that call models / Milvus
+        self.milvus = metrics.milvus
         self._feeds: set[str] = set()
 
     def set_lag(self, topic: str, partition: int, highwater: int | None, next_offset: int) -> None:
@@ -111,6 +127,120 @@ class StageMetrics:
             return "other"
         self._feeds.add(feed)
         return feed
+
+
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class ModelMetrics:
+    """Model calls (latency and errors per model and backend), what the classifier predicts
+    (top-1 confidence) and which version serves, with its training time (for its age)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.request_seconds = Histogram(
+            "prodcat_model_request_seconds",
+            "Wall time of one model call (a chunk of products), failed calls included.",
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.request_errors = Counter(
+            "prodcat_model_request_errors",
+            "Failed model calls by kind: unavailable (server down or slow, after retries), "
+            "signature (deployment does not fit), input (a product the model rejects), other.",
+            ["model", "backend", "kind"],
+            registry=registry,
+        )
+        self.confidence = Histogram(
+            "prodcat_prediction_confidence",
+            "Top-1 exclusive probability of each prediction.",
+            ["model"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=registry,
+        )
+        self.version = Gauge(
+            "prodcat_model_version",
+            "Model version that answered the last call.",
+            ["model"],
+            registry=registry,
+        )
+        self.trained = Gauge(
+            "prodcat_model_trained_timestamp_seconds",
+            "Export time (right after training) of the version that answered the last call, "
+            "from its model card; age = time() - this.",
+            ["model"],
+            registry=registry,
+        )
+
+    def call(self, model: str, backend: str, seconds: float, error: str | None) -> None:
+        """Observer for ``serving.backends.MeteredBackend``."""
+        self.request_seconds.labels(model, backend).observe(seconds)
+        if error is not None:
+            self.request_errors.labels(model, backend, error).inc()
+
+    def served(self, model: str, version: int, trained_at: float | None) -> None:
+        self.version.labels(model).set(version)
+        if trained_at is not None:
+            self.trained.labels(model).set(trained_at)
+
+
+class MilvusMetrics:
+    """Vector-store operations (upsert, search, delete, get): latency and errors."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.seconds = Histogram(
+            "prodcat_milvus_seconds",
+            "Wall time of one vector-store operation, failed ones included.",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "prodcat_milvus_errors",
+            "Failed vector-store operations, by operation and error class.",
+            ["operation", "kind"],
+            registry=registry,
+        )
+
+    def operation(self, operation: str, seconds: float, error: str | None) -> None:
+        """Observer for ``serving.vector_store.VectorStore``."""
+        self.seconds.labels(operation).observe(seconds)
+        if error is not None:
+            self.errors.labels(operation, error).inc()
+
+
+class DriftMetrics:
+    """The drift agent's series: PSI of the last closed window per model and signal."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.psi = Gauge(
+            "prodcat_drift_psi",
+            "Population stability index of the last closed window against the serving "
+            "version's training reference; signal: category (top-1) or confidence (top-1 prob).",
+            ["model", "signal"],
+            registry=registry,
+        )
+        self.window_predictions = Gauge(
+            "prodcat_drift_window_predictions",
+            "Predictions in the last closed window.",
+            ["model"],
+            registry=registry,
+        )
+        self.window_version = Gauge(
+            "prodcat_drift_window_version",
+            "Model version of the last closed window.",
+            ["model"],
+            registry=registry,
+        )
+        self.windows = Counter(
+            "prodcat_drift_windows", "Windows closed and scored.", ["model"], registry=registry
+        )
+        self.reference_missing = Counter(
+            "prodcat_drift_reference_missing",
+            "Predictions of a model version with no usable drift reference (left out).",
+            ["model"],
+            registry=registry,
+        )
 
 
 class SamplerMetrics:

@@ -5,7 +5,9 @@ The SavedModel's ``serving_default`` signature takes the raw product fields as s
 ``exclusive_probs`` [n, classes], ``top_k_ids`` / ``top_k_probs`` / ``top_k_indices`` [n, k] and
 ``rule_based_probs`` [n, nodes] (zero columns for single-objective models). The model card
 (``model_card.json`` beside ``saved_model.pb``) holds the class and node ids, their paths, the
-hyperparameters, the data and the metrics.
+hyperparameters, the data and the metrics; ``drift_reference.json`` beside it (when the caller
+has held-out predictions, which every training path has) is what the drift agent compares live
+predictions with (``training.drift``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from training.drift import DriftReference
 from training.exceptions import TrainingError
 from training.models import EXCLUSIVE, RULE_BASED, TEXT_FIELDS
 
@@ -41,8 +44,10 @@ def export_model(
     card: Mapping[str, Any],
     version: int | None = None,
     top_k: int = 5,
+    drift_reference: DriftReference | None = None,
 ) -> Path:
-    """Write the SavedModel and its card; returns the version directory. Never overwrites."""
+    """Write the SavedModel, its card and its drift reference; returns the version directory.
+    Never overwrites."""
     model_dir = base_dir / name
     model_dir.mkdir(parents=True, exist_ok=True)
     version = version if version is not None else next_version(model_dir)
@@ -83,6 +88,8 @@ def export_model(
     archive.write_out(str(tmp), verbose=False)
     full_card = {"name": name, "version": version, "exported_at": int(time.time()), **card}
     (tmp / CARD).write_text(json.dumps(full_card, indent=2, ensure_ascii=False), encoding="utf-8")
+    if drift_reference is not None:
+        drift_reference.write(tmp)
     tmp.rename(target)  # atomic: a watcher never sees a half-written version
     write_models_config(base_dir)
     return target

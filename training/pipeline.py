@@ -90,6 +90,8 @@ class ProtocolResult:
     rule_node_paths: list[list[str]] = field(default_factory=list)
     rule_coverage: float = 0.0
     per_class: list[dict[str, Any]] = field(default_factory=list)
+    #: exclusive probabilities on the test part (the drift reference is built from them)
+    test_probs: Array | None = None
 
     def metrics(self) -> dict[str, float]:
         flat = {
@@ -186,4 +188,5 @@ def _evaluate(
             }
             for c in per_class_report(truth, predicted)
         ],
+        test_probs=probs,
     )

@@ -8,7 +8,9 @@
   tree node labelled for the first time becomes a class); the rule-based head covers the
   vocabulary's nodes and is trained only when the snapshot has rule-based labels (positives plus
   their ancestors). The model is built from the run config (``RetrainSettings.config``), trained,
-  and exported under ``<work_dir>/candidates/<name>/<version>/`` with its card.
+  and exported under ``<work_dir>/candidates/<name>/<version>/`` with its card and its drift
+  reference (its predictions on the holdout, or on the training products when the holdout is
+  empty; ``training.drift``).
 * **Gate**: the candidate's holdout accuracy against the newest serving version's, both computed
   the same way from the exported SavedModels (:func:`holdout_metrics`). Promote unless the
   candidate is worse by more than ``epsilon``; with no serving model it is promoted.
@@ -29,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from training.drift import DriftReference, build_reference
 from training.evaluation import accuracy, macro_f1
 from training.exceptions import TrainingError
 from training.export import CARD, export_model, next_version, write_models_config
 from training.labels import LabelledProduct, Vocabulary, in_holdout
-from training.models import ModelConfig, build_model, join_texts
+from training.models import EXCLUSIVE, ModelConfig, build_model, join_texts
 from training.train_command import RunConfig
-from training.trainer import Trainer, TrainingData
+from training.trainer import Trainer, TrainingData, predict
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +137,15 @@ def train_candidate(
         "inputs": ["title", "brand", "category_text", "description"],
     }
     return Candidate(model, class_ids, rule_ids, card, seconds)
+
+
+def drift_reference(
+    candidate: Candidate, data: RetrainData, batch_size: int = 1024
+) -> DriftReference:
+    """What the candidate predicts on held-out products (training ones if none are held out)."""
+    rows, source = (data.holdout, "retrain holdout") if data.holdout else (data.train, "train")
+    probs = predict(candidate.model, features(rows), batch_size)[EXCLUSIVE]
+    return build_reference(probs, candidate.class_ids, source)
 
 
 def holdout_metrics(version_dir: Path, holdout: Sequence[LabelledProduct]) -> dict[str, float]:
@@ -269,6 +281,7 @@ def retrain(
         class_ids=candidate.class_ids,
         card=candidate.card,
         version=version,
+        drift_reference=drift_reference(candidate, data),
     )
     emit("trained", version=version, metrics=train_metrics, artifact_uri=str(candidate_dir))
     serving = serving_versions(model_base, name)

@@ -11,6 +11,7 @@ import yaml
 
 from training.baseline import tfidf_linearsvc
 from training.dataset import load_flipkart, protocol_split
+from training.drift import build_reference
 from training.evaluation import ComparisonRow, comparison_table
 from training.exceptions import TrainingError
 from training.export import export_model
@@ -69,12 +70,16 @@ def train_and_export(
     run = RunConfig.load(config_path)
     result = train_on_protocol(data_dir, level, run.model, run.training)
     class_ids = [path_id(label.split(" > ")) for label in result.classes]
+    reference = None
+    if result.test_probs is not None and len(result.test_probs):
+        reference = build_reference(result.test_probs, class_ids, source="protocol test split")
     target = export_model(
         result.model,
         base_dir=model_base,
         name=name,
         class_ids=class_ids,
         card=model_card(result, run, data_dir),
+        drift_reference=reference,
     )
     return result, target
 

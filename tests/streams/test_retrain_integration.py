@@ -6,6 +6,7 @@ A worker runs the ``retrain`` role (and ``classify`` in the loop test); the job 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from streams.readback import Record, read_topics
 from streams.worker_process import scrape_metric, wait_metric
 from tests.conftest import TrainedClassifier
 from tests.streams.kafka_io import flipkart_products, produce
+from training.drift import DriftReference
 from training.labels import label_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -154,6 +156,8 @@ def test_labels_trigger_one_job_that_is_promoted_and_served(
     assert 0.0 <= promoted["metrics"]["holdout_accuracy"] <= 1.0
     assert "serving_holdout_accuracy" in promoted["metrics"]
     assert (settings.serving.model_base / "classifier" / "2" / "saved_model.pb").is_file()
+    reference = DriftReference.read(settings.serving.model_base / "classifier" / "2")
+    assert reference.source == "retrain holdout" and reference.size > 0
 
     # The classify agent in the same worker swaps to version 2.
     time.sleep(2.0)
@@ -177,6 +181,14 @@ def test_labels_trigger_one_job_that_is_promoted_and_served(
             predictions.decode(r.value or b"")["model_version"] for r in latest.values()
         )
     assert versions == {2: len(keys)}
+    # The classify stage's model series follow the swap.
+    assert _metric(settings, "prodcat_model_version", model="classifier") == 2
+    card = json.loads(
+        (settings.serving.model_base / "classifier" / "2" / "model_card.json").read_text()
+    )
+    trained = _metric(settings, "prodcat_model_trained_timestamp_seconds", model="classifier")
+    assert trained == card["exported_at"]
+    assert _metric(settings, "prodcat_prediction_confidence_count", model="classifier") >= len(keys)
 
 
 def test_a_worse_candidate_is_rejected_and_kept_for_inspection(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from training.drift import DriftReference
 from training.exceptions import TrainingError
 from training.export import load_card
 from training.models import ModelConfig
@@ -73,6 +74,11 @@ def test_train_on_the_protocol_and_serve_the_export(tmp_path: Path, data_dir: Pa
     assert card["train_config"]["epochs"] == 2
     assert len(card["classes"]) == 253 and card["metrics"]["accuracy"] == result.accuracy
     assert ModelConfig.from_dict(card["model_config"]).multi_objective
+    # The drift reference: the model's top-1 predictions on the protocol's test split.
+    reference = DriftReference.read(target)
+    assert reference.source == "protocol test split" and reference.size > 3000
+    assert set(reference.categories) == {c["id"] for c in card["classes"]}
+    assert sum(reference.confidence) == reference.size
 
     serve = tf.saved_model.load(str(target)).signatures["serving_default"]
     out = serve(
