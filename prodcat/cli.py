@@ -228,16 +228,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         server.wait_for_termination()
         return 0
     import uvicorn
+    from prometheus_client import CollectorRegistry
 
     from serving.api import create_api
     from serving.backends import create_backend
     from serving.vector_store import VectorStore
+    from streams.metrics import MilvusMetrics, ModelMetrics
 
     api = settings.api
-    store = VectorStore(settings.milvus)
-    embedder = create_backend(settings.serving, settings.serving.embedder)
+    registry = CollectorRegistry()
+    store = VectorStore(settings.milvus, observe=MilvusMetrics(registry).operation)
+    embedder = create_backend(
+        settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call
+    )
     try:
-        app = create_api(api, store=store, embedder=embedder)
+        app = create_api(api, store=store, embedder=embedder, registry=registry)
         uvicorn.run(app, host=args.host or api.host, port=args.port or api.port, log_level="info")
     finally:
         embedder.close()

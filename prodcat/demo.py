@@ -24,7 +24,13 @@ from schemas.serde import serde_for
 from streams.readback import Record, read_topics
 from streams.replay import RawEvent, dataset_events, replay
 from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import start_worker, stop_worker, wait_metric, wait_worker_ready
+from streams.worker_process import (
+    scrape_metric,
+    start_worker,
+    stop_worker,
+    wait_metric,
+    wait_worker_ready,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,7 @@ MALFORMED = [
 ]
 
 
-STAGES = ("normalize", "classify", "embed", "sample")
+STAGES = ("normalize", "classify", "embed", "sample", "drift")
 #: The sampler closes a selection window this often in the demo (default 30 s).
 DEMO_SAMPLER_WINDOW_S = 5.0
 FEEDS = ["flipkart", "myntra", "thumbnails"]
@@ -119,6 +125,9 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
                 timeout_s=600,
             )  # fmt: skip
         finished = time.time()
+        predicted = wait_metric(worker, host, port, "prodcat_events_out_total", 0, stage="classify")
+        wait_metric(worker, host, port, "prodcat_events_in_total", predicted, stage="drift")
+        drift = _drift(host, port)
         time.sleep(DEMO_SAMPLER_WINDOW_S + 1)  # the sampler's last window closes
         topics = settings.topics
         records = read_topics(
@@ -131,7 +140,7 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         print("[7/7] similar products from the vector store", flush=True)
         similar = _similar(settings, records)
         print(_summary(settings, sent.sent, sent.per_feed, sent.seconds, started, finished,
-                       records, notes, similar))  # fmt: skip
+                       records, notes, similar, drift))  # fmt: skip
         accounted = (
             sum(r.topic in (topics.normalized, topics.deadletter) for r in records) >= sent.sent
         )
@@ -191,6 +200,7 @@ def _summary(
     records: list[Record],
     notes: list[str],
     similar: list[str],
+    drift: list[str],
 ) -> str:
     topics = settings.topics
     products = serde_for("Product")
@@ -238,9 +248,25 @@ def _summary(
         if shown == 4:
             break
     lines.extend(_requests(settings, records))
+    lines.extend(drift)
     lines.extend(similar)
     lines.extend(_ui_hint(settings))
     return "\n".join(lines)
+
+
+def _drift(host: str, port: int) -> list[str]:
+    """The drift agent's last scores: predictions of the replay against the training reference."""
+    windows = scrape_metric(host, port, "prodcat_drift_windows_total")
+    missing = scrape_metric(host, port, "prodcat_drift_reference_missing_total")
+    if not windows:
+        why = "the model has no training reference" if missing else "no window closed yet"
+        return [f"drift               : no score ({why})"]
+    category = scrape_metric(host, port, "prodcat_drift_psi", signal="category")
+    confidence = scrape_metric(host, port, "prodcat_drift_psi", signal="confidence")
+    return [
+        f"drift               : PSI of the last window vs the training reference: categories "
+        f"{category:.3f}, confidence {confidence:.3f} ({windows:.0f} windows; alert above 0.25)"
+    ]
 
 
 def _ui_hint(settings: Settings) -> list[str]:

@@ -24,7 +24,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 import numpy as np
@@ -51,6 +51,9 @@ from training.sampler import (
     select_requests,
 )
 from training.sampler_state import Exclusions, TokenBucket
+
+if TYPE_CHECKING:  # Milvus only for the density strategy, imported lazily
+    from serving.vector_store import OperationObserver
 
 logger = logging.getLogger(__name__)
 
@@ -335,16 +338,20 @@ def _similarity(store: Any, neighbours: int) -> Similarity:
 
 
 def build_stage(
-    settings: Settings, metrics: SamplerMetrics, store: Any | None = None
+    settings: Settings,
+    metrics: SamplerMetrics,
+    store: Any | None = None,
+    observe: OperationObserver | None = None,
 ) -> SamplerStage:
-    """The stage; with the density strategy, a vector store (``store``, or one from settings)."""
+    """The stage; with the density strategy, a vector store (``store``, or one from settings,
+    its operations timed by ``observe``, e.g. ``MilvusMetrics.operation``)."""
     registry, topics, sampler = settings.serde.registry_url, settings.topics, settings.sampler
     similarity = None
     if sampler.strategy == "density":
         if store is None:
             from serving.vector_store import VectorStore  # Milvus only for this strategy
 
-            store = VectorStore(settings.milvus)
+            store = VectorStore(settings.milvus, observe=observe)
             store.ensure_collection()
         similarity = _similarity(store, sampler.density_neighbours)
     return SamplerStage(
@@ -366,7 +373,9 @@ def build_stage(
 
 def register_sampler(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare the sampler on ``app`` as a task with its own consumers (see the module doc)."""
-    stage = build_stage(settings, SamplerMetrics(metrics.registry))
+    stage = build_stage(
+        settings, SamplerMetrics(metrics.registry), observe=metrics.milvus().operation
+    )
 
     async def sample() -> None:
         await run_sampler(settings, stage, metrics)

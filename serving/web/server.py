@@ -27,6 +27,7 @@ from serving.web.metrics import WebMetrics
 from serving.web.publisher import Publisher
 from serving.web.similarity import SimilarityService
 from serving.web.view import TopicView
+from streams.metrics import MilvusMetrics, ModelMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,15 @@ def web_parts(
     view = TopicView(ui.state_dir / f"view-{os.getpid()}.sqlite")
     publisher = Publisher(settings.kafka)
     follower = TopicFollower(settings, view)
+    registry = registry or CollectorRegistry()
     if store is None:
-        store = VectorStore(settings.milvus)
+        store = VectorStore(settings.milvus, observe=MilvusMetrics(registry).operation)
     if embedder is None:
-        embedder = create_backend(settings.serving, settings.serving.embedder)
+        embedder = create_backend(
+            settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call
+        )
     try:
-        metrics = WebMetrics(registry or CollectorRegistry())
+        metrics = WebMetrics(registry)
         leases = LeaseBook(ui.lease_ttl_s, ui.skip_ttl_s)
         parts = WebParts(
             settings=ui,
