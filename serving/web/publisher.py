@@ -46,4 +46,7 @@ class Publisher:
             raise PublishError(f"{topic}: {outcome[0]}")
 
     def close(self) -> None:
+        """Deliver what is queued, then shut the producer down (it stops reconnecting now, not
+        whenever the object is garbage-collected)."""
         self._producer.flush(self.timeout_s)
+        self._producer.close()
