@@ -36,6 +36,7 @@ CREATE TABLE products (product_id TEXT PRIMARY KEY, title TEXT NOT NULL, brand T
     category_path TEXT NOT NULL, retailer TEXT, product_url TEXT, search_text TEXT NOT NULL);
 CREATE TABLE title_words (word TEXT NOT NULL, product_id TEXT NOT NULL,
     PRIMARY KEY (word, product_id)) WITHOUT ROWID;
+CREATE INDEX title_words_product ON title_words (product_id);
 CREATE TABLE categories (category_id TEXT PRIMARY KEY, path TEXT NOT NULL, depth INTEGER NOT NULL);
 CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, score REAL NOT NULL,
     suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER);
