@@ -21,6 +21,7 @@ from typing import Any
 from prodcat import localkafka
 from prodcat.settings import REPO_ROOT, MilvusSettings, Settings
 from schemas.serde import serde_for
+from streams.drift_agent import SIGNALS
 from streams.readback import Record, read_topics
 from streams.replay import RawEvent, dataset_events, replay
 from streams.topics import ensure_topics, topic_specs
@@ -261,11 +262,12 @@ def _drift(host: str, port: int) -> list[str]:
     if not windows:
         why = "the model has no training reference" if missing else "no window closed yet"
         return [f"drift               : no score ({why})"]
-    category = scrape_metric(host, port, "prodcat_drift_psi", signal="category")
-    confidence = scrape_metric(host, port, "prodcat_drift_psi", signal="confidence")
+    psi = {s: scrape_metric(host, port, "prodcat_drift_psi", signal=s) for s in SIGNALS}
+    floor = {s: scrape_metric(host, port, "prodcat_drift_psi_expected", signal=s) for s in SIGNALS}
+    scores = ", ".join(f"{s} {psi[s]:.3f} (noise alone: {floor[s]:.3f})" for s in SIGNALS)
     return [
-        f"drift               : PSI of the last window vs the training reference: categories "
-        f"{category:.3f}, confidence {confidence:.3f} ({windows:.0f} windows; alert above 0.25)"
+        f"drift               : PSI of the last window vs the training reference: {scores}; "
+        f"{windows:.0f} windows; the alert fires 0.25 above the noise"
     ]
 
 

@@ -53,10 +53,15 @@ class ReferenceStore:
         self.clock = clock
         self._found: dict[tuple[str, int], DriftReference] = {}
         self._missing: dict[tuple[str, int], float] = {}
+        self._known: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def known_model(self, name: str) -> bool:
-        return (self.model_base / name).is_dir()
+        """Whether the store has the model (cached: asked per prediction without a reference)."""
+        known = self._known.get(name)
+        if known is None:
+            known = self._known[name] = (self.model_base / name).is_dir()
+        return known
 
     def get(self, name: str, version: int) -> DriftReference | None:
         key = (name, version)
@@ -153,6 +158,7 @@ class DriftStage:
         if scored is not None and scored < version:
             for signal in SIGNALS:
                 self.metrics.psi.remove(model, signal)
+                self.metrics.psi_expected.remove(model, signal)
             del self._scored[model]
 
     def _score(self, window: DriftWindow) -> None:
@@ -163,6 +169,8 @@ class DriftStage:
         m = self.metrics
         m.psi.labels(window.model, "category").set(score.category_psi)
         m.psi.labels(window.model, "confidence").set(score.confidence_psi)
+        m.psi_expected.labels(window.model, "category").set(score.category_expected)
+        m.psi_expected.labels(window.model, "confidence").set(score.confidence_expected)
         m.window_predictions.labels(window.model).set(score.predictions)
         m.window_version.labels(window.model).set(score.version)
         m.windows.labels(window.model).inc()

@@ -220,6 +220,13 @@ class DriftMetrics:
             ["model", "signal"],
             registry=registry,
         )
+        self.psi_expected = Gauge(
+            "prodcat_drift_psi_expected",
+            "PSI the last closed window would show from sampling noise alone, without drift: "
+            "(non-empty bins - 1) * (1/window + 1/reference). Alert on psi - psi_expected.",
+            ["model", "signal"],
+            registry=registry,
+        )
         self.window_predictions = Gauge(
             "prodcat_drift_window_predictions",
             "Predictions in the last closed window.",

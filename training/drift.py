@@ -14,9 +14,15 @@ side gives a large but finite term::
     PSI = sum_i (a_i - e_i) * ln(a_i / e_i)
 
 PSI is 0 for identical distributions and grows with the shift; the usual reading is < 0.1 stable,
-0.1-0.25 moderate, > 0.25 a significant change. Without drift a window of ``n`` predictions over
-``k`` categories still shows about ``(k - 1) / n`` from sampling noise alone, which is why windows
-have a minimum size.
+0.1-0.25 moderate, > 0.25 a significant change. Without any drift, sampling noise alone gives a
+window of ``n`` predictions against a reference of ``m`` over ``k`` non-empty bins a PSI of about::
+
+    expected = (k - 1) * (1 / n + 1 / m)
+
+(PSI is the symmetric J-divergence, ``n * PSI`` behaves like a chi-square with ``k - 1`` degrees of
+freedom). With hundreds of leaf categories that floor is far from 0 (253 classes, n = 5,000,
+m = 3,504: 0.12), so every score carries its expected value, and the alert reads the excess
+``psi - expected``, not the raw index.
 
 Confidence bins: the reference holds counts over ``FINE_BINS`` equal-width bins of [0, 1]; both
 sides are merged into ``bins`` groups holding about equal reference mass (quantile bins of the
@@ -122,8 +128,15 @@ class DriftReference:
             if isinstance(exc, ReferenceError):
                 raise
             raise ReferenceError(f"malformed drift reference: {exc!r}") from exc
-        if len(confidence) != FINE_BINS or size <= 0 or sum(categories.values()) != size:
-            raise ReferenceError("drift reference counts do not add up")
+        counts = [*categories.values(), *confidence]
+        if (
+            len(confidence) != FINE_BINS
+            or size <= 0
+            or any(c < 0 for c in counts)
+            or sum(categories.values()) != size
+            or sum(confidence) != size
+        ):
+            raise ReferenceError("drift reference counts are negative or do not add up")
         return cls(categories, confidence, size, str(raw.get("source", "")))
 
     def write(self, version_dir: Path) -> Path:
@@ -167,6 +180,8 @@ class DriftScore:
     predictions: int
     category_psi: float
     confidence_psi: float
+    category_expected: float = 0.0
+    confidence_expected: float = 0.0
 
 
 @dataclass
@@ -194,10 +209,28 @@ class DriftWindow:
             epsilon,
         )
         groups = confidence_groups(reference.confidence, bins)
-        confidence = psi(
-            merge(self.confidence, groups), merge(reference.confidence, groups), epsilon
+        live, expected = merge(self.confidence, groups), merge(reference.confidence, groups)
+        confidence = psi(live, expected, epsilon)
+        return DriftScore(
+            self.model,
+            self.version,
+            self.size,
+            category,
+            confidence,
+            category_expected=noise_floor(len(keys), self.size, reference.size),
+            confidence_expected=noise_floor(
+                sum(1 for a, e in zip(live, expected, strict=True) if a or e),
+                self.size,
+                reference.size,
+            ),
         )
-        return DriftScore(self.model, self.version, self.size, category, confidence)
+
+
+def noise_floor(bins: int, n: int, m: int) -> float:
+    """PSI expected from sampling alone: ``bins`` non-empty bins, samples of ``n`` and ``m``."""
+    if bins < 2 or n <= 0 or m <= 0:
+        return 0.0
+    return (bins - 1) * (1.0 / n + 1.0 / m)
 
 
 def top1(prediction: Mapping[str, Any]) -> tuple[str, float] | None:

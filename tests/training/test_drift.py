@@ -20,6 +20,7 @@ from training.drift import (
     build_reference,
     confidence_groups,
     merge,
+    noise_floor,
     psi,
     top1,
 )
@@ -103,6 +104,24 @@ def test_the_reference_counts_top1_categories_and_confidences(tmp_path: Path) ->
             }
         ),
         json.dumps({"format": 1, "confidence_bins": 100, "categories": {"a": 1}}),
+        json.dumps(  # a negative count
+            {
+                "format": 1,
+                "confidence_bins": 100,
+                "size": 1,
+                "categories": {"a": 2, "b": -1},
+                "confidence_counts": [1] + [0] * 99,
+            }
+        ),
+        json.dumps(  # confidences that do not add up to the size
+            {
+                "format": 1,
+                "confidence_bins": 100,
+                "size": 2,
+                "categories": {"a": 2},
+                "confidence_counts": [1] + [0] * 99,
+            }
+        ),
     ],
 )
 def test_a_bad_reference_file_is_a_reference_error(tmp_path: Path, raw: str) -> None:
@@ -221,3 +240,26 @@ def test_every_export_path_writes_the_reference(trained_classifier, tmp_path: Pa
     assert DriftReference.read(target) == ref
     train_only = drift_reference(candidate, RetrainData(train=items, holdout=[]))
     assert train_only.source == "train" and train_only.size == 60
+
+
+def test_an_undrifted_window_scores_about_its_expected_noise_floor() -> None:
+    """Without drift, PSI is sampling noise of about (k - 1)(1/n + 1/m), which the score carries
+    so the alert can read the excess: large for many categories and small windows."""
+    rng = np.random.default_rng(7)
+    reference = _reference(rng, n=4000, classes=200)
+    category, confidence, floors = [], [], []
+    for _ in range(30):
+        window = DriftWindow("classifier", 1, opened_at=0.0)
+        for cat, conf in like(reference, 1000, rng):
+            window.add(cat, conf)
+        score = window.score(reference, bins=10, epsilon=1e-4)
+        category.append(score.category_psi)
+        confidence.append(score.confidence_psi)
+        floors.append((score.category_expected, score.confidence_expected))
+    cat_floor, conf_floor = floors[0]
+    assert cat_floor == pytest.approx((200 - 1) * (1 / 1000 + 1 / 4000), rel=0.05)
+    assert conf_floor == pytest.approx((10 - 1) * (1 / 1000 + 1 / 4000))
+    assert float(np.mean(category)) == pytest.approx(cat_floor, rel=0.3)
+    assert float(np.mean(confidence)) == pytest.approx(conf_floor, rel=0.5)
+    assert cat_floor > 0.2  # the raw index of an undrifted window would already near the alert
+    assert noise_floor(1, 10, 10) == 0.0 and noise_floor(5, 0, 10) == 0.0
