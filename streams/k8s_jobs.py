@@ -208,6 +208,12 @@ class KubernetesJobRunner:
                 response = await client.get(f"{self._jobs}/{name}", headers=self.api.headers())
                 response.raise_for_status()
                 status = response.json().get("status", {})
+            except httpx.HTTPStatusError as exc:
+                code = exc.response.status_code
+                if 400 <= code < 500 and code != 429:  # deleted by hand, or RBAC: it will not heal
+                    return "failed", f"reading the Job failed: {_http_reason(exc)}"
+                logger.warning("retrain: reading Job %s failed (%s); retrying", name, exc)
+                status = {}
             except (httpx.HTTPError, ValueError) as exc:
                 logger.warning("retrain: reading Job %s failed (%s); retrying", name, exc)
                 status = {}

@@ -31,7 +31,14 @@ from streams.batch_sender import BatchSender
 from streams.deadletter import DeadLetters
 from streams.metrics import RetrainMetrics, StageMetrics
 from streams.model_events import model_event
-from streams.retrain_trigger import JobOutcome, JobRunner, LabelStage, Launcher, TriggerState
+from streams.retrain_trigger import (
+    JOB_OUTCOMES,
+    JobOutcome,
+    JobRunner,
+    LabelStage,
+    Launcher,
+    TriggerState,
+)
 from streams.stage import Outgoing, record_batch
 from streams.worker_process import worker_env
 from training.labels import free_version
@@ -69,6 +76,8 @@ class RetrainTrigger:
         self.retrain_metrics = retrain_metrics
         cfg, topics, registry = settings.retrain, settings.topics, settings.serde.registry_url
         self.model = settings.serving.classifier
+        for outcome in JOB_OUTCOMES:  # series exist from the start, so increase() sees the first
+            retrain_metrics.jobs_finished.labels(self.model, outcome)
         self.state = TriggerState(cfg.min_new_labels, cfg.max_wait_s)
         self.stage = LabelStage(
             labels=serde_for("Label", registry, topic=topics.labels),

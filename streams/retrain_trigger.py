@@ -40,6 +40,8 @@ from training.labels import LabelError, Vocabulary, load_vocabulary, newest_vers
 logger = logging.getLogger(__name__)
 
 JOB_COMMAND: tuple[str, ...] = (sys.executable, "-m", "prodcat", "retrain", "run")
+#: How a job can end (JobOutcome.outcome).
+JOB_OUTCOMES: tuple[str, ...] = ("promoted", "rejected", "failed", "timeout")
 
 
 @dataclass

@@ -66,6 +66,7 @@ class StandIn:
     deleted: list[str] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
     refuse_create: bool = False
+    vanish: bool = False  # someone deletes every Job right after it is created
     log_dir: Path = Path()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,8 +127,8 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
             if path.startswith(JOBS + "/"):
                 name = path.rsplit("/", 1)[1]
                 with state.lock:
-                    if name not in state.jobs:
-                        return self._reply(404, {"message": "not found"})
+                    if name not in state.jobs or state.vanish:
+                        return self._reply(404, {"message": f'jobs.batch "{name}" not found'})
                     job = {**state.jobs[name], "status": state.status(name)}
                 return self._reply(200, job)
             if path == PODS:
@@ -300,3 +301,14 @@ def test_templates_are_checked(tmp_path: Path) -> None:
         load_template(tmp_path / "missing.yaml")
     with pytest.raises(ValidationError, match=r"needs retrain\.job_template"):
         RetrainSettings(launcher="kubernetes")
+
+
+async def test_a_job_deleted_under_the_trigger_fails_at_once(
+    api: tuple[StandIn, ApiServer], tmp_path: Path
+) -> None:
+    state, server = api
+    state.vanish = True
+    outcome = await _runner(server, tmp_path, "hang", timeout_s=600).run(8)
+    assert outcome.outcome == "failed"
+    assert "HTTP 404" in outcome.reason and "not found" in outcome.reason
+    assert outcome.seconds < 60  # not the local deadline of timeout + 60 s
