@@ -171,15 +171,20 @@ class AnnotationService:
 
     def submit(self, annotator: str, product_id: str, category_id: str) -> dict[str, Any]:
         """Write the annotator's exclusive label for a queued product; returns the label."""
-        holder = self.leases.holder(product_id)
-        if holder is not None and holder != annotator:
-            raise ConflictError(f"{product_id} is being labelled by {holder}")
+        held = self.leases.current(annotator)
+        # Taking the lease (kept if it is already theirs) makes the check and the write one
+        # annotator's: of two concurrent submits for one product, the second gets a conflict.
+        lease = self.leases.acquire(product_id, annotator)
+        if lease is None:
+            raise ConflictError(
+                f"{product_id} is being labelled by {self.leases.holder(product_id)}"
+            )
         request = self.view.open_request(product_id)
         if request is None:
+            self.leases.release(product_id, annotator)
             raise ConflictError(f"{product_id} is not in the queue (labelled or never requested)")
-        lease = self.leases.current(annotator)
         taken_ms = None
-        if lease is not None and lease.product_id == product_id:
+        if held is not None and held.product_id == product_id:
             taken_ms = max(0, int((self.leases.clock() - lease.started) * 1000))
         key = label_key(product_id, OBJECTIVE)
         labelled_at = _now_ms()
@@ -214,6 +219,12 @@ class AnnotationService:
             self.metrics.seconds.observe(taken_ms / 1000)
         return label
 
+    def _drop_undo(self, annotator: str, entry: Undoable) -> None:
+        with self._lock:
+            stack = self._undo.get(annotator)
+            if stack and stack[-1] is entry:
+                stack.pop()
+
     def skip(self, annotator: str, product_id: str) -> None:
         self.leases.skip(product_id, annotator)
 
@@ -223,12 +234,16 @@ class AnnotationService:
             stack = self._undo.get(annotator)
             if not stack:
                 raise ConflictError("nothing to undo")
-            last = stack.pop()
+            last = stack[-1]
         live = self.view.live_label(last.key)
         if live is None or live.annotator != annotator or live.labelled_at != last.labelled_at:
+            self._drop_undo(annotator, last)
             who = "removed" if live is None else f"relabelled by {live.annotator}"
             raise ConflictError(f"the label of {last.product_id} was {who} since; not undone")
+        # Popped only once the retraction is acknowledged: a failed send leaves it to retry, so
+        # a second `u` cannot undo the label before it.
         self.publisher.send(self.topic, last.key, last.previous)
+        self._drop_undo(annotator, last)
         self.view.apply_label(
             last.key,
             None if last.previous is None else self.serde.decode(last.previous),

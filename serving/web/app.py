@@ -41,6 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from prodcat.settings import ImageSettings, UiSettings
 from serving.api import read_upload
@@ -194,7 +195,9 @@ def create_web_app(parts: WebParts) -> FastAPI:
                 request.url.path + (f"?{request.url.query}" if request.url.query else "")
             )
             return RedirectResponse(f"/login?next={target}", status_code=303)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(ConflictError)
     async def conflict(_request: Request, exc: ConflictError) -> Response:
@@ -347,8 +350,17 @@ def create_web_app(parts: WebParts) -> FastAPI:
 
     # -- annotation API -------------------------------------------------------------------------
 
+    def caught_up() -> None:
+        """Queue reads and label writes wait until the view has read every topic to its end:
+        before that a labelled product could look open and its label be overwritten."""
+        if parts.follower is not None and not parts.follower.ready.is_set():
+            raise HTTPException(
+                503, "catching up with the topics; try again shortly", {"Retry-After": "5"}
+            )
+
     @app.get("/ui/api/next")
     def next_item(user: ANNOTATOR, strategy: STRATEGY = None) -> dict[str, Any]:
+        caught_up()
         return {
             "item": parts.annotation.next_item(user, strategy or None),
             "depth": parts.annotation.depth(),
@@ -356,16 +368,19 @@ def create_web_app(parts: WebParts) -> FastAPI:
 
     @app.post("/ui/api/label")
     def label(body: LabelIn, user: WRITER) -> dict[str, Any]:
+        caught_up()
         written = parts.annotation.submit(user, body.product_id, body.category_id)
         return {"label": written}
 
     @app.post("/ui/api/skip")
     def skip(body: ProductIn, user: WRITER) -> dict[str, Any]:
+        caught_up()
         parts.annotation.skip(user, body.product_id)
         return {"skipped": body.product_id}
 
     @app.post("/ui/api/undo")
     def undo(user: WRITER) -> dict[str, Any]:
+        caught_up()
         return parts.annotation.undo(user)
 
     @app.get("/ui/api/categories")
@@ -411,7 +426,8 @@ def create_web_app(parts: WebParts) -> FastAPI:
 
     @app.get("/img/{product_id}")
     async def image(product_id: str, user: ANNOTATOR) -> Response:
-        product = parts.view.product(product_id)
+        # The view's lock may be held by the follower for a whole batch: not on the event loop.
+        product = await run_in_threadpool(parts.view.product, product_id)
         if product is None or not product["image_url"] or not fetcher:
             raise HTTPException(404, "no image")
         try:

@@ -82,6 +82,10 @@ class TopicFollower:
                 self.error = str(exc)
                 logger.warning("ui follower: %s; restarting in 5 s", exc)
                 self._stop.wait(5)
+            except Exception as exc:  # e.g. sqlite3.Error: the view must not go stale silently
+                self.error = f"{type(exc).__name__}: {exc}"
+                logger.exception("ui follower failed; restarting in 5 s")
+                self._stop.wait(5)
 
     def _follow(self) -> None:
         consumer = Consumer(

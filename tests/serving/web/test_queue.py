@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from prodcat.settings import ServingSettings, Settings, UiSettings
 from schemas.serde import serde_for
 from serving.web.annotation import AnnotationService, VocabularyCache
-from serving.web.exceptions import ConflictError, InvalidInputError
+from serving.web.exceptions import ConflictError, InvalidInputError, PublishError
 from serving.web.leases import LeaseBook
 from serving.web.metrics import WebMetrics
 from serving.web.view import TopicView, words
@@ -200,3 +200,111 @@ def test_every_per_product_statement_of_the_view_uses_an_index() -> None:
     for sql in statements:
         plan = " ".join(row[-1] for row in view._db.execute("EXPLAIN QUERY PLAN " + sql, ("p",)))
         assert "USING" in plan and "SCAN" not in plan, (sql, plan)
+
+
+class FlakyPublisher:
+    """Records what it is asked to write; ``fail`` makes the next send unacknowledged."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.fail = False
+
+    def send(self, topic: str, key: bytes, value: bytes | None) -> None:
+        if self.fail:
+            self.fail = False
+            raise PublishError(f"{topic}: no acknowledgement within 15 s")
+        self.sent.append((topic, key, value))
+
+
+@pytest.fixture
+def writing(view: TopicView) -> tuple[AnnotationService, FlakyPublisher]:
+    settings = Settings(ui=UiSettings(), serving=ServingSettings())
+    publisher = FlakyPublisher()
+    service = AnnotationService(
+        settings,
+        view,
+        LeaseBook(ttl_s=60, skip_ttl_s=600),
+        publisher,  # type: ignore[arg-type]
+        WebMetrics(CollectorRegistry()),
+        FixedVocabulary(),
+    )
+    return service, publisher
+
+
+def test_labelling_an_unleased_product_takes_its_lease(
+    writing: tuple[AnnotationService, FlakyPublisher],
+) -> None:
+    service, publisher = writing
+    publisher.fail = True  # alice's write is not acknowledged: she still holds the product
+    with pytest.raises(PublishError):
+        service.submit("alice", "p2", "c_aaaaaaaaaaaa")
+    with pytest.raises(ConflictError, match="being labelled by alice"):
+        service.submit("bob", "p2", "c_aaaaaaaaaaaa")
+    assert service.submit("alice", "p2", "c_aaaaaaaaaaaa")["annotator"] == "alice"
+    assert [key for _, key, _ in publisher.sent] == [label_key("p2", "exclusive")]
+
+
+def test_an_unacknowledged_undo_can_be_retried_and_never_undoes_an_older_label(
+    writing: tuple[AnnotationService, FlakyPublisher],
+) -> None:
+    service, publisher = writing
+    service.next_item("alice", None)
+    service.submit("alice", "p0", "c_aaaaaaaaaaaa")
+    service.next_item("alice", None)
+    service.submit("alice", "p1", "c_aaaaaaaaaaaa")
+    publisher.fail = True
+    with pytest.raises(PublishError):
+        service.undo("alice")
+    assert service.undo("alice")["product_id"] == "p1"  # the retry undoes the same label
+    assert service.undo("alice")["product_id"] == "p0"
+    keys = [(key, value) for _, key, value in publisher.sent]
+    assert keys[2:] == [(label_key("p1", "exclusive"), None), (label_key("p0", "exclusive"), None)]
+
+
+def test_queue_reads_and_writes_wait_until_the_view_has_caught_up(
+    view: TopicView, tmp_path: Path
+) -> None:
+    """Before the follower has read every topic to its end a labelled product may look open:
+    handing it out or writing its label could overwrite someone's label."""
+    from fastapi.testclient import TestClient
+
+    from serving.web.app import WebParts, create_web_app
+    from serving.web.auth import SessionCodec, Users
+    from serving.web.follower import TopicFollower
+    from serving.web.similarity import SimilarityService
+
+    settings = Settings(ui=UiSettings(), serving=ServingSettings())
+    users = Users(tmp_path / "users.json")
+    users.add("alice", "correct horse", iterations=1000)
+    metrics = WebMetrics(CollectorRegistry())
+    leases = LeaseBook(ttl_s=60, skip_ttl_s=600)
+    follower = TopicFollower(settings, view)  # not started: it has read nothing yet
+    parts = WebParts(
+        settings=settings.ui,
+        images=settings.images,
+        users=users,
+        codec=SessionCodec(b"k" * 32, 3600),
+        view=view,
+        annotation=AnnotationService(settings, view, leases, None, metrics, FixedVocabulary()),  # type: ignore[arg-type]
+        similarity=SimilarityService(settings, view, None, None, None, metrics),  # type: ignore[arg-type]
+        metrics=metrics,
+        follower=follower,
+    )
+    with TestClient(create_web_app(parts), base_url="http://127.0.0.1") as client:
+        page = client.get("/login").text
+        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        form = {"name": "alice", "password": "correct horse", "csrf_token": token}
+        assert client.post("/login", data=form, follow_redirects=False).status_code == 303
+        csrf = {
+            "x-csrf-token": client.get("/annotate")
+            .text.split('name="csrf-token" content="')[1]
+            .split('"')[0]
+        }
+        waiting = client.get("/ui/api/next")
+        assert (waiting.status_code, waiting.headers["retry-after"]) == (503, "5")
+        body = {"product_id": "p0", "category_id": "c_aaaaaaaaaaaa"}
+        assert client.post("/ui/api/label", json=body, headers=csrf).status_code == 503
+        assert client.post("/ui/api/undo", headers=csrf).status_code == 503
+        assert leases.holder("p0") is None  # nothing was handed out
+        follower.ready.set()
+        assert client.get("/ui/api/next").json()["item"]["product_id"] == "p0"
