@@ -39,8 +39,10 @@ CREATE TABLE title_words (word TEXT NOT NULL, product_id TEXT NOT NULL,
 CREATE INDEX title_words_product ON title_words (product_id);
 CREATE TABLE categories (category_id TEXT PRIMARY KEY, path TEXT NOT NULL, depth INTEGER NOT NULL);
 CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, score REAL NOT NULL,
-    suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER);
-CREATE INDEX requests_order ON requests (requested_at, product_id);
+    suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER,
+    open INTEGER NOT NULL);
+CREATE INDEX requests_open_order ON requests (open, requested_at, product_id);
+CREATE INDEX requests_open_strategy ON requests (open, strategy);
 CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective TEXT NOT NULL,
     category_id TEXT, source TEXT, annotator TEXT, strategy TEXT, time_taken_ms INTEGER,
     labelled_at INTEGER NOT NULL, value BLOB NOT NULL);
@@ -50,7 +52,10 @@ CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id 
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
 """
 
-_OPEN = "NOT EXISTS (SELECT 1 FROM labels l WHERE l.key = r.product_id || '/exclusive')"
+#: A request is open while its product has no exclusive label. The flag is kept by
+#: apply_request and apply_label, so queue reads never look past answered requests.
+_OPEN = "r.open = 1"
+_ANSWERING = "/exclusive"  # the label key suffix (training.labels.label_key) that answers a request
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,8 @@ class TopicView:
             return
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,"
+                "NOT EXISTS (SELECT 1 FROM labels WHERE key = ?))",
                 (
                     request["product_id"],
                     request["strategy"],
@@ -193,16 +199,27 @@ class TopicView:
                     request.get("model_name"),
                     request.get("model_version"),
                     request.get("requested_at"),
+                    request["product_id"] + _ANSWERING,
                 ),
             )
 
     def apply_label(self, key: bytes, label: Mapping[str, Any] | None, value: bytes | None) -> None:
         """A record of ``labels`` (``label`` None: a tombstone of ``key``)."""
         text = key.decode("utf-8", "replace")
+        answering = text.endswith(_ANSWERING)
         with self._lock:
             if label is None or value is None:
                 self._db.execute("DELETE FROM labels WHERE key = ?", (text,))
+                if answering:  # retracted: the product is back in the queue
+                    self._db.execute(
+                        "UPDATE requests SET open = 1 WHERE product_id = ?",
+                        (text.removesuffix(_ANSWERING),),
+                    )
                 return
+            if answering:
+                self._db.execute(
+                    "UPDATE requests SET open = 0 WHERE product_id = ?", (label["product_id"],)
+                )
             ids = label.get("category_ids") or []
             self._db.execute(
                 "INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -91,6 +91,20 @@ def test_answered_products_leave_and_a_tombstone_brings_them_back(view: TopicVie
     assert view.open_request("p0") is None and view.request("p0") is not None
     view.apply_label(label_key("p0", "exclusive"), None, None)
     assert view.open_request("p0") is not None and view.depth()["margin"] == 2
+    put_label(view, label("p9"))  # a label read before its request (topics interleave freely)
+    view.apply_request(request("p9", "margin", at=2000))
+    assert view.open_request("p9") is None and view.depth()["margin"] == 2
+
+
+def test_queue_reads_use_the_open_flag_index(view: TopicView) -> None:
+    """Queue depth and the next open request must not walk every request ever answered."""
+    for sql in [
+        "SELECT r.strategy, count(*) FROM requests r WHERE r.open = 1 GROUP BY r.strategy",
+        "SELECT r.* FROM requests r WHERE r.open = 1 AND (r.requested_at, r.product_id) > (0, '') "
+        "ORDER BY r.requested_at, r.product_id LIMIT 200",
+    ]:
+        plan = " ".join(row[-1] for row in view._db.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "USING" in plan and "requests_open" in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_a_long_queue_is_paged(tmp_path: Path) -> None:
