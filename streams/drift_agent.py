@@ -133,10 +133,10 @@ class DriftStage:
                 )
                 continue
             version = int(prediction["model_version"])
-            if self.windows.is_stale(model, version):
+            if self.windows.is_stale(model, version, now):
                 outputs[item.index] = item.output(None, skipped="stale_version")
                 continue
-            for window in self.windows.advance(model, version):
+            for window in self.windows.advance(model, version, now):
                 self._score(window)
             reference = self.references.get(model, version)
             if reference is None:

@@ -255,7 +255,9 @@ class WindowSet:
     A window closes when it holds ``size`` predictions, or when it is ``max_age_s`` old and holds
     at least ``min_size`` (a quiet model keeps gathering until it has enough for a stable PSI).
     A newer version of a model retires the window of the older one (scored if it is big enough);
-    predictions of an older version arriving after that are stale and must be left out.
+    predictions of an older version arriving after that are stale and must be left out, until
+    the newer version has been silent for ``max_age_s``: then the older one serves again (a
+    rollback, or a stray record with a version that never served) and takes over.
     """
 
     def __init__(self, size: int, max_age_s: float, min_size: int) -> None:
@@ -264,17 +266,25 @@ class WindowSet:
         self.min_size = min_size
         self._windows: dict[str, DriftWindow] = {}
         self._newest: dict[str, int] = {}
+        self._seen: dict[str, float] = {}  # model → when its newest version last predicted
 
-    def is_stale(self, model: str, version: int) -> bool:
-        """True for a version older than the newest seen of the model."""
-        return version < self._newest.get(model, version)
+    def is_stale(self, model: str, version: int, now: float) -> bool:
+        """True for a version older than the newest of the model, while the newest is live."""
+        newest = self._newest.get(model, version)
+        return version < newest and now - self._seen.get(model, now) < self.max_age_s
 
-    def advance(self, model: str, version: int) -> list[DriftWindow]:
-        """Note that ``version`` of ``model`` is live; a newer one retires the older version's
-        window, returned if it is big enough to score."""
-        if version <= self._newest.get(model, version - 1):
+    def advance(self, model: str, version: int, now: float) -> list[DriftWindow]:
+        """Note that ``version`` of ``model`` predicted at ``now``; a newer one (or an older one
+        once the newest is silent) retires the other version's window, returned if it is big
+        enough to score."""
+        newest = self._newest.get(model)
+        if newest == version:
+            self._seen[model] = now
+            return []
+        if newest is not None and self.is_stale(model, version, now):
             return []
         self._newest[model] = version
+        self._seen[model] = now
         window = self._windows.pop(model, None)
         return [window] if window is not None and window.size >= self.min_size else []
 
@@ -282,9 +292,9 @@ class WindowSet:
         self, model: str, version: int, category: str, confidence: float, now: float
     ) -> list[DriftWindow]:
         """Take one prediction; returns the windows it closed (the older version's, this one's)."""
-        if self.is_stale(model, version):
+        if self.is_stale(model, version, now):
             raise ValueError(f"{model} v{version} is older than v{self._newest[model]}")
-        closed = self.advance(model, version)
+        closed = self.advance(model, version, now)
         window = self._windows.get(model)
         if window is None:
             window = self._windows[model] = DriftWindow(model, version, now)

@@ -190,12 +190,20 @@ def test_windows_close_on_size_or_age_and_follow_the_newest_version() -> None:
         windows.add("m", 1, "a", 0.9, now=20.0)
     [retired] = windows.add("m", 2, "b", 0.5, now=21.0)
     assert (retired.version, retired.size) == (1, 3)
-    assert windows.is_stale("m", 1) and not windows.is_stale("m", 2)
-    assert not windows.is_stale("other", 1)
+    assert windows.is_stale("m", 1, now=22.0) and not windows.is_stale("m", 2, now=22.0)
+    assert not windows.is_stale("other", 1, now=22.0)
     with pytest.raises(ValueError):
         windows.add("m", 1, "a", 0.9, now=22.0)
-    assert windows.advance("m", 3) == []  # one prediction only: too small to score
-    assert windows.is_stale("m", 2)
+    assert windows.advance("m", 3, now=23.0) == []  # one prediction only: too small to score
+    assert windows.is_stale("m", 2, now=24.0)
+    # A rollback: version 3 falls silent; once it has been for max_age_s, version 2 takes over.
+    assert windows.is_stale("m", 2, now=32.9)
+    assert not windows.is_stale("m", 2, now=33.0)
+    for _ in range(3):
+        windows.add("m", 2, "b", 0.5, now=33.0)
+    assert not windows.is_stale("m", 2, now=34.0)  # 2 is the newest now
+    [back] = windows.expire(now=43.0)
+    assert (back.version, back.size) == (2, 3)
 
 
 def _prediction(top: list[dict[str, object]], model: str = "clf") -> dict[str, object]:
