@@ -34,12 +34,13 @@ from serving.backends import ModelBackend
 from serving.exceptions import ModelInputError, TransientError
 from serving.image_fetch import sniff_media_type
 from serving.vector_store import Hit, VectorStore
+from training.taxonomy import CATEGORY_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
 K = Annotated[int, Query(ge=1, le=100, description="neighbours to return")]
 CATEGORY = Annotated[
-    str | None, Query(pattern=r"^c_[0-9a-f]{12}$", description="restrict to this subtree")
+    str | None, Query(pattern=f"^{CATEGORY_ID_PATTERN}$", description="restrict to this subtree")
 ]
 
 

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from training.taxonomy import CATEGORY_ID_PATTERN
+
 __all__ = [
     "CATEGORY_LEVELS",
     "Backend",
@@ -58,7 +60,7 @@ HNSW_EF: Final = 64
 HNSW_EF_MAX: Final = 4096
 SAMPLE_BUCKETS: Final = 1024
 SAMPLE_TARGET_ROWS: Final = 2000
-_CATEGORY_ID: Final = re.compile(r"c_[0-9a-f]{12}")
+_CATEGORY_ID: Final = re.compile(CATEGORY_ID_PATTERN)
 
 
 def resolve_index(setting: str, backend: Backend) -> IndexType:

@@ -68,6 +68,10 @@ def normalize_name(name: str) -> str:
     return display_name(name).casefold()
 
 
+#: What :func:`path_id` returns, as a regular expression (anchor it where a whole value must match).
+CATEGORY_ID_PATTERN = r"c_[0-9a-f]{12}"
+
+
 def path_id(levels: Sequence[str]) -> str:
     """The stable id of a path-built node: ``c_`` + 12 hex of SHA-1 of the normalised path."""
     key = ">".join(normalize_name(level) for level in levels)

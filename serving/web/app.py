@@ -55,6 +55,7 @@ from serving.web.metrics import WebMetrics
 from serving.web.report import KS, precision_report
 from serving.web.similarity import SimilarityService
 from serving.web.view import UNCERTAINTY, TopicView
+from training.taxonomy import CATEGORY_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ CSP = (
     "object-src 'none'"
 )
 STRATEGY = Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]*$")]
-CATEGORY = Annotated[str | None, Query(pattern=r"^(c_[0-9a-f]{12})?$")]
+CATEGORY = Annotated[str | None, Query(pattern=f"^({CATEGORY_ID_PATTERN})?$")]
 
 
 @dataclass
@@ -413,7 +414,7 @@ def create_web_app(parts: WebParts) -> FastAPI:
         user: WRITER,
         image: Annotated[UploadFile, File()],
         k: Annotated[int, Form(ge=1, le=100)] = ui.neighbours,
-        category: Annotated[str | None, Form(pattern=r"^(c_[0-9a-f]{12})?$")] = None,
+        category: Annotated[str | None, Form(pattern=f"^({CATEGORY_ID_PATTERN})?$")] = None,
     ) -> dict[str, Any]:
         data = read_upload(image, ui.max_upload_bytes)
         return parts.similarity.by_image(data, k, category or None)

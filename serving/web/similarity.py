@@ -27,8 +27,9 @@ from serving.web.metrics import WebMetrics
 from serving.web.publisher import Publisher
 from serving.web.view import TopicView, judgement_key
 from training.labels import newest_version
+from training.taxonomy import CATEGORY_ID_PATTERN
 
-CATEGORY_ID: Final = re.compile(r"^c_[0-9a-f]{12}$")
+CATEGORY_ID: Final = re.compile(f"^{CATEGORY_ID_PATTERN}$")
 SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ID: Final = 512
 
