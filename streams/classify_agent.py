@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -174,12 +173,7 @@ def build_stage(
         topic=topics.predictions,
         products=serde_for("Product", registry, topic=topics.normalized),
         predictions=serde_for("Prediction", registry, topic=topics.predictions),
-        dead_letters=DeadLetters(
-            topics.deadletter,
-            serde_for("DeadLetter", registry, topic=topics.deadletter),
-            stage=STAGE,
-            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
-        ),
+        dead_letters=DeadLetters.for_stage(settings, STAGE),
         backend=backend or create_backend(serving, serving.classifier, observe=observe),
         cards=CardStore(serving.model_base),
         serving=serving,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from schemas.serde import AvroSerde
+from schemas.serde import AvroSerde, serde_for
 from streams.stage import Headers, Outgoing
+
+if TYPE_CHECKING:
+    from prodcat.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,18 @@ class DeadLetters:
         self.serde = serde
         self.stage = stage
         self.worker = worker
+
+    @classmethod
+    def for_stage(cls, settings: Settings, stage: str) -> DeadLetters:
+        """The dead letters of ``stage`` in this worker: the configured topic and framing, and
+        the worker named ``<host>:<app id>``."""
+        topic = settings.topics.deadletter
+        return cls(
+            topic,
+            serde_for("DeadLetter", settings.serde.registry_url, topic=topic),
+            stage=stage,
+            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
+        )
 
     def outgoing(
         self,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -190,12 +189,7 @@ def build_stage(settings: Settings, metrics: DriftMetrics) -> DriftStage:
     registry, topics = settings.serde.registry_url, settings.topics
     return DriftStage(
         predictions=serde_for("Prediction", registry, topic=topics.predictions),
-        dead_letters=DeadLetters(
-            topics.deadletter,
-            serde_for("DeadLetter", registry, topic=topics.deadletter),
-            stage=STAGE,
-            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
-        ),
+        dead_letters=DeadLetters.for_stage(settings, STAGE),
         references=ReferenceStore(settings.serving.model_base),
         settings=settings.drift,
         metrics=metrics,

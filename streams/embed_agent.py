@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -178,12 +177,7 @@ def build_stage(
     store.ensure_collection()
     return EmbedStage(
         products=serde_for("Product", registry, topic=topics.normalized),
-        dead_letters=DeadLetters(
-            topics.deadletter,
-            serde_for("DeadLetter", registry, topic=topics.deadletter),
-            stage=STAGE,
-            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
-        ),
+        dead_letters=DeadLetters.for_stage(settings, STAGE),
         fetcher=ImageFetcher(settings.images),
         backend=backend
         or create_backend(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -81,12 +80,7 @@ class RetrainTrigger:
         self.state = TriggerState(cfg.min_new_labels, cfg.max_wait_s)
         self.stage = LabelStage(
             labels=serde_for("Label", registry, topic=topics.labels),
-            dead_letters=DeadLetters(
-                topics.deadletter,
-                serde_for("DeadLetter", registry, topic=topics.deadletter),
-                stage="labels",
-                worker=f"{socket.gethostname()}:{settings.worker.app_id}",
-            ),
+            dead_letters=DeadLetters.for_stage(settings, "labels"),
             model_base=settings.serving.model_base,
             name=self.model,
         )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -358,12 +357,7 @@ def build_stage(
         topic=topics.annotation_requests,
         predictions=serde_for("Prediction", registry, topic=topics.predictions),
         requests=serde_for("AnnotationRequest", registry, topic=topics.annotation_requests),
-        dead_letters=DeadLetters(
-            topics.deadletter,
-            serde_for("DeadLetter", registry, topic=topics.deadletter),
-            stage=STAGE,
-            worker=f"{socket.gethostname()}:{settings.worker.app_id}",
-        ),
+        dead_letters=DeadLetters.for_stage(settings, STAGE),
         settings=sampler,
         metrics=metrics,
         similarity=similarity,
