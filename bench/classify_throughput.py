@@ -32,8 +32,9 @@ from confluent_kafka import Producer
 from harness import fresh_broker, run_settings
 
 from prodcat import localkafka
-from prodcat.settings import (
-    REPO_ROOT,
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.model_store import CardStore
+from prodcat.core.settings import (
     KafkaSettings,
     ServingSettings,
     Settings,
@@ -41,18 +42,17 @@ from prodcat.settings import (
     WorkerSettings,
     load_settings,
 )
-from schemas.serde import serde_for
-from serving.backends import InProcessBackend
-from serving.classify import model_inputs, predictions
-from serving.model_card import CardStore
-from streams.kafka_clients import producer_config
-from streams.normalize import normalize_event
-from streams.readback import read_topics
-from streams.replay import dataset_events
-from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import start_worker, stop_worker, wait_worker_ready
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.backends import InProcessBackend
+from prodcat.serving.classify import predictions
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.readback import read_topics
+from prodcat.streams.replay import dataset_events
+from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.streams.worker_process import start_worker, stop_worker, wait_worker_ready
+from prodcat.training.inputs import model_inputs
 
-HOME = REPO_ROOT / "var" / "bench-classify"
+HOME = Path.cwd() / "var" / "bench-classify"
 
 
 def _products(data_dir: Path, n: int) -> list[tuple[bytes, bytes]]:
@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512, help="products per model call")
     parser.add_argument("--consume-batch", type=int, default=2000, help="records per poll")
-    parser.add_argument("--model-base", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--model-base", type=Path, default=Path.cwd() / "models")
     args = parser.parse_args()
     if args.products < 5 * args.consume_batch:
         # The rate is taken between output timestamps; one or two polls would measure nothing.

@@ -33,8 +33,8 @@ from confluent_kafka import Producer
 from harness import fresh_broker, run_settings
 
 from prodcat import localkafka
-from prodcat.settings import (
-    REPO_ROOT,
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import (
     ImageSettings,
     KafkaSettings,
     MilvusSettings,
@@ -43,15 +43,19 @@ from prodcat.settings import (
     TopicNames,
     load_settings,
 )
-from schemas.serde import serde_for
-from serving.backends import InProcessBackend
-from streams.kafka_clients import producer_config
-from streams.normalize import normalize_event
-from streams.replay import dataset_events
-from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import scrape_metric, start_worker, stop_worker, wait_worker_ready
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.backends import InProcessBackend
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.replay import dataset_events
+from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.streams.worker_process import (
+    scrape_metric,
+    start_worker,
+    stop_worker,
+    wait_worker_ready,
+)
 
-HOME = REPO_ROOT / "var" / "bench-embed"
+HOME = Path.cwd() / "var" / "bench-embed"
 BATCH = 64
 
 
@@ -108,7 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--products", type=int, default=2637)
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--model-base", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--model-base", type=Path, default=Path.cwd() / "models")
     args = parser.parse_args()
 
     base = load_settings()

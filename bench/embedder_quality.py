@@ -3,7 +3,8 @@
     .venv/bin/python bench/embedder_quality.py [--out var/bench/embedder] [--skip-finetune]
 
 1. Pretrained MobileNetV2-0.35 on all 2,637 thumbnails: precision@10 of the article type (global and
-   within the master category) and nearest-neighbour top-1 (``training.image_commands.evaluate_embedder``).
+   within the master category) and nearest-neighbour top-1
+   (``prodcat.training.image_commands.evaluate_embedder``).
 2. Fine-tune on the train half of the article types; the same figures for the pretrained and the
    fine-tuned embedder on the eval half (``finetune_embedder``; defaults of ``FinetuneParams``).
 3. Export the fine-tuned (or, with --skip-finetune, the pretrained) embedder as a SavedModel, reload it
@@ -27,15 +28,19 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from prodcat.settings import REPO_ROOT, load_settings
-from serving.embedder import embed_bytes
-from training.image_commands import (
+from prodcat.core.settings import load_settings
+from prodcat.training.embedder import embed_bytes
+from prodcat.training.image_commands import (
     evaluate_embedder,
     export_image_embedder,
     finetune_embedder,
     pretrained_weights,
 )
-from training.image_similarity import evaluate_embeddings, load_myntra_images, split_article_types
+from prodcat.training.image_similarity import (
+    evaluate_embeddings,
+    load_myntra_images,
+    split_article_types,
+)
 
 
 def savedmodel_figures(version_dir: Path, data_dir: Path, runs: int) -> dict[str, Any]:
@@ -70,7 +75,7 @@ def savedmodel_figures(version_dir: Path, data_dir: Path, runs: int) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "bench" / "embedder")
+    parser.add_argument("--out", type=Path, default=Path.cwd() / "var" / "bench" / "embedder")
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()

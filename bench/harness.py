@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from prodcat import localkafka
-from prodcat.settings import LocalKafkaSettings, Settings, TopicNames, WorkerSettings
+from prodcat.core.settings import LocalKafkaSettings, Settings, TopicNames, WorkerSettings
 
 
 def fresh_broker(settings: Settings, home: Path, port: int) -> tuple[LocalKafkaSettings, str]:

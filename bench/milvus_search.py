@@ -7,7 +7,7 @@
    centre per category path (hierarchical: siblings share their parent's offset) plus noise. The
    category paths are the cleaned Flipkart paths of ``flipkart_20k.csv``, cycled to ``--rows``, so
    the category sizes follow the real distribution.
-2. Upserts them through :class:`serving.vector_store.VectorStore` (``index=auto``: IVF_FLAT on
+2. Upserts them through :class:`prodcat.serving.vector_store.VectorStore` (``index=auto``: IVF_FLAT on
    milvus-lite), flushes and waits for the index; reports rows/s. With ``--no-flat`` unset, the same
    rows go into a second collection with a FLAT index (the exact baseline).
 3. ``--queries`` held-out vectors (new products drawn from the same mixture, so most lie outside
@@ -34,11 +34,11 @@ from typing import Literal
 import numpy as np
 from pymilvus import MilvusClient
 
-from prodcat.settings import MilvusSettings, load_settings
-from serving.vector_plan import NPROBE, category_filter
-from serving.vector_store import ImageVector, VectorStore
-from training.dataset import load_flipkart
-from training.taxonomy import path_id
+from prodcat.core.ids import path_id
+from prodcat.core.settings import MilvusSettings, load_settings
+from prodcat.serving.vector_plan import NPROBE, category_filter
+from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.training.dataset import load_flipkart
 
 DIM = 1280
 K = 10

@@ -26,22 +26,21 @@ from pathlib import Path
 from harness import run_settings
 
 from prodcat import localkafka
-from prodcat.settings import (
-    REPO_ROOT,
+from prodcat.core.settings import (
     KafkaSettings,
     Settings,
     TopicNames,
     load_settings,
 )
-from schemas.serde import serde_for
-from streams.exceptions import NormalizationError
-from streams.normalize import normalize_event
-from streams.readback import read_topics
-from streams.replay import RawEvent, dataset_events, replay
-from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import start_worker, stop_worker, wait_worker_ready
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.exceptions import NormalizationError
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.readback import read_topics
+from prodcat.streams.replay import RawEvent, dataset_events, replay
+from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.streams.worker_process import start_worker, stop_worker, wait_worker_ready
 
-HOME = REPO_ROOT / "var" / "bench"
+HOME = Path.cwd() / "var" / "bench"
 
 
 def _events(data_dir: Path, n: int) -> list[RawEvent]:

@@ -8,12 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from prodcat.exceptions import ProdcatError
-from prodcat.settings import Settings, load_settings
-from schemas.exceptions import SerdeError
-from serving.exceptions import ServingError
-from streams.exceptions import StreamsError
-from training.exceptions import TrainingError
+from prodcat.core.errors import ProdcatError
+from prodcat.core.settings import Settings, load_settings
 
 logger = logging.getLogger("prodcat")
 
@@ -167,7 +163,7 @@ def _dev_kafka(settings: Settings, action: str) -> int:
 
 
 def _topics(settings: Settings, action: str) -> int:
-    from streams.topics import ensure_topics, topic_specs
+    from prodcat.streams.topics import ensure_topics, topic_specs
 
     specs = topic_specs(settings.topics)
     if action == "create":
@@ -180,7 +176,7 @@ def _topics(settings: Settings, action: str) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.replay import dataset_events, replay
+    from prodcat.streams.replay import dataset_events, replay
 
     feeds = [f.strip() for f in args.feeds.split(",") if f.strip()]
     result = replay(
@@ -198,7 +194,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 def _embedder(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
-    from training import image_commands
+    from prodcat.training import image_commands
 
     if args.action == "export":
         source = args.weights or settings.data_dir
@@ -220,7 +216,7 @@ def _embedder(settings: Settings, args: argparse.Namespace) -> int:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.what == "grpc":
-        from serving.grpc_server import serve
+        from prodcat.serving.grpc_server import serve
 
         host, port = args.host or "127.0.0.1", args.port if args.port is not None else 8500
         server, _, bound = serve(settings.serving.model_base, host, port)
@@ -230,10 +226,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
     from prometheus_client import CollectorRegistry
 
-    from serving.api import create_api
-    from serving.backends import create_backend
-    from serving.vector_store import VectorStore
-    from streams.metrics import MilvusMetrics, ModelMetrics
+    from prodcat.core.metrics import MilvusMetrics, ModelMetrics
+    from prodcat.serving.api import create_api
+    from prodcat.serving.backends import create_backend
+    from prodcat.serving.vector_store import VectorStore
 
     api = settings.api
     registry = CollectorRegistry()
@@ -251,7 +247,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _labels(settings: Settings, args: argparse.Namespace) -> int:
-    from streams import label_commands
+    from prodcat.streams import label_commands
 
     if args.action == "import":
         report = label_commands.import_labels(settings, args.file)
@@ -260,7 +256,7 @@ def _labels(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "rules":
         print(label_commands.rule_labels(settings, args.file).format())
         return 0
-    from training.labels import write_snapshot
+    from prodcat.training.labels import write_snapshot
 
     snapshot = label_commands.materialise_snapshot(settings)
     count = write_snapshot(snapshot.items, args.out)
@@ -269,7 +265,7 @@ def _labels(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _retrain(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.retrain_job import run_retrain_job
+    from prodcat.streams.retrain_job import run_retrain_job
 
     result = run_retrain_job(settings, version=args.version, result_path=args.result)
     print(f"v{result.version} {result.outcome}: {result.reason}")
@@ -289,15 +285,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "topics":
             return _topics(settings, args.action)
         if args.command == "worker":
-            from streams.worker import run_worker
+            from prodcat.streams.worker import run_worker
 
             run_worker(settings, args.roles)
             return 0
         if args.command == "replay":
             return _replay(settings, args)
         if args.command == "rules":
-            from training import commands
-            from training.rules import FLIPKART_RULES
+            from prodcat.training import commands
+            from prodcat.training.rules import FLIPKART_RULES
 
             target = args.file or FLIPKART_RULES
             if args.action == "seed":
@@ -311,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "retrain":
             return _retrain(settings, args)
         if args.command == "experiment":
-            from training import al_commands
+            from prodcat.training import al_commands
 
             if args.report_only:
                 print(al_commands.report(args.out))
@@ -332,12 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "baseline":
-            from training.commands import baseline_table
+            from prodcat.training.commands import baseline_table
 
             print(baseline_table(settings.data_dir, [int(x) for x in args.levels.split(",")]))
             return 0
         if args.command == "train":
-            from training import train_command
+            from prodcat.training import train_command
 
             if args.compare is not None:
                 levels = [int(x) for x in args.levels.split(",")]
@@ -361,11 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "ui":
             if args.ui_action == "user":
-                from serving.web.accounts import add_user
+                from prodcat.serving.web.accounts import add_user
 
                 print(add_user(settings, args.name, password_stdin=args.password_stdin))
                 return 0
-            from serving.web.server import run_ui
+            from prodcat.serving.web.server import run_ui
 
             return run_ui(settings, args.host, args.port)
         if args.command == "models":
@@ -378,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from prodcat.demo import run_demo
 
             return run_demo(settings, limit=args.limit)
-    except (ProdcatError, StreamsError, SerdeError, ServingError, TrainingError) as exc:
+    except ProdcatError as exc:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:

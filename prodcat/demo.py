@@ -19,13 +19,13 @@ from collections import Counter
 from typing import Any
 
 from prodcat import localkafka
-from prodcat.settings import REPO_ROOT, MilvusSettings, Settings
-from schemas.serde import serde_for
-from streams.drift_agent import SIGNALS
-from streams.readback import Record, read_topics
-from streams.replay import RawEvent, dataset_events, replay
-from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import (
+from prodcat.core.settings import PACKAGE_ROOT, MilvusSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.drift_agent import SIGNALS
+from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.replay import RawEvent, dataset_events, replay
+from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.streams.worker_process import (
     scrape_metric,
     start_worker,
     stop_worker,
@@ -35,7 +35,6 @@ from streams.worker_process import (
 
 logger = logging.getLogger(__name__)
 
-DEMO_HOME = REPO_ROOT / "var" / "demo"
 
 #: What real feeds also send now and then; each must end as a dead letter with its reason.
 MALFORMED = [
@@ -54,19 +53,19 @@ FEEDS = ["flipkart", "myntra", "thumbnails"]
 
 def ensure_models(settings: Settings) -> list[str]:
     """Train the classifier / export the embedder into the model store if they are missing."""
-    from serving.backends import available_versions
+    from prodcat.core.model_store import available_versions
 
     serving, notes = settings.serving, []
     base = serving.model_base
     if not available_versions(base / serving.classifier):
         print(f"      no classifier under {base}: training one (`prodcat train`, ~2-3 min)")
-        from training.train_command import train_and_export
+        from prodcat.training.train_command import train_and_export
 
-        config = REPO_ROOT / "training" / "configs" / "cnn.yaml"
+        config = PACKAGE_ROOT / "training" / "configs" / "cnn.yaml"
         result, target = train_and_export(config, settings.data_dir, base, serving.classifier, 3)
         notes.append(f"trained {target} (L3 accuracy {result.accuracy:.4f})")
     if not available_versions(base / serving.embedder):
-        from training.image_commands import export_image_embedder
+        from prodcat.training.image_commands import export_image_embedder
 
         finetuned = base / "image_embedder_finetuned.weights.h5"
         source = finetuned if finetuned.is_file() else settings.data_dir
@@ -78,10 +77,11 @@ def ensure_models(settings: Settings) -> list[str]:
 
 
 def run_demo(settings: Settings, limit: int | None = None) -> int:
-    if DEMO_HOME.exists():
-        shutil.rmtree(DEMO_HOME)
-    DEMO_HOME.mkdir(parents=True)
-    kafka_cfg = settings.local_kafka.model_copy(update={"home": DEMO_HOME / "kafka"})
+    demo_home = settings.home / "var" / "demo"
+    if demo_home.exists():
+        shutil.rmtree(demo_home)
+    demo_home.mkdir(parents=True)
+    kafka_cfg = settings.local_kafka.model_copy(update={"home": demo_home / "kafka"})
     bootstrap = f"{kafka_cfg.host}:{kafka_cfg.port}"
     images = (settings.data_dir / "myntra" / "images").resolve()
     settings = settings.model_copy(
@@ -90,7 +90,7 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
             "images": settings.images.model_copy(
                 update={"file_roots": (*settings.images.file_roots, images)}
             ),
-            "milvus": MilvusSettings(uri=str(DEMO_HOME / "milvus" / "vectors.db")),
+            "milvus": MilvusSettings(uri=str(demo_home / "milvus" / "vectors.db")),
             "sampler": settings.sampler.model_copy(update={"window_s": DEMO_SAMPLER_WINDOW_S}),
         }
     )
@@ -105,7 +105,7 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         print("[3/7] creating topics", flush=True)
         ensure_topics(settings.kafka, topic_specs(settings.topics))
         print(f"[4/7] starting a worker running {', '.join(STAGES)}", flush=True)
-        worker = start_worker(settings, list(STAGES), DEMO_HOME / "worker.log")
+        worker = start_worker(settings, list(STAGES), demo_home / "worker.log")
         for stage in STAGES:
             wait_worker_ready(worker, host, port, stage, timeout_s=180)
         print("[5/7] replaying the Flipkart, Myntra and thumbnail feeds", flush=True)
@@ -150,13 +150,13 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         if worker is not None:
             stop_worker(worker)
         localkafka.stop(kafka_cfg)
-        print(f"stopped the worker and Kafka; logs in {DEMO_HOME}", flush=True)
+        print(f"stopped the worker and Kafka; logs in {demo_home}", flush=True)
 
 
 def _similar(settings: Settings, records: list[Record]) -> list[str]:
     """Neighbours of a few thumbnails: global, and within the query's level-2 category."""
-    from serving.vector_store import VectorStore
-    from training.taxonomy import path_id
+    from prodcat.core.ids import path_id
+    from prodcat.serving.vector_store import VectorStore
 
     products = serde_for("Product")
     titles: dict[str, str] = {}
@@ -277,7 +277,7 @@ def _ui_hint(settings: Settings) -> list[str]:
     ui = settings.ui
     return [
         "web UI on the demo data (annotation queue, similarity evaluation):",
-        f"  export PRODCAT_LOCAL_KAFKA__HOME={DEMO_HOME / 'kafka'} "
+        f"  export PRODCAT_LOCAL_KAFKA__HOME={settings.home / 'var' / 'demo' / 'kafka'} "
         f"PRODCAT_MILVUS__URI={settings.milvus.uri} PRODCAT_IMAGES__FILE_ROOTS='[{roots}]'",
         "  .venv/bin/prodcat dev kafka start     # the demo's broker again, with its topics",
         "  .venv/bin/prodcat ui user add alice   # asks for a password (8+ characters)",

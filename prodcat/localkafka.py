@@ -1,7 +1,8 @@
 """A real single-node Apache Kafka broker (KRaft) for development, tests and the demo.
 
-The broker jars come from Maven Central through ``deploy/kafka/pom.xml`` into a local cache; the broker
-runs as a detached JVM with its data, logs and pid file under ``LocalKafkaSettings.home``. Every
+The broker jars come from Maven Central through ``prodcat/kafka/pom.xml`` (shipped in the
+package) into a local cache; the broker runs as a detached JVM with its data, logs and pid file
+under ``LocalKafkaSettings.home``. Every
 operation is idempotent: ``start`` on a running broker only waits for it, ``stop`` on a stopped one does
 nothing.
 """
@@ -20,13 +21,18 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from prodcat.exceptions import LocalKafkaError
-from prodcat.settings import REPO_ROOT, LocalKafkaSettings
+from prodcat.core.errors import ProdcatError
+from prodcat.core.settings import LocalKafkaSettings
+
+
+class LocalKafkaError(ProdcatError):
+    """The local Kafka broker could not be installed, started or stopped."""
+
 
 logger = logging.getLogger(__name__)
 
-POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
-LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+POM = Path(__file__).resolve().parent / "kafka" / "pom.xml"
+LOG4J_CONFIG = POM.parent / "log4j2.properties"
 _COMPLETE_MARKER = ".complete"
 #: Brokers started by this process, kept so they are reaped on stop (and not reported as leaked).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}

@@ -2,14 +2,14 @@
 
 Typical use::
 
-    from schemas import serde_for
+    from prodcat.schemas import serde_for
 
     serde = serde_for("Product")
     data = serde.encode(record)      # Avro single-object encoding
     record == serde.decode(data)
 """
 
-from schemas.exceptions import (
+from prodcat.schemas.exceptions import (
     DecodeError,
     EncodeError,
     RegistryError,
@@ -17,7 +17,7 @@ from schemas.exceptions import (
     SerdeError,
     UnknownSchemaError,
 )
-from schemas.registry import (
+from prodcat.schemas.registry import (
     ParsedSchema,
     SchemaStore,
     default_store,
@@ -27,7 +27,7 @@ from schemas.registry import (
     load_schema_text,
     schema_names,
 )
-from schemas.serde import SINGLE_OBJECT_MARKER, AvroSerde, serde_for
+from prodcat.schemas.serde import SINGLE_OBJECT_MARKER, AvroSerde, serde_for
 
 __all__ = [
     "SINGLE_OBJECT_MARKER",

@@ -7,7 +7,7 @@ the boundary and kept as ``__cause__``.
 
 from __future__ import annotations
 
-from prodcat.exceptions import TransientError
+from prodcat.core.errors import ProdcatError, TransientError
 
 __all__ = [
     "DecodeError",
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-class SerdeError(Exception):
+class SerdeError(ProdcatError):
     """Base class of every error raised by the ``schemas`` package."""
 
 

@@ -26,7 +26,7 @@ from fastavro.schema import (
 )
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 
-from schemas.exceptions import SchemaError, UnknownSchemaError
+from prodcat.schemas.exceptions import SchemaError, UnknownSchemaError
 
 __all__ = [
     "ParsedSchema",
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 ParsedSchema: TypeAlias = dict[str, Any] | list[Any] | str
 """A schema as fastavro's ``parse_schema`` returns it."""
 
-_PACKAGE = "schemas"
+_PACKAGE = "prodcat.schemas"
 _SUFFIX = ".avsc"
 # Logical types the binary codec leaves as their underlying type, so that records carry
 # plain int milliseconds both ways instead of fastavro's datetime objects.

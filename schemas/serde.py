@@ -4,7 +4,7 @@ Two wire formats:
 
 * Avro single-object encoding (default, no registry configured): ``C3 01``, the 8-byte
   little-endian CRC-64-AVRO fingerprint of the writer schema, then the Avro binary body. The
-  writer schema is found by fingerprint in a :class:`~schemas.registry.SchemaStore` and resolved
+  writer schema is found by fingerprint in a :class:`~prodcat.schemas.registry.SchemaStore` and resolved
   to the reader schema (the shipped one) under the Avro resolution rules.
 * Confluent Schema Registry framing (``registry_url`` given): magic byte ``0``, 4-byte big-endian
   schema id, body; done by confluent-kafka's ``AvroSerializer``/``AvroDeserializer``.
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
-from schemas.exceptions import (
+from prodcat.schemas.exceptions import (
     DecodeError,
     EncodeError,
     RegistryError,
     UnknownSchemaError,
 )
-from schemas.registry import (
+from prodcat.schemas.registry import (
     ParsedSchema,
     SchemaStore,
     default_store,
@@ -85,7 +85,7 @@ class AvroSerde:
     """Encode and decode records of one shipped schema (``record_name``) as Avro.
 
     Without ``registry_url`` (None or empty) this uses Avro single-object encoding, with writer
-    schemas looked up in ``store`` (the process-wide :func:`~schemas.registry.default_store` by
+    schemas looked up in ``store`` (the process-wide :func:`~prodcat.schemas.registry.default_store` by
     default). With ``registry_url`` it uses Confluent framing: the schema is auto-registered
     under the subject ``{topic}-value`` (``{topic}-key`` with ``is_key=True``), or under the
     record's full name when no topic is given. ``registry_config`` is extra

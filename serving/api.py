@@ -6,7 +6,7 @@
     GET  /metrics                                  (Prometheus)
 
 ``category`` restricts the search to a category subtree at any level (the id of any prefix of a
-category path, as in predictions: ``training.taxonomy.path_id``); without it the search is global.
+category path, as in predictions: ``prodcat.training.taxonomy.path_id``); without it the search is global.
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so the blocking Milvus and model
 calls do not stall the event loop.
 """
@@ -29,12 +29,12 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 
-from prodcat.settings import ApiSettings
-from serving.backends import ModelBackend
-from serving.exceptions import ModelInputError, TransientError
-from serving.image_fetch import sniff_media_type
-from serving.vector_store import Hit, VectorStore
-from training.taxonomy import CATEGORY_ID_PATTERN
+from prodcat.core.ids import CATEGORY_ID_PATTERN
+from prodcat.core.settings import ApiSettings
+from prodcat.serving.backends import ModelBackend
+from prodcat.serving.exceptions import ModelInputError, TransientError
+from prodcat.serving.image_fetch import sniff_media_type
+from prodcat.serving.vector_store import Hit, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def neighbours_of_product(
 ) -> list[Hit]:
     """The ``k`` neighbours of a stored product's image (404 when it has no vector).
 
-    Shared by the API and the web UI (:mod:`serving.web`), so both answer the same way.
+    Shared by the API and the web UI (:mod:`prodcat.serving.web`), so both answer the same way.
     """
     if store.get_vector(product_id) is None:
         raise HTTPException(404, f"no image vector for product {product_id!r}")

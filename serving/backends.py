@@ -6,7 +6,7 @@ version that produced them, so a caller never mixes the outputs of one version w
 
 * :class:`InProcessBackend` loads ``<model_base>/<name>/<version>/`` and polls the directory for a
   newer version (or keeps a pinned one), loading it in the background and swapping atomically.
-* :class:`TFServingBackend` (``serving.tfserving``) calls TF Serving's ``PredictionService``, which
+* :class:`TFServingBackend` (``prodcat.serving.tfserving``) calls TF Serving's ``PredictionService``, which
   does the swap itself; the response names the version that answered.
 """
 
@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 import tensorflow as tf
 
-from prodcat.settings import ServingSettings
-from serving.exceptions import (
+from prodcat.core.model_store import available_versions
+from prodcat.core.settings import ServingSettings
+from prodcat.serving.exceptions import (
     BackendUnavailableError,
     ModelInputError,
     ModelNotFoundError,
@@ -53,17 +54,6 @@ class ModelBackend(Protocol):
     def predict(self, inputs: Arrays) -> ModelOutput: ...
 
     def close(self) -> None: ...
-
-
-def available_versions(model_dir: Path) -> list[int]:
-    """Complete versions under ``model_dir``, ascending (``.N.partial`` exports are ignored)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(p.name)
-        for p in model_dir.iterdir()
-        if p.name.isdigit() and (p / "saved_model.pb").is_file()
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +86,7 @@ class InProcessBackend:
     ones every ``poll_interval_s``; a new version is loaded off the request path and swapped in with
     one reference assignment. Calls in flight finish on the version they started with.
     With ``committee_size >= 2`` the ``committee_size - 1`` versions just below the served one stay
-    loaded too, for :meth:`predict_members` (query by committee, ``serving.committee``).
+    loaded too, for :meth:`predict_members` (query by committee, ``prodcat.serving.committee``).
     """
 
     def __init__(
@@ -285,7 +275,7 @@ def create_backend(
     """The backend ``settings.backend`` names, for model ``name`` (timed by ``observe`` if given)."""
     backend: ModelBackend
     if settings.backend == "tfserving":
-        from serving.tfserving import TFServingBackend  # gRPC stack only when asked for
+        from prodcat.serving.tfserving import TFServingBackend  # gRPC stack only when asked for
 
         backend = TFServingBackend.from_settings(settings, name)
     else:

@@ -1,6 +1,6 @@
 """Classification as pure functions: products → model inputs, model outputs → ``Prediction`` records.
 
-The classify agent (``streams.classify_agent``) only decodes, batches, calls the backend and sends;
+The classify agent (``prodcat.streams.classify_agent``) only decodes, batches, calls the backend and sends;
 everything a prediction holds is computed here and testable without Kafka or TensorFlow.
 """
 
@@ -11,29 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from serving.backends import ModelOutput
-from serving.committee import committee_scores
-from serving.exceptions import ModelSignatureError
-from serving.model_card import ClassifierCard
-from training import acquisition
+from prodcat.core.model_store import ClassifierCard
+from prodcat.serving.backends import ModelOutput
+from prodcat.serving.committee import committee_scores
+from prodcat.serving.exceptions import ModelSignatureError
+from prodcat.training import acquisition
 
 Array = np.ndarray[Any, Any]
 EXCLUSIVE_PROBS = "exclusive_probs"
 RULE_BASED_PROBS = "rule_based_probs"
-
-
-def model_inputs(products: Sequence[Mapping[str, Any]]) -> dict[str, Array]:
-    """The classifier's raw string inputs for ``products`` (Product records).
-
-    ``category_text`` stays empty, as in training (``training.pipeline.features_of``): the feed's
-    category is the label's source there, so feeding it here would be train/serve skew.
-    """
-    return {
-        "title": np.array([p.get("title") or "" for p in products], dtype=object),
-        "brand": np.array([p.get("brand") or "" for p in products], dtype=object),
-        "category_text": np.array(["" for _ in products], dtype=object),
-        "description": np.array([p.get("description") or "" for p in products], dtype=object),
-    }
 
 
 def uncertainty(probs: Array) -> Array:
@@ -66,7 +52,7 @@ def predictions(
 
     ``committee``: older versions' outputs (with their cards) for the same products; with at least
     one, the uncertainty holds the committee's vote entropy and KL to the consensus (the members
-    aligned on ``card``'s classes, see ``serving.committee``), otherwise those are null.
+    aligned on ``card``'s classes, see ``prodcat.serving.committee``), otherwise those are null.
     """
     probs = output.outputs.get(EXCLUSIVE_PROBS)
     if probs is None or probs.shape != (len(products), len(card.class_ids)):

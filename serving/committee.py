@@ -16,8 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from serving.backends import Arrays, ModelBackend, ModelOutput
-from training import acquisition
+from prodcat.serving.backends import Arrays, ModelBackend, ModelOutput
+from prodcat.training import acquisition
 
 logger = logging.getLogger(__name__)
 

@@ -1,21 +1,17 @@
 """Errors raised by model serving, image fetching and the vector store.
 
 Everything derives from :class:`ServingError`. Errors that mean "the infrastructure is down, retry"
-also derive from :class:`prodcat.exceptions.TransientError`, which stream stages retry with backoff
+also derive from :class:`prodcat.core.errors.TransientError`, which stream stages retry with backoff
 instead of dead-lettering the input.
 """
 
 from __future__ import annotations
 
-from prodcat.exceptions import TransientError
+from prodcat.core.errors import ModelNotFoundError, ProdcatError, TransientError
 
 
-class ServingError(Exception):
+class ServingError(ProdcatError):
     """Base class of every error raised by the ``serving`` package."""
-
-
-class ModelNotFoundError(ServingError):
-    """No usable model version exists (yet) under the model base directory or on the server."""
 
 
 class ModelSignatureError(ServingError, TransientError):

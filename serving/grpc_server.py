@@ -19,8 +19,8 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.backends import InProcessBackend
-from serving.exceptions import (
+from prodcat.serving.backends import InProcessBackend
+from prodcat.serving.exceptions import (
     BackendUnavailableError,
     ModelInputError,
     ModelNotFoundError,

@@ -1,7 +1,7 @@
 """Fetching product images: a security boundary (see DESIGN.md, "Images and similarity").
 
 :class:`ImageFetcher` fetches ``http``, ``https`` and (inside configured roots) ``file`` URLs. Every
-hop of a redirect chain is re-checked against the address guard of :mod:`serving.url_guard`, whose
+hop of a redirect chain is re-checked against the address guard of :mod:`prodcat.serving.url_guard`, whose
 resolver sits inside the aiohttp connector so that only checked addresses are ever connected to.
 Sizes and the total time per image are bounded, and the media type comes from the bytes themselves,
 never from ``Content-Type``. Every failure is an :class:`ImageFetchError` whose ``kind`` is the
@@ -23,9 +23,9 @@ from typing import Self
 import aiohttp
 from yarl import URL
 
-from prodcat.settings import ImageSettings
-from serving.exceptions import ImageFetchError
-from serving.url_guard import AddressPolicy, GuardedResolver, parse_ip_host
+from prodcat.core.settings import ImageSettings
+from prodcat.serving.exceptions import ImageFetchError
+from prodcat.serving.url_guard import AddressPolicy, GuardedResolver, parse_ip_host
 
 logger = logging.getLogger(__name__)
 

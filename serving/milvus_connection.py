@@ -3,8 +3,8 @@
 A local ``*.db`` URI makes pymilvus start milvus-lite inside this process (a gRPC server thread
 holding the directory's LOCK until process exit); :func:`release` stops it once the last user in
 this process is done, so another process may open the directory. Errors become
-:class:`~serving.exceptions.VectorStoreUnavailableError` when retrying may help (server down,
-deadline passed) and :class:`~serving.exceptions.VectorStoreError` otherwise.
+:class:`~prodcat.serving.exceptions.VectorStoreUnavailableError` when retrying may help (server down,
+deadline passed) and :class:`~prodcat.serving.exceptions.VectorStoreError` otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Final
 
 from pymilvus import MilvusClient, MilvusException
 
-from serving.exceptions import VectorStoreError, VectorStoreUnavailableError
+from prodcat.serving.exceptions import VectorStoreError, VectorStoreUnavailableError
 
 __all__ = ["NOT_LOADED", "connect", "is_local", "release", "translate_errors"]
 

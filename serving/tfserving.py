@@ -18,9 +18,10 @@ import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from prodcat.settings import ServingSettings
-from serving.backends import Arrays, ModelOutput, available_versions
-from serving.exceptions import BackendUnavailableError, ModelInputError, ModelSignatureError
+from prodcat.core.model_store import available_versions
+from prodcat.core.settings import ServingSettings
+from prodcat.serving.backends import Arrays, ModelOutput
+from prodcat.serving.exceptions import BackendUnavailableError, ModelInputError, ModelSignatureError
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from serving.exceptions import ImageFetchError
+from prodcat.serving.exceptions import ImageFetchError
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from training.taxonomy import CATEGORY_ID_PATTERN
+from prodcat.core.ids import CATEGORY_ID_PATTERN
 
 __all__ = [
     "CATEGORY_LEVELS",

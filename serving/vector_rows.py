@@ -1,10 +1,10 @@
 """The product-image collection's schema, and rows and hits as the vector store exchanges them.
 
 Besides ``product_id`` and the unit ``vector``, a row holds ``cat_1..cat_6``
-(``training.taxonomy.path_id`` of each prefix of the category path, ``""`` past its end, so that
+(``prodcat.training.taxonomy.path_id`` of each prefix of the category path, ``""`` past its end, so that
 one equality restricts a search to a subtree at any level), ``category_path`` (levels joined by
 ``" > "``, for display), ``model_version``, ``image_url`` and ``sample_bucket`` (a stable hash of
-the id that lets the store sample the collection, see :mod:`serving.vector_plan`).
+the id that lets the store sample the collection, see :mod:`prodcat.serving.vector_plan`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any, Final
 import numpy as np
 from pymilvus import DataType, MilvusClient
 
-from serving.exceptions import VectorStoreError
-from serving.vector_plan import CATEGORY_LEVELS, sample_bucket
-from training.taxonomy import path_id
+from prodcat.core.ids import path_id
+from prodcat.serving.exceptions import VectorStoreError
+from prodcat.serving.vector_plan import CATEGORY_LEVELS, sample_bucket
 
 __all__ = [
     "CATEGORY_FIELDS",

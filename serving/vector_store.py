@@ -1,12 +1,12 @@
 """The Milvus collection of product image embeddings, and similarity search over it.
 
-One row per product, keyed by ``product_id`` (schema and row conversion: :mod:`serving.vector_rows`);
+One row per product, keyed by ``product_id`` (schema and row conversion: :mod:`prodcat.serving.vector_rows`);
 vectors are stored L2-normalised under metric IP, so scores are cosine similarities. ``uri`` picks
 the backend: a local ``*.db`` path runs milvus-lite inside this process (the directory holds a
 LOCK: one process at a time; to share it run ``milvus-lite server --data-dir D --port P`` and use
 ``http://127.0.0.1:P``), an ``http(s)://`` URI reaches a server. The backend is recognised by the
 server's version string, so a milvus-lite server behind a URI is planned for as milvus-lite. How
-each search is planned (ANN or exact, per query) is in :mod:`serving.vector_plan`.
+each search is planned (ANN or exact, per query) is in :mod:`prodcat.serving.vector_plan`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any, Final
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
 
-from prodcat.settings import MilvusSettings
-from serving.exceptions import VectorStoreError
-from serving.milvus_connection import NOT_LOADED, connect, release, translate_errors
-from serving.vector_plan import (
+from prodcat.core.settings import MilvusSettings
+from prodcat.serving.exceptions import VectorStoreError
+from prodcat.serving.milvus_connection import NOT_LOADED, connect, release, translate_errors
+from prodcat.serving.vector_plan import (
     NLIST,
     SAMPLE_BUCKETS,
     Backend,
@@ -35,7 +35,7 @@ from serving.vector_plan import (
     plan_search,
     resolve_index,
 )
-from serving.vector_rows import (
+from prodcat.serving.vector_rows import (
     CATEGORY_FIELDS,
     OUTPUT_FIELDS,
     VECTOR,
@@ -57,7 +57,7 @@ _QUERY_LIMIT: Final = 16_384  # the largest query window Milvus allows
 _STATS_TTL_S: Final = 300.0
 
 #: ``observe(operation, seconds, error_kind)`` after each upsert, search, delete and get
-#: (error_kind None: it succeeded), e.g. ``streams.metrics.MilvusMetrics.operation``.
+#: (error_kind None: it succeeded), e.g. ``prodcat.core.metrics.MilvusMetrics.operation``.
 OperationObserver = Callable[[str, float, str | None], None]
 
 

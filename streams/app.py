@@ -8,37 +8,39 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import Settings
-from streams.drift_agent import register_drift
-from streams.exceptions import UnknownAgentError
-from streams.kafka_clients import ssl_context, uses_tls
-from streams.metrics import StageMetrics, WorkerMetrics
-from streams.normalize_agent import register_normalize
-from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
+from prodcat.core.kafka_config import ssl_context, uses_tls
+from prodcat.core.metrics import StageMetrics, WorkerMetrics
+from prodcat.core.settings import Settings
+from prodcat.streams.drift_agent import register_drift
+from prodcat.streams.exceptions import UnknownAgentError
+from prodcat.streams.normalize_agent import register_normalize
+from prodcat.streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 
 AgentFactory = Callable[[faust.App, Settings, StageMetrics], Any]
 
 
 def _classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    from streams.classify_agent import register_classify  # TensorFlow only for this role
+    from prodcat.streams.classify_agent import register_classify  # TensorFlow only for this role
 
     return register_classify(app, settings, metrics)
 
 
 def _embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    from streams.embed_agent import register_embed  # TensorFlow and Milvus only for this role
+    from prodcat.streams.embed_agent import (
+        register_embed,  # TensorFlow and Milvus only for this role
+    )
 
     return register_embed(app, settings, metrics)
 
 
 def _sample(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    from streams.sampler_agent import register_sampler  # Milvus only for this role
+    from prodcat.streams.sampler_agent import register_sampler  # Milvus only for this role
 
     return register_sampler(app, settings, metrics)
 
 
 def _retrain(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    from streams.retrain_agent import register_retrain  # launches training jobs
+    from prodcat.streams.retrain_agent import register_retrain  # launches training jobs
 
     return register_retrain(app, settings, metrics)
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Set
 from itertools import chain, islice
 from typing import Any, Final
 
-from streams.fields import key_info, norm_key
-from streams.text import clean_text, scalar_text
+from prodcat.streams.fields import key_info, norm_key
+from prodcat.streams.text import clean_text, scalar_text
 
 __all__ = ["MAX_ATTRIBUTES", "MAX_KEY_LEN", "MAX_VALUE_LEN", "collect_attributes"]
 

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
-from prodcat.exceptions import TransientError
-from prodcat.settings import Settings
-from streams.batch_sender import BatchSender, OutgoingRecord
-from streams.kafka_clients import aiokafka_config
-from streams.metrics import StageMetrics
-from streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
+from prodcat.core.errors import TransientError
+from prodcat.core.kafka_config import aiokafka_config
+from prodcat.core.metrics import StageMetrics
+from prodcat.core.settings import Settings
+from prodcat.streams.batch_sender import BatchSender, OutgoingRecord
+from prodcat.streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 

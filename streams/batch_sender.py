@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from streams.partitioning import partition_for
+from prodcat.streams.partitioning import partition_for
 
 
 class OutgoingRecord(Protocol):

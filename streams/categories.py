@@ -15,8 +15,8 @@ import json
 import re
 from typing import Any, Final
 
-from streams.fields import norm_key
-from streams.text import clean_text, truncate
+from prodcat.streams.fields import norm_key
+from prodcat.streams.text import clean_text, truncate
 
 __all__ = ["MAX_DEPTH", "compose_path", "parse_path"]
 

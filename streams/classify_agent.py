@@ -2,7 +2,7 @@
 
 Thin, like every agent: decode the micro-batch, call the model backend on chunks of
 ``ServingSettings.batch_size`` products (in a thread, so the event loop keeps heartbeating while the
-model runs), turn outputs into records with ``serving.classify`` and send. Offsets are committed
+model runs), turn outputs into records with ``prodcat.serving.classify`` and send. Offsets are committed
 only after the predictions are acknowledged. A serving outage raises a TransientError and the batch
 is retried with backoff (nothing dropped, nothing dead-lettered); a product the model rejects is
 isolated by bisection and dead-lettered alone. Tombstones pass through as tombstones.
@@ -19,18 +19,19 @@ from typing import Any
 
 import faust
 
-from prodcat.settings import ServingSettings, Settings
-from schemas.exceptions import RegistryError, SerdeError
-from schemas.serde import AvroSerde, serde_for
-from serving.backends import ModelBackend, ModelOutput, create_backend
-from serving.classify import model_inputs, predictions
-from serving.committee import predict_with_committee
-from serving.exceptions import ModelInputError
-from serving.model_card import CardStore
-from streams.deadletter import DeadLetters
-from streams.decoding import Decoded, decode_records
-from streams.metrics import ModelMetrics, StageMetrics
-from streams.stage import Outgoing, register_stage
+from prodcat.core.metrics import ModelMetrics, StageMetrics
+from prodcat.core.model_store import CardStore
+from prodcat.core.settings import ServingSettings, Settings
+from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.serving.backends import ModelBackend, ModelOutput, create_backend
+from prodcat.serving.classify import predictions
+from prodcat.serving.committee import predict_with_committee
+from prodcat.serving.exceptions import ModelInputError
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.decoding import Decoded, decode_records
+from prodcat.streams.stage import Outgoing, register_stage
+from prodcat.training.inputs import model_inputs
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from prodcat.settings import KafkaSettings
-from streams.exceptions import StreamsError
-from streams.kafka_clients import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.settings import KafkaSettings
+from prodcat.streams.exceptions import StreamsError
 
 
 @dataclass

@@ -7,11 +7,11 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from schemas.serde import AvroSerde, serde_for
-from streams.stage import Headers, Outgoing
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.stage import Headers, Outgoing
 
 if TYPE_CHECKING:
-    from prodcat.settings import Settings
+    from prodcat.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 

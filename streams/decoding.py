@@ -2,7 +2,7 @@
 
 Each consumed record becomes a :class:`Decoded` (a tombstone has ``value`` None) or, when its bytes
 do not decode, a dead letter (``decode_error``) at its index. An unreachable schema registry is not
-the record's fault: :class:`~schemas.exceptions.RegistryError` propagates and the batch is retried.
+the record's fault: :class:`~prodcat.schemas.exceptions.RegistryError` propagates and the batch is retried.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.exceptions import RegistryError, SerdeError
-from schemas.serde import AvroSerde
-from streams.deadletter import DeadLetters
-from streams.stage import Headers, Outgoing, header_map, source_headers
+from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.serde import AvroSerde
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.stage import Headers, Outgoing, header_map, source_headers
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """The drift agent: ``products.predictions`` → PSI against the serving model's training reference.
 
 Thin like every agent: decode predictions (or dead-letter them with the reason), take each one's
-top-1 category and confidence into the tumbling window of its model (``training.drift``), and when
+top-1 category and confidence into the tumbling window of its model (``prodcat.training.drift``), and when
 a window closes compare it with the reference of the model version that made those predictions
 (``<model_base>/<name>/<version>/drift_reference.json``, written at export). The result is a
 metric, not a record: ``prodcat_drift_psi{model,signal}``. A version without a reference is
@@ -24,13 +24,13 @@ from typing import Any
 
 import faust
 
-from prodcat.settings import DriftSettings, Settings
-from schemas.serde import AvroSerde, serde_for
-from streams.deadletter import DeadLetters
-from streams.decoding import decode_records
-from streams.metrics import DriftMetrics, StageMetrics
-from streams.stage import Outgoing, register_stage
-from training.drift import DriftReference, DriftWindow, ReferenceError, WindowSet, top1
+from prodcat.core.metrics import DriftMetrics, StageMetrics
+from prodcat.core.settings import DriftSettings, Settings
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.decoding import decode_records
+from prodcat.streams.stage import Outgoing, register_stage
+from prodcat.training.drift import DriftReference, DriftReferenceError, DriftWindow, WindowSet, top1
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class ReferenceStore:
                 return None
         try:
             reference = DriftReference.read(self.model_base / name / str(version))
-        except (OSError, ReferenceError) as exc:
+        except (OSError, DriftReferenceError) as exc:
             logger.warning("%s: no drift reference for %s v%d: %s", STAGE, name, version, exc)
             with self._lock:
                 self._missing[key] = self.clock()

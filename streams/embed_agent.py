@@ -20,17 +20,17 @@ from typing import Any
 import faust
 import numpy as np
 
-from prodcat.settings import Settings
-from schemas.serde import AvroSerde, serde_for
-from serving.backends import ModelBackend, create_backend
-from serving.exceptions import ImageFetchError, ModelInputError, ModelNotFoundError
-from serving.image_fetch import FetchedImage, ImageFetcher
-from serving.model_card import CardStore
-from serving.vector_store import ImageVector, VectorStore
-from streams.deadletter import DeadLetters
-from streams.decoding import Decoded, decode_records
-from streams.metrics import ModelMetrics, StageMetrics
-from streams.stage import Outgoing, register_stage
+from prodcat.core.metrics import ModelMetrics, StageMetrics
+from prodcat.core.model_store import CardStore
+from prodcat.core.settings import Settings
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.serving.backends import ModelBackend, create_backend
+from prodcat.serving.exceptions import ImageFetchError, ModelInputError, ModelNotFoundError
+from prodcat.serving.image_fetch import FetchedImage, ImageFetcher
+from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.decoding import Decoded, decode_records
+from prodcat.streams.stage import Outgoing, register_stage
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ reason (``DeadLetter.error_kind``) and count it, without parsing messages.
 
 from __future__ import annotations
 
+from prodcat.core.errors import ProdcatError
+
 __all__ = [
     "NormalizationError",
     "ReplayError",
@@ -17,7 +19,7 @@ __all__ = [
 ]
 
 
-class StreamsError(Exception):
+class StreamsError(ProdcatError):
     """Base class of every error raised by the ``streams`` package."""
 
 

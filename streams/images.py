@@ -15,8 +15,8 @@ import re
 from collections import deque
 from typing import Any, Final
 
-from streams.fields import key_info
-from streams.text import clean_url
+from prodcat.streams.fields import key_info
+from prodcat.streams.text import clean_url
 
 __all__ = ["MAX_IMAGES", "find_image_urls"]
 

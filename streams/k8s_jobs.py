@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 import yaml
 
-from streams.exceptions import StreamsError
-from streams.retrain_trigger import JobOutcome
+from prodcat.streams.exceptions import StreamsError
+from prodcat.streams.retrain_trigger import JobOutcome
 
 logger = logging.getLogger(__name__)
 

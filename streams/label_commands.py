@@ -1,14 +1,14 @@
 """``prodcat labels import|rules|snapshot``: labels in and out of Kafka.
 
-* ``import FILE``: parse a CSV / JSON-lines file (:mod:`training.label_import`), publish the valid
+* ``import FILE``: parse a CSV / JSON-lines file (:mod:`prodcat.training.label_import`), publish the valid
   labels to ``labels`` and every invalid line to the dead-letter topic (stage ``labels``, the line's
   bytes and the reason, source ``file:<path>`` with the line number as offset).
 * ``rules``: apply the legacy keyword rules to the live products of ``products.normalized`` and
   publish ``rule_based`` labels with source ``rules`` (products no rule fires on get none).
-* ``snapshot``: the live labels joined with the live products (:func:`training.labels.join_snapshot`).
+* ``snapshot``: the live labels joined with the live products (:func:`prodcat.training.labels.join_snapshot`).
 
 Labels are validated against the newest serving classifier's vocabulary
-(:func:`training.labels.load_vocabulary`).
+(:func:`prodcat.training.labels.load_vocabulary`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from prodcat.settings import Settings
-from schemas.exceptions import RegistryError, SerdeError
-from schemas.serde import serde_for
-from streams.compacted import read_compacted
-from streams.deadletter import dead_letter
-from streams.exceptions import StreamsError
-from streams.kafka_clients import producer_config
-from training.label_import import parse_label_file
-from training.labels import (
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import Settings
+from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.compacted import read_compacted
+from prodcat.streams.deadletter import dead_letter
+from prodcat.streams.exceptions import StreamsError
+from prodcat.training.label_import import parse_label_file
+from prodcat.training.labels import (
     LabelError,
     LabelledProduct,
     SnapshotCounts,
@@ -166,8 +166,8 @@ def live_products(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def rule_labels(settings: Settings, rules_file: Path | None = None) -> PublishReport:
     """Run the legacy keyword rules over the live products; publish ``rule_based`` labels."""
-    from training.dataset import flipkart_tree, load_flipkart
-    from training.rules import FLIPKART_RULES, RuleEngine, load_rules
+    from prodcat.training.dataset import flipkart_tree, load_flipkart
+    from prodcat.training.rules import FLIPKART_RULES, RuleEngine, load_rules
 
     vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
     tree = flipkart_tree(load_flipkart(settings.data_dir))

@@ -12,10 +12,10 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from prodcat.settings import Settings
-from schemas.serde import serde_for
-from streams.exceptions import StreamsError
-from streams.kafka_clients import producer_config
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.exceptions import StreamsError
 
 EVENTS = ("trained", "evaluated", "promoted", "rejected")
 

@@ -1,8 +1,9 @@
 """Raw product event (JSON bytes from any affiliate feed) -> ``Product`` dict (``product.avsc``).
 
-There is no per-feed code: fields are found by name aliases (:mod:`streams.fields`) and by
-content (:mod:`streams.categories`, :mod:`streams.prices`, :mod:`streams.images`, ...).
-:func:`normalize_event` is pure and raises only :class:`~streams.exceptions.NormalizationError`,
+There is no per-feed code: fields are found by name aliases (:mod:`prodcat.streams.fields`) and by
+content (:mod:`prodcat.streams.categories`, :mod:`prodcat.streams.prices`, :mod:`prodcat.streams.images`,
+...).
+:func:`normalize_event` is pure and raises only :class:`~prodcat.streams.exceptions.NormalizationError`,
 whose ``kind`` the agent puts on the dead-letter record.
 """
 
@@ -13,10 +14,10 @@ import logging
 from itertools import islice
 from typing import Any, Final
 
-from streams.attributes import collect_attributes
-from streams.categories import compose_path, parse_path
-from streams.exceptions import NormalizationError
-from streams.fields import (
+from prodcat.streams.attributes import collect_attributes
+from prodcat.streams.categories import compose_path, parse_path
+from prodcat.streams.exceptions import NormalizationError
+from prodcat.streams.fields import (
     BRAND,
     CATEGORY,
     CURRENCY,
@@ -35,12 +36,12 @@ from streams.fields import (
     key_info,
     norm_key,
 )
-from streams.gender import gender_words, resolve_gender
-from streams.identity import content_hash, product_id
-from streams.images import find_image_urls
-from streams.prices import Money, choose_prices, currency_of, parse_price
-from streams.sizes import parse_sizes, sizes_from_options
-from streams.text import clean_text, clean_url, scalar_text, truncate
+from prodcat.streams.gender import gender_words, resolve_gender
+from prodcat.streams.identity import content_hash, product_id
+from prodcat.streams.images import find_image_urls
+from prodcat.streams.prices import Money, choose_prices, currency_of, parse_price
+from prodcat.streams.sizes import parse_sizes, sizes_from_options
+from prodcat.streams.text import clean_text, clean_url, scalar_text, truncate
 
 __all__ = ["MAX_DESCRIPTION_CHARS", "MAX_EVENT_BYTES", "MAX_TITLE_CHARS", "normalize_event"]
 

@@ -16,14 +16,20 @@ from typing import Any
 
 import faust
 
-from prodcat.settings import Settings, TopicNames
-from schemas.exceptions import RegistryError, SerdeError
-from schemas.serde import AvroSerde, serde_for
-from streams.deadletter import dead_letter
-from streams.exceptions import NormalizationError
-from streams.metrics import StageMetrics
-from streams.normalize import normalize_event
-from streams.stage import SOURCE_HEADER, Outgoing, header_map, register_stage, source_headers
+from prodcat.core.metrics import StageMetrics
+from prodcat.core.settings import Settings, TopicNames
+from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.deadletter import dead_letter
+from prodcat.streams.exceptions import NormalizationError
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.stage import (
+    SOURCE_HEADER,
+    Outgoing,
+    header_map,
+    register_stage,
+    source_headers,
+)
 
 __all__ = ["SOURCE_HEADER", "STAGE", "NormalizeStage", "build_stage", "register_normalize"]
 

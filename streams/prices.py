@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, Final, TypedDict
 
-from streams.fields import norm_key
+from prodcat.streams.fields import norm_key
 
 __all__ = ["MAX_PRICE", "Money", "choose_prices", "currency_of", "parse_price"]
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from prodcat.settings import KafkaSettings
-from streams.kafka_clients import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.settings import KafkaSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from tqdm import tqdm
 
-from prodcat.settings import KafkaSettings
-from streams.exceptions import ReplayError
-from streams.kafka_clients import producer_config
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import KafkaSettings
+from prodcat.streams.exceptions import ReplayError
 
 logger = logging.getLogger(__name__)
 

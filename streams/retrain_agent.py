@@ -1,10 +1,10 @@
 """The retrain trigger agent: ``labels`` → (N new labels or T seconds) → one training job at a time.
 
 A task of the worker's Faust app with its own aiokafka consumer (group ``<app_id>-retrain``),
-because its commits follow jobs, not batches (see :mod:`streams.retrain_trigger` for how the state
+because its commits follow jobs, not batches (see :mod:`prodcat.streams.retrain_trigger` for how the state
 lives in Kafka). Per micro-batch it decodes and validates the labels (invalid ones become dead
 letters with their reason, acknowledged before going on) and counts the valid ones. Every
-``check_interval_s`` it launches a job when due (:class:`~streams.retrain_trigger.TriggerState`),
+``check_interval_s`` it launches a job when due (:class:`~prodcat.streams.retrain_trigger.TriggerState`),
 runs it as a subprocess (``prodcat retrain run``; a Kubernetes Job later), and when it ends
 publishes a ``rejected`` event for a failed or timed-out job (the job publishes its own events
 otherwise), updates the metrics and commits the offsets the job covered.
@@ -23,14 +23,19 @@ import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
-from prodcat.settings import Settings
-from schemas.serde import serde_for
-from streams.batch_consumer import handle_and_send, stage_consumer, stage_producer, with_backoff
-from streams.batch_sender import BatchSender
-from streams.deadletter import DeadLetters
-from streams.metrics import RetrainMetrics, StageMetrics
-from streams.model_events import model_event
-from streams.retrain_trigger import (
+from prodcat.core.metrics import RetrainMetrics, StageMetrics
+from prodcat.core.settings import Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.batch_consumer import (
+    handle_and_send,
+    stage_consumer,
+    stage_producer,
+    with_backoff,
+)
+from prodcat.streams.batch_sender import BatchSender
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.model_events import model_event
+from prodcat.streams.retrain_trigger import (
     JOB_OUTCOMES,
     JobOutcome,
     JobRunner,
@@ -38,9 +43,9 @@ from streams.retrain_trigger import (
     Launcher,
     TriggerState,
 )
-from streams.stage import Outgoing, record_batch
-from streams.worker_process import worker_env
-from training.labels import free_version
+from prodcat.streams.stage import Outgoing, record_batch
+from prodcat.streams.worker_process import worker_env
+from prodcat.training.labels import free_version
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +217,7 @@ def _launcher(settings: Settings) -> Launcher:
     """The job runner the settings ask for: a local subprocess or a Kubernetes Job."""
     cfg = settings.retrain
     if cfg.launcher == "kubernetes":
-        from streams.k8s_jobs import (
+        from prodcat.streams.k8s_jobs import (
             ApiServer,
             JobTemplateError,
             KubernetesJobRunner,

@@ -1,7 +1,7 @@
 """``prodcat retrain run``: the training job the retrain trigger launches (or a person runs).
 
 Materialise the labelled snapshot from the compacted topics, train a candidate, evaluate it and
-the serving version on the fixed holdout, gate, export (:func:`training.retrain.retrain`), and
+the serving version on the fixed holdout, gate, export (:func:`prodcat.training.retrain.retrain`), and
 publish each step as a ``ModelEvent``. A gate rejection is a decision, not a failure: the job exits
 0 either way and writes its result (``--result``) as JSON for the trigger. Everything a job leaves
 lies under ``<work_dir>/jobs/v<version>/`` (snapshot, result) and ``<work_dir>/candidates/``.
@@ -13,12 +13,12 @@ import json
 import logging
 from pathlib import Path
 
-from prodcat.settings import Settings
-from streams.label_commands import materialise_snapshot
-from streams.model_events import EventPublisher
-from training.labels import free_version, read_snapshot, write_snapshot
-from training.retrain import RetrainResult, retrain
-from training.train_command import RunConfig
+from prodcat.core.settings import Settings
+from prodcat.streams.label_commands import materialise_snapshot
+from prodcat.streams.model_events import EventPublisher
+from prodcat.training.labels import free_version, read_snapshot, write_snapshot
+from prodcat.training.retrain import RetrainResult, retrain
+from prodcat.training.train_command import RunConfig
 
 logger = logging.getLogger(__name__)
 

@@ -31,11 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from schemas.serde import AvroSerde
-from streams.deadletter import DeadLetters
-from streams.decoding import decode_records
-from streams.stage import Outgoing
-from training.labels import LabelError, Vocabulary, load_vocabulary, newest_version, validate_label
+from prodcat.schemas.serde import AvroSerde
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.decoding import decode_records
+from prodcat.streams.stage import Outgoing
+from prodcat.training.labels import (
+    LabelError,
+    Vocabulary,
+    load_vocabulary,
+    newest_version,
+    validate_label,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The sampler agent: ``products.predictions`` → ``annotation.requests`` (active learning).
 
 Thin like every agent: decode predictions (or dead-letter them with the reason), gather them in a
-selection window, and when the window closes let ``training.sampler.select_requests`` pick the
+selection window, and when the window closes let ``prodcat.training.sampler.select_requests`` pick the
 products to label; send the ``AnnotationRequest``s (key product_id), then commit.
 
 The dedupe state lives in Kafka: on start the agent reads the compacted ``labels`` topic and
@@ -31,28 +31,33 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, RebalanceInProgressError
 from confluent_kafka.admin import AdminClient
 
-from prodcat.settings import KafkaSettings, SamplerSettings, Settings
-from schemas.exceptions import RegistryError, SerdeError
-from schemas.serde import AvroSerde, serde_for
-from streams.batch_consumer import ReadyListener, stage_consumer, stage_producer, with_backoff
-from streams.batch_sender import BatchSender
-from streams.deadletter import DeadLetters
-from streams.decoding import decode_records
-from streams.exceptions import TopicError
-from streams.kafka_clients import aiokafka_config, librdkafka_config
-from streams.metrics import SamplerMetrics, StageMetrics
-from streams.stage import Outgoing
-from training.sampler import (
+from prodcat.core.kafka_config import aiokafka_config, librdkafka_config
+from prodcat.core.metrics import SamplerMetrics, StageMetrics
+from prodcat.core.settings import KafkaSettings, SamplerSettings, Settings
+from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.batch_consumer import (
+    ReadyListener,
+    stage_consumer,
+    stage_producer,
+    with_backoff,
+)
+from prodcat.streams.batch_sender import BatchSender
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.decoding import decode_records
+from prodcat.streams.exceptions import TopicError
+from prodcat.streams.stage import Outgoing
+from prodcat.training.sampler import (
     CandidateWindow,
     Similarity,
     invalid_reason,
     mean_neighbour_similarity,
     select_requests,
 )
-from training.sampler_state import Exclusions, TokenBucket
+from prodcat.training.sampler_state import Exclusions, TokenBucket
 
 if TYPE_CHECKING:  # Milvus only for the density strategy, imported lazily
-    from serving.vector_store import OperationObserver
+    from prodcat.serving.vector_store import OperationObserver
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +353,7 @@ def build_stage(
     similarity = None
     if sampler.strategy == "density":
         if store is None:
-            from serving.vector_store import VectorStore  # Milvus only for this strategy
+            from prodcat.serving.vector_store import VectorStore  # Milvus only for this strategy
 
             store = VectorStore(settings.milvus, observe=observe)
             store.ensure_collection()

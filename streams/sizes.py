@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from itertools import islice
 from typing import Any, Final
 
-from streams.fields import norm_key
-from streams.text import clean_text, scalar_text
+from prodcat.streams.fields import norm_key
+from prodcat.streams.text import clean_text, scalar_text
 
 __all__ = ["MAX_SIZES", "parse_sizes", "sizes_from_options"]
 

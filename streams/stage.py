@@ -2,7 +2,7 @@
 
 A stage is a ``handle(records) -> outputs`` function (sync, or async for stages that do I/O such as
 fetching images) over micro-batches of consumer records. ``register_stage`` runs it either as a
-batch-consumer task (``streams.batch_consumer``) or as a Faust agent over ``stream.take_events``,
+batch-consumer task (``prodcat.streams.batch_consumer``) or as a Faust agent over ``stream.take_events``,
 as ``WorkerSettings.consumer`` says; in both, a batch's input offsets are committed or acked only
 after every one of its outputs is acknowledged by the broker (at-least-once).
 """
@@ -17,10 +17,15 @@ from typing import Any
 
 import faust
 
-from prodcat.settings import Settings
-from streams.batch_consumer import handle_and_send, run_batches, stage_producer, with_backoff
-from streams.batch_sender import BatchSender
-from streams.metrics import StageMetrics
+from prodcat.core.metrics import StageMetrics
+from prodcat.core.settings import Settings
+from prodcat.streams.batch_consumer import (
+    handle_and_send,
+    run_batches,
+    stage_producer,
+    with_backoff,
+)
+from prodcat.streams.batch_sender import BatchSender
 
 #: Header on every output naming the input it came from: ``topic/partition/offset``.
 SOURCE_HEADER = "prodcat-source"

@@ -9,9 +9,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from prodcat.settings import KafkaSettings, TopicNames
-from streams.exceptions import TopicError
-from streams.kafka_clients import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.settings import KafkaSettings, TopicNames
+from prodcat.streams.exceptions import TopicError
 
 logger = logging.getLogger(__name__)
 

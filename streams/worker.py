@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import faust
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from prodcat.settings import Settings
-from streams.app import create_app
-from streams.health import Heartbeat, serve
+from prodcat.core.settings import Settings
+from prodcat.streams.app import create_app
+from prodcat.streams.health import Heartbeat, serve
 
 logger = logging.getLogger(__name__)
 

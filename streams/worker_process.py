@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from prodcat.settings import Settings
-from streams.exceptions import WorkerProcessError
+from prodcat.core.settings import Settings
+from prodcat.streams.exceptions import WorkerProcessError
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:

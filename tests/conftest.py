@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from prodcat import localkafka
-from prodcat.settings import (
+from prodcat.core.settings import (
     KafkaSettings,
     LocalKafkaSettings,
     Settings,
@@ -21,8 +21,8 @@ from prodcat.settings import (
     WorkerSettings,
     load_settings,
 )
-from streams.topics import ensure_topics, topic_specs
-from streams.worker_process import start_worker, stop_worker, wait_worker_ready
+from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.streams.worker_process import start_worker, stop_worker, wait_worker_ready
 
 
 def free_port() -> int:
@@ -131,7 +131,7 @@ class TrainedClassifier:
     card: dict[str, Any]
 
     def export(self, model_base: Path, version: int | None = None) -> Path:
-        from training.export import export_model
+        from prodcat.training.export import export_model
 
         return export_model(
             self.model,
@@ -148,8 +148,8 @@ def trained_classifier(
     tmp_path_factory: pytest.TempPathFactory, data_dir: Path
 ) -> TrainedClassifier:
     """Logistic regression with both heads, 2 epochs at level 2 (~20 s), exported once."""
-    from training.taxonomy import path_id
-    from training.train_command import RunConfig, model_card, train_on_protocol
+    from prodcat.core.ids import path_id
+    from prodcat.training.train_command import RunConfig, model_card, train_on_protocol
 
     root = tmp_path_factory.mktemp("classifier")
     config = root / "quick.yaml"
@@ -169,7 +169,7 @@ def trained_classifier(
 @pytest.fixture(scope="session")
 def embedder_model_base(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     """The pretrained image embedder exported as version 1 (at 96 px, to keep tests quick)."""
-    from serving.embedder import export_embedder
+    from prodcat.training.embedder import export_embedder
 
     base = tmp_path_factory.mktemp("embedder") / "models"
     export_embedder(

@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from training import acquisition
-from training.al_learner import FFNLearner, LearnerConfig, TextFeatures
-from training.dataset import Example, flipkart_tree, load_flipkart, protocol_split
-from training.pipeline import RuleLabels
-from training.rules import FLIPKART_RULES, RuleEngine, load_rules
-from training.taxonomy import CategoryTree
+from prodcat.training import acquisition
+from prodcat.training.al_learner import FFNLearner, LearnerConfig, TextFeatures
+from prodcat.training.dataset import Example, flipkart_tree, load_flipkart, protocol_split
+from prodcat.training.pipeline import RuleLabels
+from prodcat.training.rules import FLIPKART_RULES, RuleEngine, load_rules
+from prodcat.training.taxonomy import CategoryTree
 
 logger = logging.getLogger(__name__)
 

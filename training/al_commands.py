@@ -6,8 +6,8 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from training.active_learning import STRATEGIES, ExperimentConfig, Point, run_experiment
-from training.al_report import append_csv, plot, read_csv, summary, write_csv
+from prodcat.training.active_learning import STRATEGIES, ExperimentConfig, Point, run_experiment
+from prodcat.training.al_report import append_csv, plot, read_csv, summary, write_csv
 
 logger = logging.getLogger(__name__)
 

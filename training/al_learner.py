@@ -4,7 +4,7 @@ Active learning retrains after every round, hundreds of times per experiment, so
 the FFN family (TF-IDF of title and brand → one ReLU layer → an exclusive softmax head and, when the
 rule-based objective is on, a sigmoid head over every tree node) with the TF-IDF computed once for the
 whole pool and trained full-batch on sparse tensors: seconds per fit instead of minutes. The
-objectives are masked as in :mod:`training.trainer`: only labelled products feed the exclusive loss;
+objectives are masked as in :mod:`prodcat.training.trainer`: only labelled products feed the exclusive loss;
 the free rule labels of every pool product that has any feed the rule-based loss (a random sample of
 ``rule_batch`` of them per step) through the shared hidden layer.
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.active_learning import Point
+from prodcat.training.active_learning import Point
 
 CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds")
 

@@ -12,7 +12,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import LinearSVC
 
-from training.dataset import Example, Split
+from prodcat.training.dataset import Example, Split
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.baseline import tfidf_linearsvc
-from training.dataset import flipkart_tree, load_flipkart, protocol_split
-from training.rules import (
+from prodcat.training.baseline import tfidf_linearsvc
+from prodcat.training.dataset import flipkart_tree, load_flipkart, protocol_split
+from prodcat.training.rules import (
     FLIPKART_RULES,
     FLIPKART_RULES_HEADER,
     RuleEngine,

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from training.exceptions import DatasetError
-from training.taxonomy import CategoryTree, clean_path, parse_flipkart_tree
+from prodcat.training.exceptions import DatasetError
+from prodcat.training.taxonomy import CategoryTree, clean_path, parse_flipkart_tree
 
 __all__ = [
     "FLIPKART_FILE",

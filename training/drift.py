@@ -3,7 +3,7 @@
 At export time every classifier version gets ``drift_reference.json`` beside its model card: the
 distribution of its top-1 exclusive category and a fine histogram of its top-1 confidence, both
 over held-out data (the protocol's test split, or the retraining holdout). The drift agent
-(``streams.drift_agent``) gathers the live predictions of that version in tumbling windows and
+(``prodcat.streams.drift_agent``) gathers the live predictions of that version in tumbling windows and
 compares each closed window with the reference.
 
 **Population stability index** over ``k`` bins, with window shares ``a_i`` and reference shares
@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from prodcat.training.exceptions import TrainingError
+
 REFERENCE = "drift_reference.json"
 FORMAT = 1
 FINE_BINS = 100
@@ -50,7 +52,7 @@ DEFAULT_EPSILON = 1e-4
 Array = np.ndarray[Any, Any]
 
 
-class ReferenceError(ValueError):
+class DriftReferenceError(TrainingError, ValueError):
     """A drift reference file that cannot be used (unreadable, or not this format)."""
 
 
@@ -117,7 +119,7 @@ class DriftReference:
     def from_dict(cls, raw: Mapping[str, Any]) -> DriftReference:
         try:
             if raw.get("format") != FORMAT or raw.get("confidence_bins") != FINE_BINS:
-                raise ReferenceError(
+                raise DriftReferenceError(
                     f"unsupported drift reference (format {raw.get('format')!r}, "
                     f"{raw.get('confidence_bins')!r} confidence bins)"
                 )
@@ -125,9 +127,9 @@ class DriftReference:
             confidence = tuple(int(v) for v in raw["confidence_counts"])
             size = int(raw["size"])
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ReferenceError):
+            if isinstance(exc, DriftReferenceError):
                 raise
-            raise ReferenceError(f"malformed drift reference: {exc!r}") from exc
+            raise DriftReferenceError(f"malformed drift reference: {exc!r}") from exc
         counts = [*categories.values(), *confidence]
         if (
             len(confidence) != FINE_BINS
@@ -136,7 +138,7 @@ class DriftReference:
             or sum(categories.values()) != size
             or sum(confidence) != size
         ):
-            raise ReferenceError("drift reference counts are negative or do not add up")
+            raise DriftReferenceError("drift reference counts are negative or do not add up")
         return cls(categories, confidence, size, str(raw.get("source", "")))
 
     def write(self, version_dir: Path) -> Path:
@@ -151,9 +153,9 @@ class DriftReference:
         try:
             raw = json.loads(text)
         except ValueError as exc:
-            raise ReferenceError(f"{version_dir / REFERENCE}: {exc}") from exc
+            raise DriftReferenceError(f"{version_dir / REFERENCE}: {exc}") from exc
         if not isinstance(raw, Mapping):
-            raise ReferenceError(f"{version_dir / REFERENCE}: not a JSON object")
+            raise DriftReferenceError(f"{version_dir / REFERENCE}: not a JSON object")
         return cls.from_dict(raw)
 
 

@@ -1,4 +1,4 @@
-"""Scores for the fixed evaluation protocol (see :mod:`training.dataset`), in pure numpy.
+"""Scores for the fixed evaluation protocol (see :mod:`prodcat.training.dataset`), in pure numpy.
 
 Labels are protocol labels: levels joined with ``" > "``. Classification scores match
 scikit-learn's defaults (``accuracy_score``, ``f1_score(average="macro")``: classes are the sorted

@@ -6,10 +6,12 @@ translated at the boundary with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from prodcat.core.errors import ProdcatError
+
 __all__ = ["DatasetError", "RuleError", "TaxonomyError", "TrainingError"]
 
 
-class TrainingError(Exception):
+class TrainingError(ProdcatError):
     """Base class of every error raised by the ``training`` package."""
 
 

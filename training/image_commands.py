@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving.embedder import (
+from prodcat.training.embedder import (
     build_embedder,
     embed_files,
     export_embedder,
     weights_meta,
 )
-from training.exceptions import TrainingError
-from training.image_finetune import finetune, with_params
-from training.image_similarity import evaluate_embeddings, load_myntra_images
+from prodcat.training.exceptions import TrainingError
+from prodcat.training.image_finetune import finetune, with_params
+from prodcat.training.image_similarity import evaluate_embeddings, load_myntra_images
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def finetune_embedder(
 ) -> dict[str, Any]:
     """Fine-tune on the train article types; figures before/after on the eval types, and seconds.
 
-    ``params`` override :class:`training.image_finetune.FinetuneParams` fields (``epochs``,
+    ``params`` override :class:`prodcat.training.image_finetune.FinetuneParams` fields (``epochs``,
     ``image_size``, ``seed``, ...). Writes ``out_weights`` and its ``.meta.json``.
     """
     base = _resolve(data_dir, weights)

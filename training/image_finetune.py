@@ -1,6 +1,6 @@
 """Fine-tune the image embedder on half of the Myntra article types; evaluate on the other half.
 
-The article types are split by :func:`training.image_similarity.split_article_types` (seeded,
+The article types are split by :func:`prodcat.training.image_similarity.split_article_types` (seeded,
 disjoint, stratified by master category). Training sees only the train types; precision@k, precision@k
 within the master category and nearest-neighbour top-1 are measured on the eval types only, for the
 pretrained and the fine-tuned embedder alike, through the same bytes → embedding path as the exported
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from serving.embedder import (
+from prodcat.training.embedder import (
     base_of,
     build_embedder,
     decode_images,
@@ -39,8 +39,8 @@ from serving.embedder import (
     meta_path,
     save_base_weights,
 )
-from training.exceptions import TrainingError
-from training.image_similarity import (
+from prodcat.training.exceptions import TrainingError
+from prodcat.training.image_similarity import (
     MyntraImages,
     SimilarityReport,
     evaluate_embeddings,

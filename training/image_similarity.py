@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.exceptions import DatasetError
+from prodcat.training.exceptions import DatasetError
 
 logger = logging.getLogger(__name__)
 

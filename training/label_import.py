@@ -8,7 +8,7 @@
   ``source`` defaults to ``import`` and ``labelled_at`` to the import time.
 
 Every data line yields an :class:`ImportLine` with its original bytes and either a validated label
-or the :class:`~training.labels.LabelError` that makes it a dead letter.
+or the :class:`~prodcat.training.labels.LabelError` that makes it a dead letter.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.exceptions import TrainingError
-from training.labels import LabelError, Vocabulary, validate_label
+from prodcat.training.exceptions import TrainingError
+from prodcat.training.labels import LabelError, Vocabulary, validate_label
 
 __all__ = ["ImportLine", "parse_label_file"]
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from serving.model_card import CARD, ClassifierCard
-from training.exceptions import TrainingError
-from training.taxonomy import path_id
+from prodcat.core.ids import label_key, path_id
+from prodcat.core.model_store import CARD, ClassifierCard
+from prodcat.training.exceptions import TrainingError
 
 __all__ = [
     "OBJECTIVES",
@@ -45,7 +45,6 @@ __all__ = [
     "free_version",
     "in_holdout",
     "join_snapshot",
-    "label_key",
     "load_vocabulary",
     "newest_version",
     "read_snapshot",
@@ -55,7 +54,6 @@ __all__ = [
 
 OBJECTIVES: Final = ("exclusive", "rule_based")
 SOURCES: Final = ("human", "rules", "import", "unknown")
-KEY_SEPARATOR: Final = "/"
 _WELL_FORMED_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
@@ -74,11 +72,6 @@ class LabelError(TrainingError):
 
     def __reduce__(self) -> tuple[type[LabelError], tuple[str, str]]:
         return (type(self), (self.kind, self.message))
-
-
-def label_key(product_id: str, objective: str) -> bytes:
-    """The Kafka key of a label: ``<product_id>/<objective>``."""
-    return f"{product_id}{KEY_SEPARATOR}{objective}".encode()
 
 
 def _path_text(levels: Iterable[str]) -> str:

@@ -17,18 +17,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from training.dataset import Example, Split, flipkart_tree, load_flipkart, protocol_split
-from training.evaluation import (
+from prodcat.training.dataset import Example, Split, flipkart_tree, load_flipkart, protocol_split
+from prodcat.training.evaluation import (
     accuracy,
     expected_calibration_error,
     macro_f1,
     per_class_report,
     per_level,
 )
-from training.models import EXCLUSIVE, TEXT_FIELDS, ModelConfig, build_model, join_texts
-from training.rules import FLIPKART_RULES, RuleEngine, load_rules
-from training.taxonomy import CategoryTree
-from training.trainer import TrainConfig, Trainer, TrainingData, predict
+from prodcat.training.models import EXCLUSIVE, TEXT_FIELDS, ModelConfig, build_model, join_texts
+from prodcat.training.rules import FLIPKART_RULES, RuleEngine, load_rules
+from prodcat.training.taxonomy import CategoryTree
+from prodcat.training.trainer import TrainConfig, Trainer, TrainingData, predict
 
 logger = logging.getLogger(__name__)
 

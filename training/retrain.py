@@ -10,7 +10,7 @@
   their ancestors). The model is built from the run config (``RetrainSettings.config``), trained,
   and exported under ``<work_dir>/candidates/<name>/<version>/`` with its card and its drift
   reference (its predictions on the holdout, or on the training products when the holdout is
-  empty; ``training.drift``).
+  empty; ``prodcat.training.drift``).
 * **Gate**: the candidate's holdout accuracy against the newest serving version's, both computed
   the same way from the exported SavedModels (:func:`holdout_metrics`). Promote unless the
   candidate is worse by more than ``epsilon``; with no serving model it is promoted.
@@ -31,14 +31,21 @@ from typing import Any
 
 import numpy as np
 
-from training.drift import DriftReference, build_reference
-from training.evaluation import accuracy, macro_f1
-from training.exceptions import TrainingError
-from training.export import CARD, export_model, next_version, write_models_config
-from training.labels import LabelledProduct, Vocabulary, in_holdout
-from training.models import EXCLUSIVE, ModelConfig, build_model, join_texts
-from training.train_command import RunConfig
-from training.trainer import Trainer, TrainingData, predict
+from prodcat.core.model_store import (
+    CARD,
+    available_versions,
+    next_version,
+    write_models_config,
+)
+from prodcat.training.drift import DriftReference, build_reference
+from prodcat.training.evaluation import accuracy, macro_f1
+from prodcat.training.exceptions import TrainingError
+from prodcat.training.export import export_model
+from prodcat.training.inputs import model_inputs
+from prodcat.training.labels import LabelledProduct, Vocabulary, in_holdout
+from prodcat.training.models import EXCLUSIVE, ModelConfig, build_model, join_texts
+from prodcat.training.train_command import RunConfig
+from prodcat.training.trainer import Trainer, TrainingData, predict
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +77,6 @@ def split_holdout(
 
 def features(items: Sequence[LabelledProduct]) -> dict[str, np.ndarray[Any, Any]]:
     """The classifier's raw inputs, exactly as the classify agent builds them."""
-    from serving.classify import model_inputs  # TensorFlow: only where a model runs
 
     return model_inputs([item.product for item in items])
 
@@ -192,17 +198,6 @@ def gate(
     return GateDecision(True, f"not worse than serving: {verdict}")
 
 
-def serving_versions(model_base: Path, name: str) -> list[int]:
-    model_dir = model_base / name
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(p.name)
-        for p in model_dir.iterdir()
-        if p.name.isdigit() and (p / "saved_model.pb").is_file()
-    )
-
-
 def promote(candidate_dir: Path, model_base: Path, name: str) -> Path:
     """Copy a candidate into the model store atomically; returns the serving version directory."""
     model_dir = model_base / name
@@ -284,7 +279,7 @@ def retrain(
         drift_reference=drift_reference(candidate, data),
     )
     emit("trained", version=version, metrics=train_metrics, artifact_uri=str(candidate_dir))
-    serving = serving_versions(model_base, name)
+    serving = available_versions(model_base / name)
     baseline = serving[-1] if serving else None
     cand = holdout_metrics(candidate_dir, data.holdout)
     base = holdout_metrics(model_base / name / str(baseline), data.holdout) if baseline else None

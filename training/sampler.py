@@ -4,7 +4,7 @@ Predictions are gathered in a :class:`CandidateWindow` (the newest prediction of
 replaces an older one); when the window closes, :func:`select_requests` scores its candidates with
 the configured strategy, leaves out labelled and pending products, and picks up to
 ``min(batch_size, rate-limit allowance)`` of them — the best by score, and a ``random_share``
-uniformly at random (:func:`training.acquisition.select`) — as ``AnnotationRequest`` records.
+uniformly at random (:func:`prodcat.training.acquisition.select`) — as ``AnnotationRequest`` records.
 
 Scores come from the ``Prediction`` record (``schemas/prediction.avsc``): its uncertainty scores,
 and for query by committee the ``vote_entropy`` / ``kl_consensus`` the classify agent computes
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from prodcat.settings import SamplerSettings
-from training import acquisition
-from training.sampler_state import Exclusions
+from prodcat.core.settings import SamplerSettings
+from prodcat.training import acquisition
+from prodcat.training.sampler_state import Exclusions
 
 RANDOM = "random"
 COMMITTEE_FIELDS = {"qbc_vote_entropy": "vote_entropy", "qbc_kl": "kl_consensus"}

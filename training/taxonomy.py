@@ -28,14 +28,14 @@ import functools
 import hashlib
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from training.exceptions import TaxonomyError
+from prodcat.core.ids import display_name, normalize_name, path_id
+from prodcat.training.exceptions import TaxonomyError
 
 __all__ = [
     "CategoryNode",
@@ -50,32 +50,8 @@ __all__ = [
 FORMAT: Final = "prodcat.category_tree/1"
 _WHITESPACE: Final = re.compile(r"\s+")
 _ELLIPSIS: Final = re.compile(r"\s*(?:\.{2,}|…)+\s*$")
-_QUOTES: Final = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "`": "'", "\u201c": '"', "\u201d": '"'}
-)
 _GOOGLE_LINE: Final = re.compile(r"^\s*(\d+)\s+-\s+(.+?)\s*$")
 _GOOGLE_SEP: Final = re.compile(r"\s+>\s+")
-
-
-def display_name(name: str) -> str:
-    """A level as shown: NFKC, straight quotes, whitespace collapsed, trailing ellipsis dropped."""
-    text = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", name).translate(_QUOTES)).strip()
-    return _ELLIPSIS.sub("", text)
-
-
-def normalize_name(name: str) -> str:
-    """The matching form of a level: :func:`display_name`, case-folded."""
-    return display_name(name).casefold()
-
-
-#: What :func:`path_id` returns, as a regular expression (anchor it where a whole value must match).
-CATEGORY_ID_PATTERN = r"c_[0-9a-f]{12}"
-
-
-def path_id(levels: Sequence[str]) -> str:
-    """The stable id of a path-built node: ``c_`` + 12 hex of SHA-1 of the normalised path."""
-    key = ">".join(normalize_name(level) for level in levels)
-    return "c_" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
 
 
 def parse_flipkart_tree(text: str) -> list[str]:

@@ -9,16 +9,16 @@ from typing import Any
 
 import yaml
 
-from training.baseline import tfidf_linearsvc
-from training.dataset import load_flipkart, protocol_split
-from training.drift import build_reference
-from training.evaluation import ComparisonRow, comparison_table
-from training.exceptions import TrainingError
-from training.export import export_model
-from training.models import ModelConfig
-from training.pipeline import ProtocolResult, train_on_protocol
-from training.taxonomy import path_id
-from training.trainer import TrainConfig
+from prodcat.core.ids import path_id
+from prodcat.training.baseline import tfidf_linearsvc
+from prodcat.training.dataset import load_flipkart, protocol_split
+from prodcat.training.drift import build_reference
+from prodcat.training.evaluation import ComparisonRow, comparison_table
+from prodcat.training.exceptions import TrainingError
+from prodcat.training.export import export_model
+from prodcat.training.models import ModelConfig
+from prodcat.training.pipeline import ProtocolResult, train_on_protocol
+from prodcat.training.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from training.models import EXCLUSIVE, RULE_BASED, head_variables
+from prodcat.training.models import EXCLUSIVE, RULE_BASED, head_variables
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _masked_mean(per_example: Any, weights: Any) -> Any:
 
 
 class Trainer:
-    """Trains a model built by :func:`training.models.build_model` under a schedule."""
+    """Trains a model built by :func:`prodcat.training.models.build_model` under a schedule."""
 
     def __init__(self, model: keras.Model, config: TrainConfig) -> None:
         self.model = model

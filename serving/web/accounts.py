@@ -6,9 +6,9 @@ import getpass
 import sys
 from typing import TextIO
 
-from prodcat.settings import Settings
-from serving.web.auth import Users
-from serving.web.exceptions import AuthError
+from prodcat.core.settings import Settings
+from prodcat.serving.web.auth import Users
+from prodcat.serving.web.exceptions import AuthError
 
 
 def add_user(

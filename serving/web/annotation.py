@@ -2,7 +2,7 @@
 
 The queue is the view's unanswered requests (:meth:`TopicView.open_requests`, oldest first,
 optionally one strategy or every uncertainty strategy), minus products leased to someone else or
-skipped by this annotator (:class:`~serving.web.leases.LeaseBook`). A label is validated against
+skipped by this annotator (:class:`~prodcat.serving.web.leases.LeaseBook`). A label is validated against
 the exclusive vocabulary of the newest serving classifier before it is written to ``labels``
 (key ``<product_id>/exclusive``) and acknowledged; the view is updated at once, so the product
 leaves the queue without waiting for the follower.
@@ -24,14 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prodcat.settings import Settings
-from schemas.serde import serde_for
-from serving.web.exceptions import ConflictError, InvalidInputError
-from serving.web.leases import LeaseBook
-from serving.web.metrics import WebMetrics
-from serving.web.publisher import Publisher
-from serving.web.view import QueuedRequest, TopicView
-from training.labels import (
+from prodcat.core.settings import Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.web.exceptions import ConflictError, InvalidInputError
+from prodcat.serving.web.leases import LeaseBook
+from prodcat.serving.web.metrics import WebMetrics
+from prodcat.serving.web.publisher import Publisher
+from prodcat.serving.web.view import QueuedRequest, TopicView
+from prodcat.training.labels import (
     LabelError,
     Vocabulary,
     label_key,

@@ -43,19 +43,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from prodcat.settings import ImageSettings, UiSettings
-from serving.api import read_upload
-from serving.exceptions import ImageFetchError, TransientError
-from serving.image_fetch import ImageFetcher
-from serving.web.annotation import AnnotationService
-from serving.web.auth import LoginThrottle, Session, SessionCodec, Users, cross_site, csrf_ok
-from serving.web.exceptions import ConflictError, InvalidInputError, PublishError
-from serving.web.follower import TopicFollower
-from serving.web.metrics import WebMetrics
-from serving.web.report import KS, precision_report
-from serving.web.similarity import SimilarityService
-from serving.web.view import UNCERTAINTY, TopicView
-from training.taxonomy import CATEGORY_ID_PATTERN
+from prodcat.core.ids import CATEGORY_ID_PATTERN
+from prodcat.core.settings import ImageSettings, UiSettings
+from prodcat.serving.api import read_upload
+from prodcat.serving.exceptions import ImageFetchError, TransientError
+from prodcat.serving.image_fetch import ImageFetcher
+from prodcat.serving.web.annotation import AnnotationService
+from prodcat.serving.web.auth import (
+    LoginThrottle,
+    Session,
+    SessionCodec,
+    Users,
+    cross_site,
+    csrf_ok,
+)
+from prodcat.serving.web.exceptions import ConflictError, InvalidInputError, PublishError
+from prodcat.serving.web.follower import TopicFollower
+from prodcat.serving.web.metrics import WebMetrics
+from prodcat.serving.web.report import KS, precision_report
+from prodcat.serving.web.similarity import SimilarityService
+from prodcat.serving.web.view import UNCERTAINTY, TopicView
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +79,7 @@ CATEGORY = Annotated[str | None, Query(pattern=f"^({CATEGORY_ID_PATTERN})?$")]
 
 @dataclass
 class WebParts:
-    """What the app is built from (built by :mod:`serving.web.server`, or by tests)."""
+    """What the app is built from (built by :mod:`prodcat.serving.web.server`, or by tests)."""
 
     settings: UiSettings
     images: ImageSettings

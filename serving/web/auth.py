@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from serving.web.exceptions import AuthError
+from prodcat.serving.web.exceptions import AuthError
 
 PBKDF2_ITERATIONS: Final = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

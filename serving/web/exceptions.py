@@ -1,8 +1,8 @@
-"""Errors of the web UI; all are :class:`serving.exceptions.ServingError`."""
+"""Errors of the web UI; all are :class:`prodcat.serving.exceptions.ServingError`."""
 
 from __future__ import annotations
 
-from serving.exceptions import ServingError
+from prodcat.serving.exceptions import ServingError
 
 
 class WebError(ServingError):

@@ -1,4 +1,4 @@
-"""Follows the UI's topics from the beginning into the :class:`~serving.web.view.TopicView`.
+"""Follows the UI's topics from the beginning into the :class:`~prodcat.serving.web.view.TopicView`.
 
 Like the sampler's state follower, but in a thread of the web process with a librdkafka consumer
 without a consumer group: every web process reads everything (``products.normalized``,
@@ -20,11 +20,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from prodcat.settings import Settings
-from schemas.exceptions import RegistryError, SerdeError
-from schemas.serde import AvroSerde, serde_for
-from serving.web.view import TopicView
-from streams.kafka_clients import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.settings import Settings
+from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.serving.web.view import TopicView
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from serving.api import ApiMetrics
+from prodcat.serving.api import ApiMetrics
 
 
 class WebMetrics:

@@ -2,7 +2,7 @@
 
 Each write waits for the broker's acknowledgement before the request answers, so what the
 annotator sees as saved is durable; a write that is not acknowledged in time is a
-:class:`~serving.web.exceptions.PublishError` (503: nothing was recorded, try again).
+:class:`~prodcat.serving.web.exceptions.PublishError` (503: nothing was recorded, try again).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from prodcat.settings import KafkaSettings
-from serving.web.exceptions import PublishError
-from streams.kafka_clients import producer_config
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import KafkaSettings
+from prodcat.serving.web.exceptions import PublishError
 
 
 class Publisher:

@@ -1,7 +1,7 @@
-"""``prodcat ui``: the web UI's process (accounts: :mod:`serving.web.accounts`).
+"""``prodcat ui``: the web UI's process (accounts: :mod:`prodcat.serving.web.accounts`).
 
 One process holds the UI's local view (rebuilt from Kafka at start), the leases (in memory: run
-one replica, see :mod:`serving.web.leases`), a Kafka producer, the vector store and the image
+one replica, see :mod:`prodcat.serving.web.leases`), a Kafka producer, the vector store and the image
 embedder for uploads. With a local milvus-lite path only one process may open the store, so
 either stop the embed worker first or point ``PRODCAT_MILVUS__URI`` at a ``milvus-lite server``.
 """
@@ -15,19 +15,19 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import Settings
-from serving.backends import ModelBackend, create_backend
-from serving.vector_store import VectorStore
-from serving.web.annotation import AnnotationService
-from serving.web.app import WebParts, create_web_app
-from serving.web.auth import SessionCodec, Users, load_or_create_secret
-from serving.web.follower import TopicFollower
-from serving.web.leases import LeaseBook
-from serving.web.metrics import WebMetrics
-from serving.web.publisher import Publisher
-from serving.web.similarity import SimilarityService
-from serving.web.view import TopicView
-from streams.metrics import MilvusMetrics, ModelMetrics
+from prodcat.core.metrics import MilvusMetrics, ModelMetrics
+from prodcat.core.settings import Settings
+from prodcat.serving.backends import ModelBackend, create_backend
+from prodcat.serving.vector_store import VectorStore
+from prodcat.serving.web.annotation import AnnotationService
+from prodcat.serving.web.app import WebParts, create_web_app
+from prodcat.serving.web.auth import SessionCodec, Users, load_or_create_secret
+from prodcat.serving.web.follower import TopicFollower
+from prodcat.serving.web.leases import LeaseBook
+from prodcat.serving.web.metrics import WebMetrics
+from prodcat.serving.web.publisher import Publisher
+from prodcat.serving.web.similarity import SimilarityService
+from prodcat.serving.web.view import TopicView
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """Similarity evaluation: neighbours of a product or an uploaded image, and judgements of them.
 
-Searches reuse the similarity API's functions (:func:`serving.api.neighbours_of_product`,
-:func:`serving.api.neighbours_of_image`), so the UI shows exactly what the API answers. A
+Searches reuse the similarity API's functions (:func:`prodcat.serving.api.neighbours_of_product`,
+:func:`prodcat.serving.api.neighbours_of_image`), so the UI shows exactly what the API answers. A
 judgement is a ``SimilarityJudgement`` on the compacted ``similarity.judgements`` topic (key:
-:func:`serving.web.view.judgement_key`), acknowledged before the page is told it is saved.
+:func:`prodcat.serving.web.view.judgement_key`), acknowledged before the page is told it is saved.
 
 The embedder version of a product query is the newest image embedder in the model store (the
 one the embed agent writes vectors with); an upload's is the version that embedded it.
@@ -17,17 +17,17 @@ import re
 import time
 from typing import Any, Final
 
-from prodcat.settings import Settings
-from schemas.serde import serde_for
-from serving.api import neighbours_of_image, neighbours_of_product
-from serving.backends import ModelBackend
-from serving.vector_store import Hit, VectorStore
-from serving.web.exceptions import InvalidInputError
-from serving.web.metrics import WebMetrics
-from serving.web.publisher import Publisher
-from serving.web.view import TopicView, judgement_key
-from training.labels import newest_version
-from training.taxonomy import CATEGORY_ID_PATTERN
+from prodcat.core.ids import CATEGORY_ID_PATTERN
+from prodcat.core.settings import Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.api import neighbours_of_image, neighbours_of_product
+from prodcat.serving.backends import ModelBackend
+from prodcat.serving.vector_store import Hit, VectorStore
+from prodcat.serving.web.exceptions import InvalidInputError
+from prodcat.serving.web.metrics import WebMetrics
+from prodcat.serving.web.publisher import Publisher
+from prodcat.serving.web.view import TopicView, judgement_key
+from prodcat.training.labels import newest_version
 
 CATEGORY_ID: Final = re.compile(f"^{CATEGORY_ID_PATTERN}$")
 SHA256: Final = re.compile(r"^[0-9a-f]{64}$")

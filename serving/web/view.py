@@ -1,6 +1,6 @@
 """The web UI's local view of its topics: a SQLite file rebuilt from Kafka at every start.
 
-The follower (:mod:`serving.web.follower`) applies every record of ``products.normalized``,
+The follower (:mod:`prodcat.serving.web.follower`) applies every record of ``products.normalized``,
 ``annotation.requests``, ``labels`` and ``similarity.judgements`` here; pages only read. Kafka
 stays the source of truth: the file is a cache, recreated empty when the process starts. SQLite
 keeps memory bounded whatever the topics hold (a queue of tens of thousands of requests, millions
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from serving.vector_plan import CATEGORY_LEVELS
-from training.taxonomy import path_id
+from prodcat.core.ids import path_id
+from prodcat.serving.vector_plan import CATEGORY_LEVELS
 
 DESCRIPTION_CHARS: Final = 1500
 UNCERTAINTY: Final = "uncertainty"  # the queue filter meaning "every strategy but random"

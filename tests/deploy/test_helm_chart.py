@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from prodcat.settings import Settings, TopicNames
-from streams.app import AGENTS
-from streams.topics import topic_specs
+from prodcat.core.settings import Settings, TopicNames
+from prodcat.streams.app import AGENTS
+from prodcat.streams.topics import topic_specs
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from prodcat.cli import _parser
-from streams.app import AGENTS
+from prodcat.streams.app import AGENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

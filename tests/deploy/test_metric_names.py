@@ -18,14 +18,14 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from serving.api import ApiMetrics
-from serving.web.metrics import WebMetrics
-from streams.metrics import (
+from prodcat.core.metrics import (
     DriftMetrics,
     RetrainMetrics,
     SamplerMetrics,
     WorkerMetrics,
 )
+from prodcat.serving.api import ApiMetrics
+from prodcat.serving.web.metrics import WebMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "helm" / "prodcat" / "files"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.app import AGENTS
+from prodcat.streams.app import AGENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "helm" / "prodcat" / "files" / "prometheus"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from prodcat.settings import Settings
-from streams.replay import dataset_events, replay
+from prodcat.core.settings import Settings
+from prodcat.streams.replay import dataset_events, replay
 from tests.conftest import free_port
 from tests.deploy.test_metric_names import DASHBOARDS, dashboard_exprs
 from tests.deploy.test_prometheus_rules import ALERTS, _alerts

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from prodcat import localkafka
-from prodcat.exceptions import LocalKafkaError
-from prodcat.settings import LocalKafkaSettings
+from prodcat.core.settings import LocalKafkaSettings
+from prodcat.localkafka import LocalKafkaError
 from tests.conftest import free_port
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from fastavro import parse_schema, schemaless_writer
 
-from schemas import SINGLE_OBJECT_MARKER, SchemaStore, fingerprint
+from prodcat.schemas import SINGLE_OBJECT_MARKER, SchemaStore, fingerprint
 from tests.fake_registry import FakeSchemaRegistry, serve_registry
 
 SEEN_AT = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z, in ms

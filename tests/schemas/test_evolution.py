@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from prodcat.schemas import (
     AvroSerde,
     DecodeError,
     SchemaError,

@@ -13,7 +13,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from schemas import (
+from prodcat.schemas import (
     AvroSerde,
     DecodeError,
     EncodeError,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import (
+from prodcat.schemas import (
     SINGLE_OBJECT_MARKER,
     AvroSerde,
     DecodeError,
@@ -79,7 +79,7 @@ def test_unknown_schema_name() -> None:
 def test_schemas_load_from_the_package_not_the_working_directory(tmp_path: Path) -> None:
     (tmp_path / "product.avsc").write_text("not a schema")  # decoys in the CWD
     (tmp_path / "label.avsc").write_text("{}")
-    code = "import schemas; print(schemas.load_schema('product')['name'])"
+    code = "from prodcat import schemas; print(schemas.load_schema('product')['name'])"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from prodcat.settings import ApiSettings, MilvusSettings
-from serving.api import create_api
-from serving.backends import InProcessBackend
-from serving.vector_store import ImageVector, VectorStore
-from training.taxonomy import path_id
+from prodcat.core.ids import path_id
+from prodcat.core.settings import ApiSettings, MilvusSettings
+from prodcat.serving.api import create_api
+from prodcat.serving.backends import InProcessBackend
+from prodcat.serving.vector_store import ImageVector, VectorStore
 
 pytestmark = [pytest.mark.integration]
 

@@ -12,14 +12,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from serving.backends import InProcessBackend, ModelBackend, available_versions
-from serving.exceptions import (
+from prodcat.core.model_store import available_versions
+from prodcat.serving.backends import InProcessBackend, ModelBackend
+from prodcat.serving.exceptions import (
     BackendUnavailableError,
     ModelInputError,
     ModelSignatureError,
 )
-from serving.grpc_server import serve
-from serving.tfserving import TFServingBackend
+from prodcat.serving.grpc_server import serve
+from prodcat.serving.tfserving import TFServingBackend
 from tests.conftest import TrainedClassifier, free_port
 
 pytestmark = [pytest.mark.integration]

@@ -9,15 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from prodcat.settings import ServingSettings
-from schemas.serde import serde_for
-from serving.backends import ModelOutput
-from serving.classify import model_inputs, predictions, uncertainty
-from serving.exceptions import ModelInputError, ModelSignatureError
-from serving.model_card import CardStore, ClassifierCard
-from streams.classify_agent import ClassifyStage
-from streams.deadletter import DeadLetters
-from streams.normalize import normalize_event
+from prodcat.core.model_store import CardStore, ClassifierCard
+from prodcat.core.settings import ServingSettings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.backends import ModelOutput
+from prodcat.serving.classify import predictions, uncertainty
+from prodcat.serving.exceptions import ModelInputError, ModelSignatureError
+from prodcat.streams.classify_agent import ClassifyStage
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.normalize import normalize_event
+from prodcat.training.inputs import model_inputs
 
 CARD = ClassifierCard(
     name="clf",

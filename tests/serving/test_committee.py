@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from schemas.serde import serde_for
-from serving.backends import ModelOutput
-from serving.classify import predictions
-from serving.committee import align, committee_scores, predict_with_committee
-from serving.model_card import ClassifierCard
+from prodcat.core.model_store import ClassifierCard
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.backends import ModelOutput
+from prodcat.serving.classify import predictions
+from prodcat.serving.committee import align, committee_scores, predict_with_committee
 
 
 def _card(version: int, ids: tuple[str, ...]) -> ClassifierCard:

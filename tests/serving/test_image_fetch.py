@@ -17,10 +17,15 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from prodcat.settings import ImageSettings
-from serving.exceptions import ImageFetchError
-from serving.image_fetch import FetchedImage, ImageFetcher, guarded_session, sniff_media_type
-from serving.url_guard import AddressPolicy, GuardedResolver, blocked_reason, parse_ip_host
+from prodcat.core.settings import ImageSettings
+from prodcat.serving.exceptions import ImageFetchError
+from prodcat.serving.image_fetch import (
+    FetchedImage,
+    ImageFetcher,
+    guarded_session,
+    sniff_media_type,
+)
+from prodcat.serving.url_guard import AddressPolicy, GuardedResolver, blocked_reason, parse_ip_host
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -460,7 +465,7 @@ async def test_unguarded_session_is_rejected() -> None:
 
 
 async def test_refusals_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="serving"):
+    with caplog.at_level(logging.INFO, logger="prodcat.serving"):
         await fetch_error(settings(), "http://169.254.169.254/")
     assert any(r.levelno == logging.WARNING and "169.254" in r.getMessage() for r in caplog.records)
 

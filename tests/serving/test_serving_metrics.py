@@ -10,16 +10,20 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import MilvusSettings, ServingSettings, load_settings
-from schemas.serde import serde_for
-from serving.backends import MeteredBackend, create_backend
-from serving.classify import model_inputs
-from serving.exceptions import BackendUnavailableError, ModelSignatureError, VectorStoreError
-from serving.vector_store import ImageVector, VectorStore
-from streams.classify_agent import build_stage
-from streams.metrics import MilvusMetrics, ModelMetrics
-from streams.normalize import normalize_event
-from training.export import load_card
+from prodcat.core.metrics import MilvusMetrics, ModelMetrics
+from prodcat.core.model_store import load_card
+from prodcat.core.settings import MilvusSettings, ServingSettings, load_settings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.backends import MeteredBackend, create_backend
+from prodcat.serving.exceptions import (
+    BackendUnavailableError,
+    ModelSignatureError,
+    VectorStoreError,
+)
+from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.streams.classify_agent import build_stage
+from prodcat.streams.normalize import normalize_event
+from prodcat.training.inputs import model_inputs
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prodcat.settings import MilvusSettings
-from serving.exceptions import VectorStoreError, VectorStoreUnavailableError
-from serving.vector_plan import NLIST, CategoryStats, plan_search
-from serving.vector_store import ImageVector, VectorStore
-from training.taxonomy import path_id
+from prodcat.core.ids import path_id
+from prodcat.core.settings import MilvusSettings
+from prodcat.serving.exceptions import VectorStoreError, VectorStoreUnavailableError
+from prodcat.serving.vector_plan import NLIST, CategoryStats, plan_search
+from prodcat.serving.vector_store import ImageVector, VectorStore
 
 pytestmark = pytest.mark.integration
 

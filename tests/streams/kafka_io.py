@@ -9,12 +9,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from prodcat.settings import Settings
-from streams.kafka_clients import producer_config
-from streams.normalize import normalize_event
-from streams.replay import dataset_events
-from training.dataset import load_flipkart, protocol_label
-from training.taxonomy import path_id
+from prodcat.core.ids import path_id
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import Settings
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.replay import dataset_events
+from prodcat.training.dataset import load_flipkart, protocol_label
 
 
 def produce(

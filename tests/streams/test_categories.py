@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams.categories import MAX_DEPTH, compose_path, parse_path
+from prodcat.streams.categories import MAX_DEPTH, compose_path, parse_path
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from prodcat.settings import ServingSettings, Settings
-from schemas.serde import serde_for
-from streams.normalize import normalize_event
-from streams.readback import Record, read_topics
-from streams.replay import dataset_events
+from prodcat.core.settings import ServingSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.replay import dataset_events
 from tests.conftest import TrainedClassifier, free_port
 from tests.streams.kafka_io import produce
 
@@ -105,7 +105,7 @@ def test_a_serving_outage_backs_off_and_loses_nothing(
     data_dir: Path,
     trained_classifier: TrainedClassifier,
 ) -> None:
-    from serving.grpc_server import serve
+    from prodcat.serving.grpc_server import serve
 
     port = free_port()
     settings = _with_serving(

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from prodcat.settings import DriftSettings, Settings
-from schemas.serde import serde_for
-from streams.readback import read_topics
-from streams.worker_process import scrape_metric, wait_metric
+from prodcat.core.settings import DriftSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.readback import read_topics
+from prodcat.streams.worker_process import scrape_metric, wait_metric
 from tests.streams.kafka_io import produce
 from tests.streams.test_drift_stage import matching, reference, shifted, write_reference
 

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import DriftSettings
-from schemas.serde import serde_for
-from streams.deadletter import DeadLetters
-from streams.drift_agent import DriftStage, ReferenceStore
-from streams.metrics import DriftMetrics
-from training.drift import DriftReference, build_reference
+from prodcat.core.metrics import DriftMetrics
+from prodcat.core.settings import DriftSettings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.drift_agent import DriftStage, ReferenceStore
+from prodcat.training.drift import DriftReference, build_reference
 
 CLASSES = ["c_a", "c_b", "c_c", "c_d"]
 

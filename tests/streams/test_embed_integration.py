@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from prodcat.settings import ImageSettings, MilvusSettings, ServingSettings, Settings
-from schemas.serde import serde_for
-from serving.vector_store import VectorStore
-from streams.kafka_clients import producer_config
-from streams.normalize import normalize_event
-from streams.readback import read_topics
-from streams.replay import dataset_events
-from streams.worker_process import scrape_metric, stop_worker
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import ImageSettings, MilvusSettings, ServingSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.vector_store import VectorStore
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.readback import read_topics
+from prodcat.streams.replay import dataset_events
+from prodcat.streams.worker_process import scrape_metric, stop_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

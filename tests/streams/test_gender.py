@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from streams.gender import gender_words, resolve_gender
-from streams.sizes import parse_sizes, sizes_from_options
+from prodcat.streams.gender import gender_words, resolve_gender
+from prodcat.streams.sizes import parse_sizes, sizes_from_options
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from streams import health
-from streams.health import Heartbeat, readiness, serve
+from prodcat.streams import health
+from prodcat.streams.health import Heartbeat, readiness, serve
 from tests.conftest import free_port
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.images import MAX_IMAGES, find_image_urls
+from prodcat.streams.images import MAX_IMAGES, find_image_urls
 
 
 def test_flipkart_list_string() -> None:

@@ -24,8 +24,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from prodcat.settings import RetrainSettings
-from streams.k8s_jobs import (
+from prodcat.core.settings import RetrainSettings
+from prodcat.streams.k8s_jobs import (
     VERSION_LABEL,
     ApiServer,
     JobTemplateError,

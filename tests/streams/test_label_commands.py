@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from prodcat.cli import main
-from prodcat.settings import ServingSettings, Settings
-from schemas.serde import serde_for
-from streams.readback import read_topics
-from streams.worker_process import worker_env
+from prodcat.core.settings import ServingSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.readback import read_topics
+from prodcat.streams.worker_process import worker_env
 from tests.conftest import TrainedClassifier
 from tests.streams.kafka_io import flipkart_products, produce
 
@@ -63,7 +63,7 @@ def test_import_rules_and_snapshot(
     assert main(["labels", "snapshot", str(snapshot)]) == 0
     out = capsys.readouterr().out
     assert f"to {snapshot}" in out
-    from training.labels import read_snapshot
+    from prodcat.training.labels import read_snapshot
 
     items = list(read_snapshot(snapshot))
     assert sum(1 for i in items if i.exclusive) == 30

@@ -14,8 +14,8 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
-from streams.exceptions import NormalizationError, StreamsError
-from streams.normalize import MAX_EVENT_BYTES, normalize_event
+from prodcat.streams.exceptions import NormalizationError, StreamsError
+from prodcat.streams.normalize import MAX_EVENT_BYTES, normalize_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEEN_AT = 1_700_000_000_000

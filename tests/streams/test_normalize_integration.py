@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from prodcat.settings import SerdeSettings, Settings
-from schemas.serde import serde_for
-from streams.kafka_clients import producer_config
-from streams.normalize_agent import SOURCE_HEADER
-from streams.readback import Record, read_topics
-from streams.replay import RawEvent, dataset_events, replay
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import SerdeSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.normalize_agent import SOURCE_HEADER
+from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.replay import RawEvent, dataset_events, replay
 from tests.conftest import free_port
 from tests.fake_registry import serve_registry
 

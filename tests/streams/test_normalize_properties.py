@@ -16,9 +16,9 @@ from fastavro.validation import validate
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from streams.exceptions import NormalizationError
-from streams.normalize import normalize_event
-from streams.text import clean_text
+from prodcat.streams.exceptions import NormalizationError
+from prodcat.streams.normalize import normalize_event
+from prodcat.streams.text import clean_text
 
 SCHEMA = fastavro.parse_schema(
     json.loads((Path(__file__).resolve().parents[2] / "schemas" / "product.avsc").read_text())

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import TopicNames
-from schemas.serde import serde_for
-from streams.metrics import WorkerMetrics
-from streams.normalize_agent import SOURCE_HEADER, NormalizeStage
+from prodcat.core.metrics import WorkerMetrics
+from prodcat.core.settings import TopicNames
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.normalize_agent import SOURCE_HEADER, NormalizeStage
 
 TOPICS = TopicNames()
 

@@ -6,7 +6,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.partitioning import murmur2, partition_for
+from prodcat.streams.partitioning import murmur2, partition_for
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2
 JAVA_VECTORS = {

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streams.prices import Money, choose_prices, currency_of, parse_price
+from prodcat.streams.prices import Money, choose_prices, currency_of, parse_price
 
 
 @pytest.mark.parametrize(

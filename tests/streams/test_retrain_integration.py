@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from prodcat.settings import RetrainSettings, ServingSettings, Settings
-from schemas.serde import serde_for
-from streams.readback import Record, read_topics
-from streams.worker_process import scrape_metric, wait_metric
+from prodcat.core.ids import label_key
+from prodcat.core.settings import RetrainSettings, ServingSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.worker_process import scrape_metric, wait_metric
+from prodcat.training.drift import DriftReference
 from tests.conftest import TrainedClassifier
 from tests.streams.kafka_io import flipkart_products, produce
-from training.drift import DriftReference
-from training.labels import label_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

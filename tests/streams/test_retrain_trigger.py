@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas.serde import serde_for
-from streams.deadletter import DeadLetters
-from streams.retrain_trigger import JobRunner, LabelStage, TriggerState
-from training.labels import label_key
+from prodcat.core.ids import label_key
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.retrain_trigger import JobRunner, LabelStage, TriggerState
 
 
 def test_n_new_labels_start_one_job_and_later_labels_count_toward_the_next() -> None:

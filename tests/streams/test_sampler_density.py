@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import MilvusSettings, SamplerSettings, load_settings
-from schemas.serde import serde_for
-from serving.vector_store import ImageVector, VectorStore
-from streams.metrics import SamplerMetrics
-from streams.sampler_agent import build_stage
+from prodcat.core.metrics import SamplerMetrics
+from prodcat.core.settings import MilvusSettings, SamplerSettings, load_settings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.streams.sampler_agent import build_stage
 from tests.training.test_sampler import prediction
 
 pytestmark = pytest.mark.integration

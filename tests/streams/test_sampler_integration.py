@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from prodcat.settings import SamplerSettings, Settings
-from schemas.serde import serde_for
-from streams.readback import Record, read_topics
-from streams.worker_process import scrape_metric
+from prodcat.core.settings import SamplerSettings, Settings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.worker_process import scrape_metric
 from tests.streams.kafka_io import produce
 from tests.training.test_sampler import prediction
 

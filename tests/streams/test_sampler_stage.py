@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import SamplerSettings
-from schemas.serde import serde_for
-from streams.deadletter import DeadLetters
-from streams.metrics import SamplerMetrics
-from streams.sampler_agent import SamplerStage
+from prodcat.core.metrics import SamplerMetrics
+from prodcat.core.settings import SamplerSettings
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.sampler_agent import SamplerStage
 from tests.training.test_sampler import SPREAD, SURE, TORN, prediction
 
 

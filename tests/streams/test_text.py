@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.text import clean_text, clean_url, scalar_text, truncate
+from prodcat.streams.text import clean_text, clean_url, scalar_text, truncate
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from prodcat.settings import KafkaSettings, TopicNames
-from streams.exceptions import TopicError
-from streams.kafka_clients import librdkafka_config
-from streams.topics import ensure_topics, topic_specs
+from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.settings import KafkaSettings, TopicNames
+from prodcat.streams.exceptions import TopicError
+from prodcat.streams.topics import ensure_topics, topic_specs
 
 
 def test_specs_follow_the_design() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.dataset import Example, load_flipkart
+from prodcat.training.dataset import Example, load_flipkart
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.acquisition import (
+from prodcat.training.acquisition import (
     entropy,
     information_density,
     kl_to_consensus,

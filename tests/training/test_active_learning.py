@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
-from training.al_learner import FFNLearner, LearnerConfig
-from training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
-from training.dataset import Example, flipkart_tree
+from prodcat.training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
+from prodcat.training.al_learner import FFNLearner, LearnerConfig
+from prodcat.training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
+from prodcat.training.dataset import Example, flipkart_tree
 
 SMALL = ExperimentConfig(
     level=1,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.baseline import tfidf_linearsvc
-from training.dataset import load_flipkart, protocol_split
+from prodcat.training.baseline import tfidf_linearsvc
+from prodcat.training.dataset import load_flipkart, protocol_split
 
 
 @pytest.mark.slow

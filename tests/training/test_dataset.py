@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.dataset import (
+from prodcat.training.dataset import (
     MODEL_INPUT_FIELDS,
     Example,
     load_flipkart,
@@ -17,7 +17,7 @@ from training.dataset import (
     protocol_split,
     protocol_summary,
 )
-from training.exceptions import DatasetError
+from prodcat.training.exceptions import DatasetError
 
 
 def test_load_flipkart(examples: list[Example]) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.drift import (
+from prodcat.training.drift import (
     FINE_BINS,
     REFERENCE,
     DriftReference,
+    DriftReferenceError,
     DriftWindow,
-    ReferenceError,
     WindowSet,
     build_reference,
     confidence_groups,
@@ -126,7 +126,7 @@ def test_the_reference_counts_top1_categories_and_confidences(tmp_path: Path) ->
 )
 def test_a_bad_reference_file_is_a_reference_error(tmp_path: Path, raw: str) -> None:
     (tmp_path / REFERENCE).write_text(raw)
-    with pytest.raises(ReferenceError):
+    with pytest.raises(DriftReferenceError):
         DriftReference.read(tmp_path)
 
 
@@ -223,9 +223,9 @@ def test_top1_takes_the_most_probable_category_or_none() -> None:
 @pytest.mark.slow
 def test_every_export_path_writes_the_reference(trained_classifier, tmp_path: Path) -> None:
     """``export_model`` writes what it is given; the retraining job builds it from the holdout."""
-    from training.export import export_model
-    from training.labels import LabelledProduct
-    from training.retrain import Candidate, RetrainData, drift_reference
+    from prodcat.training.export import export_model
+    from prodcat.training.labels import LabelledProduct
+    from prodcat.training.retrain import Candidate, RetrainData, drift_reference
 
     items = [
         LabelledProduct({"product_id": f"p{i}", "title": title, "brand": "", "description": ""},

@@ -15,7 +15,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from training.evaluation import (
+from prodcat.training.evaluation import (
     ClassScore,
     ComparisonRow,
     LevelScore,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.exceptions import DatasetError
-from training.image_similarity import (
+from prodcat.training.exceptions import DatasetError
+from prodcat.training.image_similarity import (
     evaluate_embeddings,
     load_myntra_images,
     nn_top1_accuracy,
@@ -130,9 +130,9 @@ def test_tiny_finetune_writes_weights_that_change_embeddings(
     data_dir: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("tensorflow")
-    from serving.embedder import build_embedder, embed_files
-    from training.image_commands import pretrained_weights
-    from training.image_finetune import finetune, with_params
+    from prodcat.training.embedder import build_embedder, embed_files
+    from prodcat.training.image_commands import pretrained_weights
+    from prodcat.training.image_finetune import finetune, with_params
 
     images = load_myntra_images(data_dir)
     params = with_params(
@@ -158,8 +158,8 @@ def test_tiny_finetune_writes_weights_that_change_embeddings(
 @pytest.mark.integration
 def test_finetune_params_are_validated() -> None:
     pytest.importorskip("tensorflow")
-    from training.exceptions import TrainingError
-    from training.image_finetune import with_params
+    from prodcat.training.exceptions import TrainingError
+    from prodcat.training.image_finetune import with_params
 
     assert with_params(epochs=2).epochs == 2
     with pytest.raises(TrainingError, match="unknown fine-tune parameters: nope"):
@@ -169,8 +169,8 @@ def test_finetune_params_are_validated() -> None:
 
 
 def test_image_split_keeps_every_type_on_both_sides_with_disjoint_images(data_dir: Path) -> None:
-    from training.image_finetune import split_images
-    from training.image_similarity import load_myntra_images
+    from prodcat.training.image_finetune import split_images
+    from prodcat.training.image_similarity import load_myntra_images
 
     images = load_myntra_images(data_dir)
     train, evaluation = split_images(images, seed=0)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from training.label_import import parse_label_file
-from training.labels import (
+from prodcat.core.ids import path_id
+from prodcat.training.label_import import parse_label_file
+from prodcat.training.labels import (
     LabelError,
     LabelledProduct,
     Vocabulary,
@@ -18,7 +19,6 @@ from training.labels import (
     validate_label,
     write_snapshot,
 )
-from training.taxonomy import path_id
 
 ROOT = path_id(["Clothing"])
 WOMEN = path_id(["Clothing", "Women's Clothing"])

@@ -12,9 +12,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.export import export_model, load_card
-from training.models import EXCLUSIVE, FAMILIES, RULE_BASED, ModelConfig, build_model, join_texts
-from training.trainer import TrainConfig, Trainer, TrainingData, predict
+from prodcat.core.model_store import load_card
+from prodcat.training.export import export_model
+from prodcat.training.models import (
+    EXCLUSIVE,
+    FAMILIES,
+    RULE_BASED,
+    ModelConfig,
+    build_model,
+    join_texts,
+)
+from prodcat.training.trainer import TrainConfig, Trainer, TrainingData, predict
 
 WORDS = {0: "shirt cotton collar", 1: "necklace gold pendant", 2: "sneaker running sole"}
 

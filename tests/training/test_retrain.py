@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from training.labels import LabelledProduct, free_version, in_holdout
-from training.retrain import gate, promote, split_holdout
+from prodcat.training.labels import LabelledProduct, free_version, in_holdout
+from prodcat.training.retrain import gate, promote, split_holdout
 
 
 def test_the_gate_promotes_unless_worse_by_more_than_epsilon() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from training.dataset import Example, flipkart_tree, load_flipkart
-from training.exceptions import RuleError
-from training.rules import (
+from prodcat.training.dataset import Example, flipkart_tree, load_flipkart
+from prodcat.training.exceptions import RuleError
+from prodcat.training.rules import (
     FLIPKART_RULES,
     Rule,
     RuleEngine,
@@ -20,7 +20,7 @@ from training.rules import (
     parse_rules,
     seed_rules,
 )
-from training.taxonomy import CategoryTree
+from prodcat.training.taxonomy import CategoryTree
 
 PATHS = [
     ["Clothing", "Women's Clothing", "Shorts"],

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from prodcat.settings import SamplerSettings
-from training import acquisition
-from training.sampler import (
+from prodcat.core.settings import SamplerSettings
+from prodcat.training import acquisition
+from prodcat.training.sampler import (
     RANDOM,
     Candidate,
     CandidateWindow,
@@ -19,7 +19,7 @@ from training.sampler import (
     select_requests,
     uncertainty_of,
 )
-from training.sampler_state import Exclusions, TokenBucket
+from prodcat.training.sampler_state import Exclusions, TokenBucket
 
 DAY_MS = 24 * 3600 * 1000
 NOW = 10 * DAY_MS

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from training.dataset import Example, flipkart_tree
-from training.exceptions import TaxonomyError
-from training.taxonomy import (
+from prodcat.training.dataset import Example, flipkart_tree
+from prodcat.training.exceptions import TaxonomyError
+from prodcat.training.taxonomy import (
     CategoryTree,
     clean_path,
     normalize_name,

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.drift import DriftReference
-from training.exceptions import TrainingError
-from training.export import load_card
-from training.models import ModelConfig
-from training.train_command import RunConfig, train_and_export
-from training.trainer import TrainConfig, Trainer
+from prodcat.core.model_store import load_card
+from prodcat.training.drift import DriftReference
+from prodcat.training.exceptions import TrainingError
+from prodcat.training.models import ModelConfig
+from prodcat.training.train_command import RunConfig, train_and_export
+from prodcat.training.trainer import TrainConfig, Trainer
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml"))
 

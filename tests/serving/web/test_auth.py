@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.web.auth import (
+from prodcat.serving.web.auth import (
     LoginThrottle,
     SessionCodec,
     Users,
@@ -18,7 +18,7 @@ from serving.web.auth import (
     load_or_create_secret,
     verify_password,
 )
-from serving.web.exceptions import AuthError
+from prodcat.serving.web.exceptions import AuthError
 
 
 def test_passwords_are_salted_and_verified() -> None:

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import uvicorn
 
-from prodcat.settings import (
-    REPO_ROOT,
+from prodcat.core.ids import path_id
+from prodcat.core.settings import (
     ImageSettings,
     KafkaSettings,
     MilvusSettings,
@@ -38,23 +38,22 @@ from prodcat.settings import (
     UiSettings,
     load_settings,
 )
-from schemas.serde import serde_for
-from serving.backends import InProcessBackend
-from serving.vector_store import ImageVector, VectorStore
-from serving.web.app import create_web_app
-from serving.web.auth import Users
-from serving.web.server import web_parts
-from streams.readback import Record, read_topics
-from streams.topics import ensure_topics, topic_specs
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.backends import InProcessBackend
+from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.serving.web.app import create_web_app
+from prodcat.serving.web.auth import Users
+from prodcat.serving.web.server import web_parts
+from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.training.labels import load_vocabulary
 from tests.conftest import TrainedClassifier, free_port
 from tests.streams.kafka_io import produce
-from training.labels import load_vocabulary
-from training.taxonomy import path_id
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
 
 PASSWORD = "correct horse battery"
-DOCS = REPO_ROOT / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def _chromium() -> str:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from schemas.serde import serde_for
-from serving.web.exceptions import InvalidInputError
-from serving.web.similarity import judgement_record
-from serving.web.view import TopicView, judgement_key
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.web.exceptions import InvalidInputError
+from prodcat.serving.web.similarity import judgement_record
+from prodcat.serving.web.view import TopicView, judgement_key
 
 SHA = "ab" * 32
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.web.leases import LeaseBook
+from prodcat.serving.web.leases import LeaseBook
 
 
 class Clock:

@@ -8,14 +8,15 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from prodcat.settings import ServingSettings, Settings, UiSettings
-from schemas.serde import serde_for
-from serving.web.annotation import AnnotationService, VocabularyCache
-from serving.web.exceptions import ConflictError, InvalidInputError, PublishError
-from serving.web.leases import LeaseBook
-from serving.web.metrics import WebMetrics
-from serving.web.view import TopicView, words
-from training.labels import Vocabulary, label_key
+from prodcat.core.ids import label_key
+from prodcat.core.settings import ServingSettings, Settings, UiSettings
+from prodcat.schemas.serde import serde_for
+from prodcat.serving.web.annotation import AnnotationService, VocabularyCache
+from prodcat.serving.web.exceptions import ConflictError, InvalidInputError, PublishError
+from prodcat.serving.web.leases import LeaseBook
+from prodcat.serving.web.metrics import WebMetrics
+from prodcat.serving.web.view import TopicView, words
+from prodcat.training.labels import Vocabulary
 
 LABELS = serde_for("Label")
 
@@ -282,10 +283,10 @@ def test_queue_reads_and_writes_wait_until_the_view_has_caught_up(
     handing it out or writing its label could overwrite someone's label."""
     from fastapi.testclient import TestClient
 
-    from serving.web.app import WebParts, create_web_app
-    from serving.web.auth import SessionCodec, Users
-    from serving.web.follower import TopicFollower
-    from serving.web.similarity import SimilarityService
+    from prodcat.serving.web.app import WebParts, create_web_app
+    from prodcat.serving.web.auth import SessionCodec, Users
+    from prodcat.serving.web.follower import TopicFollower
+    from prodcat.serving.web.similarity import SimilarityService
 
     settings = Settings(ui=UiSettings(), serving=ServingSettings())
     users = Users(tmp_path / "users.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.web.report import precision_report, query_precision
+from prodcat.serving.web.report import precision_report, query_precision
 
 
 def pair(version, query, rank, relevance, category="", neighbour=None):

@@ -173,7 +173,7 @@ class ModelMetrics:
         )
 
     def call(self, model: str, backend: str, seconds: float, error: str | None) -> None:
-        """Observer for ``serving.backends.MeteredBackend``."""
+        """Observer for ``prodcat.serving.backends.MeteredBackend``."""
         self.request_seconds.labels(model, backend).observe(seconds)
         if error is not None:
             self.request_errors.labels(model, backend, error).inc()
@@ -203,7 +203,7 @@ class MilvusMetrics:
         )
 
     def operation(self, operation: str, seconds: float, error: str | None) -> None:
-        """Observer for ``serving.vector_store.VectorStore``."""
+        """Observer for ``prodcat.serving.vector_store.VectorStore``."""
         self.seconds.labels(operation).observe(seconds)
         if error is not None:
             self.errors.labels(operation, error).inc()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from prodcat.exceptions import ConfigError
-from prodcat.settings import load_settings
+from prodcat.core.errors import ConfigError
+from prodcat.core.settings import load_settings
 
 
 def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:

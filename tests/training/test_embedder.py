@@ -12,7 +12,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from serving.embedder import (  # noqa: E402
+from prodcat.training.embedder import (  # noqa: E402
     EMBEDDING_DIM,
     EmbedderError,
     build_embedder,
@@ -138,7 +138,7 @@ def test_embed_files_matches_the_savedmodel(
 def test_second_export_gets_version_2_and_the_size_of_finetuned_weights(
     exported: tuple[Path, Path], weights: Path, tmp_path: Path
 ) -> None:
-    from training.image_commands import export_image_embedder
+    from prodcat.training.image_commands import export_image_embedder
 
     base, _ = exported
     tuned = tmp_path / "tuned.weights.h5"

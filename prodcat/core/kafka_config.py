@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from prodcat.settings import KafkaSettings
+from prodcat.core.settings import KafkaSettings
 
 
 def uses_tls(kafka: KafkaSettings) -> bool:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from serving.exceptions import ServingError
+from prodcat.core.errors import ModelStoreError
+from prodcat.core.model_store import export_version
+from prodcat.training.exceptions import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ DEFAULT_IMAGE_SIZE = 224
 BytesEmbedFn = Callable[[tf.Tensor], tf.Tensor]
 
 
-class EmbedderError(ServingError):
+class EmbedderError(TrainingError):
     """The embedder cannot be built, loaded or exported (missing or mismatched weights, bad size)."""
 
 
@@ -203,19 +203,9 @@ def export_embedder(
     ``image_size`` defaults to the one the weights were fine-tuned and evaluated at (their
     ``.meta.json``), else 224.
     """
-    # Imported here: training.export pulls in the classifier's model code, which serving does not need
-    # until it exports.
-    from training.export import CARD, next_version, write_models_config
-
     meta = weights_meta(weights)
     image_size = image_size or int(meta.get("image_size", DEFAULT_IMAGE_SIZE))
     model = build_embedder(weights, image_size)
-    model_dir = base_dir / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    version = version if version is not None else next_version(model_dir)
-    target = model_dir / str(version)
-    if target.exists():
-        raise EmbedderError(f"{target} exists; model versions are immutable")
 
     def serve(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_NAME: embed_encoded(model, image_bytes, image_size)}
@@ -227,14 +217,7 @@ def export_embedder(
         fn=serve,
         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)],
     )
-    tmp = model_dir / f".{version}.partial"
-    if tmp.exists():  # left over by an export that crashed
-        shutil.rmtree(tmp)
-    archive.write_out(str(tmp), verbose=False)
     full_card = {
-        "name": name,
-        "version": version,
-        "exported_at": int(time.time()),
         "kind": "image_embedder",
         "dim": EMBEDDING_DIM,
         "image_size": image_size,
@@ -243,8 +226,15 @@ def export_embedder(
         "output": OUTPUT_NAME,
         **(card or {}),
     }
-    (tmp / CARD).write_text(json.dumps(full_card, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.rename(target)  # atomic: a watcher never sees a half-written version
-    write_models_config(base_dir)
+    try:
+        target = export_version(
+            base_dir,
+            name,
+            lambda tmp: archive.write_out(str(tmp), verbose=False),
+            full_card,
+            version=version,
+        )
+    except ModelStoreError as exc:
+        raise EmbedderError(str(exc)) from exc
     logger.info("exported image embedder %s version %d to %s", name, version, target)
     return target

@@ -10,9 +10,9 @@ import faust
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from prodcat.settings import KafkaSettings, Settings
-from streams.app import _credentials
-from streams.kafka_clients import aiokafka_config, librdkafka_config
+from prodcat.core.kafka_config import aiokafka_config, librdkafka_config
+from prodcat.core.settings import KafkaSettings, Settings
+from prodcat.streams.app import _credentials
 
 CA = Path(certifi.where())
 

@@ -3,6 +3,10 @@
 Environment variables use the prefix ``PRODCAT_`` and ``__`` for nesting, e.g.
 ``PRODCAT_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or ``PRODCAT_TOPICS__RAW=feeds.raw``.
 Library code receives the section it needs; it never reads ``os.environ``.
+
+Local state (broker data, models, the vector store, job work) goes under ``PRODCAT_HOME``, the
+working directory by default: every relative path of the settings is resolved against it when the
+settings are built, so nothing defaults to a place inside the installed package.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from prodcat.exceptions import ConfigError
+from prodcat.core.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Files shipped inside the package (read-only): training configs, rules, schemas.
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Section(BaseModel):
@@ -107,7 +112,7 @@ class WorkerSettings(_Section):
     commit_interval_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
     state_dir: Path = Field(
-        default=REPO_ROOT / "var" / "faust",
+        default=Path("var/faust"),
         description="Faust's data directory (one folder per app id); must be writable.",
     )
 
@@ -120,7 +125,7 @@ class ServingSettings(_Section):
         description="inprocess: load the SavedModel here; tfserving: gRPC PredictionService.",
     )
     model_base: Path = Field(
-        default=REPO_ROOT / "models", description="TF Serving layout: <base>/<name>/<version>/."
+        default=Path("models"), description="TF Serving layout: <base>/<name>/<version>/."
     )
     classifier: str = Field(default="classifier", description="Model name of the classifier.")
     embedder: str = Field(default="image_embedder", description="Model name of the embedder.")
@@ -169,7 +174,7 @@ class MilvusSettings(_Section):
     """The vector store: milvus-lite (a local path) by default, a Milvus server by http(s) URI."""
 
     uri: str = Field(
-        default=str(REPO_ROOT / "var" / "milvus" / "prodcat.db"),
+        default="var/milvus/prodcat.db",
         description="Local *.db path (milvus-lite, one process at a time) or http(s)://host:19530 "
         "(a Milvus server, or `milvus-lite server` to share a local directory).",
     )
@@ -203,11 +208,11 @@ class UiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     users_file: Path = Field(
-        default=REPO_ROOT / "var" / "ui" / "users.json",
+        default=Path("var/ui/users.json"),
         description="Annotator accounts (salted PBKDF2 hashes); `prodcat ui user add NAME`.",
     )
     state_dir: Path = Field(
-        default=REPO_ROOT / "var" / "ui",
+        default=Path("var/ui"),
         description="The generated session secret (when `secret` is unset) and the local view "
         "of the topics (SQLite, rebuilt from Kafka at every start).",
     )
@@ -258,7 +263,7 @@ class RetrainSettings(_Section):
     )
     check_interval_s: float = Field(default=5.0, gt=0, description="How often the trigger checks.")
     config: Path = Field(
-        default=REPO_ROOT / "training" / "configs" / "cnn.yaml",
+        default=PACKAGE_ROOT / "training" / "configs" / "cnn.yaml",
         description="Training config (YAML) of the retraining job.",
     )
     epsilon: float = Field(
@@ -271,7 +276,7 @@ class RetrainSettings(_Section):
         default=0.2, gt=0, lt=1, description="Share of labelled products held out (by id hash)."
     )
     work_dir: Path = Field(
-        default=REPO_ROOT / "var" / "retrain", description="Snapshots, candidates and job logs."
+        default=Path("var/retrain"), description="Snapshots, candidates and job logs."
     )
     job_timeout_s: float = Field(
         default=3600.0, gt=0, description="A job running longer is killed."
@@ -385,8 +390,8 @@ class DriftSettings(_Section):
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
-    home: Path = REPO_ROOT / "var" / "kafka"
-    jar_cache: Path = REPO_ROOT / ".cache" / "kafka"
+    home: Path = Path("var/kafka")
+    jar_cache: Path = Path(".cache/kafka")
     host: str = "127.0.0.1"
     port: int = Field(default=9092, ge=1, le=65535)
     controller_port: int = Field(default=9093, ge=1, le=65535)
@@ -401,7 +406,11 @@ class Settings(BaseSettings):
         env_prefix="PRODCAT_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
-    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    home: Path = Field(
+        default=Path("."),
+        description="Where local state lives; relative paths of every section resolve against it.",
+    )
+    data_dir: Path = Path("../shared/data")
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicNames = TopicNames()
     serde: SerdeSettings = SerdeSettings()
@@ -415,6 +424,33 @@ class Settings(BaseSettings):
     sampler: SamplerSettings = SamplerSettings()
     drift: DriftSettings = DriftSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+
+    @model_validator(mode="after")
+    def _resolve_under_home(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        # The model is frozen; this runs once, while it is being built.
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "data_dir", _under(home, self.data_dir))
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if isinstance(section, _Section):
+                object.__setattr__(self, name, _section_under(home, section))
+        return self
+
+
+def _under(home: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else home / path
+
+
+def _section_under(home: Path, section: _Section) -> _Section:
+    update: dict[str, object] = {}
+    for name, value in section:
+        if isinstance(value, Path) and not value.is_absolute():
+            update[name] = _under(home, value)
+    if isinstance(section, MilvusSettings) and "://" not in section.uri:
+        update["uri"] = str(_under(home, Path(section.uri)))
+    return section.model_copy(update=update) if update else section
 
 
 def load_settings(**overrides: object) -> Settings:
