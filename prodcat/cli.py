@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from prodcat.core.errors import ProdcatError
@@ -23,12 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     dev_sub = dev.add_subparsers(dest="service", required=True)
     kafka = dev_sub.add_parser("kafka", help="single-node Apache Kafka (KRaft) from Maven Central")
     kafka.add_argument("action", choices=["start", "stop", "status", "install"])
+    kafka.set_defaults(func=_dev_kafka)
 
     topics = sub.add_parser("topics", help="create the topics prodcat owns")
     topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(func=_topics)
 
     worker = sub.add_parser("worker", help="run a Faust worker for one or more agent roles")
     worker.add_argument("roles", nargs="+", help="agent roles, e.g. normalize")
+    worker.set_defaults(func=_worker)
 
     replay = sub.add_parser("replay", help="publish datasets as raw product events")
     replay.add_argument("--feeds", default="flipkart,myntra", help="comma-separated feeds")
@@ -36,12 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=None, help="events per feed at most")
     replay.add_argument("--topic", default=None, help="target topic (default: topics.raw)")
     replay.add_argument("--no-progress", action="store_true")
+    replay.set_defaults(func=_replay)
 
     rules = sub.add_parser("rules", help="the legacy keyword rule system (a label source)")
     rules.add_argument("action", choices=["seed", "evaluate"])
     rules.add_argument("--file", type=Path, default=None, help="rules YAML (default: Flipkart's)")
+    rules.set_defaults(func=_rules)
 
     labels = sub.add_parser("labels", help="the labels topic: import, rule labels, snapshot")
+    labels.set_defaults(func=_labels)
     labels_sub = labels.add_subparsers(dest="action", required=True)
     labels_import = labels_sub.add_parser(
         "import", help="publish a CSV / JSON-lines label file; invalid lines → dead letters"
@@ -57,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     labels_snapshot.add_argument("out", type=Path)
 
     retrain = sub.add_parser("retrain", help="the retraining job (what the retrain agent runs)")
+    retrain.set_defaults(func=_retrain)
     retrain_sub = retrain.add_subparsers(dest="action", required=True)
     retrain_run = retrain_sub.add_parser(
         "run", help="snapshot, train, evaluate on the holdout, gate, export, publish ModelEvents"
@@ -68,11 +76,15 @@ def _parser() -> argparse.ArgumentParser:
         "baseline", help="TF-IDF + LinearSVC on the fixed evaluation protocol"
     )
     baseline.add_argument("--levels", default="1,2,3", help="tree levels, comma-separated")
+    baseline.set_defaults(func=_baseline)
 
     train = sub.add_parser(
         "train", help="train on the fixed protocol, evaluate, export for TF Serving"
     )
-    train.add_argument("--config", type=Path, default=Path("training/configs/cnn.yaml"))
+    train.set_defaults(func=_train)
+    train.add_argument(
+        "--config", type=Path, default=None, help="default: PRODCAT_RETRAIN__CONFIG (cnn.yaml)"
+    )
     train.add_argument("--level", type=int, default=3)
     train.add_argument("--name", default="classifier", help="model name under the model base")
     train.add_argument(
@@ -89,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     embedder = sub.add_parser("embedder", help="the image embedder (MobileNetV2, 1280-d)")
     embedder.add_argument("action", choices=["export", "evaluate", "finetune"])
+    embedder.set_defaults(func=_embedder)
     embedder.add_argument(
         "--weights", type=Path, default=None, help="a .weights.h5 file (default: pretrained)"
     )
@@ -99,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     experiment = sub.add_parser("experiment", help="offline experiments")
     experiment.add_argument("name", choices=["active-learning"])
+    experiment.set_defaults(func=_experiment)
     experiment.add_argument("--out", type=Path, default=Path("docs/active-learning"))
     experiment.add_argument("--strategies", default=None, help="comma-separated (default: all)")
     experiment.add_argument("--seeds", default=None, help="comma-separated (default: 0,1)")
@@ -119,10 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serving processes")
     serve.add_argument("what", choices=["api", "grpc"], help="api: similarity HTTP API; "
                        "grpc: a PredictionService over the model store (TF Serving's protocol)")  # fmt: skip
+    serve.set_defaults(func=_serve)
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
 
     ui = sub.add_parser("ui", help="the web UI: annotation queue, similarity evaluation")
+    ui.set_defaults(func=_ui)
     ui.add_argument("--host", default=None)
     ui.add_argument("--port", type=int, default=None)
     ui_sub = ui.add_subparsers(dest="ui_action")
@@ -134,16 +150,19 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from stdin"
     )
 
-    sub.add_parser(
+    models = sub.add_parser(
         "models", help="train the classifier / export the image embedder if the store lacks them"
     )
+    models.set_defaults(func=_models)
 
     demo = sub.add_parser("demo", help="run the whole pipeline locally on the shared datasets")
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
+    demo.set_defaults(func=_demo)
     return parser
 
 
-def _dev_kafka(settings: Settings, action: str) -> int:
+def _dev_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    action = args.action
     from prodcat import localkafka
 
     cfg = settings.local_kafka
@@ -162,7 +181,8 @@ def _dev_kafka(settings: Settings, action: str) -> int:
     return 0
 
 
-def _topics(settings: Settings, action: str) -> int:
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    action = args.action
     from prodcat.streams.topics import ensure_topics, topic_specs
 
     specs = topic_specs(settings.topics)
@@ -272,114 +292,123 @@ def _retrain(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.worker import run_worker
+
+    run_worker(settings, args.roles)
+    return 0
+
+
+def _rules(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.training import commands
+    from prodcat.training.rules import FLIPKART_RULES
+
+    target = args.file or FLIPKART_RULES
+    if args.action == "seed":
+        count = commands.seed_flipkart_rules(settings.data_dir, target)
+        print(f"wrote {count} rules to {target}")
+    else:
+        print(commands.evaluate_flipkart_rules(settings.data_dir, target))
+    return 0
+
+
+def _experiment(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.training import al_commands
+
+    if args.report_only:
+        print(al_commands.report(args.out))
+        return 0
+    config = al_commands.experiment_config(
+        strategies=args.strategies,
+        seeds=args.seeds,
+        rules=args.rules,
+        seed_size=args.seed_size,
+        round_size=args.round_size,
+        max_labels=args.max_labels,
+        random_points=args.random_points,
+    )
+    print(al_commands.run_active_learning(settings.data_dir, args.out, config, resume=args.resume))
+    return 0
+
+
+def _baseline(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.training.commands import baseline_table
+
+    print(baseline_table(settings.data_dir, [int(x) for x in args.levels.split(",")]))
+    return 0
+
+
+def _train(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.training import train_command
+
+    if args.compare is not None:
+        levels = [int(x) for x in args.levels.split(",")]
+        print(train_command.compare(args.compare, settings.data_dir, levels))
+        return 0
+    result, target = train_command.train_and_export(
+        args.config or settings.retrain.config,
+        settings.data_dir,
+        args.model_base or settings.serving.model_base,
+        args.name,
+        args.level,
+    )
+    print(
+        f"L{result.level} accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f}, "
+        f"ECE {result.ece:.4f}, trained in {result.train_seconds:.0f}s → {target}"
+    )
+    return 0
+
+
+def _ui(settings: Settings, args: argparse.Namespace) -> int:
+    if args.ui_action == "user":
+        from prodcat.serving.web.accounts import add_user
+
+        print(add_user(settings, args.name, password_stdin=args.password_stdin))
+        return 0
+    from prodcat.serving.web.server import run_ui
+
+    return run_ui(settings, args.host, args.port)
+
+
+def _models(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.demo import ensure_models
+
+    for note in ensure_models(settings) or ["the model store has both models"]:
+        print(note)
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.demo import run_demo
+
+    return run_demo(settings, limit=args.limit)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep start-up banners and expected third-party warnings out of a user's terminal (-v shows them)."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+    for name in ("tensorflow", "absl", "keras", "pymilvus", "milvus_lite", "faust", "mode",
+                 "aiokafka", "kafka", "httpx", "urllib3", "h5py"):  # fmt: skip
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _quiet_libraries(args.verbose)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
-        settings = load_settings()
-        if args.command == "dev":
-            return _dev_kafka(settings, args.action)
-        if args.command == "topics":
-            return _topics(settings, args.action)
-        if args.command == "worker":
-            from prodcat.streams.worker import run_worker
-
-            run_worker(settings, args.roles)
-            return 0
-        if args.command == "replay":
-            return _replay(settings, args)
-        if args.command == "rules":
-            from prodcat.training import commands
-            from prodcat.training.rules import FLIPKART_RULES
-
-            target = args.file or FLIPKART_RULES
-            if args.action == "seed":
-                count = commands.seed_flipkart_rules(settings.data_dir, target)
-                print(f"wrote {count} rules to {target}")
-            else:
-                print(commands.evaluate_flipkart_rules(settings.data_dir, target))
-            return 0
-        if args.command == "labels":
-            return _labels(settings, args)
-        if args.command == "retrain":
-            return _retrain(settings, args)
-        if args.command == "experiment":
-            from prodcat.training import al_commands
-
-            if args.report_only:
-                print(al_commands.report(args.out))
-                return 0
-            config = al_commands.experiment_config(
-                strategies=args.strategies,
-                seeds=args.seeds,
-                rules=args.rules,
-                seed_size=args.seed_size,
-                round_size=args.round_size,
-                max_labels=args.max_labels,
-                random_points=args.random_points,
-            )
-            print(
-                al_commands.run_active_learning(
-                    settings.data_dir, args.out, config, resume=args.resume
-                )
-            )
-            return 0
-        if args.command == "baseline":
-            from prodcat.training.commands import baseline_table
-
-            print(baseline_table(settings.data_dir, [int(x) for x in args.levels.split(",")]))
-            return 0
-        if args.command == "train":
-            from prodcat.training import train_command
-
-            if args.compare is not None:
-                levels = [int(x) for x in args.levels.split(",")]
-                print(train_command.compare(args.compare, settings.data_dir, levels))
-                return 0
-            result, target = train_command.train_and_export(
-                args.config,
-                settings.data_dir,
-                args.model_base or settings.serving.model_base,
-                args.name,
-                args.level,
-            )
-            print(
-                f"L{result.level} accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f}, "
-                f"ECE {result.ece:.4f}, trained in {result.train_seconds:.0f}s → {target}"
-            )
-            return 0
-        if args.command == "embedder":
-            return _embedder(settings, args)
-        if args.command == "serve":
-            return _serve(settings, args)
-        if args.command == "ui":
-            if args.ui_action == "user":
-                from prodcat.serving.web.accounts import add_user
-
-                print(add_user(settings, args.name, password_stdin=args.password_stdin))
-                return 0
-            from prodcat.serving.web.server import run_ui
-
-            return run_ui(settings, args.host, args.port)
-        if args.command == "models":
-            from prodcat.demo import ensure_models
-
-            for note in ensure_models(settings) or ["the model store has both models"]:
-                print(note)
-            return 0
-        if args.command == "demo":
-            from prodcat.demo import run_demo
-
-            return run_demo(settings, limit=args.limit)
+        return handler(load_settings(), args)
     except ProdcatError as exc:
         logger.error("%s", exc)
         return 2
     except KeyboardInterrupt:
         return 130
-    raise AssertionError(f"unhandled command {args.command}")  # argparse enforces the choices
 
 
 if __name__ == "__main__":

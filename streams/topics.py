@@ -65,6 +65,7 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         ),
         TopicSpec(names.model_events, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}),
         TopicSpec(names.judgements, n, dict(compact)),  # similarity judgements (web UI)
+        TopicSpec(names.profiles, 1, dict(compact)),  # feed profiles: every normaliser reads all
     ]
 
 

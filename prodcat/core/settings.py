@@ -82,6 +82,7 @@ class TopicNames(_Section):
     annotation_requests: str = "annotation.requests"
     model_events: str = "models.events"
     judgements: str = "similarity.judgements"
+    profiles: str = "feeds.profiles"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )

@@ -35,6 +35,7 @@ from tests.schemas.conftest import RECORDS
 SHIPPED = [
     "AnnotationRequest",
     "DeadLetter",
+    "FeedProfile",
     "Label",
     "ModelEvent",
     "Prediction",
@@ -46,7 +47,7 @@ SHIPPED = [
 # --- loading and fingerprints ---------------------------------------------------------------
 
 
-def test_all_seven_schemas_are_shipped() -> None:
+def test_all_eight_schemas_are_shipped() -> None:
     assert list(schema_names()) == SHIPPED
     assert sorted(RECORDS) == SHIPPED
 

@@ -20,9 +20,11 @@ def test_specs_follow_the_design() -> None:
         "products.predictions",
         "labels",
         "similarity.judgements",
+        "feeds.profiles",
     }
     assert specs["products.raw"].partitions == 6
     assert specs["models.events"].partitions == 1
+    assert specs["feeds.profiles"].partitions == 1
     assert int(specs["products.deadletter"].config["max.message.bytes"]) > int(
         specs["products.raw"].config["max.message.bytes"]
     )
