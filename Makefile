@@ -38,9 +38,10 @@ test: install ## run the whole test suite (unit, property, integration against a
 test-fast: install ## unit and property tests only (no broker)
 	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, import layers (docs/architecture.md)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .

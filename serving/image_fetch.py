@@ -1,4 +1,4 @@
-"""Fetching product images: a security boundary (see DESIGN.md, "Images and similarity").
+"""Fetching product images: a security boundary (docs/architecture.md, "Images").
 
 :class:`ImageFetcher` fetches ``http``, ``https`` and (inside configured roots) ``file`` URLs. Every
 hop of a redirect chain is re-checked against the address guard of :mod:`prodcat.serving.url_guard`, whose

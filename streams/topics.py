@@ -35,7 +35,7 @@ class TopicSpec:
 
 
 def topic_specs(names: TopicNames) -> list[TopicSpec]:
-    """Every topic of DESIGN.md. Compacted topics hold the latest record per key forever."""
+    """Every topic of docs/architecture.md. Compacted topics hold the latest record per key forever."""
     compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
     n = names.partitions
     return [

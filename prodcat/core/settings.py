@@ -72,7 +72,7 @@ class KafkaSettings(_Section):
 
 
 class TopicNames(_Section):
-    """Topic names (see DESIGN.md); override to run several pipelines on one cluster."""
+    """Topic names (docs/architecture.md, "Topics"); override to run several pipelines on one cluster."""
 
     raw: str = "products.raw"
     normalized: str = "products.normalized"
@@ -156,7 +156,7 @@ class ServingSettings(_Section):
 
 
 class ImageSettings(_Section):
-    """Fetching product images: a security boundary (see DESIGN.md)."""
+    """Fetching product images: a security boundary (docs/architecture.md, "Images")."""
 
     allowed_hosts: tuple[str, ...] = Field(
         default=(),
