@@ -72,7 +72,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _worker_run(
-    settings: Settings, raw_topic: str, n: int, mode: str, args: argparse.Namespace, run: int
+    settings: Settings, raw_topic: str, n: int, args: argparse.Namespace, run: int
 ) -> tuple[float, float]:
     """One worker process drains the backlog into fresh output topics: (events/s, events/CPU-s)."""
     uid = uuid.uuid4().hex[:8]
@@ -82,9 +82,9 @@ def _worker_run(
         deadletter=f"bench-{uid}.deadletter",
         partitions=4,
     )
-    run_cfg = run_settings(settings, topics, uid, consumer=mode, batch_size=args.batch_size)
+    run_cfg = run_settings(settings, topics, uid, batch_size=args.batch_size)
     ensure_topics(run_cfg.kafka, topic_specs(topics)[1:3])
-    proc = start_worker(run_cfg, ["normalize"], HOME / f"worker-{mode}-{run}.log")
+    proc = start_worker(run_cfg, ["normalize"], HOME / f"worker-{run}.log")
     cpu0 = _cpu_seconds(proc.pid)
     wait_worker_ready(proc, "127.0.0.1", run_cfg.worker.metrics_port, "normalize")
     records = read_topics(
@@ -95,7 +95,7 @@ def _worker_run(
     stamps = sorted(r.timestamp_ms for r in records)
     seconds = (stamps[-1] - stamps[0]) / 1000
     print(
-        f"{mode} run {run}: {len(records):,} outputs in {seconds:.2f}s → "
+        f"worker run {run}: {len(records):,} outputs in {seconds:.2f}s → "
         f"{len(records) / seconds:,.0f}/s; worker CPU {cpu:.1f}s",
         flush=True,
     )
@@ -107,7 +107,6 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=2000)
-    parser.add_argument("--consumers", default="batch,agent", help="worker consumer modes to run")
     args = parser.parse_args()
 
     base_settings = load_settings()
@@ -127,21 +126,18 @@ def main() -> int:
 
         pure = statistics.median(_pure(events) for _ in range(args.runs))
         print(f"pure function: {pure:,.0f} events/s (median of {args.runs})", flush=True)
-        summary = []
-        for mode in args.consumers.split(","):
-            rates, cpu_rates = [], []
-            for run in range(args.runs):
-                rate, cpu_rate = _worker_run(settings, raw_topic, len(events), mode, args, run)
-                rates.append(rate)
-                cpu_rates.append(cpu_rate)
-            w, c = statistics.median(rates), statistics.median(cpu_rates)
-            summary.append(
-                f"worker ({mode}): {w:,.0f} events/s wall, {c:,.0f} per worker CPU-second; "
-                f"worker/pure = {w / pure:.2f}"
-            )
+        rates, cpu_rates = [], []
+        for run in range(args.runs):
+            rate, cpu_rate = _worker_run(settings, raw_topic, len(events), args, run)
+            rates.append(rate)
+            cpu_rates.append(cpu_rate)
+        w, c = statistics.median(rates), statistics.median(cpu_rates)
         print(f"\nmedians of {args.runs} runs, {len(events):,} events, batch {args.batch_size}:")
         print(f"pure function: {pure:,.0f} events/s")
-        print("\n".join(summary))
+        print(
+            f"worker: {w:,.0f} events/s wall, {c:,.0f} per worker CPU-second; "
+            f"worker/pure = {w / pure:.2f}"
+        )
         print(
             f"({os.cpu_count()} cores, Python {sys.version.split()[0]}, broker on the same machine)"
         )

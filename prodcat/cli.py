@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-progress", action="store_true")
     replay.set_defaults(func=_replay)
 
+    publish = sub.add_parser(
+        "publish", help="publish a feed file (CSV/TSV, JSON, XML, xlsx) as raw product events"
+    )
+    from prodcat.streams.feeds.publish import add_arguments as publish_arguments
+
+    publish_arguments(publish)
+    publish.set_defaults(func=_publish)
+
     rules = sub.add_parser("rules", help="the legacy keyword rule system (a label source)")
     rules.add_argument("action", choices=["seed", "evaluate"])
     rules.add_argument("--file", type=Path, default=None, help="rules YAML (default: Flipkart's)")
@@ -209,6 +217,12 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     rate = result.sent / result.seconds if result.seconds else 0.0
     print(f"sent {result.sent} events {result.per_feed} in {result.seconds:.1f}s ({rate:,.0f}/s)")
     return 0
+
+
+def _publish(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.feeds.publish import publish_command
+
+    return publish_command(args, kafka=settings.kafka, topic=args.topic or settings.topics.raw)
 
 
 def _embedder(settings: Settings, args: argparse.Namespace) -> int:

@@ -88,12 +88,11 @@ def create_app(settings: Settings, roles: Sequence[str], registry: CollectorRegi
         producer_linger=0.005,
         producer_acks=-1,
     )
-    if worker.consumer == "batch":
-        # Stages consume with their own aiokafka clients (streams.batch_consumer); Faust's consumer
-        # and producer would join an empty subscription, so the app only hosts their tasks.
-        app.boot_strategy = faust.app.base.BootStrategy(
-            app, enable_kafka_consumer=False, enable_kafka_producer=False
-        )
+    # Stages consume with their own aiokafka clients (prodcat.streams.runtime); Faust's consumer
+    # and producer would join an empty subscription, so the app only hosts their tasks.
+    app.boot_strategy = faust.app.base.BootStrategy(
+        app, enable_kafka_consumer=False, enable_kafka_producer=False
+    )
     metrics = WorkerMetrics(registry)
     for role in roles:
         stage, factory = AGENTS[role]

@@ -28,9 +28,11 @@ from prodcat.serving.backends import ModelBackend, ModelOutput, create_backend
 from prodcat.serving.classify import predictions
 from prodcat.serving.committee import predict_with_committee
 from prodcat.serving.exceptions import ModelInputError
+from prodcat.streams.bisection import bisect
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
-from prodcat.streams.stage import Outgoing, register_stage
+from prodcat.streams.runtime import StageHandler, register_stage
+from prodcat.streams.stage import Input, Outgoing, Outputs
 from prodcat.training.inputs import model_inputs
 
 logger = logging.getLogger(__name__)
@@ -152,16 +154,16 @@ class ClassifyStage:
 
     def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
         """Predictions for ``products``; a product the model rejects gets its error message."""
-        try:
-            outputs = self._predict(model_inputs(products))
-        except ModelInputError as exc:
-            if len(products) == 1:
-                return [str(exc)]
-            middle = len(products) // 2  # bisect: the rest of the chunk is still classified
-            return self._classify(products[:middle], now_ms) + self._classify(
-                products[middle:], now_ms
-            )
-        return self._records(products, outputs, now_ms)
+
+        def attempt(part: Sequence[dict[str, Any]]) -> list[dict[str, Any] | str]:
+            return self._records(list(part), self._predict(model_inputs(list(part))), now_ms)
+
+        def rejected(product: dict[str, Any], exc: ModelInputError) -> list[dict[str, Any] | str]:
+            return [str(exc)]
+
+        return bisect(
+            products, attempt, failure=ModelInputError, isolate=rejected, combine=list.__add__
+        )
 
 
 def build_stage(
@@ -182,13 +184,19 @@ def build_stage(
     )
 
 
+class ClassifyAgent(StageHandler):
+    """``ClassifyStage`` for the stage runtime; the model runs in a worker thread."""
+
+    def __init__(self, stage: ClassifyStage, topic: str) -> None:
+        super().__init__(STAGE, topic, stage.dead_letters)
+        self.stage = stage
+
+    async def process(self, batch: Sequence[Input]) -> Outputs:
+        now_ms = time.time_ns() // 1_000_000
+        return Outputs.of(await asyncio.to_thread(self.stage.process, batch, now_ms))
+
+
 def register_classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    """Declare classification on ``app`` (a batch-consumer task or a Faust agent)."""
+    """Declare classification on ``app`` (a task of the stage runtime)."""
     stage = build_stage(settings, metrics=metrics.models())
-
-    async def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
-        return await asyncio.to_thread(stage.process, records, time.time_ns() // 1_000_000)
-
-    return register_stage(
-        app, settings, metrics, stage=STAGE, topic=settings.topics.normalized, handle=handle
-    )
+    return register_stage(app, settings, metrics, ClassifyAgent(stage, settings.topics.normalized))

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from prodcat.schemas.serde import AvroSerde, serde_for
-from prodcat.streams.stage import Headers, Outgoing
+from prodcat.streams.stage import Headers, Outgoing, Position
 
 if TYPE_CHECKING:
     from prodcat.core.settings import Settings
@@ -105,4 +105,7 @@ class DeadLetters:
             worker=self.worker,
             now_ms=now_ms,
         )
-        return Outgoing(self.topic, record.key, self.serde.encode(value), out_headers, feed, kind)
+        source = Position(record.topic, record.partition, record.offset)
+        return Outgoing(
+            self.topic, record.key, self.serde.encode(value), out_headers, feed, kind, None, source
+        )

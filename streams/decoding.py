@@ -14,7 +14,7 @@ from typing import Any
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde
 from prodcat.streams.deadletter import DeadLetters
-from prodcat.streams.stage import Headers, Outgoing, header_map, source_headers
+from prodcat.streams.stage import Headers, Outgoing, header_map, position, source_headers
 
 
 @dataclass(slots=True)
@@ -33,7 +33,16 @@ class Decoded:
     ) -> Outgoing:
         """This record's output under its own key and source headers (``topic`` None: consumed
         without a Kafka record, e.g. written to Milvus, or ``skipped`` for a reason)."""
-        return Outgoing(topic, self.record.key, value, self.out_headers, self.feed, None, skipped)
+        return Outgoing(
+            topic,
+            self.record.key,
+            value,
+            self.out_headers,
+            self.feed,
+            None,
+            skipped,
+            position(self.record),
+        )
 
     def dead(self, dead_letters: DeadLetters, kind: str, message: str, now_ms: int) -> Outgoing:
         return dead_letters.outgoing(

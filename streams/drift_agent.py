@@ -8,8 +8,10 @@ metric, not a record: ``prodcat_drift_psi{model,signal}``. A version without a r
 counted (``prodcat_drift_reference_missing_total``) and left out; predictions of a version older
 than the one a model's window gathers (stragglers during a hot swap) are skipped as stale.
 
-It consumes in its own consumer group and commits per micro-batch; the open windows live in
-memory only, so a restart starts them afresh (nothing is lost but a partial window's PSI).
+It consumes in its own consumer group and commits per micro-batch (a task of the stage runtime);
+windows that have lasted ``window_s`` are also closed on the runtime's tick, so a quiet topic does
+not leave a window open. The open windows live in memory only, so a restart starts them afresh
+(nothing is lost but a partial window's PSI).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from prodcat.core.settings import DriftSettings, Settings
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import decode_records
-from prodcat.streams.stage import Outgoing, register_stage
+from prodcat.streams.runtime import StageHandler, register_stage
+from prodcat.streams.stage import Input, Outgoing, Outputs
 from prodcat.training.drift import DriftReference, DriftReferenceError, DriftWindow, WindowSet, top1
 
 logger = logging.getLogger(__name__)
@@ -149,6 +152,11 @@ class DriftStage:
             self._score(window)
         return [out for out in outputs if out is not None]
 
+    def expire(self) -> None:
+        """Score the windows that have lasted their time, with or without new predictions."""
+        for window in self.windows.expire(self.clock()):
+            self._score(window)
+
     def _no_reference(self, model: str, version: int) -> None:
         """Count it; a PSI series of an older version of the model ends (it no longer serves)."""
         label = model if self.references.known_model(model) else "unknown"
@@ -196,13 +204,21 @@ def build_stage(settings: Settings, metrics: DriftMetrics) -> DriftStage:
     )
 
 
+class DriftAgent(StageHandler):
+    """``DriftStage`` for the stage runtime: windows close on predictions and on ticks."""
+
+    def __init__(self, stage: DriftStage, topic: str) -> None:
+        super().__init__(STAGE, topic, stage.dead_letters)
+        self.stage = stage
+
+    def process(self, batch: Sequence[Input]) -> Outputs:
+        return Outputs.of(self.stage.process(batch, time.time_ns() // 1_000_000))
+
+    def on_tick(self, now: float) -> None:
+        self.stage.expire()
+
+
 def register_drift(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    """Declare the drift agent on ``app`` (a batch-consumer task or a Faust agent)."""
+    """Declare the drift agent on ``app`` (a task of the stage runtime)."""
     stage = build_stage(settings, DriftMetrics(metrics.registry))
-
-    def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
-        return stage.process(records, time.time_ns() // 1_000_000)
-
-    return register_stage(
-        app, settings, metrics, stage=STAGE, topic=settings.topics.predictions, handle=handle
-    )
+    return register_stage(app, settings, metrics, DriftAgent(stage, settings.topics.predictions))

@@ -28,15 +28,20 @@ from prodcat.serving.backends import ModelBackend, create_backend
 from prodcat.serving.exceptions import ImageFetchError, ModelInputError, ModelNotFoundError
 from prodcat.serving.image_fetch import FetchedImage, ImageFetcher
 from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.streams.bisection import bisect
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
-from prodcat.streams.stage import Outgoing, register_stage
+from prodcat.streams.runtime import StageHandler, register_stage
+from prodcat.streams.stage import Input, Outgoing, Outputs
 
 logger = logging.getLogger(__name__)
 
 STAGE = "embed"
 INPUT = "image_bytes"
 OUTPUT = "embedding"
+
+
+_Embedded = tuple[np.ndarray[Any, Any], int, str | None]
 
 
 @dataclass(slots=True)
@@ -134,19 +139,22 @@ class EmbedStage:
                 await asyncio.to_thread(self.store.upsert, rows)
         return [out for out in outputs if out is not None]
 
-    def _embed(self, items: list[_Item]) -> list[tuple[np.ndarray[Any, Any], int, str | None]]:
+    def _embed(self, items: list[_Item]) -> list[_Embedded]:
         """(vector, model version, error) per item; an image the model rejects is isolated."""
-        data = np.array([item.image.data for item in items if item.image], dtype=object)
-        try:
+
+        def attempt(part: Sequence[_Item]) -> list[_Embedded]:
+            data = np.array([item.image.data for item in part if item.image], dtype=object)
             output = self.backend.predict({INPUT: data})
-        except ModelInputError as exc:
-            if len(items) == 1:
-                return [(np.zeros(0, np.float32), 0, str(exc))]
-            middle = len(items) // 2
-            return self._embed(items[:middle]) + self._embed(items[middle:])
-        self._observe_version(output.name, output.version)
-        vectors = np.asarray(output.outputs[OUTPUT], dtype=np.float32)
-        return [(vectors[row], output.version, None) for row in range(len(items))]
+            self._observe_version(output.name, output.version)
+            vectors = np.asarray(output.outputs[OUTPUT], dtype=np.float32)
+            return [(vectors[row], output.version, None) for row in range(len(part))]
+
+        def rejected(item: _Item, exc: ModelInputError) -> list[_Embedded]:
+            return [(np.zeros(0, np.float32), 0, str(exc))]
+
+        return bisect(
+            items, attempt, failure=ModelInputError, isolate=rejected, combine=list.__add__
+        )
 
     def _observe_version(self, name: str, version: int) -> None:
         """The served embedder version and its export time (from its card, when readable)."""
@@ -190,28 +198,30 @@ def build_stage(
     )
 
 
+class EmbedAgent(StageHandler):
+    """``EmbedStage`` for the stage runtime; its HTTP session opens and closes with the task."""
+
+    def __init__(self, stage: EmbedStage, topic: str) -> None:
+        super().__init__(STAGE, topic, stage.dead_letters)
+        self.stage = stage
+        self._opened: ImageFetcher | None = None
+
+    async def start(self) -> None:
+        self._opened = await self.stage.fetcher.__aenter__()  # on the worker's event loop
+
+    async def stop(self) -> None:
+        if self._opened is not None:
+            await self._opened.__aexit__(None, None, None)
+            self._opened = None
+        self.stage.store.close()
+
+    async def process(self, batch: Sequence[Input]) -> Outputs:
+        return Outputs.of(await self.stage.process(batch, time.time_ns() // 1_000_000))
+
+
 def register_embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    """Declare embedding on ``app`` (a batch-consumer task or a Faust agent)."""
-    stage = build_stage(settings, metrics=metrics)
-    opened: list[ImageFetcher] = []
-
-    async def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
-        if not opened:  # the HTTP session belongs to the worker's event loop
-            opened.append(await stage.fetcher.__aenter__())
-        return await stage.process(records, time.time_ns() // 1_000_000)
-
-    async def _close(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        for fetcher in opened:
-            await fetcher.__aexit__(None, None, None)
-        stage.store.close()
-
-    app.on_before_shutdown.connect(_close)
+    """Declare embedding on ``app`` (a task of the stage runtime)."""
+    agent = EmbedAgent(build_stage(settings, metrics=metrics), settings.topics.normalized)
     return register_stage(
-        app,
-        settings,
-        metrics,
-        stage=STAGE,
-        topic=settings.topics.normalized,
-        handle=handle,
-        batch_size=settings.images.concurrency * 16,
+        app, settings, metrics, agent, batch_size=settings.images.concurrency * 16
     )

@@ -1,9 +1,10 @@
 """The normalisation agent: ``products.raw`` (bytes, any JSON) → ``products.normalized`` (Avro).
 
-The agent is thin: it takes micro-batches of raw events, turns each into an outgoing record with
-``NormalizeStage.process`` (pure, testable without Kafka), sends them all, and waits until the broker
-has acknowledged every output before the batch's input offsets are acked. A crash therefore replays
-at most the unacknowledged batch (at-least-once): every input ends as a product or a dead letter.
+The agent is thin: :class:`NormalizeAgent` adapts ``NormalizeStage.process`` (one raw event → its
+outgoing record; pure, testable without Kafka) to the stage runtime (:mod:`prodcat.streams.runtime`),
+which sends a micro-batch's outputs and commits its input offsets only once the broker has
+acknowledged every one. A crash therefore replays at most the unacknowledged batch (at-least-once):
+every input ends as a product or a dead letter.
 """
 
 from __future__ import annotations
@@ -20,18 +21,28 @@ from prodcat.core.metrics import StageMetrics
 from prodcat.core.settings import Settings, TopicNames
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde, serde_for
-from prodcat.streams.deadletter import dead_letter
+from prodcat.streams.deadletter import DeadLetters, dead_letter
 from prodcat.streams.exceptions import NormalizationError
 from prodcat.streams.normalize import normalize_event
+from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import (
     SOURCE_HEADER,
+    Input,
     Outgoing,
+    Outputs,
+    Position,
     header_map,
-    register_stage,
     source_headers,
 )
 
-__all__ = ["SOURCE_HEADER", "STAGE", "NormalizeStage", "build_stage", "register_normalize"]
+__all__ = [
+    "SOURCE_HEADER",
+    "STAGE",
+    "NormalizeAgent",
+    "NormalizeStage",
+    "build_stage",
+    "register_normalize",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ class NormalizeStage:
     ) -> Outgoing:
         hdrs = header_map(headers)
         out_headers, feed = source_headers(hdrs, topic, partition, offset)
+        source = Position(topic, partition, offset)
         try:
             product = normalize_event(value or b"", feed=feed, key=key, seen_at_ms=now_ms)
             encoded = self.products.encode(product)
@@ -94,6 +106,8 @@ class NormalizeStage:
                 out_headers,
                 feed,
                 None,
+                None,
+                source,
             )
         record = dead_letter(
             stage=STAGE,
@@ -110,7 +124,14 @@ class NormalizeStage:
             now_ms=now_ms,
         )
         return Outgoing(
-            self.topics.deadletter, key, self.dead_letters.encode(record), out_headers, feed, kind
+            self.topics.deadletter,
+            key,
+            self.dead_letters.encode(record),
+            out_headers,
+            feed,
+            kind,
+            None,
+            source,
         )
 
 
@@ -124,15 +145,24 @@ def build_stage(settings: Settings) -> NormalizeStage:
     )
 
 
-def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    """Declare normalisation on ``app``: a batch-consumer task, or a Faust agent (settings)."""
-    stage = build_stage(settings)
+class NormalizeAgent(StageHandler):
+    """``NormalizeStage`` over micro-batches of ``products.raw``, for the stage runtime."""
 
-    def handle(records: Sequence[Any]) -> Sequence[Outgoing]:
-        """aiokafka ConsumerRecords or Faust Messages (same attribute names) → outputs."""
+    def __init__(self, stage: NormalizeStage, topic: str) -> None:
+        super().__init__(
+            STAGE,
+            topic,
+            DeadLetters(
+                stage.topics.deadletter, stage.dead_letters, stage=STAGE, worker=stage.worker
+            ),
+        )
+        self.stage = stage
+
+    def process(self, batch: Sequence[Input]) -> Outputs:
         now_ms = time.time_ns() // 1_000_000
-        return [
-            stage.process(
+        process = self.stage.process
+        return Outputs.of(
+            process(
                 key=r.key,
                 value=r.value,
                 headers=r.headers,
@@ -141,9 +171,11 @@ def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics
                 offset=r.offset,
                 now_ms=now_ms,
             )
-            for r in records
-        ]
+            for r in batch
+        )
 
-    return register_stage(
-        app, settings, metrics, stage=STAGE, topic=settings.topics.raw, handle=handle
-    )
+
+def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    """Declare normalisation on ``app``: a task of the stage runtime."""
+    agent = NormalizeAgent(build_stage(settings), settings.topics.raw)
+    return register_stage(app, settings, metrics, agent)

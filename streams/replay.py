@@ -111,8 +111,13 @@ def replay(
     rate: float | None = None,
     total: int | None = None,
     progress: bool = True,
+    desc: str = "replay",
 ) -> ReplayResult:
-    """Publish ``events`` to ``topic`` (header ``feed``), at most ``rate`` events/s; wait for acks."""
+    """Publish ``events`` to ``topic`` (header ``feed``), at most ``rate`` events/s; wait for acks.
+
+    When reading ``events`` fails, the events already produced are still delivered (for up to
+    10 s) before the error propagates.
+    """
     producer = Producer(producer_config(kafka))
     errors: list[str] = []
 
@@ -122,7 +127,8 @@ def replay(
 
     per_feed: dict[str, int] = {}
     started = time.monotonic()
-    bar = tqdm(total=total, unit="ev", desc=f"replay → {topic}", disable=not progress)
+    bar = tqdm(total=total, unit="ev", desc=f"{desc} → {topic}", disable=not progress)
+    step = max(1, min(500, int(rate // 10))) if rate else 500  # slow rates: a bar that moves
     sent = 0
     try:
         for event in events:
@@ -133,11 +139,14 @@ def replay(
             _produce(producer, topic, event, on_delivery)
             per_feed[event.feed] = per_feed.get(event.feed, 0) + 1
             sent += 1
-            if sent % 500 == 0:
-                bar.update(500)
+            if sent % step == 0:
+                bar.update(step)
                 producer.poll(0)
-        bar.update(sent % 500)
+        bar.update(sent % step)
         remaining = producer.flush(60)
+    except Exception:
+        producer.flush(10)
+        raise
     finally:
         bar.close()
     if remaining or errors:

@@ -6,14 +6,13 @@ products to label; send the ``AnnotationRequest``s (key product_id), then commit
 
 The dedupe state lives in Kafka: on start the agent reads the compacted ``labels`` topic and
 ``annotation.requests`` from the beginning (:class:`StateFollower`) and only then joins its
-consumer group and reports ready; afterwards it keeps following both topics. Offsets of
-``products.predictions`` are committed when the window's requests are acknowledged (or when the
-window holds nothing), so a crash replays the open window; requests already sent are pending in
-the rebuilt state, so nothing is requested twice.
+consumer group and reports ready; afterwards it keeps following both topics.
 
-Unlike the other stages the sampler always consumes with its own aiokafka clients, whatever
-``WorkerSettings.consumer`` says: its commits follow selection windows, not micro-batches, and a
-window must close on time even when no prediction arrives.
+It runs on the stage runtime (:mod:`prodcat.streams.runtime`) with deferred inputs: predictions
+taken into the open window are held, so their offsets are committed only when the window's
+requests are acknowledged (or when the window holds nothing), and a crash replays the open window;
+requests already sent are pending in the rebuilt state, so nothing is requested twice. The window
+closes on the runtime's tick, on time even when no prediction arrives.
 """
 
 from __future__ import annotations
@@ -22,13 +21,12 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import faust
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, RebalanceInProgressError
 from confluent_kafka.admin import AdminClient
 
 from prodcat.core.kafka_config import aiokafka_config, librdkafka_config
@@ -36,17 +34,11 @@ from prodcat.core.metrics import SamplerMetrics, StageMetrics
 from prodcat.core.settings import KafkaSettings, SamplerSettings, Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde, serde_for
-from prodcat.streams.batch_consumer import (
-    ReadyListener,
-    stage_consumer,
-    stage_producer,
-    with_backoff,
-)
-from prodcat.streams.batch_sender import BatchSender
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import decode_records
 from prodcat.streams.exceptions import TopicError
-from prodcat.streams.stage import Outgoing
+from prodcat.streams.runtime import StageHandler, register_stage
+from prodcat.streams.stage import Input, Outgoing, Outputs, Position, position
 from prodcat.training.sampler import (
     CandidateWindow,
     Similarity,
@@ -112,7 +104,14 @@ class SamplerStage:
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         for item in decoded:
             counted = functools.partial(
-                Outgoing, None, item.record.key, None, item.out_headers, item.feed, None
+                Outgoing,
+                None,
+                item.record.key,
+                None,
+                item.out_headers,
+                item.feed,
+                None,
+                source=position(item.record),
             )
             prediction = item.value
             if prediction is None:  # the product was deleted: so is its candidate
@@ -269,68 +268,78 @@ def _partition_counts(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]
     return {t: len(metadata.topics[t].partitions) for t in topics}
 
 
-def _count_inputs(metrics: StageMetrics, outgoing: Sequence[Outgoing]) -> None:
-    for out in outgoing:
-        feed = metrics.feed_label(out.feed)
-        metrics.events_in.labels(metrics.stage, feed).inc()
-        if out.error_kind is not None:
-            metrics.dead_letters.labels(metrics.stage, feed, out.error_kind).inc()
-        elif out.skipped is not None:
-            metrics.skipped.labels(metrics.stage, out.skipped).inc()
+class SamplerAgent(StageHandler):
+    """``SamplerStage`` for the stage runtime: window inputs held, windows closed on ticks."""
 
+    def __init__(self, settings: Settings, stage: SamplerStage, metrics: StageMetrics) -> None:
+        super().__init__(STAGE, settings.topics.predictions, stage.dead_letters)
+        self.settings = settings
+        self.stage = stage
+        self.metrics = metrics
+        self.follower: StateFollower | None = None
+        self._following: asyncio.Task[None] | None = None
+        self._held: list[Position] = []  # inputs consumed since the window last emptied
 
-async def run_sampler(settings: Settings, stage: SamplerStage, metrics: StageMetrics) -> None:
-    """Rebuild the state, then consume predictions and close windows until cancelled."""
-    worker = settings.worker
-    follower = StateFollower(settings, stage)
-    consumer = stage_consumer(settings, STAGE)
-    producer = stage_producer(settings, STAGE)
-    following: asyncio.Task[None] | None = None
-    try:
-        await follower.catch_up()
-        following = asyncio.create_task(follower.follow(), name="sampler-state")
-        await producer.start()
-        consumer.subscribe([settings.topics.predictions], listener=ReadyListener(metrics))
-        await consumer.start()
-        sender = BatchSender(producer)
-        uncommitted: dict[Any, int] = {}
-        while True:
-            wait_s = min(stage.window.remaining_s(stage.clock()), 1.0)
-            fetched = await consumer.getmany(
-                timeout_ms=max(1, int(wait_s * 1000)), max_records=worker.batch_size
-            )
-            if fetched:
-                records = [m for messages in fetched.values() for m in messages]
-                outgoing = stage.consume(records, _now_ms())
-                await with_backoff(STAGE, functools.partial(sender.send_all, outgoing))
-                _count_inputs(metrics, outgoing)
-                for tp, messages in fetched.items():
-                    uncommitted[tp] = messages[-1].offset + 1
-                    metrics.set_lag(tp.topic, tp.partition, consumer.highwater(tp), uncommitted[tp])
-            if stage.window.due(stage.clock()):
-                started = time.perf_counter()
-                requests = await with_backoff(
-                    STAGE, functools.partial(asyncio.to_thread, stage.close_window, _now_ms())
-                )
-                await with_backoff(STAGE, functools.partial(sender.send_all, requests))
-                metrics.events_out.labels(STAGE, metrics.feed_label(None)).inc(len(requests))
-                metrics.batch_seconds.observe(time.perf_counter() - started)
-                metrics.batch_size.observe(len(requests))
-                stage.exclusions.expire(_now_ms())
-                stage.metrics.labelled.set(stage.exclusions.labelled_count)
-                stage.metrics.pending.set(stage.exclusions.pending_count(_now_ms()))
-            if uncommitted and len(stage.window) == 0:
-                try:
-                    await consumer.commit(uncommitted)
-                except (CommitFailedError, RebalanceInProgressError) as exc:
-                    logger.warning("%s: commit after a rebalance failed (%s)", STAGE, exc)
-                uncommitted = {}
-    finally:
-        if following is not None:
-            following.cancel()
-        await consumer.stop()
-        await producer.stop()
-        await follower.stop()
+    async def start(self) -> None:
+        """Rebuild the dedupe state before joining the group, then keep following it."""
+        self.follower = StateFollower(self.settings, self.stage)
+        await self.follower.catch_up()
+        self._following = asyncio.create_task(self.follower.follow(), name="sampler-state")
+
+    async def stop(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
+            await asyncio.gather(self._following, return_exceptions=True)
+        if self.follower is not None:
+            await self.follower.stop()
+        self.stage.close()
+
+    def process(self, batch: Sequence[Input]) -> Outputs:
+        outgoing = self.stage.consume(batch, _now_ms())
+        taken = [
+            out.source
+            for out in outgoing
+            if out.source is not None and out.error_kind is None and out.skipped is None
+        ]
+        if len(self.stage.window) == 0:  # nothing waits for a window: all of it may commit
+            released, self._held = self._held, []
+            return Outputs.of(outgoing, released=released)
+        self._held.extend(taken)
+        return Outputs.of(outgoing, held=taken)
+
+    async def on_tick(self, now: float) -> Outputs | None:
+        stage, metrics = self.stage, self.metrics
+        if not stage.window.due(stage.clock()):
+            return None
+        started = time.perf_counter()
+        requests = await asyncio.to_thread(stage.close_window, _now_ms())
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(len(requests))
+        stage.exclusions.expire(_now_ms())
+        stage.metrics.labelled.set(stage.exclusions.labelled_count)
+        stage.metrics.pending.set(stage.exclusions.pending_count(_now_ms()))
+        released, self._held = self._held, []
+        return Outputs.of(requests, released=released)
+
+    def on_revoked(self, partitions: Set[TopicPartition]) -> None:
+        self._held = [
+            p for p in self._held if TopicPartition(p.topic, p.partition) not in partitions
+        ]
+
+    def observe(
+        self, metrics: StageMetrics, outputs: Outputs, seconds: float, oldest_ts: float | None
+    ) -> None:
+        """Inputs as they are consumed (in, dead letters, skips); requests as outputs."""
+        for out in outputs:
+            feed = metrics.feed_label(out.feed)
+            if out.topic == self.stage.topic:  # an annotation request of a closed window
+                metrics.events_out.labels(STAGE, feed).inc()
+                continue
+            metrics.events_in.labels(metrics.stage, feed).inc()
+            if out.error_kind is not None:
+                metrics.dead_letters.labels(metrics.stage, feed, out.error_kind).inc()
+            elif out.skipped is not None:
+                metrics.skipped.labels(metrics.stage, out.skipped).inc()
 
 
 def _similarity(store: Any, neighbours: int) -> Similarity:
@@ -371,16 +380,8 @@ def build_stage(
 
 
 def register_sampler(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
-    """Declare the sampler on ``app`` as a task with its own consumers (see the module doc)."""
+    """Declare the sampler on ``app``: a task of the stage runtime (see the module doc)."""
     stage = build_stage(
         settings, SamplerMetrics(metrics.registry), observe=metrics.milvus().operation
     )
-
-    async def sample() -> None:
-        await run_sampler(settings, stage, metrics)
-
-    async def _close(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        stage.close()
-
-    app.on_before_shutdown.connect(_close)
-    return app.task(sample)
+    return register_stage(app, settings, metrics, SamplerAgent(settings, stage, metrics))

@@ -1,31 +1,18 @@
-"""What every stage shares: the outgoing record, metrics accounting, and how it consumes.
+"""What every stage shares: input positions, the outgoing record, a call's outputs, metrics accounting.
 
-A stage is a ``handle(records) -> outputs`` function (sync, or async for stages that do I/O such as
-fetching images) over micro-batches of consumer records. ``register_stage`` runs it either as a
-batch-consumer task (``prodcat.streams.batch_consumer``) or as a Faust agent over ``stream.take_events``,
-as ``WorkerSettings.consumer`` says; in both, a batch's input offsets are committed or acked only
-after every one of its outputs is acknowledged by the broker (at-least-once).
+A stage turns a micro-batch of consumed records into :class:`Outputs` (results and dead letters as two
+lists, bytewax-style, plus the inputs it holds back for now); :mod:`prodcat.streams.runtime` runs it:
+consume → process → send → commit after every send is acknowledged (at-least-once).
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-import faust
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from prodcat.core.metrics import StageMetrics
-from prodcat.core.settings import Settings
-from prodcat.streams.batch_consumer import (
-    handle_and_send,
-    run_batches,
-    stage_producer,
-    with_backoff,
-)
-from prodcat.streams.batch_sender import BatchSender
 
 #: Header on every output naming the input it came from: ``topic/partition/offset``.
 SOURCE_HEADER = "prodcat-source"
@@ -34,12 +21,45 @@ FEED_HEADER = "feed"
 Headers = list[tuple[str, bytes]]
 
 
+class Position(NamedTuple):
+    """Where a consumed record lies: the input an output answers, or one a stage holds back."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Input(Protocol):
+    """A consumed record (aiokafka ``ConsumerRecord`` has these attributes); nothing here depends
+    on one client's classes."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def timestamp(self) -> int | None: ...
+
+
+def position(record: Input) -> Position:
+    return Position(record.topic, record.partition, record.offset)
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One record to send for one input: a result, a dead letter (``error_kind`` set), or nothing.
 
     ``topic`` None means the input was consumed without a Kafka output (e.g. a vector written to
-    Milvus, or a product without images); it is still counted.
+    Milvus, or a product without images); it is still counted. ``source`` names the input it
+    answers (None for an output of no single input, e.g. an annotation request of a window).
     """
 
     topic: str | None
@@ -49,6 +69,52 @@ class Outgoing:
     feed: str | None
     error_kind: str | None
     skipped: str | None = None
+    source: Position | None = None
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What one ``process`` or ``on_tick`` call produced.
+
+    ``oks`` and ``dead`` are sent (dead letters are the ones with ``error_kind``). ``held`` are
+    inputs of this call left unanswered for now: their offsets are not committed until a later call
+    answers them, with an output whose ``source`` names them or by listing them in ``released``
+    (finished with nothing to send). Every other input of a ``process`` call counts as answered.
+    """
+
+    oks: list[Outgoing] = field(default_factory=list)
+    dead: list[Outgoing] = field(default_factory=list)
+    held: list[Position] = field(default_factory=list)
+    released: list[Position] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        outgoing: Iterable[Outgoing],
+        *,
+        held: Iterable[Position] = (),
+        released: Iterable[Position] = (),
+    ) -> Outputs:
+        """Split ``outgoing`` into results and dead letters."""
+        out = cls(held=list(held), released=list(released))
+        for record in outgoing:
+            (out.oks if record.error_kind is None else out.dead).append(record)
+        return out
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        yield from self.oks
+        yield from self.dead
+
+    def __len__(self) -> int:
+        return len(self.oks) + len(self.dead)
+
+    def merge(self, other: Outputs) -> Outputs:
+        return Outputs(
+            self.oks + other.oks,
+            self.dead + other.dead,
+            self.held + other.held,
+            self.released + other.released,
+        )
 
 
 def header_map(
@@ -71,79 +137,17 @@ def source_headers(
     return out, feed_raw.decode("utf-8", "replace") if feed_raw else None
 
 
-Handle = Callable[[Sequence[Any]], Sequence[Outgoing] | Awaitable[Sequence[Outgoing]]]
-
-
-def register_stage(
-    app: faust.App,
-    settings: Settings,
-    metrics: StageMetrics,
-    *,
-    stage: str,
-    topic: str,
-    handle: Handle,
-    batch_size: int | None = None,
-    within_s: float | None = None,
-) -> Any:
-    """Run ``handle`` over ``topic`` in this worker: a batch-consumer task or a Faust agent."""
-    size = batch_size or settings.worker.batch_size
-    within = within_s or settings.worker.batch_within_s
-    if settings.worker.consumer == "batch":
-
-        async def consume_batches() -> None:
-            await run_batches(
-                settings,
-                stage=stage,
-                topic=topic,
-                handle=handle,
-                observe=functools.partial(record_batch, metrics),
-                metrics=metrics,
-                batch_size=size,
-                within_s=within,
-            )
-
-        consume_batches.__name__ = f"{stage}_batches"
-        return app.task(consume_batches)
-
-    source = app.topic(topic, key_serializer="raw", value_serializer="raw")
-
-    async def _ready(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        metrics.ready.set(1)
-
-    app.on_partitions_assigned.connect(_ready)
-
-    async def consume(stream: Any) -> None:
-        producer = stage_producer(settings, stage)
-        await producer.start()
-        sender = BatchSender(producer)
-        try:
-            async for events in stream.take_events(size, within):
-                started = time.perf_counter()
-                messages = [event.message for event in events]
-                # Outputs must be durable before take_events acks the inputs of this batch.
-                outgoing = await with_backoff(
-                    stage, functools.partial(handle_and_send, handle, sender, messages)
-                )
-                oldest = min((m.timestamp for m in messages if m.timestamp), default=None)
-                record_batch(metrics, outgoing, time.perf_counter() - started, oldest)
-                next_offsets = {m.tp: m.offset + 1 for m in messages}
-                for tp, next_offset in next_offsets.items():
-                    metrics.set_lag(tp.topic, tp.partition, app.consumer.highwater(tp), next_offset)
-        finally:
-            await producer.stop()
-
-    return app.agent(source, name=stage)(consume)
-
-
 def record_batch(
-    metrics: StageMetrics, outgoing: Sequence[Outgoing], seconds: float, oldest_ts: float | None
+    metrics: StageMetrics, outgoing: Iterable[Outgoing], seconds: float, oldest_ts: float | None
 ) -> None:
     """Count a processed batch: inputs, outputs, dead letters by reason, skips, latency."""
     stage = metrics.stage
     counts: dict[tuple[str, str | None, str | None], int] = {}
+    total = 0
     for out in outgoing:
         slot = (metrics.feed_label(out.feed), out.error_kind, out.skipped)
         counts[slot] = counts.get(slot, 0) + 1
+        total += 1
     for (feed, kind, skipped), count in counts.items():
         metrics.events_in.labels(stage, feed).inc(count)
         if kind is not None:
@@ -153,6 +157,6 @@ def record_batch(
         else:
             metrics.events_out.labels(stage, feed).inc(count)
     metrics.batch_seconds.observe(seconds)
-    metrics.batch_size.observe(len(outgoing))
+    metrics.batch_size.observe(total)
     if oldest_ts is not None:
         metrics.event_latency.observe(max(0.0, time.time() - oldest_ts))

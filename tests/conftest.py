@@ -54,15 +54,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def consumer_mode() -> str:
-    """How workers consume (WorkerSettings.consumer); modules parametrize it to cover both."""
-    return "batch"
-
-
-@pytest.fixture
-def pipeline_settings(
-    kafka_bootstrap: str, data_dir: Path, consumer_mode: str, tmp_path: Path
-) -> Settings:
+def pipeline_settings(kafka_bootstrap: str, data_dir: Path, tmp_path: Path) -> Settings:
     """Settings with uuid-named topics (created) and a uuid consumer group for this test."""
     uid = uuid.uuid4().hex[:10]
     base = TopicNames()
@@ -80,7 +72,6 @@ def pipeline_settings(
         topics=topics,
         worker=WorkerSettings(
             app_id=f"prodcat-test-{uid}",
-            consumer=consumer_mode,
             metrics_port=free_port(),
             session_timeout_s=6,
             heartbeat_interval_s=1,

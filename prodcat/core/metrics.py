@@ -73,6 +73,7 @@ class WorkerMetrics:
         )
         self._models: ModelMetrics | None = None
         self._milvus: MilvusMetrics | None = None
+        self._feeds: FeedMetrics | None = None
 
     def stage(self, name: str) -> StageMetrics:
         return StageMetrics(self, name)
@@ -88,6 +89,12 @@ class WorkerMetrics:
         if self._milvus is None:
             self._milvus = MilvusMetrics(self.registry)
         return self._milvus
+
+    def feeds(self) -> FeedMetrics:
+        """The per-feed series of the normaliser (coverage, profile versions), declared once."""
+        if self._feeds is None:
+            self._feeds = FeedMetrics(self.registry)
+        return self._feeds
 
 
 class StageMetrics:
@@ -107,6 +114,7 @@ class StageMetrics:
         self.ready = metrics.ready.labels(stage)
         self.models = metrics.models  # shared series of stages that call models / Milvus
         self.milvus = metrics.milvus
+        self.feeds = metrics.feeds
         self._feeds: set[str] = set()
 
     def set_lag(self, topic: str, partition: int, highwater: int | None, next_offset: int) -> None:
@@ -127,6 +135,48 @@ class StageMetrics:
             return "other"
         self._feeds.add(feed)
         return feed
+
+
+class FeedMetrics:
+    """What the normaliser understands of each feed: field coverage, profile version, re-profiles.
+
+    ``prodcat_feed_field_total{feed, field}`` counts records whose field came out non-empty
+    (``title``, ``category``, ``price``, ``brand``, ``image``, ...); divided by
+    ``prodcat_feed_records_total{feed}`` it is the field's coverage, which the alert
+    ``ProdcatFeedCoverageDropped`` watches for titles and categories.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records = Counter(
+            "prodcat_feed_records",
+            "Records the normaliser consumed per feed (products and dead letters).",
+            ["feed"],
+            registry=registry,
+        )
+        self.fields = Counter(
+            "prodcat_feed_field",
+            "Products whose field came out non-empty, per feed.",
+            ["feed", "field"],
+            registry=registry,
+        )
+        self.profile_version = Gauge(
+            "prodcat_feed_profile_version",
+            "Version of the feed profile the normaliser applies.",
+            ["feed"],
+            registry=registry,
+        )
+        self.profiles = Counter(
+            "prodcat_feed_profiles",
+            "Feed profiles published or adopted, by why (first, reprofile, override, adopted).",
+            ["feed", "reason"],
+            registry=registry,
+        )
+        self.held = Gauge(
+            "prodcat_feed_held_records",
+            "Records held until their feed's profile is ready (or re-profiled).",
+            ["feed"],
+            registry=registry,
+        )
 
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)

@@ -98,10 +98,6 @@ class WorkerSettings(_Section):
     """One Faust worker process."""
 
     app_id: str = "prodcat"
-    consumer: Literal["batch", "agent"] = Field(
-        default="batch",
-        description="batch: aiokafka getmany in a Faust task; agent: Faust agent, stream.take_events.",
-    )
     batch_size: int = Field(default=2000, ge=1, description="Events per micro-batch.")
     batch_within_s: float = Field(
         default=0.05, gt=0, description="Flush a partial batch after this."

@@ -26,7 +26,6 @@ def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     ("variable", "value"),
     [
         ("PRODCAT_WORKER__BATCH_SIZE", "0"),
-        ("PRODCAT_WORKER__CONSUMER", "threads"),
         ("PRODCAT_KAFKA__BOOTSTRAP_SERVERS", "no-port"),
         ("PRODCAT_LOCAL_KAFKA__PORT", "70000"),
     ],

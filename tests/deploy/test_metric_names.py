@@ -69,6 +69,7 @@ def _worker_registry() -> CollectorRegistry:
     worker.stage("normalize")
     worker.models()
     worker.milvus()
+    worker.feeds()
     SamplerMetrics(registry)
     RetrainMetrics(registry)
     DriftMetrics(registry)

@@ -24,13 +24,6 @@ from tests.fake_registry import serve_registry
 pytestmark = [pytest.mark.integration]
 
 
-@pytest.fixture(params=["batch", "agent"])
-def consumer_mode(request: pytest.FixtureRequest) -> str:
-    """Both ways a worker can consume: getmany batches, and the Faust agent (take_events)."""
-    mode: str = request.param
-    return mode
-
-
 def _outputs(settings: Settings, expected: int | None, timeout_s: float = 240) -> list[Record]:
     return read_topics(
         settings.kafka,
@@ -233,7 +226,6 @@ def test_sigkill_mid_stream_loses_nothing(
     print(f"killed after {killed_at} outputs; {duplicates} duplicates after restart")
 
 
-@pytest.mark.parametrize("consumer_mode", ["batch"])
 def test_replay_rate_limit_and_feeds(pipeline_settings: Settings, data_dir: Path) -> None:
     settings = pipeline_settings
     events = list(dataset_events(data_dir, ["myntra"], limit=20))

@@ -1,0 +1,1 @@
+"""Affiliate feeds: feed files of any format, and what prodcat infers from their content."""
