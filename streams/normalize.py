@@ -335,6 +335,7 @@ def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int)
         "product_url": product_url,
         "retailer": retailer,
         "attributes": attributes,
+        "profile_version": None,
         "content_hash": "",
         "seen_at": seen_at_ms,
     }

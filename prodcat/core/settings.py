@@ -384,6 +384,38 @@ class DriftSettings(_Section):
         return self
 
 
+class FeedSettings(_Section):
+    """How the normaliser learns a feed's profile (docs/feeds.md)."""
+
+    sample_size: int = Field(
+        default=500, ge=1, description="A new feed's first records held and profiled together."
+    )
+    wait_s: float = Field(
+        default=10.0, gt=0, description="...or fewer, once this long has passed since the first."
+    )
+    refine_at: int = Field(
+        default=1000,
+        ge=0,
+        description="Re-infer once when this many records were seen, if the first profile came "
+        "from fewer (a sorted feed can hide its hierarchy in its first records); 0: never.",
+    )
+    min_misfits: int = Field(
+        default=20, ge=1, description="Records that stop fitting before a re-profile is considered."
+    )
+    drift_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="...and the share of recent records they must be; fewer misfits are released "
+        "after wait_s with the profile they do not fit (and end as dead letters with a reason).",
+    )
+    google_taxonomy: Path | None = Field(
+        default=None,
+        description="Google product taxonomy text file, for feeds whose categories are numeric "
+        "Google ids (default: taxonomy/google_product_taxonomy*.txt under data_dir, if present).",
+    )
+
+
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
@@ -420,6 +452,7 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = RetrainSettings()
     sampler: SamplerSettings = SamplerSettings()
     drift: DriftSettings = DriftSettings()
+    feeds: FeedSettings = FeedSettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
 
     @model_validator(mode="after")

@@ -389,6 +389,7 @@ class Extractor:
             "product_url": product_url,
             "retailer": _short(self.retailer, record),
             "attributes": self._attributes(record),
+            "profile_version": self.profile.version,
             "content_hash": "",
             "seen_at": seen_at_ms,
         }

@@ -1,0 +1,91 @@
+"""Feed profiles on Kafka: the compacted ``feeds.profiles`` topic, keyed by feed (``feed/shape``).
+
+:func:`encode_profile` / :func:`decode_profile` map a :class:`FeedProfile` onto the Avro
+``FeedProfile`` record; :func:`read_profiles` materialises the topic (latest version per key);
+:func:`publish_profile` writes one and waits for the broker's acknowledgement. The normalise stage
+follows the topic while it runs (``streams/normalize_agent.py``); the CLI (``prodcat feeds show``,
+``override``) reads and writes it with these functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from confluent_kafka import KafkaException, Producer
+
+from prodcat.core.kafka_config import producer_config
+from prodcat.core.settings import Settings
+from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.compacted import read_compacted
+from prodcat.streams.exceptions import StreamsError
+from prodcat.streams.feeds.profile import FeedProfile
+
+__all__ = [
+    "decode_profile",
+    "encode_profile",
+    "profile_key",
+    "profile_serde",
+    "publish_profile",
+    "read_profiles",
+]
+
+
+def profile_key(profile: FeedProfile) -> bytes:
+    """``feed`` for a feed with one record shape, ``feed/shape`` otherwise."""
+    return (f"{profile.feed}/{profile.shape}" if profile.shape else profile.feed).encode()
+
+
+def profile_serde(settings: Settings) -> AvroSerde:
+    return serde_for("FeedProfile", settings.serde.registry_url, topic=settings.topics.profiles)
+
+
+def encode_profile(serde: AvroSerde, profile: FeedProfile, *, now_ms: int | None = None) -> bytes:
+    record = {**profile.to_dict(), "created_at": now_ms or time.time_ns() // 1_000_000}
+    return serde.encode(record)
+
+
+def decode_profile(serde: AvroSerde, value: bytes) -> FeedProfile:
+    record = serde.decode(value)
+    return FeedProfile.from_dict(record)
+
+
+def read_profiles(settings: Settings, *, timeout_s: float = 60.0) -> dict[str, FeedProfile]:
+    """The live profile of every feed (and shape) on ``feeds.profiles``, by key."""
+    serde = profile_serde(settings)
+    live = read_compacted(settings.kafka, settings.topics.profiles, timeout_s=timeout_s)
+    return {key.decode(): decode_profile(serde, value) for key, value in live.values.items()}
+
+
+def latest_for(profiles: Mapping[str, FeedProfile], feed: str) -> list[FeedProfile]:
+    """The profiles of ``feed`` (one per record shape), newest version first."""
+    found = [p for p in profiles.values() if p.feed == feed]
+    return sorted(found, key=lambda p: (-p.version, p.shape))
+
+
+def publish_profile(settings: Settings, profile: FeedProfile, *, timeout_s: float = 30.0) -> None:
+    """Write ``profile`` to ``feeds.profiles`` and wait until the broker acknowledges it."""
+    producer = Producer(producer_config(settings.kafka))
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    try:
+        producer.produce(
+            settings.topics.profiles,
+            key=profile_key(profile),
+            value=encode_profile(profile_serde(settings), profile),
+            on_delivery=delivered,
+        )
+        remaining = producer.flush(timeout_s)
+    except KafkaException as exc:
+        raise StreamsError(f"cannot publish the profile of {profile.feed}: {exc}") from exc
+    if remaining or errors:
+        detail = errors[0] if errors else f"not acknowledged within {timeout_s:.0f}s"
+        raise StreamsError(
+            f"cannot publish the profile of {profile.feed} to {settings.topics.profiles} on "
+            f"{settings.kafka.bootstrap_servers}: {detail} (is the broker up? `prodcat dev kafka "
+            "start`, then `prodcat topics create`)"
+        )
