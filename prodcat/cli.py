@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from prodcat.core.errors import ProdcatError
 from prodcat.core.settings import Settings, load_settings
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 
     publish_arguments(publish)
     publish.set_defaults(func=_publish)
+
+    _feeds_parser(sub)
 
     rules = sub.add_parser("rules", help="the legacy keyword rule system (a label source)")
     rules.add_argument("action", choices=["seed", "evaluate"])
@@ -167,6 +170,106 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
     demo.set_defaults(func=_demo)
     return parser
+
+
+def _feeds_parser(sub: Any) -> None:
+    """``prodcat feeds ...``: onboarding a feed (docs/feeds.md)."""
+    from prodcat.streams.feeds.profile import KINDS_ALL
+    from prodcat.streams.feeds.readers import FORMATS
+
+    feeds = sub.add_parser(
+        "feeds", help="feed profiles: inspect, normalize, evaluate, show, override"
+    )
+    feeds_sub = feeds.add_subparsers(dest="action", required=True)
+
+    def file_command(name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = feeds_sub.add_parser(name, help=help)
+        parser.add_argument(
+            "file", help="CSV/TSV, JSON, JSON lines, XML or xlsx (or gzip); - for stdin"
+        )
+        parser.add_argument("--format", choices=FORMATS, default=None, help="default: detected")
+        parser.add_argument("--encoding", default=None, help="text encoding (default: sniffed)")
+        parser.add_argument("--sample", type=int, default=None,
+                            help="records the profile is inferred from (default: max of "
+                            "feeds.sample_size and feeds.refine_at)")  # fmt: skip
+        return parser
+
+    override_help = "ROLE=PATH[,PATH...]: pin a role (repeatable)"
+    inspect = file_command("inspect", "the inferred mapping and what would be dead-lettered")
+    inspect.add_argument("--feed", default=None, help="the feed's name (default: the file's)")
+    inspect.add_argument("--override", action="append", default=[], help=override_help)
+    inspect.set_defaults(func=_feeds_inspect)
+    normalize = file_command("normalize", "one JSON line per record: Product or dead letter")
+    normalize.add_argument("--feed", required=True, help="the feed's name")
+    normalize.add_argument("--override", action="append", default=[], help=override_help)
+    normalize.set_defaults(func=_feeds_normalize)
+    evaluate = file_command("evaluate", "coverage per field and category paths against a truth")
+    evaluate.add_argument("--truth", type=Path, required=True, help="*.truth.jsonl file")
+    evaluate.add_argument("--feed", default=None, help="the feed's name (default: the file's)")
+    evaluate.set_defaults(func=_feeds_evaluate)
+    show = feeds_sub.add_parser("show", help="the live profiles on feeds.profiles")
+    show.add_argument("feed", nargs="?", default=None, help="one feed's full mapping")
+    show.set_defaults(func=_feeds_show)
+    override = feeds_sub.add_parser("override", help="pin a role of a live profile (new version)")
+    override.add_argument("feed")
+    override.add_argument("spec", metavar="ROLE=PATH[,PATH...]")
+    override.add_argument("--kind", choices=KINDS_ALL, default=None, help="how to read it")
+    override.add_argument("--delimiter", default=None, help="category: the path's delimiter")
+    override.add_argument("--scale", type=float, default=None, help="prices: 0.01 for cents")
+    override.add_argument("--currency", default=None, help="prices: the default ISO code")
+    override.add_argument("--shape", default=None, help="which record shape of the feed")
+    override.set_defaults(func=_feeds_override)
+
+
+def _feeds_inspect(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.feeds.commands import inspect_file
+
+    report = inspect_file(settings, args.file, feed=args.feed, sample=args.sample,
+                          overrides=args.override, format=args.format, encoding=args.encoding)  # fmt: skip
+    print(report.text())
+    return 0
+
+
+def _feeds_normalize(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.feeds.commands import normalize_file, quiet_broken_pipe
+
+    try:
+        counts = normalize_file(settings, args.file, feed=args.feed, out=sys.stdout,
+                                sample=args.sample, overrides=args.override, format=args.format,
+                                encoding=args.encoding)  # fmt: skip
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader has seen enough
+        quiet_broken_pipe()
+        return 0
+    logger.info("normalised %s: %s", args.file, dict(counts))
+    return 0
+
+
+def _feeds_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.feeds.commands import evaluate_file
+
+    print(evaluate_file(settings, args.file, args.truth, feed=args.feed, sample=args.sample,
+                        format=args.format, encoding=args.encoding))  # fmt: skip
+    return 0
+
+
+def _feeds_show(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.feeds.commands import show_profiles
+
+    print(show_profiles(settings, args.feed))
+    return 0
+
+
+def _feeds_override(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.feeds.commands import profile_line, publish_override
+
+    profile = publish_override(settings, args.feed, args.spec, shape=args.shape, kind=args.kind,
+                               delimiter=args.delimiter, scale=args.scale,
+                               currency=args.currency)  # fmt: skip
+    print(f"published v{profile.version} of {args.feed} to {settings.topics.profiles}; "
+          "a running normalize worker adopts it")  # fmt: skip
+    print(profile_line(profile))
+    return 0
 
 
 def _dev_kafka(settings: Settings, args: argparse.Namespace) -> int:

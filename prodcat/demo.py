@@ -3,9 +3,11 @@
 Makes sure a classifier and an image embedder exist in the model store (trains / exports them the
 first time), starts a fresh local Kafka broker, creates the topics, starts one worker process running
 the normalize, classify, embed and sample agents (in-process models, milvus-lite), replays the
-shared Flipkart, Myntra and thumbnail feeds plus a few malformed events, waits until every stage has
-consumed everything, reads all outputs back, shows predictions, the products the sampler asks humans
-to label, and visually similar products, and stops everything.
+shared Flipkart, Myntra and thumbnail feeds plus a few malformed events, publishes the first
+development feed file (``<data dir>/feeds/*.jsonl``, by name order, not by name) as a new feed the
+normaliser must profile, waits until every stage has consumed everything, reads all outputs back,
+shows predictions, the new feed's inferred profile, the products the sampler asks humans to label,
+and visually similar products, and stops everything.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 import shutil
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prodcat import localkafka
 from prodcat.core.settings import PACKAGE_ROOT, MilvusSettings, Settings
@@ -32,6 +36,9 @@ from prodcat.streams.worker_process import (
     wait_metric,
     wait_worker_ready,
 )
+
+if TYPE_CHECKING:
+    from prodcat.streams.feeds.profile import FeedProfile
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,10 @@ STAGES = ("normalize", "classify", "embed", "sample", "drift")
 #: The sampler closes a selection window this often in the demo (default 30 s).
 DEMO_SAMPLER_WINDOW_S = 5.0
 FEEDS = ["flipkart", "myntra", "thumbnails"]
+#: Development feed files published as new feeds (the first ones in name order) and records of
+#: each at most (``--limit`` lowers it): enough for the stage's sample and its refinement.
+DEV_FEED_FILES = 1
+DEV_FEED_RECORDS = 1000
 
 
 def ensure_models(settings: Settings) -> list[str]:
@@ -108,15 +119,19 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
         worker = start_worker(settings, list(STAGES), demo_home / "worker.log")
         for stage in STAGES:
             wait_worker_ready(worker, host, port, stage, timeout_s=180)
-        print("[5/7] replaying the Flipkart, Myntra and thumbnail feeds", flush=True)
+        dev_files = dev_feed_files(settings.data_dir)
+        print("[5/7] replaying the Flipkart, Myntra and thumbnail feeds; publishing "
+              f"{', '.join(p.name for p in dev_files) or 'no development feed'}", flush=True)  # fmt: skip
         started = time.time()
         sent = replay(
             settings.kafka,
             settings.topics.raw,
             itertools.chain(dataset_events(settings.data_dir, FEEDS, limit), MALFORMED),
         )
+        dev_sent, dev_s = publish_dev_feeds(settings, dev_files, limit)
+        total = sent.sent + sum(dev_sent.values())
         print("[6/7] waiting for every stage, reading the outputs back", flush=True)
-        wait_metric(worker, host, port, "prodcat_events_in_total", sent.sent, stage="normalize")
+        wait_metric(worker, host, port, "prodcat_events_in_total", total, stage="normalize")
         normalized = wait_metric(
             worker, host, port, "prodcat_events_out_total", 0, stage="normalize"
         )
@@ -136,21 +151,84 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
             [topics.normalized, topics.deadletter, topics.predictions, topics.annotation_requests],
             timeout_s=300,
         )
+        profiles = dev_feed_profiles(settings, dev_files, live=_live_profiles(settings))
         stop_worker(worker)  # the embed agent holds milvus-lite's local store; release it
         worker = None
         print("[7/7] similar products from the vector store", flush=True)
         similar = _similar(settings, records)
-        print(_summary(settings, sent.sent, sent.per_feed, sent.seconds, started, finished,
-                       records, notes, similar, drift))  # fmt: skip
-        accounted = (
-            sum(r.topic in (topics.normalized, topics.deadletter) for r in records) >= sent.sent
-        )
+        print(_summary(settings, total, {**sent.per_feed, **dev_sent}, sent.seconds + dev_s,
+                       started, finished, records, notes, similar, [*drift, *profiles]))  # fmt: skip
+        accounted = sum(r.topic in (topics.normalized, topics.deadletter) for r in records) >= total
         return 0 if accounted else 1
     finally:
         if worker is not None:
             stop_worker(worker)
         localkafka.stop(kafka_cfg)
         print(f"stopped the worker and Kafka; logs in {demo_home}", flush=True)
+
+
+def dev_feed_files(data_dir: Path, count: int = DEV_FEED_FILES) -> list[Path]:
+    """The first ``count`` development feed files (``<data_dir>/feeds/*.jsonl``, not truths)."""
+    folder = data_dir / "feeds"
+    if not folder.is_dir():
+        return []
+    found = (p for p in folder.glob("*.jsonl") if not p.name.endswith(".truth.jsonl"))
+    return sorted(found)[:count]
+
+
+def publish_dev_feeds(
+    settings: Settings, files: Sequence[Path], limit: int | None
+) -> tuple[dict[str, int], float]:
+    """Publish each file as a new feed named after it, as `prodcat publish` does; sent per feed."""
+    from prodcat.streams.feeds.publish import publish_file
+
+    records = min(limit, DEV_FEED_RECORDS) if limit else DEV_FEED_RECORDS
+    sent: dict[str, int] = {}
+    seconds = 0.0
+    for path in files:
+        result = publish_file(settings.kafka, settings.topics.raw, path, feed=path.stem,
+                              limit=records, progress=False)  # fmt: skip
+        sent[path.stem] = result.sent
+        seconds += result.seconds
+    return sent, seconds
+
+
+def _live_profiles(settings: Settings) -> dict[str, FeedProfile]:
+    from prodcat.streams.exceptions import StreamsError
+    from prodcat.streams.feeds.store import read_profiles
+
+    try:
+        return read_profiles(settings, timeout_s=30)
+    except StreamsError as exc:
+        logger.warning("cannot read %s: %s", settings.topics.profiles, exc)
+        return {}
+
+
+def dev_feed_profiles(
+    settings: Settings, files: Sequence[Path], *, live: Mapping[str, FeedProfile]
+) -> list[str]:
+    """Summary lines: each development feed's profile as the worker published it on
+    ``feeds.profiles`` (``live``), else as ``prodcat feeds inspect`` infers it from the file."""
+    from prodcat.streams.feeds.commands import format_profile, profiled_events
+    from prodcat.streams.feeds.store import latest_for
+
+    lines: list[str] = []
+    for path in files:
+        feed = path.stem
+        found = latest_for(live, feed)
+        if found:
+            lines.append(
+                f"profile of {feed:<12}: inferred by the normaliser ({settings.topics.profiles})"
+            )
+        else:
+            # TODO(integrator): once the normalise stage publishes profiles, the live one shows
+            # here; until then (or if the stage has not profiled the feed) infer it locally.
+            lines.append(f"profile of {feed:<12}: not on {settings.topics.profiles} yet; as "
+                         "`prodcat feeds inspect` infers it from the file")  # fmt: skip
+            with profiled_events(settings, path, feed=feed) as opened:
+                found = opened.profiles
+        lines.extend("  " + line for p in found for line in format_profile(p).splitlines())
+    return lines
 
 
 def _similar(settings: Settings, records: list[Record]) -> list[str]:

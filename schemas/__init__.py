@@ -27,7 +27,7 @@ from prodcat.schemas.registry import (
     load_schema_text,
     schema_names,
 )
-from prodcat.schemas.serde import SINGLE_OBJECT_MARKER, AvroSerde, serde_for
+from prodcat.schemas.serde import SINGLE_OBJECT_MARKER, AvroSerde, decode_as, serde_for
 
 __all__ = [
     "SINGLE_OBJECT_MARKER",
@@ -40,6 +40,7 @@ __all__ = [
     "SchemaStore",
     "SerdeError",
     "UnknownSchemaError",
+    "decode_as",
     "default_store",
     "fingerprint",
     "load_schema",

@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
@@ -44,9 +44,11 @@ from prodcat.schemas.registry import (
 if TYPE_CHECKING:
     from confluent_kafka.serialization import SerializationContext
 
-__all__ = ["SINGLE_OBJECT_MARKER", "AvroSerde", "serde_for"]
+__all__ = ["SINGLE_OBJECT_MARKER", "AvroSerde", "decode_as", "serde_for"]
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 _HEADER_SIZE = len(SINGLE_OBJECT_MARKER) + 8
@@ -158,6 +160,19 @@ def serde_for(
     The instance is shared: do not ``close()`` it.
     """
     return _cached_serde(load_schema(record_name)["name"], registry_url, topic)
+
+
+def decode_as(serde: AvroSerde, data: bytes, record_type: type[R]) -> R:
+    """Decode one message as ``record_type``, the TypedDict of the serde's record.
+
+    ``record_type`` is one of :mod:`prodcat.schemas.records` (``decode_as(serde, data, Product)``);
+    it must be named like the serde's record, else :class:`TypeError` (a programming error, not
+    bad input). Raises what :meth:`AvroSerde.decode` raises.
+    """
+    name = serde.record_name.rpartition(".")[2]
+    if getattr(record_type, "__name__", None) != name:
+        raise TypeError(f"{serde!r} decodes {name} records, not {record_type!r}")
+    return cast(R, serde.decode(data))
 
 
 @functools.cache

@@ -6,12 +6,13 @@ everything a prediction holds is computed here and testable without Kafka or Ten
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from prodcat.core.model_store import ClassifierCard
+from prodcat.schemas.records import CategoryScore, Prediction, Product
 from prodcat.serving.backends import ModelOutput
 from prodcat.serving.committee import committee_scores
 from prodcat.serving.exceptions import ModelSignatureError
@@ -39,7 +40,7 @@ def _top_k(probs: Array, k: int) -> Array:
 
 
 def predictions(
-    products: Sequence[Mapping[str, Any]],
+    products: Sequence[Product],
     output: ModelOutput,
     card: ClassifierCard,
     *,
@@ -47,7 +48,7 @@ def predictions(
     rule_threshold: float,
     now_ms: int,
     committee: Sequence[tuple[ClassifierCard, ModelOutput]] = (),
-) -> list[dict[str, Any]]:
+) -> list[Prediction]:
     """One ``Prediction`` record per product, from the outputs of ``card``'s model version.
 
     ``committee``: older versions' outputs (with their cards) for the same products; with at least
@@ -72,9 +73,9 @@ def predictions(
     ]
     qbc = committee_scores(card.class_ids, members)
     top = _top_k(probs, top_k)
-    records = []
+    records: list[Prediction] = []
     for row, product in enumerate(products):
-        exclusive = [
+        exclusive: list[CategoryScore] = [
             {
                 "category_id": card.class_ids[i],
                 "path": list(card.class_paths[i]),
@@ -84,7 +85,7 @@ def predictions(
         ]
         positives = np.flatnonzero(rules[row] >= rule_threshold)
         positives = positives[np.argsort(-rules[row, positives], kind="stable")]
-        rule_based = [
+        rule_based: list[CategoryScore] = [
             {
                 "category_id": card.rule_ids[i],
                 "path": list(card.rule_paths[i]),

@@ -23,6 +23,7 @@ from prodcat.core.metrics import ModelMetrics, StageMetrics
 from prodcat.core.model_store import CardStore
 from prodcat.core.settings import ServingSettings, Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.records import Prediction, Product
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.serving.backends import ModelBackend, ModelOutput, create_backend
 from prodcat.serving.classify import predictions
@@ -67,9 +68,9 @@ class ClassifyStage:
 
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
-        decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms)
+        decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms, Product)
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
-        pending: list[Decoded] = []
+        pending: list[Decoded[Product]] = []
         for item in decoded:
             if item.value is None:  # a deleted product: delete its prediction too
                 outputs[item.index] = item.output(self.topic)
@@ -100,7 +101,7 @@ class ClassifyStage:
         return [out for out in outputs if out is not None]
 
     def _outgoing(
-        self, item: Decoded, product: dict[str, Any], result: dict[str, Any] | str, now_ms: int
+        self, item: Decoded[Product], product: Product, result: Prediction | str, now_ms: int
     ) -> Outgoing:
         if isinstance(result, str):
             return item.dead(self.dead_letters, "model_input", result, now_ms)
@@ -119,10 +120,10 @@ class ClassifyStage:
 
     def _records(
         self,
-        products: list[dict[str, Any]],
+        products: list[Product],
         outputs: tuple[ModelOutput, list[ModelOutput]],
         now_ms: int,
-    ) -> list[dict[str, Any] | str]:
+    ) -> list[Prediction | str]:
         output, members = outputs
         card = self.cards.classifier(output.name, output.version)
         committee = [(self.cards.classifier(m.name, m.version), m) for m in members]
@@ -140,7 +141,7 @@ class ClassifyStage:
         return list(records)
 
     def _observe(
-        self, metrics: ModelMetrics, output: ModelOutput, records: list[dict[str, Any]]
+        self, metrics: ModelMetrics, output: ModelOutput, records: list[Prediction]
     ) -> None:
         """Which version served (and when it was trained), and the top-1 confidences."""
         exported_at = self.cards.card(output.name, output.version).get("exported_at")
@@ -152,13 +153,13 @@ class ClassifyStage:
             if top:
                 confidence.observe(top[0]["probability"])
 
-    def _classify(self, products: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any] | str]:
+    def _classify(self, products: list[Product], now_ms: int) -> list[Prediction | str]:
         """Predictions for ``products``; a product the model rejects gets its error message."""
 
-        def attempt(part: Sequence[dict[str, Any]]) -> list[dict[str, Any] | str]:
+        def attempt(part: Sequence[Product]) -> list[Prediction | str]:
             return self._records(list(part), self._predict(model_inputs(list(part))), now_ms)
 
-        def rejected(product: dict[str, Any], exc: ModelInputError) -> list[dict[str, Any] | str]:
+        def rejected(product: Product, exc: ModelInputError) -> list[Prediction | str]:
             return [str(exc)]
 
         return bisect(

@@ -7,6 +7,7 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from prodcat.schemas.records import DeadLetter
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.streams.stage import Headers, Outgoing, Position
 
@@ -32,7 +33,7 @@ def dead_letter(
     offset: int,
     worker: str | None,
     now_ms: int,
-) -> dict[str, Any]:
+) -> DeadLetter:
     """A ``DeadLetter`` record (schemas/dead_letter.avsc) for one rejected input."""
     return {
         "stage": stage,

@@ -9,24 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prodcat.schemas.exceptions import RegistryError, SerdeError
-from prodcat.schemas.serde import AvroSerde
+from prodcat.schemas.serde import AvroSerde, decode_as
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.stage import Headers, Outgoing, header_map, position, source_headers
 
+R = TypeVar("R")
+
 
 @dataclass(slots=True)
-class Decoded:
-    """One consumed record: where it came from, and its value (None for a tombstone)."""
+class Decoded(Generic[R]):
+    """One consumed record: where it came from, and its value (None for a tombstone), an ``R``
+    of :mod:`prodcat.schemas.records`."""
 
     index: int
     record: Any
     headers: dict[str, bytes]
     out_headers: Headers
     feed: str | None
-    value: dict[str, Any] | None
+    value: R | None
 
     def output(
         self, topic: str | None, value: bytes | None = None, *, skipped: str | None = None
@@ -51,18 +54,25 @@ class Decoded:
 
 
 def decode_records(
-    records: Sequence[Any], serde: AvroSerde, dead_letters: DeadLetters, now_ms: int
-) -> tuple[list[Decoded], dict[int, Outgoing]]:
-    """The records that decode (or are tombstones), and dead letters by index for the others."""
-    decoded: list[Decoded] = []
+    records: Sequence[Any],
+    serde: AvroSerde,
+    dead_letters: DeadLetters,
+    now_ms: int,
+    record_type: type[R],
+) -> tuple[list[Decoded[R]], dict[int, Outgoing]]:
+    """The records that decode (or are tombstones), and dead letters by index for the others.
+
+    ``record_type`` is the TypedDict of ``serde``'s record (:func:`~prodcat.schemas.decode_as`).
+    """
+    decoded: list[Decoded[R]] = []
     dead: dict[int, Outgoing] = {}
     for i, record in enumerate(records):
         headers = header_map(record.headers)
         out_headers, feed = source_headers(headers, record.topic, record.partition, record.offset)
-        item = Decoded(i, record, headers, out_headers, feed, None)
+        item: Decoded[R] = Decoded(i, record, headers, out_headers, feed, None)
         if record.value is not None:
             try:
-                item.value = serde.decode(record.value)
+                item.value = decode_as(serde, record.value, record_type)
             except RegistryError:
                 raise
             except SerdeError as exc:

@@ -28,6 +28,7 @@ import faust
 
 from prodcat.core.metrics import DriftMetrics, StageMetrics
 from prodcat.core.settings import DriftSettings, Settings
+from prodcat.schemas.records import Prediction
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import decode_records
@@ -114,7 +115,9 @@ class DriftStage:
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record: a dead letter, a skip (deleted, stale_version, no_reference),
         or taken into a window (counted as out). Closed windows are scored on the way."""
-        decoded, dead = decode_records(records, self.predictions, self.dead_letters, now_ms)
+        decoded, dead = decode_records(
+            records, self.predictions, self.dead_letters, now_ms, Prediction
+        )
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         now = self.clock()
         for item in decoded:

@@ -23,6 +23,7 @@ import numpy as np
 from prodcat.core.metrics import ModelMetrics, StageMetrics
 from prodcat.core.model_store import CardStore
 from prodcat.core.settings import Settings
+from prodcat.schemas.records import Product
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.serving.backends import ModelBackend, create_backend
 from prodcat.serving.exceptions import ImageFetchError, ModelInputError, ModelNotFoundError
@@ -46,8 +47,8 @@ _Embedded = tuple[np.ndarray[Any, Any], int, str | None]
 
 @dataclass(slots=True)
 class _Item:
-    source: Decoded
-    product: dict[str, Any]
+    source: Decoded[Product]
+    product: Product
     url: str
     image: FetchedImage | None = None
 
@@ -79,7 +80,7 @@ class EmbedStage:
 
     async def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """One output per record, in order. Raises only TransientErrors (retry the batch)."""
-        decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms)
+        decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms, Product)
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         items: list[_Item] = []
         tombstones: dict[str, int] = {}  # product_id → index of its last tombstone in the batch

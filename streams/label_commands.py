@@ -24,9 +24,11 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from prodcat.core.ids import label_key
 from prodcat.core.kafka_config import producer_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.records import Label
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.compacted import read_compacted
 from prodcat.streams.deadletter import dead_letter
@@ -38,7 +40,6 @@ from prodcat.training.labels import (
     SnapshotCounts,
     Vocabulary,
     join_snapshot,
-    label_key,
     load_vocabulary,
     validate_label,
 )
@@ -89,7 +90,7 @@ class _Publisher:
             except KafkaException as exc:
                 raise StreamsError(f"cannot publish to {topic}: {exc}") from exc
 
-    def label(self, label: dict[str, Any]) -> str | None:
+    def label(self, label: Label) -> str | None:
         """Publish a label; returns None, or the reason it cannot be encoded."""
         try:
             value = self.labels.encode(label)
@@ -182,7 +183,7 @@ def rule_labels(settings: Settings, rules_file: Path | None = None) -> PublishRe
         if not ids:
             report.skipped["no_rule"] += 1
             continue
-        label = {
+        label: Label = {
             "product_id": product_id,
             "objective": "rule_based",
             "category_ids": ids,

@@ -14,6 +14,7 @@ import logging
 from itertools import islice
 from typing import Any, Final
 
+from prodcat.schemas.records import Product
 from prodcat.streams.attributes import collect_attributes
 from prodcat.streams.categories import compose_path, parse_path
 from prodcat.streams.exceptions import NormalizationError
@@ -67,9 +68,7 @@ _JSON_TYPES: Final = {
 }
 
 
-def normalize_event(
-    raw: bytes, *, feed: str | None, key: bytes | None, seen_at_ms: int
-) -> dict[str, Any]:
+def normalize_event(raw: bytes, *, feed: str | None, key: bytes | None, seen_at_ms: int) -> Product:
     """Normalise one raw event into a ``Product`` record.
 
     ``feed`` names the affiliate feed (``"unknown"`` when None); ``key`` is the Kafka message key,
@@ -282,7 +281,7 @@ def _check_seen_at(seen_at_ms: int) -> None:
         raise NormalizationError("invalid", "seen_at_ms is out of the Avro long range")
 
 
-def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int) -> dict[str, Any]:
+def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int) -> Product:
     _check_seen_at(seen_at_ms)
     record = _parse(raw)
     index = FieldIndex(record)
@@ -312,7 +311,7 @@ def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int)
             brand = truncate(clean_text(value, compat=True), _MAX_SHORT_TEXT) or None
     if not groups and category_path:
         groups = gender_words(" ".join(category_path))
-    product: dict[str, Any] = {
+    product: Product = {
         "product_id": product_id(
             feed_name,
             source_id,

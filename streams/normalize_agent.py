@@ -1,10 +1,20 @@
 """The normalisation agent: ``products.raw`` (bytes, any JSON) → ``products.normalized`` (Avro).
 
-The agent is thin: :class:`NormalizeAgent` adapts ``NormalizeStage.process`` (one raw event → its
-outgoing record; pure, testable without Kafka) to the stage runtime (:mod:`prodcat.streams.runtime`),
-which sends a micro-batch's outputs and commits its input offsets only once the broker has
-acknowledged every one. A crash therefore replays at most the unacknowledged batch (at-least-once):
-every input ends as a product or a dead letter.
+Every feed is read through its **profile** (:mod:`prodcat.streams.feeds`), inferred from the
+content of its first records. :class:`NormalizeAgent` keeps a :class:`ProfileBook`: a new feed's
+first records are held (unanswered, so not committed: a crash re-delivers them) until
+``feeds.sample_size`` of them arrived or ``feeds.wait_s`` passed; then the profile is inferred,
+published on ``feeds.profiles`` (acknowledged before the products that carry its version are
+committed) and the held records are normalised with it. Records that stop fitting their profile
+are held as well and either trigger a re-profile (a new version) or are released after
+``wait_s`` (see :mod:`prodcat.streams.feeds.book`). The worker follows ``feeds.profiles``
+(:mod:`prodcat.streams.profile_follower`), so operator overrides and other workers' profiles are
+adopted while it runs.
+
+``NormalizeStage.process`` (one raw event → its outgoing record; pure, testable without Kafka)
+does the per-record work; the stage runtime (:mod:`prodcat.streams.runtime`) sends the outputs
+and commits only what every output answers (at-least-once): every input ends as a product or a
+dead letter.
 """
 
 from __future__ import annotations
@@ -12,26 +22,39 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 
-from prodcat.core.metrics import StageMetrics
+from prodcat.core.metrics import FeedMetrics, StageMetrics
 from prodcat.core.settings import Settings, TopicNames
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.streams.deadletter import DeadLetters, dead_letter
 from prodcat.streams.exceptions import NormalizationError
+from prodcat.streams.feeds.book import BookSettings, ProfileBook
+from prodcat.streams.feeds.drift import fits
+from prodcat.streams.feeds.events import parse_event
+from prodcat.streams.feeds.extract import apply_profile
+from prodcat.streams.feeds.infer import choose_profile, infer_profiles
+from prodcat.streams.feeds.profile import FeedProfile, FieldSource
+from prodcat.streams.feeds.store import encode_profile, profile_key, profile_serde
+from prodcat.streams.feeds.taxonomy import configured_google_taxonomy
 from prodcat.streams.normalize import normalize_event
+from prodcat.streams.profile_follower import ProfileFollower
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import (
+    FEED_HEADER,
     SOURCE_HEADER,
     Input,
     Outgoing,
     Outputs,
     Position,
     header_map,
+    record_batch,
     source_headers,
 )
 
@@ -77,12 +100,30 @@ class NormalizeStage:
         partition: int,
         offset: int,
         now_ms: int,
+        profile: FeedProfile | None = None,
+        record: Mapping[str, Any] | None = None,
+        google_taxonomy: Mapping[int, list[str]] | None = None,
+        seen: Callable[[str | None, Mapping[str, Any] | None], None] | None = None,
     ) -> Outgoing:
+        """The product (or dead letter) of one input: with ``profile`` read through it (from
+        ``record`` when the caller has parsed the value already), else by the profile-free
+        normaliser. ``seen(feed, product or None)`` is told every outcome (metrics)."""
         hdrs = header_map(headers)
         out_headers, feed = source_headers(hdrs, topic, partition, offset)
         source = Position(topic, partition, offset)
+        product: Mapping[str, Any] | None = None
         try:
-            product = normalize_event(value or b"", feed=feed, key=key, seen_at_ms=now_ms)
+            if profile is not None:
+                product = apply_profile(
+                    record if record is not None else value or b"",
+                    profile,
+                    feed=feed,
+                    key=key,
+                    seen_at_ms=now_ms,
+                    google_taxonomy=google_taxonomy,
+                )
+            else:
+                product = normalize_event(value or b"", feed=feed, key=key, seen_at_ms=now_ms)
             encoded = self.products.encode(product)
         except NormalizationError as exc:
             kind, message = exc.kind, str(exc)
@@ -99,6 +140,8 @@ class NormalizeStage:
                 "normalisation failed unexpectedly at %s/%d/%d", topic, partition, offset
             )
         else:
+            if seen is not None:
+                seen(feed, product)
             return Outgoing(
                 self.topics.normalized,
                 product["product_id"].encode(),
@@ -109,7 +152,32 @@ class NormalizeStage:
                 None,
                 source,
             )
-        record = dead_letter(
+        if seen is not None:
+            seen(feed, None)
+        return self._dead_letter(key, value, hdrs, out_headers, feed, source, now_ms, kind, message)
+
+    def dead(self, record: Input, now_ms: int, kind: str, message: str) -> Outgoing:
+        """The dead letter of ``record`` with reason ``kind``."""
+        hdrs = header_map(record.headers)
+        out_headers, feed = source_headers(hdrs, record.topic, record.partition, record.offset)
+        source = Position(record.topic, record.partition, record.offset)
+        return self._dead_letter(
+            record.key, record.value, hdrs, out_headers, feed, source, now_ms, kind, message
+        )
+
+    def _dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        hdrs: Mapping[str, bytes],
+        out_headers: list[tuple[str, bytes]],
+        feed: str | None,
+        source: Position,
+        now_ms: int,
+        kind: str,
+        message: str,
+    ) -> Outgoing:
+        letter = dead_letter(
             stage=STAGE,
             error_kind=kind,
             message=message,
@@ -117,16 +185,16 @@ class NormalizeStage:
             value=value,
             headers=hdrs,
             feed=feed,
-            topic=topic,
-            partition=partition,
-            offset=offset,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
             worker=self.worker,
             now_ms=now_ms,
         )
         return Outgoing(
             self.topics.deadletter,
             key,
-            self.dead_letters.encode(record),
+            self.dead_letters.encode(letter),
             out_headers,
             feed,
             kind,
@@ -145,10 +213,30 @@ def build_stage(settings: Settings) -> NormalizeStage:
     )
 
 
-class NormalizeAgent(StageHandler):
-    """``NormalizeStage`` over micro-batches of ``products.raw``, for the stage runtime."""
+@dataclass
+class _Held:
+    """An input held until its feed's profile is ready (or re-made)."""
 
-    def __init__(self, stage: NormalizeStage, topic: str) -> None:
+    record: Input
+    parsed: Mapping[str, Any]
+
+
+class NormalizeAgent(StageHandler):
+    """``NormalizeStage`` over micro-batches of ``products.raw``, reading each feed through its
+    profile (see the module docstring)."""
+
+    def __init__(
+        self,
+        stage: NormalizeStage,
+        topic: str,
+        book: ProfileBook,
+        *,
+        profiles_topic: str,
+        profile_serde: AvroSerde,
+        google_taxonomy: Mapping[int, list[str]] | None = None,
+        feeds: FeedMetrics | None = None,
+        follower: ProfileFollower | None = None,
+    ) -> None:
         super().__init__(
             STAGE,
             topic,
@@ -157,25 +245,244 @@ class NormalizeAgent(StageHandler):
             ),
         )
         self.stage = stage
+        self.book = book
+        self.profiles_topic = profiles_topic
+        self.profile_serde = profile_serde
+        self.google_taxonomy = google_taxonomy
+        self.feeds = feeds
+        self.follower = follower
+        self.held: dict[str, list[_Held]] = {}
+        self._labels: dict[str, str] = {}
+
+    @classmethod
+    def for_settings(
+        cls, stage: NormalizeStage, settings: Settings, metrics: StageMetrics | None = None
+    ) -> NormalizeAgent:
+        """The agent of a worker: profiles inferred with the settings' Google taxonomy, followed
+        on ``feeds.profiles``."""
+        cfg = settings.feeds
+        taxonomy = configured_google_taxonomy(cfg.google_taxonomy, settings.data_dir)
+
+        def infer(
+            records: Sequence[Mapping[str, Any]], feed: str, overrides: Mapping[str, FieldSource]
+        ) -> Mapping[str, FeedProfile]:
+            return infer_profiles(records, feed=feed, google_taxonomy=taxonomy, overrides=overrides)
+
+        book = ProfileBook(
+            infer,
+            BookSettings(
+                sample_size=cfg.sample_size,
+                wait_s=cfg.wait_s,
+                refine_at=cfg.refine_at,
+                min_misfits=cfg.min_misfits,
+                drift_share=cfg.drift_share,
+            ),
+        )
+        agent = cls(
+            stage,
+            settings.topics.raw,
+            book,
+            profiles_topic=settings.topics.profiles,
+            profile_serde=profile_serde(settings),
+            google_taxonomy=taxonomy,
+            feeds=metrics.feeds() if metrics is not None else None,
+        )
+        agent.follower = ProfileFollower(settings, agent.adopt, serde=agent.profile_serde)
+        return agent
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.follower is not None:
+            await self.follower.start()
+
+    async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
+
+    def adopt(self, profile: FeedProfile) -> None:
+        """A profile read from ``feeds.profiles`` (an override, another worker's, our own)."""
+        if self.book.adopt(profile):
+            logger.info("feed %s: profile version %d adopted", profile.feed, profile.version)
+            self._count_profile(profile, "adopted")
+
+    def on_revoked(self, partitions: Set[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for feed, held in list(self.held.items()):
+            kept = [h for h in held if (h.record.topic, h.record.partition) not in revoked]
+            if kept:
+                self.held[feed] = kept
+            else:
+                del self.held[feed]
+                self.book.released(feed)
+            self._gauge_held(feed)
+
+    # --- the stage ----------------------------------------------------------------------------
 
     def process(self, batch: Sequence[Input]) -> Outputs:
         now_ms = time.time_ns() // 1_000_000
-        process = self.stage.process
-        return Outputs.of(
-            process(
-                key=r.key,
-                value=r.value,
-                headers=r.headers,
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                now_ms=now_ms,
-            )
-            for r in batch
+        outgoing: list[Outgoing] = []
+        held: list[Position] = []
+        for record in batch:
+            feed = _feed_of(record)
+            try:
+                parsed = parse_event(record.value or b"")
+            except NormalizationError:
+                outgoing.append(self._answer(record, now_ms, None, None))  # its dead letter
+                continue
+            profiles = self.book.profiles(feed)
+            profile = choose_profile(parsed, profiles) if profiles else None
+            if profile is None or not fits(parsed, profile):
+                self.book.hold(feed, parsed)
+                self.held.setdefault(feed, []).append(_Held(record, parsed))
+                held.append(Position(record.topic, record.partition, record.offset))
+                continue
+            self.book.fitted(feed, parsed)
+            outgoing.append(self._answer(record, now_ms, profile, parsed))
+        outgoing.extend(self._settle_feeds(now_ms))
+        return Outputs.of(outgoing, held=held)
+
+    def on_tick(self, now: float) -> Outputs | None:
+        outgoing = self._settle_feeds(time.time_ns() // 1_000_000)
+        return Outputs.of(outgoing) if outgoing else None
+
+    def _settle_feeds(self, now_ms: int) -> list[Outgoing]:
+        """Profiles that are due (inferred, re-made, refined) and the held records they free."""
+        out: list[Outgoing] = []
+        for feed, action in self.book.due_feeds().items():
+            new: list[FeedProfile] = []
+            if action == "infer":
+                new = self.book.infer(feed)
+            elif action == "reprofile":
+                new = self.book.reprofile(feed)
+            elif action == "refine":
+                new = self.book.refine(feed)
+            for profile in new:
+                logger.info(
+                    "feed %s: profile version %d (%s)", feed, profile.version, profile.reason
+                )
+                out.append(self._profile_output(profile, now_ms))
+                self._count_profile(profile, action)
+            if action != "refine":
+                out.extend(self._release(feed, now_ms))
+        return out
+
+    def _release(self, feed: str, now_ms: int) -> list[Outgoing]:
+        profiles = self.book.profiles(feed)
+        out = []
+        for item in self.held.pop(feed, []):
+            profile = choose_profile(item.parsed, profiles) if profiles else None
+            if profile is not None and not fits(item.parsed, profile):
+                profile = None  # a stray record: the profile-free normaliser says what it lacks
+            out.append(self._answer(item.record, now_ms, profile, item.parsed))
+        self.book.released(feed)
+        self._gauge_held(feed)
+        return out
+
+    def _answer(
+        self,
+        record: Input,
+        now_ms: int,
+        profile: FeedProfile | None,
+        parsed: Mapping[str, Any] | None,
+    ) -> Outgoing:
+        return self.stage.process(
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            now_ms=now_ms,
+            profile=profile,
+            record=parsed if profile is not None else None,
+            google_taxonomy=self.google_taxonomy,
+            seen=self._seen if self.feeds is not None else None,
         )
+
+    def _profile_output(self, profile: FeedProfile, now_ms: int) -> Outgoing:
+        return Outgoing(
+            self.profiles_topic,
+            profile_key(profile),
+            encode_profile(self.profile_serde, profile, now_ms=now_ms),
+            [],
+            profile.feed,
+            None,
+            skipped=PROFILE_OUTPUT,
+        )
+
+    def observe(
+        self, metrics: StageMetrics, outputs: Outputs, seconds: float, oldest_ts: float | None
+    ) -> None:
+        answers = Outputs([o for o in outputs.oks if o.skipped != PROFILE_OUTPUT], outputs.dead)
+        record_batch(metrics, answers, seconds, oldest_ts)
+
+    # --- metrics ------------------------------------------------------------------------------
+
+    def _label(self, feed: str | None) -> str:
+        name = feed or "unknown"
+        found = self._labels.get(name)
+        if found is None:
+            found = self._labels[name] = _bounded_label(name, len(self._labels))
+        return found
+
+    def _seen(self, feed: str | None, product: Mapping[str, Any] | None) -> None:
+        assert self.feeds is not None
+        label = self._label(feed)
+        self.feeds.records.labels(label).inc()
+        if product is None:
+            return
+        for name, filled in _coverage(product):
+            if filled:
+                self.feeds.fields.labels(label, name).inc()
+        version = product.get("profile_version")
+        if version is not None:
+            self.feeds.profile_version.labels(label).set(version)
+
+    def _count_profile(self, profile: FeedProfile, why: str) -> None:
+        if self.feeds is not None:
+            label = self._label(profile.feed)
+            self.feeds.profiles.labels(label, why).inc()
+            self.feeds.profile_version.labels(label).set(profile.version)
+
+    def _gauge_held(self, feed: str) -> None:
+        if self.feeds is not None:
+            self.feeds.held.labels(self._label(feed)).set(len(self.held.get(feed, ())))
+
+
+#: ``Outgoing.skipped`` of a profile published by the stage: not the answer to an input.
+PROFILE_OUTPUT = "feed_profile"
+_MAX_FEED_LABELS = 200
+
+
+def _feed_of(record: Input) -> str:
+    for name, value in record.headers or ():
+        if name == FEED_HEADER and value:
+            return bytes(value).decode("utf-8", "replace")
+    return "unknown"
+
+
+def _bounded_label(feed: str, known: int) -> str:
+    if known >= _MAX_FEED_LABELS:
+        return "other"
+    if len(feed) > 40 or not all(c.isalnum() or c in "_.-" for c in feed):
+        return "invalid"
+    return feed
+
+
+def _coverage(product: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    return [
+        ("title", bool(product.get("title"))),
+        ("brand", bool(product.get("brand"))),
+        ("category", bool(product.get("category_path"))),
+        ("price", product.get("price") is not None),
+        ("description", bool(product.get("description"))),
+        ("image", bool(product.get("image_urls"))),
+        ("url", bool(product.get("product_url"))),
+    ]
 
 
 def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare normalisation on ``app``: a task of the stage runtime."""
-    agent = NormalizeAgent(build_stage(settings), settings.topics.raw)
+    agent = NormalizeAgent.for_settings(build_stage(settings), settings, metrics)
     return register_stage(app, settings, metrics, agent)

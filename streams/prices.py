@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Final, TypedDict
+from typing import Any, Final
 
+from prodcat.schemas.records import Money
 from prodcat.streams.fields import norm_key
 
 __all__ = ["MAX_PRICE", "Money", "choose_prices", "currency_of", "parse_price"]
 
 MAX_PRICE: Final = 1e9
 _MAX_PRICE_TEXT: Final = 64
-
-
-class Money(TypedDict):
-    """The Avro ``prodcat.Money`` record."""
-
-    value: float
-    currency: str | None
 
 
 _SYMBOLS: Final = {

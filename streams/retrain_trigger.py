@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from prodcat.schemas.records import Label
 from prodcat.schemas.serde import AvroSerde
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import decode_records
@@ -142,7 +143,7 @@ class LabelStage:
         self, records: Sequence[Any], now_ms: int
     ) -> list[tuple[Outgoing, Mapping[str, Any] | None]]:
         """``(output, valid label or None)`` per record. Raises only on registry outages."""
-        decoded, dead = decode_records(records, self.labels, self.dead_letters, now_ms)
+        decoded, dead = decode_records(records, self.labels, self.dead_letters, now_ms, Label)
         results: dict[int, tuple[Outgoing, Mapping[str, Any] | None]] = {
             i: (letter, None) for i, letter in dead.items()
         }

@@ -33,6 +33,7 @@ from prodcat.core.kafka_config import aiokafka_config, librdkafka_config
 from prodcat.core.metrics import SamplerMetrics, StageMetrics
 from prodcat.core.settings import KafkaSettings, SamplerSettings, Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
+from prodcat.schemas.records import Prediction
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import decode_records
@@ -100,7 +101,9 @@ class SamplerStage:
     def consume(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
         """Take a micro-batch of predictions into the window; one Outgoing per record (dead
         letters are sent, the rest only counted)."""
-        decoded, dead = decode_records(records, self.predictions, self.dead_letters, now_ms)
+        decoded, dead = decode_records(
+            records, self.predictions, self.dead_letters, now_ms, Prediction
+        )
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         for item in decoded:
             counted = functools.partial(

@@ -14,6 +14,7 @@ import pytest
 
 from prodcat import localkafka
 from prodcat.core.settings import (
+    FeedSettings,
     KafkaSettings,
     LocalKafkaSettings,
     Settings,
@@ -79,6 +80,8 @@ def pipeline_settings(kafka_bootstrap: str, data_dir: Path, tmp_path: Path) -> S
             log_level="WARNING",
             state_dir=tmp_path / "faust",
         ),
+        # a new feed's first records wait at most 2 s for its profile (10 s by default)
+        feeds=FeedSettings(wait_s=2.0),
     )
     ensure_topics(settings.kafka, topic_specs(settings.topics))
     return settings

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prodcat.schemas.records import Label
 from prodcat.training.exceptions import TrainingError
 from prodcat.training.labels import LabelError, Vocabulary, validate_label
 
@@ -49,7 +50,7 @@ class ImportLine:
 
     number: int
     original: bytes
-    label: dict[str, Any] | None
+    label: Label | None
     error: LabelError | None
 
 

@@ -29,10 +29,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from prodcat.core.ids import label_key, path_id
 from prodcat.core.model_store import CARD, ClassifierCard
+from prodcat.schemas.records import Label
 from prodcat.training.exceptions import TrainingError
 
 __all__ = [
@@ -176,8 +177,11 @@ def load_vocabulary(model_base: Path, name: str) -> Vocabulary:
 
 def validate_label(
     label: Mapping[str, Any], vocabulary: Vocabulary, key: bytes | None = None
-) -> dict[str, Any]:
-    """The label with its ids de-duplicated (order kept), or a :class:`LabelError`."""
+) -> Label:
+    """The label with its ids de-duplicated (order kept), or a :class:`LabelError`.
+
+    Checks what makes a label usable (product id, objective, category ids); the serde checks the
+    other fields of the ``Label`` record when it is encoded."""
     product_id = label.get("product_id")
     if not isinstance(product_id, str) or not product_id.strip():
         raise LabelError("no_product_id", "the label has no product_id")
@@ -202,7 +206,7 @@ def validate_label(
     if unknown:
         where = f"classifier v{vocabulary.version}" if vocabulary.version else "well-formed ids"
         raise LabelError("unknown_category", f"unknown category id(s) {unknown[:5]} ({where})")
-    return {**label, "category_ids": ids}
+    return cast(Label, {**label, "category_ids": ids})
 
 
 def in_holdout(product_id: str, fraction: float) -> bool:

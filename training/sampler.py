@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from prodcat.core.settings import SamplerSettings
+from prodcat.schemas.records import AnnotationRequest, Prediction
 from prodcat.training import acquisition
 from prodcat.training.sampler_state import Exclusions
 
@@ -61,7 +62,7 @@ def invalid_reason(prediction: Mapping[str, Any]) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Candidate:
     product_id: str
-    prediction: dict[str, Any]
+    prediction: Prediction
 
 
 class CandidateWindow:
@@ -76,7 +77,7 @@ class CandidateWindow:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, prediction: dict[str, Any], now_s: float) -> None:
+    def add(self, prediction: Prediction, now_s: float) -> None:
         product_id = str(prediction["product_id"])
         old = self._items.get(product_id)
         if old is None or prediction["predicted_at"] >= old.prediction["predicted_at"]:
@@ -111,13 +112,13 @@ class CandidateWindow:
 class Selection:
     """The requests of one window and what was left out, for the metrics."""
 
-    requests: list[dict[str, Any]]
+    requests: list[AnnotationRequest]
     excluded: dict[str, int]  # reason (labelled, pending) → candidates
     rate_limited: int = 0
     fallbacks: dict[str, int] | None = None  # reason (no_committee, no_vector) → candidates
 
 
-def _request(candidate: Candidate, strategy: str, score: float, now_ms: int) -> dict[str, Any]:
+def _request(candidate: Candidate, strategy: str, score: float, now_ms: int) -> AnnotationRequest:
     prediction = candidate.prediction
     return {
         "product_id": candidate.product_id,

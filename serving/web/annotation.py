@@ -22,9 +22,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from prodcat.core.ids import label_key
 from prodcat.core.settings import Settings
+from prodcat.schemas.records import Label
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.web.exceptions import ConflictError, InvalidInputError
 from prodcat.serving.web.leases import LeaseBook
@@ -34,7 +36,6 @@ from prodcat.serving.web.view import QueuedRequest, TopicView
 from prodcat.training.labels import (
     LabelError,
     Vocabulary,
-    label_key,
     load_vocabulary,
     newest_version,
     validate_label,
@@ -42,7 +43,7 @@ from prodcat.training.labels import (
 
 logger = logging.getLogger(__name__)
 
-OBJECTIVE = "exclusive"
+OBJECTIVE: Final = "exclusive"
 _VOCABULARY_CHECK_S = 10.0
 
 
@@ -169,7 +170,7 @@ class AnnotationService:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def submit(self, annotator: str, product_id: str, category_id: str) -> dict[str, Any]:
+    def submit(self, annotator: str, product_id: str, category_id: str) -> Label:
         """Write the annotator's exclusive label for a queued product; returns the label."""
         held = self.leases.current(annotator)
         # Taking the lease (kept if it is already theirs) makes the check and the write one
@@ -188,7 +189,7 @@ class AnnotationService:
             taken_ms = max(0, int((self.leases.clock() - lease.started) * 1000))
         key = label_key(product_id, OBJECTIVE)
         labelled_at = _now_ms()
-        label: dict[str, Any] = {
+        label: Label = {
             "product_id": product_id,
             "objective": OBJECTIVE,
             "category_ids": [category_id],

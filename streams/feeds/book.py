@@ -30,7 +30,9 @@ from prodcat.streams.feeds.profile import FeedProfile, FieldSource
 __all__ = ["BookSettings", "FeedState", "Inferrer", "ProfileBook"]
 
 Record = Mapping[str, Any]
-Inferrer = Callable[[Sequence[Record], str, Mapping[str, FieldSource]], FeedProfile]
+#: Infers one profile per record shape (shape key -> profile) from records, a feed name and the
+#: operator's overrides (``infer_profiles`` with the Google taxonomy bound).
+Inferrer = Callable[[Sequence[Record], str, Mapping[str, FieldSource]], Mapping[str, FeedProfile]]
 
 _RECENT_FACTOR: Final = 2
 
@@ -39,8 +41,9 @@ _RECENT_FACTOR: Final = 2
 class BookSettings:
     """When to infer and re-infer a feed's profile."""
 
-    sample_size: int = 200
-    wait_s: float = 5.0
+    sample_size: int = 500
+    wait_s: float = 10.0
+    refine_at: int = 1000
     min_misfits: int = 20
     drift_share: float = 0.5
 
@@ -49,12 +52,23 @@ class BookSettings:
 class FeedState:
     """What the book knows of one feed."""
 
-    profile: FeedProfile | None = None
+    profiles: dict[str, FeedProfile] = field(default_factory=dict)
     overrides: dict[str, FieldSource] = field(default_factory=dict)
     sample: list[Record] = field(default_factory=list)
     first_held_at: float | None = None
     misfits: int = 0
+    seen: int = 0
+    refined: bool = False
     recent: deque[tuple[Record, bool]] = field(default_factory=deque)
+
+    @property
+    def profile(self) -> FeedProfile | None:
+        """The newest profile of the feed (any shape)."""
+        return max(self.profiles.values(), key=lambda p: p.version, default=None)
+
+    @property
+    def version(self) -> int:
+        return max((p.version for p in self.profiles.values()), default=0)
 
 
 class ProfileBook:
@@ -77,9 +91,10 @@ class ProfileBook:
             found = self._feeds[feed] = FeedState()
         return found
 
-    def profile(self, feed: str) -> FeedProfile | None:
+    def profiles(self, feed: str) -> list[FeedProfile]:
+        """The profiles of ``feed``, one per record shape (empty while it has none)."""
         found = self._feeds.get(feed)
-        return found.profile if found is not None else None
+        return list(found.profiles.values()) if found is not None else []
 
     def feeds(self) -> list[str]:
         return sorted(self._feeds)
@@ -89,9 +104,10 @@ class ProfileBook:
     def hold(self, feed: str, record: Record) -> None:
         """A record the stage holds: a sample of a new feed, or a misfit of a known one."""
         state = self.state(feed)
+        state.seen += 1
         if state.first_held_at is None:
             state.first_held_at = self._clock()
-        if state.profile is None:
+        if not state.profiles:
             state.sample.append(record)
         else:
             state.misfits += 1
@@ -99,7 +115,9 @@ class ProfileBook:
 
     def fitted(self, feed: str, record: Record) -> None:
         """A record that fits the feed's profile (kept as recent context for a re-profile)."""
-        self._remember(self.state(feed), record, fits=True)
+        state = self.state(feed)
+        state.seen += 1
+        self._remember(state, record, fits=True)
 
     def _remember(self, state: FeedState, record: Record, *, fits: bool) -> None:
         state.recent.append((record, fits))
@@ -108,13 +126,16 @@ class ProfileBook:
             state.recent.popleft()
 
     def due(self, feed: str) -> str | None:
-        """What the held records of ``feed`` need now: ``"infer"``, ``"reprofile"``,
-        ``"release"`` (give up waiting: use the profile as it is) or None (keep holding)."""
+        """What ``feed`` needs now: ``"infer"``, ``"reprofile"``, ``"release"`` (give up waiting:
+        use the profile as it is), ``"refine"`` (re-infer once from more records than the first
+        profile saw; nothing is held) or None."""
         state = self._feeds.get(feed)
-        if state is None or state.first_held_at is None:
+        if state is None:
             return None
+        if state.first_held_at is None:
+            return "refine" if self._refine_due(state) else None
         waited = self._clock() - state.first_held_at >= self.settings.wait_s
-        if state.profile is None:
+        if not state.profiles:
             return "infer" if waited or len(state.sample) >= self.settings.sample_size else None
         if state.misfits >= self.settings.min_misfits:
             recent = len(state.recent)
@@ -123,6 +144,17 @@ class ProfileBook:
                 return "reprofile"
         return "release" if waited else None
 
+    def _refine_due(self, state: FeedState) -> bool:
+        at = self.settings.refine_at
+        newest = state.profile
+        return (
+            not state.refined
+            and at > 0
+            and newest is not None
+            and newest.sample_size < at
+            and state.seen >= at
+        )
+
     def due_feeds(self) -> dict[str, str]:
         """Every feed whose held records need something now (see :meth:`due`)."""
         found = {feed: self.due(feed) for feed in self._feeds}
@@ -130,27 +162,43 @@ class ProfileBook:
 
     # --- what the book decides --------------------------------------------------------------
 
-    def infer(self, feed: str) -> FeedProfile:
-        """Version 1 (or the next version) of ``feed``'s profile from its held sample."""
+    def infer(self, feed: str) -> list[FeedProfile]:
+        """The first profiles of ``feed`` (one per record shape) from its held sample."""
         state = self.state(feed)
         records = state.sample or [record for record, _ in state.recent]
-        profile = self._build(feed, state, records, "first profile")
+        profiles = self._build(feed, state, records, "first profile")
         state.sample = []
-        return profile
+        return profiles
 
-    def reprofile(self, feed: str) -> FeedProfile:
-        """The next version of ``feed``'s profile, inferred from its recent records, misfits
-        weighted as they came (the new shape is what the feed sends now)."""
+    def reprofile(self, feed: str) -> list[FeedProfile]:
+        """The next profiles of ``feed`` from its recent records (fitting and not), so that the
+        shapes it sends now, old and new, each get one."""
         state = self.state(feed)
-        records = [record for record, fits in state.recent if not fits] or [
-            record for record, _ in state.recent
-        ]
-        old = state.profile
-        profile = self._build(feed, state, records, "re-profiled")
-        if old is not None:
-            profile = replace(profile, reason=_changes(old, profile))
+        old = dict(state.profiles)
+        records = [record for record, _ in state.recent]
+        profiles = self._build(feed, state, records, "re-profiled")
+        profiles = [replace(p, reason=_changes(old.get(p.shape), p)) for p in profiles]
+        state.profiles = {p.shape: p for p in profiles}
         state.recent.clear()
-        return profile
+        return profiles
+
+    def refine(self, feed: str) -> list[FeedProfile]:
+        """Re-infer once from the recent records when the first profiles saw fewer than
+        ``refine_at``; returns the new profiles only where the mapping changed."""
+        state = self.state(feed)
+        state.refined = True
+        old = dict(state.profiles)
+        records = [record for record, _ in state.recent]
+        candidates = self._infer(records, feed, state.overrides)
+        if all(_same_mapping(old.get(shape), p) for shape, p in candidates.items()):
+            return []
+        version = state.version + 1
+        profiles = [
+            replace(p, version=version, reason=f"refined from {len(records)} records")
+            for p in candidates.values()
+        ]
+        state.profiles = {p.shape: p for p in profiles}
+        return profiles
 
     def released(self, feed: str) -> None:
         """The stage answered every record it held for ``feed``."""
@@ -162,25 +210,39 @@ class ProfileBook:
     def adopt(self, profile: FeedProfile) -> bool:
         """Take a profile read from ``feeds.profiles`` when it is newer than the one held."""
         state = self.state(profile.feed)
-        current = state.profile
+        current = state.profiles.get(profile.shape)
         if current is not None and current.version >= profile.version:
             return False
-        state.profile = profile
+        if profile.version > state.version:  # a newer generation replaces every shape
+            state.profiles = {}
+        state.profiles[profile.shape] = profile
         state.overrides = dict(profile.overrides)
         return True
 
     def _build(
         self, feed: str, state: FeedState, records: Sequence[Record], reason: str
-    ) -> FeedProfile:
-        version = state.profile.version + 1 if state.profile is not None else 1
+    ) -> list[FeedProfile]:
+        version = state.version + 1
         inferred = self._infer(records, feed, state.overrides)
-        profile = replace(inferred, version=version, reason=reason)
-        state.profile = profile
-        return profile
+        profiles = [replace(p, version=version, reason=reason) for p in inferred.values()]
+        state.profiles = {p.shape: p for p in profiles}
+        return profiles
 
 
-def _changes(old: FeedProfile, new: FeedProfile) -> str:
+def _same_mapping(old: FeedProfile | None, new: FeedProfile) -> bool:
+    if old is None:
+        return False
+    return {
+        role: (f.sources, f.kind, f.delimiter, f.split, f.scale) for role, f in old.fields.items()
+    } == {
+        role: (f.sources, f.kind, f.delimiter, f.split, f.scale) for role, f in new.fields.items()
+    }
+
+
+def _changes(old: FeedProfile | None, new: FeedProfile) -> str:
     """A short account of what a re-profile changed (roles whose sources moved)."""
+    if old is None:
+        return f"re-profiled: a new record shape ({len(new.keys)} keys)"
     moved = []
     for role in sorted(set(old.fields) | set(new.fields)):
         before, after = old.fields.get(role), new.fields.get(role)

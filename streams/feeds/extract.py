@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from prodcat.schemas.records import Product
 from prodcat.streams.exceptions import NormalizationError
 from prodcat.streams.feeds.events import MAX_EVENT_BYTES, is_blank, parse_event
 from prodcat.streams.feeds.flatten import Op, decode_text, getter, parse_path, render_path
@@ -313,7 +314,7 @@ class Extractor:
         feed: str | None,
         key: bytes | None,
         seen_at_ms: int,
-    ) -> dict[str, Any]:
+    ) -> Product:
         """The ``Product`` of one raw event (or already parsed record)."""
         if isinstance(seen_at_ms, bool) or not isinstance(seen_at_ms, int):
             raise NormalizationError("invalid", f"seen_at_ms is a {type(seen_at_ms).__name__}")
@@ -336,7 +337,7 @@ class Extractor:
 
     def _product(
         self, record: Mapping[str, Any], feed: str | None, key: bytes | None, seen_at_ms: int
-    ) -> dict[str, Any]:
+    ) -> Product:
         title = self._title(record)
         feed_name = (
             truncate(clean_text(feed), _MAX_SHORT_TEXT) if isinstance(feed, str) else ""
@@ -366,7 +367,7 @@ class Extractor:
         if not groups and category_path:
             groups = gender_words(" ".join(category_path))
         product_url = self._product_url(record)
-        product: dict[str, Any] = {
+        product: Product = {
             "product_id": product_id(
                 feed_name,
                 source_id,
@@ -422,7 +423,7 @@ def apply_profile(
     key: bytes | None,
     seen_at_ms: int,
     google_taxonomy: Mapping[int, list[str]] | None = None,
-) -> dict[str, Any]:
+) -> Product:
     """Normalise one raw event (JSON bytes, or a parsed record) with ``profile``.
 
     Returns the ``Product`` dict (keys and types of ``normalize_event``); raises

@@ -57,7 +57,7 @@ def segment(records: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
             best[1].extend(indices)
         else:
             clusters.append((keys, list(indices)))
-    floor = min(_MIN_SEGMENT, max(1, len(records) // 20))
+    floor = max(_MIN_SEGMENT, len(records) // 20)
     large = [c for c in clusters if len(c[1]) >= floor] or clusters[:1]
     for keys, indices in clusters:
         if all(c[0] is not keys for c in large):

@@ -1,0 +1,21 @@
+"""``/healthz`` (ready once the view has caught up with the topics) and ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from prodcat.serving.web.dependencies import WEB
+
+
+def healthz(web: WEB) -> JSONResponse:
+    follower = web.parts.follower
+    ready = follower is None or follower.ready.is_set()
+    body = {"status": "ok" if ready else "catching_up", "ready": ready}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def prometheus(web: WEB) -> Response:
+    web.parts.annotation.depth()  # the queue-depth gauge is read at scrape time
+    return Response(generate_latest(web.parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
