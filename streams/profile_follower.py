@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from prodcat.core.kafka_config import aiokafka_config
@@ -50,6 +50,7 @@ class ProfileFollower:
             "group_id": None,
             "enable_auto_commit": False,
             "client_id": f"{settings.worker.app_id}-profiles",
+            "auto_offset_reset": "earliest",
         }
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -58,30 +59,25 @@ class ProfileFollower:
     async def start(self, catch_up_s: float = 30.0) -> None:
         """Read the topic up to its end (at most ``catch_up_s``), then follow it in the background."""
         self._consumer = AIOKafkaConsumer(**self._options)  # in the worker's event loop
+        # Without a group, a subscription is assigned every partition of the topic.
+        self.consumer.subscribe([self.topic])
         await self.consumer.start()
-        partitions = self.consumer.partitions_for_topic(self.topic)
         deadline = time.monotonic() + catch_up_s
-        while not partitions and time.monotonic() < deadline:
-            await self.consumer.topics()  # refreshes the metadata
-            partitions = self.consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                await asyncio.sleep(0.5)
-        if not partitions:
+        while not self.consumer.assignment() and time.monotonic() < deadline:
+            await self._poll()
+        assigned = sorted(self.consumer.assignment())
+        if not assigned:
             logger.warning(
                 "topic %s not found: feeds are profiled from scratch (run `prodcat topics create`)",
                 self.topic,
             )
-            await self.consumer.stop()
-            return
-        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self.consumer.assign(assigned)
-        await self.consumer.seek_to_beginning(*assigned)
-        ends = await self.consumer.end_offsets(assigned)
-        while time.monotonic() < deadline:
-            positions = {tp: await self.consumer.position(tp) for tp in assigned}
-            if all(positions[tp] >= ends[tp] for tp in assigned):
-                break
-            await self._poll()
+        else:
+            ends = await self.consumer.end_offsets(assigned)
+            while time.monotonic() < deadline:
+                positions = {tp: await self.consumer.position(tp) for tp in assigned}
+                if all(positions[tp] >= ends[tp] for tp in assigned):
+                    break
+                await self._poll()
         logger.info("read %d feed profiles from %s", self.read, self.topic)
         self._task = asyncio.create_task(self._follow(), name="profile-follower")
 
