@@ -221,8 +221,8 @@ def dev_feed_profiles(
                 f"profile of {feed:<12}: inferred by the normaliser ({settings.topics.profiles})"
             )
         else:
-            # TODO(integrator): once the normalise stage publishes profiles, the live one shows
-            # here; until then (or if the stage has not profiled the feed) infer it locally.
+            # The worker publishes every profile it infers; if it has not (the topic could not be
+            # read), show what `prodcat feeds inspect` infers from the file, and say so.
             lines.append(f"profile of {feed:<12}: not on {settings.topics.profiles} yet; as "
                          "`prodcat feeds inspect` infers it from the file")  # fmt: skip
             with profiled_events(settings, path, feed=feed) as opened:

@@ -66,6 +66,8 @@ def read_compacted(kafka: KafkaSettings, topic: str, *, timeout_s: float = 120.0
                         if offset >= ends.get(partition, 0):
                             pending.discard(partition)
                         continue
+                    if err.retriable():  # e.g. a leader not elected yet on a new topic
+                        continue
                     raise StreamsError(f"reading {topic}: {err}")
                 if offset >= ends[partition]:  # written after the read started
                     pending.discard(partition)
