@@ -50,6 +50,8 @@ _SYMBOLS: Final = {
     "₦": "NGN",
     "₴": "UAH",
     "zł": "PLN",
+    "R$": "BRL",
+    "Kč": "CZK",
 }
 _CODES: Final = (
     "INR USD EUR GBP JPY CNY KRW RUB TRY VND PHP THB ILS NGN UAH PLN BRL CAD AUD HKD SGD NZD MXN "
@@ -63,6 +65,8 @@ _WORDS: Final = {
     "rupees": "INR",
     "rupee": "INR",
     "rp": "IDR",
+    "tl": "TRY",
+    "lei": "RON",
     "rm": "MYR",
     "yen": "JPY",
     "euro": "EUR",
