@@ -505,10 +505,13 @@ def _quiet_libraries(verbose: bool) -> None:
     """Keep start-up banners and expected third-party warnings out of a user's terminal (-v shows them)."""
     if verbose:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-    for name in ("tensorflow", "absl", "keras", "pymilvus", "milvus_lite", "faust", "mode",
-                 "aiokafka", "kafka", "httpx", "urllib3", "h5py"):  # fmt: skip
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+    for name in ("tensorflow", "absl", "keras", "milvus_lite", "faust", "mode", "aiokafka",
+                 "kafka", "httpx", "urllib3", "h5py"):  # fmt: skip
         logging.getLogger(name).setLevel(logging.ERROR)
+    # pymilvus logs a traceback at ERROR for conditions the vector store handles (a collection
+    # found released is loaded again); prodcat logs what it does about them.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
