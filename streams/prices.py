@@ -5,7 +5,8 @@ not positive, not finite or above :data:`MAX_PRICE` are dropped, as are values o
 a bad price never makes a product unusable. Ambiguities, decided here once: ``$`` is USD and
 ``¥`` is JPY unless a prefix says otherwise (``C$``, ``A$``, ...); one comma followed by one or
 two digits is a decimal comma (``12,50``), otherwise commas group thousands (``1,299``,
-``1,00,000``); one dot is a decimal point (``1.299`` is 1.299), several dots group thousands.
+``1,00,000``); one dot is a decimal point (``1.299`` is 1.299), several dots group thousands, except in
+currencies priced in whole units (IDR, JPY, KRW, VND, ...), where ``Rp 15.000`` is 15000.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ _SYMBOLS: Final = {
     "₦": "NGN",
     "₴": "UAH",
     "zł": "PLN",
-    "R$": "BRL",
     "Kč": "CZK",
 }
 _CODES: Final = (
@@ -82,6 +82,10 @@ _NUMBER_RE: Final = re.compile(r"([-\u2212]?)\s*(\d(?:[\d.,'\u00a0\u202f\u2009]*
 # A plain space groups thousands only when exactly three digits follow ("1 299,50 €").
 _SPACE_GROUPING: Final = re.compile(r"(?<=\d) (?=\d{3}(?!\d))")
 _GROUPING: Final = str.maketrans("", "", "'\u00a0\u202f\u2009")
+# Currencies priced in whole units: one "." or "," followed by three digits groups thousands there
+# ("Rp 15.000", "15.000 IDR", "¥1,299").
+_WHOLE_UNITS: Final = frozenset({"IDR", "JPY", "KRW", "VND", "CLP", "ISK", "HUF", "PYG", "UGX"})
+_THOUSANDS: Final = re.compile(r"^\d{1,3}(?:[.,]\d{3})+$")
 _AMOUNT_KEYS: Final = ("value", "amount", "price", "amountvalue", "val")
 
 
@@ -95,8 +99,10 @@ def currency_of(text: str) -> str | None:
     return _SYMBOLS[symbol.group(0)] if symbol is not None else None
 
 
-def _number(token: str) -> float:
+def _number(token: str, whole: bool = False) -> float:
     token = token.translate(_GROUPING)
+    if whole and _THOUSANDS.match(token):
+        return float(token.replace(".", "").replace(",", ""))
     dots, commas = token.count("."), token.count(",")
     if dots and commas:
         decimal = "." if token.rfind(".") > token.rfind(",") else ","
@@ -131,16 +137,18 @@ def parse_price(raw: Any, currency: str | None = None) -> Money | None:
         except ValueError:
             pass
         else:
+            if currency in _WHOLE_UNITS and _THOUSANDS.match(raw.strip()):
+                value = _valid(_number(raw.strip(), whole=True))
             return None if value is None else {"value": value, "currency": currency}
         text = _SPACE_GROUPING.sub("", raw) if " " in raw else raw
         match = _NUMBER_RE.search(text)
         if match is None or match.group(1):
             return None
+        currency = currency_of(raw) or currency
         try:
-            value = _valid(_number(match.group(2)))
+            value = _valid(_number(match.group(2), whole=currency in _WHOLE_UNITS))
         except ValueError:
             return None
-        currency = currency_of(raw) or currency
     elif isinstance(raw, dict):
         return _price_object(raw, currency)
     if value is None:

@@ -18,6 +18,7 @@ the like lowers it (country -> region nests, but is not a product category).
 
 from __future__ import annotations
 
+import html
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -48,18 +49,51 @@ _DELIMITERS: Final = {
 }
 _MIN_SCORE: Final = 0.2
 _WORD: Final = re.compile(r"\w+")
+_TAG: Final = re.compile(r"<[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
 _MIN_PURITY: Final = 0.88
 _CONSTANT_ROOT: Final = 0.85
 _MAX_CHAIN: Final = 6
 _MAX_CHAIN_COLUMNS: Final = 40
 _MAX_CHAINS: Final = 5000
 _SINGLE_LEVEL: Final = 0.5  # one field without a delimiter: a category, but a weak one
+_CONSISTENT_DELIMITER: Final = 0.9  # a delimiter in nearly every value is the feed's own
+_GOOGLE_SHARE: Final = 0.8
+_OWN_OVER_GOOGLE: Final = 0.5
 
 
 @dataclass(frozen=True)
 class _Candidate:
     source: FieldSource
     score: float
+    google: bool = False  # a Google product category (id or path), not the feed's own
+
+
+def _google_paths(taxonomy: Mapping[int, list[str]] | None) -> frozenset[tuple[str, ...]]:
+    key = id(taxonomy)
+    cached = _GOOGLE_PATHS.get(key)
+    if cached is None or cached[0] is not taxonomy:
+        paths = frozenset(
+            tuple(level.casefold() for level in path) for path in (taxonomy or {}).values()
+        )
+        _GOOGLE_PATHS.clear()
+        _GOOGLE_PATHS[key] = cached = (taxonomy, paths)
+    return cached[1]
+
+
+_GOOGLE_PATHS: dict[int, tuple[Mapping[int, list[str]] | None, frozenset[tuple[str, ...]]]] = {}
+
+
+def _is_google(
+    column: Column, paths: Sequence[list[str]], known: frozenset[tuple[str, ...]]
+) -> bool:
+    """Whether a path field holds Google product categories: its paths are the taxonomy's (or,
+    without a taxonomy, the field is named after it)."""
+    found = [path for path in paths if path]
+    if known and found:
+        hits = sum(1 for path in found if tuple(level.casefold() for level in path) in known)
+        if hits >= _GOOGLE_SHARE * len(found):
+            return True
+    return "google" in column.path.casefold()
 
 
 def _name_factor(columns: Sequence[Column]) -> float:
@@ -125,10 +159,19 @@ def _first_text(items: list[object]) -> str:
     return next((item.strip() for item in items if isinstance(item, str)), "")
 
 
-def _delimited(column: Column, titles: Mapping[int, str]) -> list[_Candidate]:
+def _unescaped(text: str) -> str:
+    """``A &gt; B`` as ``A > B`` (XML or HTML read without decoding; extraction does the same)."""
+    return html.unescape(text) if "&" in text else text
+
+
+def _delimited(
+    column: Column,
+    titles: Mapping[int, str],
+    known: frozenset[tuple[str, ...]] = frozenset(),
+) -> list[_Candidate]:
     found: list[_Candidate] = []
     pairs = [
-        (row, value.strip() if isinstance(value, str) else _first_text(value))
+        (row, _unescaped(value.strip() if isinstance(value, str) else _first_text(value)))
         for row, value in column.rows.items()
         if isinstance(value, str | list)
     ]
@@ -143,6 +186,8 @@ def _delimited(column: Column, titles: Mapping[int, str]) -> list[_Candidate]:
             delimiter == ">" and all(">>" in t for t in having)
         ):
             continue
+        if strength >= 0.9 and len(having) >= _CONSISTENT_DELIMITER * len(values):
+            strength = 1.0  # "|" or "/" in nearly every value: the feed's own delimiter
         split = dominant_split(having, delimiter)
         paths = [clean_levels(split_levels(text, delimiter, split)) for text in values]
         quality, depth, why = _path_quality(paths, titles, rows)
@@ -162,18 +207,20 @@ def _delimited(column: Column, titles: Mapping[int, str]) -> list[_Candidate]:
                 f"{len(having) / len(values):.0%} of values; {why}"
             ),
         ).with_examples(values)
-        found.append(_Candidate(source, score))
+        found.append(_Candidate(source, score, _is_google(column, paths, known)))
     return found
 
 
-def _listed(column: Column, titles: Mapping[int, str]) -> list[_Candidate]:
+def _listed(
+    column: Column, titles: Mapping[int, str], known: frozenset[tuple[str, ...]] = frozenset()
+) -> list[_Candidate]:
     if column.list_ratio < 0.8:
         return []
     firsts = [str(items[0]) for items in column.lists if items]
     if firsts and sum(any(d in text for d in (">>", ">", "|", "/")) for text in firsts) > 0.5 * len(
         firsts
     ):
-        return _delimited(column, titles)
+        return _delimited(column, titles, known)
     paths = [clean_levels(items) for items in column.lists]
     rows = [row for row, value in column.rows.items() if isinstance(value, list)]
     quality, depth, why = _path_quality(paths, titles, rows)
@@ -185,7 +232,7 @@ def _listed(column: Column, titles: Mapping[int, str]) -> list[_Candidate]:
         confidence=min(1.0, score),
         evidence=f"a list of levels; {why}",
     ).with_examples(" > ".join(path) for path in paths)
-    return [_Candidate(source, score)]
+    return [_Candidate(source, score, _is_google(column, paths, known))]
 
 
 def _object_list(column: Column, sample: Sample, titles: Mapping[int, str]) -> list[_Candidate]:
@@ -194,6 +241,10 @@ def _object_list(column: Column, sample: Sample, titles: Mapping[int, str]) -> l
         return []
     if column.str_ratio < 0.9 or column.letter_ratio < 0.5 or column.uniqueness > 0.6:
         return []
+    if sum(1 for text in column.strings if text[:1] == "/" or "://" in text) > 0.5 * len(
+        column.strings
+    ):
+        return []  # the links of breadcrumb objects, not their names
     get = getter(column.path, every=True)
     rows = list(column.rows)
     paths = [clean_levels(get(sample.records[row])) for row in rows]
@@ -378,7 +429,15 @@ def _google(column: Column, taxonomy: Mapping[int, list[str]]) -> list[_Candidat
         evidence=f"{share:.0%} of values are Google product category ids",
         examples=tuple(" > ".join(path) for path in known[:3]),
     )
-    return [_Candidate(source, score)]
+    return [_Candidate(source, score, google=True)]
+
+
+def _tag_share(column: Column) -> float:
+    """Share of values holding HTML tags (entities alone, ``A &gt; B``, are a path's escaping)."""
+    if column.html_ratio == 0:
+        return 0.0
+    strings = column.strings[:300]
+    return sum(1 for text in strings if _TAG.search(text)) / len(strings) if strings else 0.0
 
 
 def find_category(
@@ -393,23 +452,34 @@ def find_category(
     ``titles`` maps sample rows to their casefolded titles; ``claimed`` paths are never used.
     """
     candidates: list[_Candidate] = []
+    known = _google_paths(taxonomy)
     for column in sample.columns.values():
         if column.path in claimed or column.fill < 0.05:
             continue
         if taxonomy and column.num_ratio + column.numeric_text_ratio >= 0.9:
             candidates.extend(_google(column, taxonomy))
         if column.list_ratio >= 0.8:
-            candidates.extend(_listed(column, titles))
+            candidates.extend(_listed(column, titles, known))
         elif (
             column.str_ratio >= 0.8
             and column.url_ratio < 0.5
             and column.rel_url_ratio < 0.5
-            and column.html_ratio < 0.2
+            and _tag_share(column) < 0.2
         ):
-            candidates.extend(_delimited(column, titles))
+            candidates.extend(_delimited(column, titles, known))
             candidates.extend(_object_list(column, sample, titles))
     candidates.extend(_chains(sample, claimed))
     if not candidates:
         return None
     best = max(candidates, key=lambda candidate: candidate.score)
+    if best.google:
+        # The feed's own category (a merchant's product_type) over the Google category it also
+        # carries, when the own one is a fair candidate.
+        own = max(
+            (candidate for candidate in candidates if not candidate.google),
+            key=lambda candidate: candidate.score,
+            default=None,
+        )
+        if own is not None and own.score >= max(_MIN_SCORE, _OWN_OVER_GOOGLE * best.score):
+            best = own
     return best.source if best.score >= _MIN_SCORE else None

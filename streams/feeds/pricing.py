@@ -38,6 +38,7 @@ _NOT_PRICE_WORDS: Final = (
     "per discount"
 )
 _NOT_PRICE: Final = frozenset(_NOT_PRICE_WORDS.split())
+_WORD_RUN: Final = re.compile(r"[^\W\d_]{3,}")
 _CENT_RATIO: Final = (93.0, 107.0)
 _UNIT_RATIO: Final = (0.93, 1.07)
 _MIN_EVIDENCE: Final = 8
@@ -64,6 +65,8 @@ def _score(column: Column) -> float:
         return 0.0
     if column.unit_price_ratio > 0.3 or column.measure_ratio > 0.3 or column.long_decimals > 0.3:
         return 0.0
+    if column.strings and _worded(column.strings) > 0.5:
+        return 0.0  # a number in words ("25 sold", "3 colours"), not an amount of money
     if column.strings and sum(1 for t in column.strings if _DATE.match(t)) > 0.3 * len(
         column.strings
     ):
@@ -82,6 +85,17 @@ def _score(column: Column) -> float:
         return 0.0
     score = math.sqrt(column.fill) * (1.0 + 2.0 * prior) * (1.5 if symbols else 1.0)
     return score / (1.0 + 0.1 * column.depth)
+
+
+def _worded(texts: Sequence[str]) -> float:
+    """Share of texts holding a word (three letters or more) that names no currency."""
+    sample = texts[:300]
+    worded = sum(
+        1
+        for text in sample
+        if any(currency_of(word.group(0)) is None for word in _WORD_RUN.finditer(text))
+    )
+    return worded / len(sample) if sample else 0.0
 
 
 def _order(a: Column, b: Column) -> tuple[int, int, int]:

@@ -41,6 +41,7 @@ _OTHER_ROLES: Final = (
     "description",
     "retailer",
 )
+_TITLE_FILL_POWER: Final = 8
 _OPTION_NAME_KEYS: Final = frozenset({"name", "type", "label", "optionname", "attribute", "key"})
 
 
@@ -74,16 +75,24 @@ def _agree(a: Column, b: Column) -> float:
 
 def find_title(sample: Sample, claimed: set[str]) -> FieldSource | None:
     """A mostly unique, short-to-medium, letter-rich text; fallbacks that repeat it."""
+    candidates = [
+        (score, column)
+        for column in sample.columns.values()
+        if column.path not in claimed and (score := _title_score(column)) > 0
+    ]
+    if not candidates:
+        return None
+    # Every product has a title: a field missing from some records loses steeply to one that is
+    # always there (an optional qualifier such as a subtitle is often as distinct and as long).
+    # Measured against the fullest candidate, so records blank in every field cost nothing.
+    fullest = max(column.fill for _, column in candidates)
     scored = sorted(
         (
-            (score, column)
-            for column in sample.columns.values()
-            if column.path not in claimed and (score := _title_score(column)) > 0
+            (score * (column.fill / fullest) ** _TITLE_FILL_POWER, column)
+            for score, column in candidates
         ),
         key=lambda item: (-round(item[0], 3), item[1].mean_len, item[1].path),
     )
-    if not scored:
-        return None
     best_score, best = scored[0]
     fallbacks = [
         c.path

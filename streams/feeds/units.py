@@ -17,7 +17,7 @@ __all__ = ["expected_prices", "is_measure", "is_unit_price", "money_in", "quanti
 
 _MAX_TEXT: Final = 200
 _NUM: Final = r"\d+(?:[.,]\d+)?"
-_SYMBOLS: Final = r"R\$|US\$|A\$|C\$|zł|[€£$¥₹₩₽₺₫₱฿₪₦₴]"
+_SYMBOLS: Final = r"R\$|US\$|A\$|C\$|zł|\bRp|\bRs\.?|\bRM|[€£$¥￥₹₩₽₺₫₱฿₪₦₴]"
 _CODE: Final = r"\b[A-Z]{3}\b"
 _MONEY: Final = re.compile(
     rf"(?:(?P<pre>{_SYMBOLS}|{_CODE})\s?(?P<n1>{_NUM}))|(?:(?P<n2>{_NUM})\s?(?P<post>{_SYMBOLS}|{_CODE}))"
