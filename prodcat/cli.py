@@ -53,10 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _feeds_parser(sub)
 
-    rules = sub.add_parser("rules", help="the legacy keyword rule system (a label source)")
-    rules.add_argument("action", choices=["seed", "evaluate"])
-    rules.add_argument("--file", type=Path, default=None, help="rules YAML (default: Flipkart's)")
-    rules.set_defaults(func=_rules)
+    _taxonomy_parser(sub)
+    _rules_parser(sub)
 
     labels = sub.add_parser("labels", help="the labels topic: import, rule labels, snapshot")
     labels.set_defaults(func=_labels)
@@ -66,9 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     labels_import.add_argument("file", type=Path)
     labels_rules = labels_sub.add_parser(
-        "rules", help="label the products of products.normalized with the legacy keyword rules"
+        "rules", help="label the products of products.normalized with the taxonomy's keyword rules"
     )
-    labels_rules.add_argument("--file", type=Path, default=None, help="rules YAML")
+    labels_rules.add_argument(
+        "--file", type=Path, default=None, help="rules YAML (default: PRODCAT_TAXONOMY__RULES)"
+    )
     labels_snapshot = labels_sub.add_parser(
         "snapshot", help="write the labelled snapshot (labels ⋈ products) as JSON lines"
     )
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument("--levels", default="1,2,3", help="tree levels, comma-separated")
     baseline.set_defaults(func=_baseline)
+    _data_arguments(baseline)
 
     train = sub.add_parser(
         "train", help="train on the fixed protocol, evaluate, export for TF Serving"
@@ -96,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--config", type=Path, default=None, help="default: PRODCAT_RETRAIN__CONFIG (cnn.yaml)"
     )
-    train.add_argument("--level", type=int, default=3)
+    train.add_argument(
+        "--level", type=int, default=None, help="default: 3 (--data: its deepest level, at most 3)"
+    )
+    _data_arguments(train)
     train.add_argument("--name", default="classifier", help="model name under the model base")
     train.add_argument(
         "--model-base", type=Path, default=None, help="default: PRODCAT_SERVING__MODEL_BASE"
@@ -140,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--resume", action="store_true", help="keep the complete curves already in curves.csv"
     )
+    experiment.add_argument("--level", type=int, default=None, help="default: 3")
+    _data_arguments(experiment)
 
     serve = sub.add_parser("serve", help="serving processes")
     serve.add_argument("what", choices=["api", "grpc"], help="api: similarity HTTP API; "
@@ -170,6 +176,94 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=None, help="events per feed at most")
     demo.set_defaults(func=_demo)
     return parser
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data FILE [--truth T] [--label-field F]``: train/baseline/experiment on any labelled file."""
+    parser.add_argument("--data", type=Path, default=None,
+                        help="instead of Flipkart: raw feed records (any format `publish` reads), "
+                        "normalised products (JSON lines) or a labels snapshot")  # fmt: skip
+    parser.add_argument("--truth", type=Path, default=None,
+                        help='labels by row: JSON lines {"row": i, "path": [...]}')  # fmt: skip
+    parser.add_argument("--label-field", default=None,
+                        help="the field holding the label (default: category_path; a Product "
+                        "field, attributes.KEY, or for raw records a source path)")  # fmt: skip
+    parser.add_argument("--feed", default=None, help="raw --data: the feed's name")
+
+
+def _training_data(settings: Settings, args: argparse.Namespace) -> Any:
+    """The ``LabelledData`` of ``--data`` (None without it); raw feeds are normalised here."""
+    if args.data is None:
+        if args.truth is not None or args.label_field is not None:
+            raise ProdcatError("--truth and --label-field go with --data FILE")
+        return None
+    from prodcat.streams.feeds.training_data import load_training_data
+    from prodcat.training.labels import load_vocabulary
+
+    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
+
+    def resolve(category_id: str) -> str | None:
+        path = vocabulary.path(category_id)
+        return None if path == category_id else path
+
+    data = load_training_data(settings, args.data, truth=args.truth, feed=args.feed,
+                              label_field=args.label_field, resolve=resolve)  # fmt: skip
+    return data
+
+
+def _taxonomy_parser(sub: Any) -> None:
+    """``prodcat taxonomy ...``: the managed category tree (docs/taxonomy.md)."""
+    from prodcat.training.taxonomy_files import SOURCE_FORMATS
+
+    taxonomy = sub.add_parser("taxonomy", help="the category tree: import, show, derive, diff")
+    taxonomy_sub = taxonomy.add_subparsers(dest="action", required=True)
+    imp = taxonomy_sub.add_parser("import", help="store a taxonomy file as the live tree")
+    imp.add_argument("file", type=Path, nargs="?", default=None,
+                     help="default: PRODCAT_TAXONOMY__SOURCE")  # fmt: skip
+    imp.add_argument("--format", choices=SOURCE_FORMATS, default=None)
+    imp.set_defaults(func=_taxonomy)
+    show = taxonomy_sub.add_parser("show", help="the live tree (* marks the exclusive subset)")
+    show.add_argument("--depth", type=int, default=None)
+    show.set_defaults(func=_taxonomy)
+    derive = taxonomy_sub.add_parser("derive", help="a tree of the category paths of products")
+    derive.add_argument("--from", dest="source", required=True,
+                        help="a truth file, JSON lines or CSV of products, or `topic` "
+                        "(products.normalized)")  # fmt: skip
+    derive.add_argument("--field", default=None, help="the path's field (default: path, "
+                        "category_path)")  # fmt: skip
+    derive.add_argument("--min-count", type=int, default=1, help="products a node needs")
+    derive.add_argument("--out", type=Path, default=None,
+                        help="write the tree JSON here instead of storing it")  # fmt: skip
+    derive.set_defaults(func=_taxonomy)
+    diff = taxonomy_sub.add_parser("diff", help="what changed between two stored versions")
+    diff.add_argument("old", help="sequence number or version hash (prefix)")
+    diff.add_argument("new")
+    diff.set_defaults(func=_taxonomy)
+
+
+def _rules_parser(sub: Any) -> None:
+    """``prodcat rules seed|evaluate``: keyword rules for the configured taxonomy (docs/rules.md)."""
+    rules = sub.add_parser("rules", help="keyword rules for the configured taxonomy")
+    rules_sub = rules.add_subparsers(dest="action", required=True)
+    seed = rules_sub.add_parser("seed", help="rules YAML from the taxonomy's category names")
+    seed.add_argument("--out", type=Path, default=None, help="default: PRODCAT_TAXONOMY__RULES")
+    seed.add_argument("--max-depth", type=int, default=None, help="nodes this deep at most")
+    seed.add_argument("--english", action="store_true", help="the English seeder (plurals, "
+                      "audience and generic words) instead of the any-language one")  # fmt: skip
+    seed.add_argument("--no-stems", action="store_true", help="whole words only")
+    evaluate = rules_sub.add_parser("evaluate", help="precision, recall, coverage per level")
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="JSON lines with title and category_path, `feeds normalize` "
+                          "output, or with --truth any feed file")  # fmt: skip
+    evaluate.add_argument("--truth", type=Path, default=None, help="*.truth.jsonl of --data")
+    evaluate.add_argument("--rules", type=Path, default=None,
+                          help="default: PRODCAT_TAXONOMY__RULES")  # fmt: skip
+    evaluate.add_argument("--field", default="category_path", help="the true path's field")
+    evaluate.add_argument("--top", type=int, default=15, help="categories listed")
+    for parser in (seed, evaluate):
+        parser.add_argument("--taxonomy", type=Path, default=None,
+                            help="a taxonomy file instead of the configured taxonomy")  # fmt: skip
+        parser.set_defaults(func=_rules)
 
 
 def _feeds_parser(sub: Any) -> None:
@@ -375,7 +469,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call
     )
     try:
-        app = create_api(api, store=store, embedder=embedder, registry=registry)
+        app = create_api(
+            api, store=store, embedder=embedder, registry=registry, images=settings.images
+        )
         uvicorn.run(app, host=args.host or api.host, port=args.port or api.port, log_level="info")
     finally:
         embedder.close()
@@ -417,15 +513,34 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rules(settings: Settings, args: argparse.Namespace) -> int:
-    from prodcat.training import commands
-    from prodcat.training.rules import FLIPKART_RULES
+    from prodcat.streams import rule_commands
 
-    target = args.file or FLIPKART_RULES
     if args.action == "seed":
-        count = commands.seed_flipkart_rules(settings.data_dir, target)
+        count, target = rule_commands.seed_rules_file(
+            settings, args.out, taxonomy=args.taxonomy, max_depth=args.max_depth,
+            english=args.english, stems=not args.no_stems,
+        )  # fmt: skip
         print(f"wrote {count} rules to {target}")
     else:
-        print(commands.evaluate_flipkart_rules(settings.data_dir, target))
+        print(rule_commands.evaluate_rules_file(
+            settings, args.data, truth=args.truth, rules=args.rules, taxonomy=args.taxonomy,
+            field=args.field, top=args.top,
+        ))  # fmt: skip
+    return 0
+
+
+def _taxonomy(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams import taxonomy_commands as commands
+
+    if args.action == "import":
+        print(commands.import_taxonomy(settings, args.file, args.format))
+    elif args.action == "show":
+        print(commands.show_taxonomy(settings, args.depth))
+    elif args.action == "derive":
+        print(commands.derive_taxonomy(settings, args.source, field=args.field,
+                                       min_count=args.min_count, out=args.out))  # fmt: skip
+    else:
+        print(commands.diff_taxonomy(settings, args.old, args.new))
     return 0
 
 
@@ -443,36 +558,51 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         round_size=args.round_size,
         max_labels=args.max_labels,
         random_points=args.random_points,
+        level=args.level,
     )
-    print(al_commands.run_active_learning(settings.data_dir, args.out, config, resume=args.resume))
+    data = _training_data(settings, args)
+    print(al_commands.run_active_learning(settings.data_dir, args.out, config,
+                                          resume=args.resume, data=data))  # fmt: skip
     return 0
 
 
 def _baseline(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.training.commands import baseline_table
 
-    print(baseline_table(settings.data_dir, [int(x) for x in args.levels.split(",")]))
+    levels = [int(x) for x in args.levels.split(",")]
+    data = _training_data(settings, args)
+    print(baseline_table(settings.data_dir, levels, data=data))
     return 0
 
 
 def _train(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.training import train_command
+    from prodcat.training.data_files import default_level
 
+    data = _training_data(settings, args)
     if args.compare is not None:
         levels = [int(x) for x in args.levels.split(",")]
-        print(train_command.compare(args.compare, settings.data_dir, levels))
+        print(train_command.compare(args.compare, settings.data_dir, levels, data=data))
         return 0
+    level = args.level or (default_level(data) if data is not None else 3)
+    config = args.config or settings.retrain.config
     result, target = train_command.train_and_export(
-        args.config or settings.retrain.config,
+        config,
         settings.data_dir,
         args.model_base or settings.serving.model_base,
         args.name,
-        args.level,
+        level,
+        data=data,
     )
     print(
         f"L{result.level} accuracy {result.accuracy:.4f}, macro-F1 {result.macro_f1:.4f}, "
         f"ECE {result.ece:.4f}, trained in {result.train_seconds:.0f}s → {target}"
     )
+    if data is not None:
+        baseline, sizes = train_command.baseline_for(data, level)
+        print(sizes)
+        print(train_command.side_by_side(result, baseline, f"{result.model_config.family} "
+                                         f"({Path(config).name})"))  # fmt: skip
     return 0
 
 
@@ -483,8 +613,9 @@ def _ui(settings: Settings, args: argparse.Namespace) -> int:
         print(add_user(settings, args.name, password_stdin=args.password_stdin))
         return 0
     from prodcat.serving.web.server import run_ui
+    from prodcat.streams.taxonomy_store import configured_taxonomy
 
-    return run_ui(settings, args.host, args.port)
+    return run_ui(settings, args.host, args.port, taxonomy=lambda: configured_taxonomy(settings))
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:
@@ -506,12 +637,15 @@ def _quiet_libraries(verbose: bool) -> None:
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
-    for name in ("tensorflow", "absl", "keras", "milvus_lite", "faust", "mode", "aiokafka",
-                 "kafka", "httpx", "urllib3", "h5py"):  # fmt: skip
+    for name in ("tensorflow", "absl", "keras", "milvus_lite", "faiss", "faust", "mode",
+                 "aiokafka", "kafka", "httpx", "urllib3", "h5py"):  # fmt: skip
         logging.getLogger(name).setLevel(logging.ERROR)
     # pymilvus logs a traceback at ERROR for conditions the vector store handles (a collection
-    # found released is loaded again); prodcat logs what it does about them.
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    # found released is loaded again); prodcat logs what it does about them. pymilvus resets its
+    # loggers' levels when imported, but keeps their filters.
+    logging.getLogger("pymilvus.decorators").addFilter(
+        lambda record: record.levelno >= logging.CRITICAL
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
