@@ -36,6 +36,7 @@ from prodcat.streams.worker_process import (
     wait_metric,
     wait_worker_ready,
 )
+from prodcat.training.rules import DEMO_RULES
 
 if TYPE_CHECKING:
     from prodcat.streams.feeds.profile import FeedProfile
@@ -87,6 +88,16 @@ def ensure_models(settings: Settings) -> list[str]:
     return notes
 
 
+def store_demo_taxonomy(settings: Settings) -> None:
+    """The demo's taxonomy: the cleaned Flipkart tree, stored on the taxonomy topic."""
+    from prodcat.streams.taxonomy_store import publish_taxonomy
+    from prodcat.training.dataset import flipkart_tree, load_flipkart
+
+    tree = flipkart_tree(load_flipkart(settings.data_dir))
+    stored, _ = publish_taxonomy(settings, tree, reason="demo: the Flipkart tree")
+    print(f"      taxonomy v{stored.sequence}: the Flipkart tree ({len(tree)} nodes)", flush=True)
+
+
 def run_demo(settings: Settings, limit: int | None = None) -> int:
     demo_home = settings.home / "var" / "demo"
     if demo_home.exists():
@@ -103,6 +114,8 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
             ),
             "milvus": MilvusSettings(uri=str(demo_home / "milvus" / "vectors.db")),
             "sampler": settings.sampler.model_copy(update={"window_s": DEMO_SAMPLER_WINDOW_S}),
+            # the demo's configuration: the Flipkart tree and its rules (`labels rules` uses them)
+            "taxonomy": settings.taxonomy.model_copy(update={"rules": DEMO_RULES}),
         }
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -115,6 +128,7 @@ def run_demo(settings: Settings, limit: int | None = None) -> int:
     try:
         print("[3/7] creating topics", flush=True)
         ensure_topics(settings.kafka, topic_specs(settings.topics))
+        store_demo_taxonomy(settings)
         print(f"[4/7] starting a worker running {', '.join(STAGES)}", flush=True)
         worker = start_worker(settings, list(STAGES), demo_home / "worker.log")
         for stage in STAGES:

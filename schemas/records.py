@@ -37,6 +37,8 @@ __all__ = [
     "Product",
     "SimilarityJudgement",
     "Suggestion",
+    "Taxonomy",
+    "TaxonomyNode",
     "Uncertainty",
 ]
 
@@ -244,6 +246,34 @@ class FeedProfile(TypedDict):
     reason: str
 
 
+# --- taxonomy --------------------------------------------------------------------------------
+
+
+class TaxonomyNode(TypedDict):
+    """``prodcat.TaxonomyNode``: one category of a stored tree."""
+
+    id: str
+    name: str
+    path: list[str]
+    parent: str | None
+    count: int
+    exclusive: bool
+
+
+class Taxonomy(TypedDict):
+    """``prodcat.Taxonomy`` (schemas/taxonomy.avsc), topic taxonomy: one version of the tree."""
+
+    version: str
+    sequence: int
+    source: str
+    nodes: list[TaxonomyNode]
+    exclusive_max_depth: int
+    exclusive_min_count: int
+    previous: str | None
+    reason: str
+    created_at: int
+
+
 RECORD_TYPES: Final[dict[str, type]] = {
     "AnnotationRequest": AnnotationRequest,
     "DeadLetter": DeadLetter,
@@ -253,5 +283,6 @@ RECORD_TYPES: Final[dict[str, type]] = {
     "Prediction": Prediction,
     "Product": Product,
     "SimilarityJudgement": SimilarityJudgement,
+    "Taxonomy": Taxonomy,
 }
 """The top-level record type of each shipped schema, by record name."""

@@ -9,10 +9,19 @@
 category path, as in predictions: ``prodcat.training.taxonomy.path_id``); without it the search is global.
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so the blocking Milvus and model
 calls do not stall the event loop.
+
+**Access.** With ``PRODCAT_API__KEY`` set, every ``/v1`` request needs it (``X-API-Key: KEY`` or
+``Authorization: Bearer KEY``; 401 otherwise). Without a key the API is open: it must then sit
+behind the web UI's login or an authenticating ingress, never on a public address. Requests are
+rate-limited per client (a token bucket: ``rate_per_s``, ``rate_burst``; 429 beyond). Key, rate and
+upload size are checked by :class:`~prodcat.serving.request_limits.RequestGuard` before the body is
+read; an image whose header announces more than ``PRODCAT_IMAGES__MAX_PIXELS`` pixels is a 422
+without being decoded.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -30,10 +39,17 @@ from prometheus_client import (
 from pydantic import BaseModel
 
 from prodcat.core.ids import CATEGORY_ID_PATTERN
-from prodcat.core.settings import ApiSettings
+from prodcat.core.settings import ApiSettings, ImageSettings
 from prodcat.serving.backends import ModelBackend
 from prodcat.serving.exceptions import ModelInputError, TransientError
 from prodcat.serving.image_fetch import sniff_media_type
+from prodcat.serving.image_header import ImageTooLargeError, check_pixels
+from prodcat.serving.request_limits import (
+    FORM_OVERHEAD_BYTES,
+    Refusal,
+    RequestGuard,
+    TokenBuckets,
+)
 from prodcat.serving.vector_store import Hit, VectorStore
 
 logger = logging.getLogger(__name__)
@@ -104,15 +120,38 @@ def neighbours_of_product(
     return hits
 
 
-def read_upload(image: UploadFile, max_bytes: int) -> bytes:
-    """An uploaded file's bytes, at most ``max_bytes`` (413 beyond) and sniffed as an image
-    (415 otherwise)."""
+def read_upload(image: UploadFile, max_bytes: int, max_pixels: int) -> bytes:
+    """An uploaded file's bytes, at most ``max_bytes`` (413 beyond), sniffed as an image (415
+    otherwise) of at most ``max_pixels`` pixels by its header (422 beyond, before decoding)."""
     data = image.file.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise HTTPException(413, f"image larger than {max_bytes} bytes")
     if sniff_media_type(data) is None:
         raise HTTPException(415, "not an image (JPEG, PNG, GIF, WEBP or BMP)")
+    try:
+        check_pixels(data, max_pixels)
+    except ImageTooLargeError as exc:
+        raise HTTPException(422, f"image too large: {exc}") from exc
     return data
+
+
+def api_key_check(key: str | None) -> Callable[[Any, Any], Refusal | None]:
+    """A 401 for request headers without ``key`` (``X-API-Key`` or a bearer token); nothing
+    refused when no key is configured."""
+    expected = key.encode() if key else None
+
+    def authorize(_scope: Any, headers: Any) -> Refusal | None:
+        if expected is None:
+            return None
+        given = headers.get("x-api-key")
+        if given is None:
+            scheme, _, token = (headers.get("authorization") or "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        if given is not None and hmac.compare_digest(given.encode(), expected):
+            return None
+        return Refusal(401, "a valid API key is required", {"WWW-Authenticate": "Bearer"})
+
+    return authorize
 
 
 def neighbours_of_image(
@@ -134,10 +173,24 @@ def create_api(
     store: VectorStore,
     embedder: ModelBackend,
     registry: CollectorRegistry | None = None,
+    images: ImageSettings | None = None,
 ) -> FastAPI:
-    """The FastAPI app over ``store`` (vectors) and ``embedder`` (for uploaded images)."""
+    """The FastAPI app over ``store`` (vectors) and ``embedder`` (for uploaded images).
+
+    Without ``settings.key`` it is open to anyone who can reach it: keep it behind the UI's
+    login or an authenticating ingress (see the module doc)."""
     metrics = ApiMetrics(registry or CollectorRegistry())
+    max_pixels = (images or ImageSettings()).max_pixels
     app = FastAPI(title="prodcat similarity API", version="1")
+    upload_limit = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+    # Added first, so the metrics middleware below (the outer one) counts its refusals too.
+    app.add_middleware(
+        RequestGuard,
+        body_limit=lambda method, path: upload_limit if method == "POST" else None,
+        protected=lambda method, path: path.startswith("/v1/"),
+        authorize=api_key_check(settings.key.get_secret_value() if settings.key else None),
+        buckets=TokenBuckets(settings.rate_per_s, settings.rate_burst),
+    )
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -182,7 +235,7 @@ def create_api(
         k: K = 10,
         category: CATEGORY = None,
     ) -> SimilarOut:
-        data = read_upload(image, settings.max_upload_bytes)
+        data = read_upload(image, settings.max_upload_bytes, max_pixels)
         hits, version = neighbours_of_image(embedder, store, data, k, category)
         return SimilarOut(
             query=image.filename or "upload",

@@ -3,8 +3,9 @@
 :class:`ImageFetcher` fetches ``http``, ``https`` and (inside configured roots) ``file`` URLs. Every
 hop of a redirect chain is re-checked against the address guard of :mod:`prodcat.serving.url_guard`, whose
 resolver sits inside the aiohttp connector so that only checked addresses are ever connected to.
-Sizes and the total time per image are bounded, and the media type comes from the bytes themselves,
-never from ``Content-Type``. Every failure is an :class:`ImageFetchError` whose ``kind`` is the
+Sizes, pixel dimensions (read from the header, before any decoding: :mod:`.image_header`) and the
+total time per image are bounded, and the media type comes from the bytes themselves, never from
+``Content-Type``. Every failure is an :class:`ImageFetchError` whose ``kind`` is the
 dead-letter reason.
 """
 
@@ -25,6 +26,7 @@ from yarl import URL
 
 from prodcat.core.settings import ImageSettings
 from prodcat.serving.exceptions import ImageFetchError
+from prodcat.serving.image_header import ImageTooLargeError, check_pixels
 from prodcat.serving.url_guard import AddressPolicy, GuardedResolver, parse_ip_host
 
 logger = logging.getLogger(__name__)
@@ -263,4 +265,8 @@ class ImageFetcher:
         media_type = sniff_media_type(data)
         if media_type is None:
             raise _error("not_image", f"{final_url}: {data[:16]!r} is not a known image format")
+        try:  # from the header only: a decompression bomb is never decoded
+            check_pixels(data, self._settings.max_pixels)
+        except ImageTooLargeError as exc:
+            raise _error("too_large_pixels", f"{final_url}: {exc}") from exc
         return FetchedImage(url=url, final_url=final_url, media_type=media_type, data=data)

@@ -45,8 +45,18 @@ class BatchSender:
 
     async def send_all(self, records: Iterable[OutgoingRecord]) -> None:
         """Send ``records``; return once the broker has acknowledged all of them (raise otherwise)."""
+        for _records, error in await self.send_reporting(records):
+            raise error
+
+    async def send_reporting(
+        self, records: Iterable[OutgoingRecord]
+    ) -> list[tuple[list[OutgoingRecord], BaseException]]:
+        """Send ``records``; once every batch is acknowledged or failed, the failed batches'
+        records with their error (empty when all were acknowledged)."""
         builders: dict[tuple[str, int], Any] = {}
+        members: dict[tuple[str, int], list[OutgoingRecord]] = {}
         futures: list[asyncio.Future[Any]] = []
+        groups: list[list[OutgoingRecord]] = []
         for record in records:
             if record.topic is None:  # consumed without a Kafka output
                 continue
@@ -57,13 +67,23 @@ class BatchSender:
             builder = builders.get(slot)
             if builder is None:
                 builder = builders[slot] = self.producer.create_batch()
+                members[slot] = []
             headers = list(record.headers)
             if builder.append(key=key, value=record.value, timestamp=None, headers=headers) is None:
                 # Full: submit it and start another (a record larger than a batch still fits alone).
                 futures.append(await self.producer.send_batch(builder, slot[0], partition=slot[1]))
+                groups.append(members[slot])
                 builder = builders[slot] = self.producer.create_batch()
+                members[slot] = []
                 builder.append(key=key, value=record.value, timestamp=None, headers=headers)
+            members[slot].append(record)
         for (topic, partition), builder in builders.items():
             if builder.record_count():
                 futures.append(await self.producer.send_batch(builder, topic, partition=partition))
-        await asyncio.gather(*futures)
+                groups.append(members[(topic, partition)])
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [
+            (group, result)
+            for group, result in zip(groups, results, strict=True)
+            if isinstance(result, BaseException)
+        ]

@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import KafkaSettings
-from prodcat.streams.exceptions import StreamsError
+from prodcat.streams.exceptions import StreamsError, TopicError
 
 
 @dataclass
@@ -45,7 +45,7 @@ def read_compacted(kafka: KafkaSettings, topic: str, *, timeout_s: float = 120.0
     try:
         meta = consumer.list_topics(topic, timeout=10)
         if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise StreamsError(f"topic {topic} does not exist on {kafka.bootstrap_servers}")
+            raise TopicError(f"topic {topic} does not exist on {kafka.bootstrap_servers}")
         ends: dict[int, int] = {}
         for partition in sorted(meta.topics[topic].partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)

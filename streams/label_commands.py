@@ -3,11 +3,13 @@
 * ``import FILE``: parse a CSV / JSON-lines file (:mod:`prodcat.training.label_import`), publish the valid
   labels to ``labels`` and every invalid line to the dead-letter topic (stage ``labels``, the line's
   bytes and the reason, source ``file:<path>`` with the line number as offset).
-* ``rules``: apply the legacy keyword rules to the live products of ``products.normalized`` and
-  publish ``rule_based`` labels with source ``rules`` (products no rule fires on get none).
+* ``rules``: apply the configured taxonomy's keyword rules (``PRODCAT_TAXONOMY__RULES``, seeded by
+  ``prodcat rules seed``) to the live products of ``products.normalized`` and publish
+  ``rule_based`` labels with source ``rules`` (products no rule fires on get none).
 * ``snapshot``: the live labels joined with the live products (:func:`prodcat.training.labels.join_snapshot`).
 
-Labels are validated against the newest serving classifier's vocabulary
+Labels are validated against the configured taxonomy's nodes when one is stored (or configured as
+a file), else against the newest serving classifier's vocabulary
 (:func:`prodcat.training.labels.load_vocabulary`).
 """
 
@@ -33,6 +35,7 @@ from prodcat.schemas.serde import serde_for
 from prodcat.streams.compacted import read_compacted
 from prodcat.streams.deadletter import dead_letter
 from prodcat.streams.exceptions import StreamsError
+from prodcat.streams.taxonomy_store import configured_taxonomy, load_taxonomy
 from prodcat.training.label_import import parse_label_file
 from prodcat.training.labels import (
     LabelError,
@@ -124,9 +127,15 @@ class _Publisher:
             raise StreamsError(f"not every record was acknowledged: {self.errors[:3] or 'timeout'}")
 
 
+def vocabulary_of(settings: Settings) -> Vocabulary:
+    """What labels are validated against: the configured taxonomy, else the served card."""
+    serving = settings.serving
+    return load_vocabulary(serving.model_base, serving.classifier, configured_taxonomy(settings))
+
+
 def import_labels(settings: Settings, path: Path) -> PublishReport:
     """Publish the labels of a file; invalid lines become dead letters (counted by reason)."""
-    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
+    vocabulary = vocabulary_of(settings)
     publisher = _Publisher(settings)
     report = PublishReport()
     source = f"file:{path}"
@@ -166,13 +175,16 @@ def live_products(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def rule_labels(settings: Settings, rules_file: Path | None = None) -> PublishReport:
-    """Run the legacy keyword rules over the live products; publish ``rule_based`` labels."""
-    from prodcat.training.dataset import flipkart_tree, load_flipkart
-    from prodcat.training.rules import FLIPKART_RULES, RuleEngine, load_rules
+    """Run the taxonomy's keyword rules over the live products; publish ``rule_based`` labels."""
+    from prodcat.training.rules import RuleEngine, load_rules
 
-    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
-    tree = flipkart_tree(load_flipkart(settings.data_dir))
-    engine = RuleEngine(load_rules(rules_file or FLIPKART_RULES, tree), tree)
+    tree = load_taxonomy(settings)
+    serving = settings.serving
+    vocabulary = load_vocabulary(serving.model_base, serving.classifier, tree)
+    path = rules_file or settings.taxonomy.rules
+    if not path.is_file():
+        raise StreamsError(f"no rules file {path}: seed one with `prodcat rules seed`")
+    engine = RuleEngine(load_rules(path, tree), tree)
     publisher = _Publisher(settings)
     report = PublishReport()
     now_ms = time.time_ns() // 1_000_000
@@ -228,7 +240,7 @@ def _decoded_labels(
 
 def materialise_snapshot(settings: Settings) -> Snapshot:
     """The live labels joined with the live products (compacted topics, read to their ends)."""
-    vocabulary = load_vocabulary(settings.serving.model_base, settings.serving.classifier)
+    vocabulary = vocabulary_of(settings)
     labels = read_compacted(settings.kafka, settings.topics.labels)
     products = live_products(settings)
     items, counts = join_snapshot(

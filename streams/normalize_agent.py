@@ -23,7 +23,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -213,6 +213,15 @@ def build_stage(settings: Settings) -> NormalizeStage:
     )
 
 
+@dataclass(slots=True)
+class _FeedSeries:
+    """One feed's labelled metric children (``labels()`` costs ~1 µs a call)."""
+
+    records: Any
+    fields: dict[str, Any] = field(default_factory=dict)
+    version: Any = None
+
+
 @dataclass
 class _Held:
     """An input held until its feed's profile is ready (or re-made)."""
@@ -253,6 +262,7 @@ class NormalizeAgent(StageHandler):
         self.follower = follower
         self.held: dict[str, list[_Held]] = {}
         self._labels: dict[str, str] = {}
+        self._series: dict[str, _FeedSeries] = {}
 
     @classmethod
     def for_settings(
@@ -429,15 +439,24 @@ class NormalizeAgent(StageHandler):
     def _seen(self, feed: str | None, product: Mapping[str, Any] | None) -> None:
         assert self.feeds is not None
         label = self._label(feed)
-        self.feeds.records.labels(label).inc()
+        series = self._series.get(label)
+        if series is None:  # labelled children looked up once per feed, not per record
+            series = self._series[label] = _FeedSeries(self.feeds.records.labels(label))
+        series.records.inc()
         if product is None:
             return
+        fields = series.fields
         for name, filled in _coverage(product):
             if filled:
-                self.feeds.fields.labels(label, name).inc()
+                child = fields.get(name)
+                if child is None:  # made when first filled, as before
+                    child = fields[name] = self.feeds.fields.labels(label, name)
+                child.inc()
         version = product.get("profile_version")
         if version is not None:
-            self.feeds.profile_version.labels(label).set(version)
+            if series.version is None:
+                series.version = self.feeds.profile_version.labels(label)
+            series.version.set(version)
 
     def _count_profile(self, profile: FeedProfile, why: str) -> None:
         if self.feeds is not None:

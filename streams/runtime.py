@@ -6,10 +6,17 @@ logging) with its own aiokafka consumer group ``<app_id>-<stage>``:
 
 1. ``getmany`` a micro-batch (paused partitions excluded);
 2. ``process(batch)`` → :class:`~prodcat.streams.stage.Outputs`; transient errors (broker, registry,
-   model server, vector store) are retried with back-off (:func:`with_backoff`); any other
-   exception isolates the breaking record by bisection (:mod:`prodcat.streams.bisection`) and
-   dead-letters it as ``internal_error``, so a bug neither loses the batch nor crash-loops;
-3. send every output; wait until the broker has acknowledged all of them;
+   model server, vector store) are retried with back-off (:func:`with_backoff`, counted in
+   ``prodcat_stage_retries_total``); any other exception isolates the breaking record by
+   bisection (:mod:`prodcat.streams.bisection`) and dead-letters it as ``internal_error``, so a
+   bug neither loses the batch nor crash-loops;
+3. send every output; wait until the broker has acknowledged all of them. Which send errors are
+   retried is decided by :func:`~prodcat.streams.delivery_errors.classify`: a fatal producer
+   state rebuilds the producer; a **permanent** rejection (too large, not authorised, no such
+   topic) dead-letters the input the output answers (``send_rejected: <error>``) and the batch
+   goes on; a dead letter the dead-letter topic itself rejects is sent once more with its original
+   bytes truncated (size and SHA-256 kept in its message), and failing that is logged and counted
+   (``prodcat_events_skipped_total{reason="deadletter_rejected"}``), never silently dropped;
 4. commit, per partition, the offsets below the oldest input the stage still holds
    (``Outputs.held``), or past the batch when it holds none: at-least-once;
 5. ``on_tick(now)`` (windows, job checks, held inputs that are ready), sent and committed the same way.
@@ -25,30 +32,39 @@ owner re-reads them). **Bound**: a partition with ``max_pending`` held inputs is
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence, Set
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
-    KafkaError,
     RebalanceInProgressError,
 )
 
-from prodcat.core.errors import TransientError
 from prodcat.core.kafka_config import aiokafka_config
 from prodcat.core.metrics import StageMetrics
 from prodcat.core.settings import Settings
 from prodcat.streams.batch_sender import BatchSender
 from prodcat.streams.bisection import bisect_async
 from prodcat.streams.deadletter import DeadLetters
+from prodcat.streams.delivery_errors import Verdict, classify
 from prodcat.streams.offsets import PartitionProgress, Progress
-from prodcat.streams.stage import Input, Outputs, header_map, record_batch, source_headers
+from prodcat.streams.stage import (
+    Input,
+    Outgoing,
+    Outputs,
+    Position,
+    header_map,
+    position,
+    record_batch,
+    source_headers,
+)
 from prodcat.streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -58,6 +74,8 @@ RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
 #: Errors of a commit whose partitions moved (or are moving) to another consumer.
 COMMIT_REBALANCED = (CommitFailedError, RebalanceInProgressError, IllegalStateError)
+#: Of the original bytes of a dead letter the dead-letter topic rejects, this many are kept.
+TRUNCATED_ORIGINAL_BYTES = 64 * 1024
 
 
 class StageHandler:
@@ -124,14 +142,33 @@ def stage_producer(settings: Settings, stage: str) -> AIOKafkaProducer:
     )
 
 
-async def with_backoff(stage: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Retry through outages of the broker, registry, model server or vector store."""
+async def with_backoff(
+    stage: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    metrics: StageMetrics | None = None,
+    rebuild: Callable[[], Awaitable[None]] | None = None,
+) -> T:
+    """Retry through outages of the broker, registry, model server or vector store; raise a
+    permanent error at once (:func:`~prodcat.streams.delivery_errors.classify`). A fatal producer
+    state calls ``rebuild`` (a new producer) before the next try; without it, it is permanent."""
     delay = RETRY_INITIAL_S
+    tries = 0
     while True:
         try:
             return await attempt()
-        except (KafkaError, TransientError) as exc:
-            logger.warning("%s: batch failed (%s); retrying in %.1fs", stage, exc, delay)
+        except Exception as exc:
+            verdict = classify(exc, tries)
+            if verdict is Verdict.PERMANENT or (verdict is Verdict.REBUILD and rebuild is None):
+                raise
+            tries += 1
+            if metrics is not None:
+                metrics.retried(type(exc).__name__)
+            logger.warning(
+                "%s: failed (%s: %s); retrying in %.1fs", stage, type(exc).__name__, exc, delay
+            )
+            if verdict is Verdict.REBUILD and rebuild is not None:
+                await rebuild()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
 
@@ -167,6 +204,7 @@ class StageRuntime:
         within_s: float | None = None,
     ) -> None:
         worker = settings.worker
+        self.settings = settings
         self.stage = stage
         self.metrics = metrics
         self.batch_size = batch_size or worker.batch_size
@@ -213,7 +251,7 @@ class StageRuntime:
         owners = self.progress.snapshot(fetched)
         records = [m for messages in fetched.values() for m in messages]
         outputs = await self.process(records)
-        await self._send(outputs)
+        await self._send(outputs, {position(r): r for r in records})
         for tp, messages in fetched.items():
             part = owners.get(tp)
             if part is not None:
@@ -236,7 +274,9 @@ class StageRuntime:
 
         async def attempt(part: Sequence[Input]) -> Outputs:
             return await with_backoff(
-                self.stage.name, lambda: _maybe_await(self.stage.process(part))
+                self.stage.name,
+                lambda: _maybe_await(self.stage.process(part)),
+                metrics=self.metrics,
             )
 
         return await bisect_async(
@@ -266,21 +306,165 @@ class StageRuntime:
         stage = self.stage
         try:
             outputs = await with_backoff(
-                stage.name, lambda: _maybe_await(stage.on_tick(time.time()))
+                stage.name, lambda: _maybe_await(stage.on_tick(time.time())), metrics=self.metrics
             )
         except Exception:
             logger.exception("%s: on_tick failed; trying again at the next tick", stage.name)
             return
         if outputs is None:
             return
-        await self._send(outputs)
+        await self._send(outputs, {})
         await self._settle(outputs, {})
         if len(outputs):
             stage.observe(self.metrics, outputs, time.perf_counter() - started, None)
 
-    async def _send(self, outputs: Outputs) -> None:
-        if len(outputs):
-            await with_backoff(self.stage.name, lambda: self.sender.send_all(outputs))
+    async def _send(self, outputs: Outputs, inputs: dict[Position, Input]) -> None:
+        """Send ``outputs`` (``inputs``: the batch's records by position, for dead letters)."""
+        if not len(outputs):
+            return
+        rejected = await with_backoff(
+            self.stage.name,
+            lambda: self._send_reporting(list(outputs)),
+            metrics=self.metrics,
+            rebuild=self._rebuild_producer,
+        )
+        if not rejected:
+            return
+        logger.warning(
+            "%s: the broker rejected %d outputs for good; sending them one by one",
+            self.stage.name,
+            len(rejected),
+        )
+        letters: list[Outgoing] = []
+        lettered: set[Position] = set()
+        for record in rejected:
+            try:
+                await self._send_with_backoff([record])
+            except Exception as exc:
+                letter = self._rejected(record, exc, inputs, lettered)
+                if letter is not None:
+                    letters.append(letter)
+        for letter in letters:
+            await self._send_dead_letter(letter)
+
+    async def _send_reporting(self, records: list[Outgoing]) -> list[Outgoing]:
+        """Send ``records``. When no batch was rejected for good, raise the first error (the
+        caller retries them all); else return the records of every failed batch, to be sent one
+        by one: batches pipelined behind a rejected one on its partition fail with an
+        out-of-order sequence, so the producer is rebuilt first."""
+        failed = await self.sender.send_reporting(records)
+        verdicts = {classify(error) for _group, error in failed}
+        if failed and Verdict.PERMANENT not in verdicts:
+            raise failed[0][1]
+        if Verdict.REBUILD in verdicts:
+            await self._rebuild_producer()
+        return [cast(Outgoing, r) for group, _error in failed for r in group]
+
+    async def _send_with_backoff(self, records: list[Outgoing]) -> None:
+        await with_backoff(
+            self.stage.name,
+            lambda: self.sender.send_all(records),
+            metrics=self.metrics,
+            rebuild=self._rebuild_producer,
+        )
+
+    async def _rebuild_producer(self) -> None:
+        """A new idempotent producer after a fatal state (e.g. an out-of-order sequence)."""
+        logger.warning("%s: the producer is in a fatal state; rebuilding it", self.stage.name)
+        try:
+            await self.producer.stop()
+        except Exception:
+            logger.exception("%s: stopping the broken producer failed", self.stage.name)
+        self.producer = stage_producer(self.settings, self.stage.name)
+        await self.producer.start()
+        self.sender = BatchSender(self.producer)
+
+    def _rejected(
+        self,
+        record: Outgoing,
+        exc: Exception,
+        inputs: dict[Position, Input],
+        lettered: set[Position],
+    ) -> Outgoing | None:
+        """The dead letter of the input a permanently rejected ``record`` answers, if any."""
+        reason = f"send_rejected: {type(exc).__name__}: {exc}"
+        if record.topic == self.stage.dead_letters.topic:
+            return record  # a dead letter the topic refused: truncated by _send_dead_letter
+        source = record.source
+        original = inputs.get(source) if source is not None else None
+        if original is None or source is None:
+            logger.error(
+                "%s: an output to %s of no input of this batch was rejected (%s); skipped",
+                self.stage.name,
+                record.topic,
+                reason,
+            )
+            self.metrics.skipped.labels(self.stage.name, "send_rejected").inc()
+            return None
+        if source in lettered:
+            return None
+        lettered.add(source)
+        headers = header_map(original.headers)
+        out_headers, feed = source_headers(
+            headers, original.topic, original.partition, original.offset
+        )
+        now_ms = time.time_ns() // 1_000_000
+        self.metrics.dead_letters.labels(
+            self.stage.name, self.metrics.feed_label(feed), "send_rejected"
+        ).inc()
+        return self.stage.dead_letters.outgoing(
+            original, headers, out_headers, feed, "send_rejected", reason, now_ms
+        )
+
+    async def _send_dead_letter(self, letter: Outgoing) -> None:
+        """Send a dead letter; if the dead-letter topic rejects it, once more truncated; then
+        log and count it (never a hostage, never silent)."""
+        try:
+            await self._send_with_backoff([letter])
+            return
+        except Exception as exc:
+            first = exc
+        try:
+            truncated = self._truncated(letter, first)
+            await self._send_with_backoff([truncated])
+            logger.warning(
+                "%s: a dead letter was rejected (%s); sent with its original bytes truncated",
+                self.stage.name,
+                first,
+            )
+        except Exception as exc:
+            logger.error(
+                "%s: the dead-letter topic %s rejected a dead letter of %s (%s, then %s); skipped",
+                self.stage.name,
+                letter.topic,
+                letter.source,
+                first,
+                exc,
+            )
+            self.metrics.skipped.labels(self.stage.name, "deadletter_rejected").inc()
+
+    def _truncated(self, letter: Outgoing, exc: Exception) -> Outgoing:
+        serde = self.stage.dead_letters.serde
+        record = serde.decode(letter.value or b"")
+        original: bytes = record.get("original_value") or b""
+        keep = original[:TRUNCATED_ORIGINAL_BYTES]
+        note = (
+            f" [original_value truncated to {len(keep)} of size={len(original)} bytes, "
+            f"sha256={hashlib.sha256(original).hexdigest()}; the dead-letter topic refused "
+            f"the whole: {type(exc).__name__}]"
+        )
+        record["original_value"] = keep
+        record["message"] = (str(record.get("message") or "")[: 2000 - len(note)]) + note
+        return Outgoing(
+            letter.topic,
+            letter.key,
+            serde.encode(record),
+            letter.headers,
+            letter.feed,
+            letter.error_kind,
+            letter.skipped,
+            letter.source,
+        )
 
     async def _settle(
         self, outputs: Outputs, owners: dict[TopicPartition, PartitionProgress]

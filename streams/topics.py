@@ -21,6 +21,8 @@ _MONTH_MS = str(30 * 24 * 3600 * 1000)
 #: and its dead letter carries the original bytes, so the dead-letter topic allows a little more.
 RAW_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 DEADLETTER_MAX_MESSAGE_BYTES = 12 * 1024 * 1024
+#: One record is a whole category tree (the Google taxonomy's 5,600 nodes are ~0.6 MB of Avro).
+TAXONOMY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         TopicSpec(names.model_events, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}),
         TopicSpec(names.judgements, n, dict(compact)),  # similarity judgements (web UI)
         TopicSpec(names.profiles, 1, dict(compact)),  # feed profiles: every normaliser reads all
+        # versioned category trees, key = version; every process reads all (streams/taxonomy_store.py)
+        TopicSpec(
+            names.taxonomy,
+            1,
+            {**compact, "max.message.bytes": str(TAXONOMY_MAX_MESSAGE_BYTES)},
+        ),
     ]
 
 

@@ -31,7 +31,7 @@ from prodcat.training import acquisition
 from prodcat.training.al_learner import FFNLearner, LearnerConfig, TextFeatures
 from prodcat.training.dataset import Example, flipkart_tree, load_flipkart, protocol_split
 from prodcat.training.pipeline import RuleLabels
-from prodcat.training.rules import FLIPKART_RULES, RuleEngine, load_rules
+from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
 from prodcat.training.taxonomy import CategoryTree
 
 logger = logging.getLogger(__name__)
@@ -108,12 +108,17 @@ class Pool:
         *,
         neighbours: int = 30,
         tree: CategoryTree | None = None,
+        rules_file: Path | None = DEMO_RULES,
     ) -> Pool:
-        """``tree`` (default: the examples' own) must hold every category the rules name."""
+        """``tree`` (default: the examples' own) must hold every category the rules name;
+        ``rules_file=None``: no free rule labels (data without rules, ``--data``)."""
         split = protocol_split(examples, level)
-        tree = tree or flipkart_tree(examples)
-        engine = RuleEngine(load_rules(FLIPKART_RULES, tree), tree)
-        rules = RuleLabels.build(engine, tree, split.train)
+        if rules_file is not None:
+            tree = tree or flipkart_tree(examples)
+            engine = RuleEngine(load_rules(rules_file, tree), tree)
+            rule_targets = RuleLabels.build(engine, tree, split.train).targets
+        else:
+            rule_targets = np.zeros((len(split.train), 0), dtype="float32")
         features = TextFeatures([_text(e) for e in split.train])
         k = min(neighbours + 1, features.pool.shape[0])
         index = NearestNeighbors(n_neighbors=k, metric="cosine").fit(features.pool)
@@ -124,7 +129,7 @@ class Pool:
             y_pool=np.asarray(split.train_y),
             y_test=np.asarray(split.test_y),
             classes=list(split.labels),
-            rule_targets=rules.targets,
+            rule_targets=rule_targets,
             neighbours=ids[:, 1:],
             neighbour_distances=distances[:, 1:],
         )
@@ -270,6 +275,7 @@ def run_experiment(
     examples: Sequence[Example] | None = None,
     on_point: Callable[[Point], None] | None = None,
     done: Sequence[Point] = (),
+    rules_file: Path | None = DEMO_RULES,
 ) -> list[Point]:
     """Every strategy, with and without rules, for every seed, on one pool; points in run order.
 
@@ -279,7 +285,7 @@ def run_experiment(
         if data_dir is None:
             raise ValueError("need data_dir or examples")
         examples = load_flipkart(data_dir)
-    pool = Pool.build(examples, config.level)
+    pool = Pool.build(examples, config.level, rules_file=rules_file)
     logger.info(
         "active learning: pool %d, test %d, %d classes, rule labels on %.1f%% of the pool",
         len(pool.y_pool),

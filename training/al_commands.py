@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prodcat.training.active_learning import STRATEGIES, ExperimentConfig, Point, run_experiment
 from prodcat.training.al_report import append_csv, plot, read_csv, summary, write_csv
+from prodcat.training.data_files import LabelledData
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def experiment_config(
     round_size: int | None = None,
     max_labels: int | None = None,
     random_points: str | None = None,
+    level: int | None = None,
 ) -> ExperimentConfig:
     config = ExperimentConfig()
     changes: dict[str, object] = {}
@@ -37,6 +39,7 @@ def experiment_config(
         ("seed_size", seed_size),
         ("round_size", round_size),
         ("max_labels", max_labels),
+        ("level", level),
     ):
         if value is not None:
             changes[name] = value
@@ -46,11 +49,20 @@ def experiment_config(
 
 
 def run_active_learning(
-    data_dir: Path, out: Path, config: ExperimentConfig, *, resume: bool = False
+    data_dir: Path,
+    out: Path,
+    config: ExperimentConfig,
+    *,
+    resume: bool = False,
+    data: LabelledData | None = None,
 ) -> str:
     """Run the experiment, streaming points into ``out/curves.csv``; then the PNG and summary.
 
-    ``resume`` keeps the complete curves of an interrupted run in ``out/curves.csv``."""
+    ``resume`` keeps the complete curves of an interrupted run in ``out/curves.csv``. With
+    ``data`` (``--data``) the pool is that file's protocol split and, as there are no rules for
+    it, only the curves without the rule-based objective run."""
+    if data is not None:
+        config = replace(config, rules=(False,))
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "curves.csv"
     done = _complete_curves(read_csv(csv_path), config) if resume and csv_path.is_file() else []
@@ -63,9 +75,15 @@ def run_active_learning(
             point.strategy, point.rules, point.seed, point.labels, point.accuracy, point.seconds,
         )  # fmt: skip
 
-    points = run_experiment(config, data_dir=data_dir, on_point=record, done=done)
+    if data is None:
+        points = run_experiment(config, data_dir=data_dir, on_point=record, done=done)
+    else:
+        points = run_experiment(
+            config, examples=data.examples, on_point=record, done=done, rules_file=None
+        )
     write_csv(points, csv_path)
-    return report(out, config)
+    title = f"{Path(data.source).name if data else 'Flipkart'} L{config.level}"
+    return report(out, config, title=title)
 
 
 def _complete_curves(points: list[Point], config: ExperimentConfig) -> list[Point]:
@@ -80,13 +98,11 @@ def _complete_curves(points: list[Point], config: ExperimentConfig) -> list[Poin
     return [p for p in points if (p.strategy, p.rules, p.seed) in complete]
 
 
-def report(out: Path, config: ExperimentConfig | None = None) -> str:
+def report(out: Path, config: ExperimentConfig | None = None, *, title: str = "Flipkart L3") -> str:
     """Re-draw ``curves.png`` and ``summary.md`` from ``out/curves.csv``."""
     points = read_csv(out / "curves.csv")
     seeds = sorted({p.seed for p in points})
-    plot(
-        points, out / "curves.png", title=f"Flipkart L3, pool-based active learning, seeds {seeds}"
-    )
+    plot(points, out / "curves.png", title=f"{title}, pool-based active learning, seeds {seeds}")
     text = summary(points)
     (out / "summary.md").write_text(text + "\n", encoding="utf-8")
     return text

@@ -236,5 +236,5 @@ def export_embedder(
         )
     except ModelStoreError as exc:
         raise EmbedderError(str(exc)) from exc
-    logger.info("exported image embedder %s version %d to %s", name, version, target)
+    logger.info("exported image embedder %s version %s to %s", name, target.name, target)
     return target

@@ -14,6 +14,11 @@ the system predicts and the tree they come from, and it moves with promotions, s
 never disagrees with what the classify agent emits. Before any model is served the vocabulary is
 *open*: ids are only checked to be well-formed (there is nothing to compare them with).
 
+When a taxonomy is configured (``prodcat taxonomy import``; the caller passes the tree, see
+:mod:`prodcat.streams.taxonomy_store`), its nodes are the vocabulary's nodes instead of the card's,
+even before any model is served (the served card's classes stay known: the classifier predicts
+them). A rule-based label then always names nodes of the configured tree.
+
 **Snapshot.** :func:`join_snapshot` joins the live labels with the live products (both compacted
 topics, latest value per key) on ``product_id``: one :class:`LabelledProduct` per product with at
 least one valid label and a known product. Labels that are invalid or whose product is unknown are
@@ -28,6 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -35,6 +41,7 @@ from prodcat.core.ids import label_key, path_id
 from prodcat.core.model_store import CARD, ClassifierCard
 from prodcat.schemas.records import Label
 from prodcat.training.exceptions import TrainingError
+from prodcat.training.taxonomy import CategoryTree
 
 __all__ = [
     "OBJECTIVES",
@@ -83,13 +90,17 @@ def _path_text(levels: Iterable[str]) -> str:
 class Vocabulary:
     """Known category ids: the serving classifier's classes and tree nodes, with their paths.
 
-    ``version`` is the classifier version the vocabulary comes from; None means no model is served
-    yet and the vocabulary is open (any well-formed id is accepted).
+    ``version`` is the classifier version the vocabulary comes from, ``taxonomy`` the version of
+    the configured tree whose nodes it holds; when both are None no model is served and no
+    taxonomy is configured, and the vocabulary is open (any well-formed id is accepted).
+    ``parents`` (tree vocabularies) gives each node's parent, for ids that are not path ids.
     """
 
     version: int | None = None
     classes: Mapping[str, str] = field(default_factory=dict)
     nodes: Mapping[str, str] = field(default_factory=dict)
+    taxonomy: str | None = None
+    parents: Mapping[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_card(cls, card: ClassifierCard) -> Vocabulary:
@@ -99,9 +110,32 @@ class Vocabulary:
             {i: _path_text(p) for i, p in zip(card.rule_ids, card.rule_paths, strict=True)},
         )
 
+    @classmethod
+    def from_tree(cls, tree: CategoryTree, card: ClassifierCard | None = None) -> Vocabulary:
+        """The tree's nodes, and the served card's classes (what the classifier predicts)."""
+        classes = (
+            {i: _path_text(p) for i, p in zip(card.class_ids, card.class_paths, strict=True)}
+            if card is not None
+            else {}
+        )
+        return cls(
+            card.version if card is not None else None,
+            classes,
+            {node.id: _path_text(node.path) for node in tree},
+            tree.version,
+            {node.id: node.parent for node in tree},
+        )
+
     @property
     def open(self) -> bool:
-        return self.version is None
+        return self.version is None and self.taxonomy is None
+
+    @property
+    def origin(self) -> str:
+        """Where the known ids come from, for messages."""
+        if self.taxonomy is not None:
+            return f"taxonomy {self.taxonomy}"
+        return f"classifier v{self.version}" if self.version is not None else "well-formed ids"
 
     def knows(self, category_id: str, *, exclusive: bool) -> bool:
         if self.open:
@@ -113,17 +147,33 @@ class Vocabulary:
         return self.classes.get(category_id) or self.nodes.get(category_id) or category_id
 
     def resolve(self, text: str) -> str:
-        """An id for ``text``: a known id as is, a path (``A > B``) as its stable id."""
+        """An id for ``text``: a known id as is, a known path (``A > B``) as its node's id (a
+        taxonomy's own id, e.g. Google's ``421``), another path as its stable path id."""
         text = text.strip()
         if text in self.classes or text in self.nodes or ">" not in text:
             return text
-        return path_id([level for level in text.split(">") if level.strip()])
+        levels = [level.strip() for level in text.split(">") if level.strip()]
+        return self._ids_by_path.get(_path_text(levels).casefold()) or path_id(levels)
+
+    @cached_property
+    def _ids_by_path(self) -> dict[str, str]:
+        """Known ids by their path text (case-folded); tree nodes win over classes."""
+        return {
+            path.casefold(): category_id
+            for category_id, path in (*self.classes.items(), *self.nodes.items())
+        }
 
     def with_ancestors(self, node_ids: Iterable[str]) -> set[str]:
         """The nodes and every known ancestor (a positive rule-based label implies them)."""
         out: set[str] = set()
         for node_id in node_ids:
             out.add(node_id)
+            if self.parents:
+                parent = self.parents.get(node_id)
+                while parent is not None and parent not in out:
+                    out.add(parent)
+                    parent = self.parents.get(parent)
+                continue
             levels = [lv.strip() for lv in self.nodes.get(node_id, "").split(" > ") if lv.strip()]
             for depth in range(1, len(levels)):
                 ancestor = path_id(levels[:depth])
@@ -161,18 +211,24 @@ def free_version(model_base: Path, name: str, work_dir: Path) -> int:
     return max(used, default=0) + 1
 
 
-def load_vocabulary(model_base: Path, name: str) -> Vocabulary:
-    """The vocabulary of the newest complete version of ``name`` (open when there is none)."""
+def load_vocabulary(
+    model_base: Path, name: str, taxonomy: CategoryTree | None = None
+) -> Vocabulary:
+    """The vocabulary of the configured ``taxonomy`` when one is given (with the classes of the
+    newest served version of ``name`` that are nodes of it), else of the newest complete version
+    of ``name`` (open when there is none)."""
     version = newest_version(model_base, name)
-    if version is None:
-        return Vocabulary()
-    path = Path(model_base) / name / str(version) / CARD
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        card = ClassifierCard.from_dict({**raw, "name": name, "version": version})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrainingError(f"cannot read the model card {path}: {exc}") from exc
-    return Vocabulary.from_card(card)
+    card: ClassifierCard | None = None
+    if version is not None:
+        path = Path(model_base) / name / str(version) / CARD
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            card = ClassifierCard.from_dict({**raw, "name": name, "version": version})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrainingError(f"cannot read the model card {path}: {exc}") from exc
+    if taxonomy is not None:
+        return Vocabulary.from_tree(taxonomy, card)
+    return Vocabulary.from_card(card) if card is not None else Vocabulary()
 
 
 def validate_label(
@@ -204,8 +260,9 @@ def validate_label(
         raise LabelError("too_many_categories", f"exclusive label with {len(ids)} ids: {ids[:5]}")
     unknown = [i for i in ids if not vocabulary.knows(i, exclusive=exclusive)]
     if unknown:
-        where = f"classifier v{vocabulary.version}" if vocabulary.version else "well-formed ids"
-        raise LabelError("unknown_category", f"unknown category id(s) {unknown[:5]} ({where})")
+        raise LabelError(
+            "unknown_category", f"unknown category id(s) {unknown[:5]} ({vocabulary.origin})"
+        )
     return cast(Label, {**label, "category_ids": ids})
 
 

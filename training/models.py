@@ -24,8 +24,8 @@ EXCLUSIVE = "exclusive"
 RULE_BASED = "rule_based"
 HEADS = (EXCLUSIVE, RULE_BASED)
 
-Family = Literal["logreg", "ffn", "wide_deep", "cnn", "bigru"]
-FAMILIES: tuple[Family, ...] = ("logreg", "ffn", "wide_deep", "cnn", "bigru")
+Family = Literal["logreg", "ffn", "wide_deep", "cnn", "bigru", "linear"]
+FAMILIES: tuple[Family, ...] = ("logreg", "ffn", "wide_deep", "cnn", "bigru", "linear")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class ModelConfig:
     max_tokens: int = 60_000
     ngrams: int = 2
     tfidf_l2: bool = False
+    #: ``linear``: character n-gram sizes of a second TF-IDF block (empty = words only)
+    char_ngrams: tuple[int, ...] = ()
+    char_max_tokens: int = 100_000
+    #: L2 penalty on the exclusive head's kernel, scaled as ``l2 / n_train`` (LinearSVC's 1/C)
+    l2: float = 0.0
     sequence_length: int = 40
     embedding_dim: int = 128
     hidden: int = 512
@@ -53,7 +58,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for key in ("fields", "conv_kernels"):
+        for key in ("fields", "conv_kernels", "char_ngrams"):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
@@ -90,7 +95,10 @@ def build_model(
     n_rule_nodes: int,
     adapt_texts: Sequence[str],
 ) -> keras.Model:
-    """A compiled-free Keras model with heads ``exclusive`` (and ``rule_based`` if multi-objective)."""
+    """A compiled-free Keras model with heads ``exclusive`` (and ``rule_based`` if multi-objective).
+
+    With ``config.l2`` the exclusive kernel carries an L2 penalty of ``l2 / len(adapt_texts)`` per
+    example (the trainer adds ``model.losses``): a fixed total penalty, as LinearSVC's ``C``."""
     inputs = text_inputs(config)
     used = [inputs[f] for f in TEXT_FIELDS if f in config.fields]
     text = JoinFields(name="join_fields")(used)
@@ -100,8 +108,13 @@ def build_model(
             inputs[IMAGE_FIELD]
         )
         trunk = keras.layers.Concatenate(name="with_image")([trunk, image])
+    regularizer = None
+    if config.l2 > 0:
+        regularizer = keras.regularizers.L2(config.l2 / max(len(adapt_texts), 1))
     outputs = {
-        EXCLUSIVE: keras.layers.Dense(n_exclusive, activation="softmax", name=EXCLUSIVE)(trunk)
+        EXCLUSIVE: keras.layers.Dense(
+            n_exclusive, activation="softmax", kernel_regularizer=regularizer, name=EXCLUSIVE
+        )(trunk)
     }
     if config.multi_objective:
         outputs[RULE_BASED] = keras.layers.Dense(
@@ -112,6 +125,8 @@ def build_model(
 
 def _trunk(config: ModelConfig, text: Any, adapt_texts: Sequence[str]) -> Any:
     corpus = tf.constant(list(adapt_texts))
+    if config.family == "linear":
+        return _linear_features(config, text, corpus)
     if config.family in ("logreg", "ffn", "wide_deep"):
         tfidf = keras.layers.TextVectorization(
             max_tokens=config.max_tokens, ngrams=config.ngrams, output_mode="tf_idf", name="tfidf"
@@ -161,6 +176,30 @@ def _trunk(config: ModelConfig, text: Any, adapt_texts: Sequence[str]) -> Any:
         )
         return keras.layers.Dropout(config.dropout, name="dropout")(encoded)
     raise ValueError(f"unknown model family {config.family!r}; known: {FAMILIES}")
+
+
+def _linear_features(config: ModelConfig, text: Any, corpus: Any) -> Any:
+    """The baseline's features inside the model: L2-normalised TF-IDF over word 1..n-grams and,
+    with ``char_ngrams``, a second L2-normalised block over character n-grams (both adapted on the
+    training texts); the exclusive head on top is then a linear softmax classifier."""
+    words = keras.layers.TextVectorization(
+        max_tokens=config.max_tokens, ngrams=config.ngrams, output_mode="tf_idf", name="tfidf"
+    )
+    words.adapt(corpus, batch_size=4096)
+    blocks = [keras.layers.UnitNormalization(name="tfidf_l2")(words(text))]
+    if config.char_ngrams:
+        chars = keras.layers.TextVectorization(
+            max_tokens=config.char_max_tokens,
+            split="character",
+            ngrams=config.char_ngrams,
+            output_mode="tf_idf",
+            name="char_tfidf",
+        )
+        chars.adapt(corpus, batch_size=4096)
+        blocks.append(keras.layers.UnitNormalization(name="char_tfidf_l2")(chars(text)))
+    if len(blocks) == 1:
+        return blocks[0]
+    return keras.layers.Concatenate(name="tfidf_blocks")(blocks)
 
 
 def head_variables(model: keras.Model) -> dict[str, list[Any]]:

@@ -1,5 +1,6 @@
 """Train and evaluate one model on the fixed protocol, from files (no Kafka needed).
 
+``train_on_examples`` runs the protocol on any labelled examples (``prodcat train --data``);
 ``train_on_protocol`` loads Flipkart, splits it by the protocol at level L (exclusive classes = the
 protocol's labels), adds free rule-based labels from the legacy rule system for multi-objective
 models, trains, and evaluates accuracy / macro-F1 per level and calibration on the test part.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from prodcat.training.evaluation import (
     per_class_report,
     per_level,
 )
+from prodcat.training.exceptions import DatasetError
 from prodcat.training.models import EXCLUSIVE, TEXT_FIELDS, ModelConfig, build_model, join_texts
-from prodcat.training.rules import FLIPKART_RULES, RuleEngine, load_rules
+from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
 from prodcat.training.taxonomy import CategoryTree
 from prodcat.training.trainer import TrainConfig, Trainer, TrainingData, predict
 
@@ -115,35 +117,97 @@ def train_on_protocol(
     examples: Sequence[Example] | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
+    """Flipkart (or ``examples`` of it) with the legacy keyword rules for multi-objective models."""
     examples = list(examples) if examples is not None else load_flipkart(data_dir)
+    engine: tuple[RuleEngine, CategoryTree] | None = None
+    if model_config.multi_objective:
+        tree = flipkart_tree(examples)
+        engine = (RuleEngine(load_rules(DEMO_RULES, tree), tree), tree)
+    return train_on_examples(
+        examples, level, model_config, train_config, rules=engine, progress=progress
+    )
+
+
+def train_on_examples(
+    examples: Sequence[Example],
+    level: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    rules: tuple[RuleEngine, CategoryTree] | None = None,
+    progress: bool = True,
+) -> ProtocolResult:
+    """The protocol on any labelled examples (``prodcat train --data``).
+
+    Multi-objective models need rules (an engine and its tree); without them the model is trained
+    single-objective, and its config says so."""
+    if model_config.multi_objective and rules is None:
+        logger.info("no rules for this data: training single-objective")
+        model_config = replace(model_config, multi_objective=False)
     split = protocol_split(examples, level)
+    if len(split.labels) < 2:
+        raise DatasetError(
+            f"L{level}: {len(split.labels)} class(es) with >= 5 products "
+            f"({split.dropped_short} products have no level-{level} label): nothing to learn"
+        )
     keras.utils.set_random_seed(train_config.seed)
     classes = list(split.labels)
     class_index = {label: i for i, label in enumerate(classes)}
     train_x = features_of(split.train)
-    rules: RuleLabels | None = None
-    if model_config.multi_objective:
-        tree = flipkart_tree(examples)
-        engine = RuleEngine(load_rules(FLIPKART_RULES, tree), tree)
-        rules = RuleLabels.build(engine, tree, split.train)
+    rule_labels: RuleLabels | None = None
+    if model_config.multi_objective and rules is not None:
+        engine, tree = rules
+        rule_labels = RuleLabels.build(engine, tree, split.train)
     model = build_model(
         model_config,
         len(classes),
-        len(rules.node_ids) if rules else 0,
+        len(rule_labels.node_ids) if rule_labels else 0,
         join_texts(train_x, model_config),
     )
     data = TrainingData(
         features=train_x,
         y_exclusive=np.array([class_index[y] for y in split.train_labels], dtype="int64"),
-        y_rule=rules.targets if rules else None,
-        has_rule=rules.has_labels if rules else None,
+        y_rule=rule_labels.targets if rule_labels else None,
+        has_rule=rule_labels.has_labels if rule_labels else None,
     )
+    data, validation = hold_out(data, train_config.validation_fraction, train_config.seed)
     started = time.perf_counter()
-    history = Trainer(model, train_config).fit(data, progress=progress)
+    history = Trainer(model, train_config).fit(data, progress=progress, validation=validation)
     train_seconds = time.perf_counter() - started
     return _evaluate(
-        split, classes, model, model_config, train_config, history, train_seconds, rules
+        split, classes, model, model_config, train_config, history, train_seconds, rule_labels
     )
+
+
+def hold_out(
+    data: TrainingData, fraction: float, seed: int
+) -> tuple[TrainingData, TrainingData | None]:
+    """A stratified validation part of the TRAINING data (for early stopping), and the rest.
+
+    Classes with fewer than 2 labelled rows stay whole in the training part; the test split is
+    never touched."""
+    if fraction <= 0:
+        return data, None
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for label in np.unique(data.y_exclusive):
+        rows = np.flatnonzero(data.y_exclusive == label)
+        take = int(round(len(rows) * fraction)) if len(rows) >= 2 else 0
+        held.extend(rng.permutation(rows)[: min(take, len(rows) - 1)].tolist())
+    if not held:
+        return data, None
+    mask = np.zeros(len(data), bool)
+    mask[held] = True
+
+    def rows(keep: Array) -> TrainingData:
+        return TrainingData(
+            features={k: v[keep] for k, v in data.features.items()},
+            y_exclusive=data.y_exclusive[keep],
+            y_rule=None if data.y_rule is None else data.y_rule[keep],
+            has_rule=None if data.has_rule is None else data.has_rule[keep],
+        )
+
+    return rows(~mask), rows(mask)
 
 
 def _evaluate(

@@ -1,4 +1,7 @@
-"""Category trees built from product paths (Flipkart) or from taxonomy files (Google, Best Buy).
+"""Category trees built from product paths or from taxonomy files (Google, Best Buy).
+
+Which tree a deployment uses is configured, stored and versioned elsewhere
+(:mod:`prodcat.training.taxonomy_files`, :mod:`prodcat.streams.taxonomy_store`).
 
 Names are matched case-insensitively after Unicode (NFKC) and whitespace normalisation, with curly
 quotes made straight and a trailing ellipsis dropped (:func:`normalize_name`); a node shows the most
@@ -136,8 +139,8 @@ def clean_path(
       (Multicolor, ..."``; titles of ``min_title_chars`` or more, or details in parentheses);
     - is a prefix of the title of at least ``min_prefix_words`` words;
     - is a brand level, ``"<prefix> <parent level>"`` where the prefix is the brand or the title
-      starts with it (Flipkart's ``"Shorts >> Alisha Shorts"``).
-    Levels elsewhere are kept: on Flipkart these levels only ever occur at the end.
+      starts with it (``"Shorts >> Alisha Shorts"``).
+    Levels elsewhere are kept: in the feeds seen so far these levels only occur at the end.
     """
     kept = [_WHITESPACE.sub(" ", level).strip() for level in levels]
     kept = [level for level in kept if level]

@@ -1,4 +1,9 @@
-"""``prodcat train``: train on the fixed protocol from a YAML config, evaluate, export for serving."""
+"""``prodcat train``: train on the fixed protocol from a YAML config, evaluate, export for serving.
+
+The data is Flipkart (the demo's dataset) or, with ``--data``, any labelled file
+(:mod:`prodcat.training.data_files`); either way the TF-IDF + LinearSVC baseline runs on the same
+split, so its figures can be printed next to the model's (:func:`side_by_side`).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ from typing import Any
 import yaml
 
 from prodcat.core.ids import path_id
-from prodcat.training.baseline import tfidf_linearsvc
-from prodcat.training.dataset import load_flipkart, protocol_split
+from prodcat.training.baseline import BaselineResult, tfidf_linearsvc
+from prodcat.training.data_files import LabelledData
+from prodcat.training.dataset import FLIPKART_FILE, load_flipkart, protocol_split, protocol_summary
 from prodcat.training.drift import build_reference
 from prodcat.training.evaluation import ComparisonRow, comparison_table
 from prodcat.training.exceptions import TrainingError
 from prodcat.training.export import export_model
 from prodcat.training.models import ModelConfig
-from prodcat.training.pipeline import ProtocolResult, train_on_protocol
+from prodcat.training.pipeline import ProtocolResult, train_on_examples, train_on_protocol
 from prodcat.training.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -40,13 +46,24 @@ class RunConfig:
         return cls(model, training, str(path))
 
 
-def model_card(result: ProtocolResult, run: RunConfig, data_dir: Path) -> dict[str, Any]:
+def model_card(
+    result: ProtocolResult,
+    run: RunConfig,
+    data_dir: Path | None = None,
+    *,
+    data: LabelledData | None = None,
+) -> dict[str, Any]:
+    withheld = ("category_text", *(data.withheld if data is not None else ()))
+    if data is not None:
+        source = data.describe()
+    else:
+        source = {"dataset": str(Path(data_dir or ".") / FLIPKART_FILE), "kind": "flipkart"}
     return {
         "model_config": result.model_config.to_dict(),
         "train_config": result.train_config.to_dict(),
         "config_file": run.source,
         "data": {
-            "dataset": str(data_dir / "flipkart" / "flipkart_20k.csv"),
+            **source,
             "protocol": "path truncated to level L, normalised; classes < 5 dropped; "
             "stratified 80/20, seed 0",
             "level": result.level,
@@ -61,14 +78,25 @@ def model_card(result: ProtocolResult, run: RunConfig, data_dir: Path) -> dict[s
             for node_id, path in zip(result.rule_node_ids, result.rule_node_paths, strict=True)
         ],
         "inputs": ["title", "brand", "category_text", "description"],
+        "inputs_used": [f for f in result.model_config.fields if f not in withheld],
     }
 
 
 def train_and_export(
-    config_path: Path, data_dir: Path, model_base: Path, name: str, level: int
+    config_path: Path,
+    data_dir: Path,
+    model_base: Path,
+    name: str,
+    level: int,
+    *,
+    data: LabelledData | None = None,
 ) -> tuple[ProtocolResult, Path]:
+    """Train on Flipkart (or ``data``) at ``level``, export the model with its card."""
     run = RunConfig.load(config_path)
-    result = train_on_protocol(data_dir, level, run.model, run.training)
+    if data is None:
+        result = train_on_protocol(data_dir, level, run.model, run.training)
+    else:
+        result = train_on_examples(data.examples, level, run.model, run.training)
     class_ids = [path_id(label.split(" > ")) for label in result.classes]
     reference = None
     if result.test_probs is not None and len(result.test_probs):
@@ -78,17 +106,45 @@ def train_and_export(
         base_dir=model_base,
         name=name,
         class_ids=class_ids,
-        card=model_card(result, run, data_dir),
+        card=model_card(result, run, data_dir, data=data),
         drift_reference=reference,
     )
     return result, target
 
 
+def side_by_side(result: ProtocolResult, baseline: BaselineResult, family: str) -> str:
+    """The model's and the baseline's accuracy and macro-F1 on the same split (Markdown)."""
+    return "\n".join(
+        [
+            "| level | model | accuracy | macro-F1 |",
+            "|---|---|---:|---:|",
+            f"| L{result.level} | {family} | {result.accuracy:.4f} | {result.macro_f1:.4f} |",
+            f"| L{baseline.level} | TF-IDF + LinearSVC (baseline) | {baseline.accuracy:.4f} | "
+            f"{baseline.macro_f1:.4f} |",
+        ]
+    )
+
+
+def baseline_for(data: LabelledData, level: int) -> tuple[BaselineResult, str]:
+    """The baseline on ``data``'s protocol split at ``level``, and the split's sizes as text."""
+    split = protocol_split(data.examples, level)
+    return tfidf_linearsvc(split), protocol_summary(split).format()
+
+
 def compare(
-    config_paths: list[Path], data_dir: Path, levels: list[int], both_objectives: bool = True
+    config_paths: list[Path],
+    data_dir: Path,
+    levels: list[int],
+    both_objectives: bool = True,
+    *,
+    data: LabelledData | None = None,
 ) -> str:
-    """The comparison table: every config (single and multi-objective) plus the baseline."""
-    examples = load_flipkart(data_dir)
+    """The comparison table: every config (single and multi-objective) plus the baseline.
+
+    With ``data`` (no rules for it) each config runs single-objective only."""
+    examples = list(data.examples) if data is not None else load_flipkart(data_dir)
+    if data is not None:
+        both_objectives = False
     rows: list[ComparisonRow] = []
     for level in levels:
         base = tfidf_linearsvc(protocol_split(examples, level))
@@ -108,13 +164,16 @@ def compare(
             variants = [True, False] if both_objectives else [run.model.multi_objective]
             for multi in variants:
                 model = ModelConfig.from_dict({**run.model.to_dict(), "multi_objective": multi})
-                result = train_on_protocol(
-                    data_dir, level, model, run.training, examples=examples, progress=False
-                )
+                if data is None:
+                    result = train_on_protocol(
+                        data_dir, level, model, run.training, examples=examples, progress=False
+                    )
+                else:
+                    result = train_on_examples(examples, level, model, run.training, progress=False)
                 rows.append(
                     ComparisonRow(
                         model.family,
-                        "multi" if multi else "single",
+                        "multi" if result.model_config.multi_objective else "single",
                         level,
                         result.accuracy,
                         result.macro_f1,

@@ -37,6 +37,19 @@ class TrainConfig:
     schedule: Schedule = "joint"
     pretrain_epochs: int = 2
     seed: int = 0
+    #: budget adapted to the data: at least this many updates (epochs raised up to ``max_epochs``)
+    min_updates: int = 0
+    max_epochs: int = 0
+    #: share of the TRAINING split held out for early stopping (0 = none; never the test split)
+    validation_fraction: float = 0.0
+    #: epochs without a better validation accuracy before stopping; the best epoch is restored
+    patience: int = 3
+
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs for ``n_train`` examples: ``epochs``, raised to reach ``min_updates``."""
+        batches = max(1, -(-n_train // self.batch_size))
+        epochs = max(self.epochs, -(-self.min_updates // batches))
+        return min(epochs, self.max_epochs) if self.max_epochs > 0 else epochs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +111,8 @@ class Trainer:
                         tf.maximum(y_ex, 0), out[EXCLUSIVE]
                     )
                     loss_ex = _masked_mean(ce, w_ex)
+                    if self.model.losses:  # weight penalties (the exclusive head's L2)
+                        loss_ex = loss_ex + tf.add_n(self.model.losses)
                 if use_rb:
                     bce = keras.losses.binary_crossentropy(y_rb, out[RULE_BASED])
                     loss_rb = _masked_mean(bce, w_rb)
@@ -126,14 +141,24 @@ class Trainer:
             return (True, False) if index % 2 == 0 else (False, True)
         return has_ex, has_rb
 
-    def fit(self, data: TrainingData, *, progress: bool = True) -> list[dict[str, float]]:
+    def fit(
+        self,
+        data: TrainingData,
+        *,
+        progress: bool = True,
+        validation: TrainingData | None = None,
+    ) -> list[dict[str, float]]:
+        """Trains for ``config.epochs_for(len(data))`` epochs; with ``validation`` (held out of the
+        training data) stops after ``patience`` epochs without a better exclusive accuracy on it and
+        restores the weights of the best epoch."""
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         n = len(data)
         n_rule = 0 if data.y_rule is None else data.y_rule.shape[1]
         y_rule = data.y_rule if data.y_rule is not None else np.zeros((n, n_rule), "float32")
         has_rule = data.has_rule if data.has_rule is not None else np.zeros(n, bool)
-        epochs = cfg.epochs + (cfg.pretrain_epochs if cfg.schedule == "pretrain" else 0)
+        epochs = cfg.epochs_for(n) + (cfg.pretrain_epochs if cfg.schedule == "pretrain" else 0)
+        best: tuple[float, int, list[Any]] | None = None
         batches = (n + cfg.batch_size - 1) // cfg.batch_size
         bar = tqdm(total=epochs * batches, unit="batch", desc="train", disable=not progress)
         for epoch in range(epochs):
@@ -167,11 +192,31 @@ class Trainer:
                 "loss_rule_based": float(means[1]),
                 "seconds": time.perf_counter() - started,
             }
+            stop = False
+            if validation is not None and len(validation):
+                score = _exclusive_accuracy(self.model, validation)
+                record["val_accuracy"] = score
+                if best is None or score > best[0]:
+                    best = (score, epoch, [np.array(w) for w in self.model.get_weights()])
+                stop = epoch - best[1] >= cfg.patience
             self.history.append(record)
             bar.set_postfix(ex=f"{means[0]:.3f}", rb=f"{means[1]:.3f}")
             logger.info("epoch %d: %s", epoch, record)
+            if stop:
+                break
         bar.close()
+        if best is not None:
+            self.model.set_weights(best[2])
+            logger.info("restored epoch %d (validation accuracy %.4f)", best[1], best[0])
         return self.history
+
+
+def _exclusive_accuracy(model: keras.Model, data: TrainingData) -> float:
+    labelled = data.y_exclusive >= 0
+    if not labelled.any():
+        return 0.0
+    probs = predict(model, data.features)[EXCLUSIVE]
+    return float((probs.argmax(axis=1) == data.y_exclusive)[labelled].mean())
 
 
 def predict(

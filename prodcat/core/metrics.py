@@ -38,6 +38,12 @@ class WorkerMetrics:
             ["stage", "reason"],
             registry=registry,
         )
+        self.retries = Counter(
+            "prodcat_stage_retries",
+            "Retries of a stage's batch, send or tick after a transient error, by error class.",
+            ["stage", "error"],
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "prodcat_batch_seconds",
             "Time to process one micro-batch, outputs acknowledged.",
@@ -107,6 +113,7 @@ class StageMetrics:
         self.events_out = metrics.events_out
         self.dead_letters = metrics.dead_letters
         self.skipped = metrics.skipped
+        self.retries = metrics.retries
         self.batch_seconds = metrics.batch_seconds.labels(stage)
         self.batch_size = metrics.batch_size.labels(stage)
         self.event_latency = metrics.event_latency.labels(stage)
@@ -116,6 +123,10 @@ class StageMetrics:
         self.milvus = metrics.milvus
         self.feeds = metrics.feeds
         self._feeds: set[str] = set()
+
+    def retried(self, error: str) -> None:
+        """Count one retry after ``error`` (an exception class name: a bounded label)."""
+        self.retries.labels(self.stage, error[:60]).inc()
 
     def set_lag(self, topic: str, partition: int, highwater: int | None, next_offset: int) -> None:
         """Lag of a partition: its high watermark minus the next offset this stage will read."""

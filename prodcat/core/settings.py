@@ -83,6 +83,7 @@ class TopicNames(_Section):
     model_events: str = "models.events"
     judgements: str = "similarity.judgements"
     profiles: str = "feeds.profiles"
+    taxonomy: str = "taxonomy"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )
@@ -165,6 +166,12 @@ class ImageSettings(_Section):
     timeout_s: float = Field(default=5.0, gt=0, description="Total time for one image.")
     max_redirects: int = Field(default=3, ge=0)
     concurrency: int = Field(default=16, ge=1, description="Images fetched at once per worker.")
+    max_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Largest width * height accepted, read from the image header before any "
+        "decoding (decompression bombs: a 16000x16000 PNG is a few KB).",
+    )
 
 
 class MilvusSettings(_Section):
@@ -197,6 +204,13 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    key: SecretStr | None = Field(
+        default=None,
+        description="API key (`X-API-Key` or `Authorization: Bearer`); unset: the API is open "
+        "and must sit behind the UI's login or an authenticating ingress.",
+    )
+    rate_per_s: float = Field(default=20.0, gt=0, description="Requests per second per client.")
+    rate_burst: int = Field(default=40, ge=1, description="Requests a client may burst.")
 
 
 class UiSettings(_Section):
@@ -416,6 +430,35 @@ class FeedSettings(_Section):
     )
 
 
+class TaxonomySettings(_Section):
+    """The category tree every process uses (docs/taxonomy.md): where it comes from, and its
+    exclusive subset (the classes of the softmax objective)."""
+
+    source: Path | None = Field(
+        default=None,
+        description="Taxonomy file: Google product taxonomy text, Best Buy categories JSON, paths "
+        "as CSV or JSON lines, or a prodcat tree JSON. Read by `prodcat taxonomy import` and "
+        "whenever the taxonomy topic holds no tree yet.",
+    )
+    format: Literal["auto", "google", "bestbuy", "paths-csv", "paths-jsonl", "tree-json"] = Field(
+        default="auto", description="How to read source; auto: from its name and first line."
+    )
+    rules: Path = Field(
+        default=Path("rules.yaml"),
+        description="The keyword rules of this taxonomy: `prodcat rules seed` writes them, "
+        "`prodcat labels rules` and `prodcat rules evaluate` read them.",
+    )
+    exclusive_max_depth: int = Field(
+        default=3, ge=1, description="Exclusive subset: nodes at this depth or shallower."
+    )
+    exclusive_min_count: int = Field(
+        default=5,
+        ge=1,
+        description="Exclusive subset: products a node needs of its own (trees with counts; a "
+        "tree without counts has the leaves of the tree cut at exclusive_max_depth).",
+    )
+
+
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
@@ -453,6 +496,7 @@ class Settings(BaseSettings):
     sampler: SamplerSettings = SamplerSettings()
     drift: DriftSettings = DriftSettings()
     feeds: FeedSettings = FeedSettings()
+    taxonomy: TaxonomySettings = TaxonomySettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
 
     @model_validator(mode="after")

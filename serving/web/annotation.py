@@ -3,7 +3,8 @@
 The queue is the view's unanswered requests (:meth:`TopicView.open_requests`, oldest first,
 optionally one strategy or every uncertainty strategy), minus products leased to someone else or
 skipped by this annotator (:class:`~prodcat.serving.web.leases.LeaseBook`). A label is validated against
-the exclusive vocabulary of the newest serving classifier before it is written to ``labels``
+the vocabulary (the configured taxonomy's nodes when one is stored, else the newest serving
+classifier's classes and nodes, see :class:`VocabularyCache`) before it is written to ``labels``
 (key ``<product_id>/exclusive``) and acknowledged; the view is updated at once, so the product
 leaves the queue without waiting for the follower.
 
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from prodcat.core.errors import ProdcatError
 from prodcat.core.ids import label_key
 from prodcat.core.settings import Settings
 from prodcat.schemas.records import Label
@@ -40,11 +42,13 @@ from prodcat.training.labels import (
     newest_version,
     validate_label,
 )
+from prodcat.training.taxonomy import CategoryTree
 
 logger = logging.getLogger(__name__)
 
 OBJECTIVE: Final = "exclusive"
 _VOCABULARY_CHECK_S = 10.0
+_TAXONOMY_CHECK_S = 60.0
 
 
 def _now_ms() -> int:
@@ -60,25 +64,52 @@ class Undoable:
 
 
 class VocabularyCache:
-    """The newest serving classifier's vocabulary, re-read when a new version appears."""
+    """The vocabulary labels are checked against and the category search looks in: the
+    configured taxonomy's nodes (``taxonomy``: a callable giving the live tree or None, re-asked
+    every minute; the process entry point passes one that reads the taxonomy topic) with the
+    serving classifier's classes, else the newest serving classifier's vocabulary; re-read when
+    a new classifier version or a new tree appears."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        taxonomy: Callable[[], CategoryTree | None] | None = None,
+    ) -> None:
         self.model_base = settings.serving.model_base
         self.name = settings.serving.classifier
         self.clock = clock
+        self.taxonomy = taxonomy
+        self._tree: CategoryTree | None = None
+        self._tree_checked = -1e18
         self._vocabulary: Vocabulary | None = None
         self._checked = -1e18
         self._lock = threading.Lock()
+
+    def _current_tree(self, now: float) -> CategoryTree | None:
+        if self.taxonomy is None or now - self._tree_checked < _TAXONOMY_CHECK_S:
+            return self._tree
+        self._tree_checked = now
+        try:
+            self._tree = self.taxonomy()
+        except ProdcatError as exc:  # keep the tree we have; the next check tries again
+            logger.warning("ui: cannot read the taxonomy: %s", exc)
+        return self._tree
 
     def get(self) -> Vocabulary:
         with self._lock:
             now = self.clock()
             if self._vocabulary is None or now - self._checked >= _VOCABULARY_CHECK_S:
                 self._checked = now
+                tree = self._current_tree(now)
                 newest = newest_version(self.model_base, self.name)
-                if self._vocabulary is None or self._vocabulary.version != newest:
-                    self._vocabulary = load_vocabulary(self.model_base, self.name)
-                    logger.info("ui: vocabulary of classifier v%s", self._vocabulary.version)
+                if (
+                    self._vocabulary is None
+                    or self._vocabulary.version != newest
+                    or self._vocabulary.taxonomy != (tree.version if tree else None)
+                ):
+                    self._vocabulary = load_vocabulary(self.model_base, self.name, tree)
+                    logger.info("ui: vocabulary of %s", self._vocabulary.origin)
             return self._vocabulary
 
     def search(self, text: str, limit: int) -> list[dict[str, str]]:
@@ -109,6 +140,7 @@ class AnnotationService:
         publisher: Publisher,
         metrics: WebMetrics,
         vocabulary: VocabularyCache | None = None,
+        taxonomy: Callable[[], CategoryTree | None] | None = None,
     ) -> None:
         self.topic = settings.topics.labels
         self.serde = serde_for("Label", settings.serde.registry_url, topic=settings.topics.labels)
@@ -116,7 +148,7 @@ class AnnotationService:
         self.leases = leases
         self.publisher = publisher
         self.metrics = metrics
-        self.vocabulary = vocabulary or VocabularyCache(settings)
+        self.vocabulary = vocabulary or VocabularyCache(settings, taxonomy=taxonomy)
         self.undo_depth = settings.ui.undo_depth
         self._undo: dict[str, deque[Undoable]] = {}
         self._lock = threading.Lock()

@@ -30,9 +30,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from prodcat.serving.image_fetch import ImageFetcher
+from prodcat.serving.request_limits import RequestGuard
 from prodcat.serving.web.context import HERE, WebContext, WebParts
 from prodcat.serving.web.errors import EXCEPTION_HANDLERS
-from prodcat.serving.web.middleware import SessionsAndHeaders
+from prodcat.serving.web.middleware import SessionsAndHeaders, request_guard
 from prodcat.serving.web.routes import ROUTES
 
 __all__ = ["WebParts", "create_web_app"]
@@ -63,6 +64,8 @@ def create_web_app(parts: WebParts) -> FastAPI:
     app.state.web = web
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.middleware("http")(SessionsAndHeaders(parts))
+    # Outermost: refuses uploads before anything reads (or spools) their body.
+    app.add_middleware(RequestGuard, **request_guard(parts))
     for route in ROUTES:
         options: dict[str, Any] = {}
         if route.response_class is not None:

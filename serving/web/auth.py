@@ -5,8 +5,15 @@
   raised later without invalidating old accounts. The file is re-read when it changes, so
   removing a user ends their sessions.
 * **Sessions** are a cookie holding ``base64url(json) + "." + HMAC-SHA256`` of it under the UI
-  secret: the annotator's name, a CSRF token and when it was issued. Nothing is stored server
-  side, so a restart keeps everyone logged in and replicas only need the same secret.
+  secret: the annotator's name, a CSRF token (also the session's id) and when it was issued. A
+  restart keeps everyone logged in and replicas only need the same secret. **Logout revokes** the
+  session server-side: its id goes into a revocation set until the session would have expired
+  anyway (bounded: ``max_revoked`` ids, the oldest forgotten first). The set lives in the
+  process: with several replicas a copied cookie stays valid on the others until it expires.
+* **Login throttling** (:class:`LoginThrottle`): failures per client address and per name in a
+  sliding minute, checked and recorded in one step, with a cap on password checks (PBKDF2 work)
+  per client; the per-name limit does not apply to a client that has not been failing, so
+  nobody can lock an annotator out. Memory is bounded (LRU-capped tables).
 * **CSRF**: every form carries the session's token (``csrf_token``) and every ``fetch`` write
   sends it as ``X-CSRF-Token``; writes from another site are refused before the token is even
   looked at (``Sec-Fetch-Site`` / ``Origin``; see :func:`cross_site`).
@@ -24,7 +31,7 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -164,11 +171,32 @@ class Session:
 class SessionCodec:
     """Signs and verifies session cookies (HMAC-SHA256 under the UI secret)."""
 
-    def __init__(self, secret: bytes, ttl_s: float) -> None:
+    def __init__(self, secret: bytes, ttl_s: float, *, max_revoked: int = 100_000) -> None:
         if len(secret) < 16:
             raise AuthError("the session secret must have at least 16 bytes")
         self._key = hashlib.sha256(b"prodcat-ui-session\x00" + secret).digest()
         self.ttl_s = ttl_s
+        self.max_revoked = max_revoked
+        self._revoked: OrderedDict[str, float] = OrderedDict()  # session id -> its expiry
+        self._revoked_lock = threading.Lock()
+
+    def revoke(self, session: Session, now: float | None = None) -> None:
+        """End ``session`` server-side (logout): its cookie is refused from now on."""
+        now = time.time() if now is None else now
+        with self._revoked_lock:
+            self._revoked[session.csrf] = session.issued_at + self.ttl_s
+            while self._revoked:  # drop the expired ones (all in order of revocation) ...
+                oldest, expiry = next(iter(self._revoked.items()))
+                if expiry >= now and len(self._revoked) <= self.max_revoked:
+                    break
+                del self._revoked[oldest]  # ... and beyond the bound, the oldest
+
+    def revoked_count(self) -> int:
+        return len(self._revoked)
+
+    def _is_revoked(self, session_id: str) -> bool:
+        with self._revoked_lock:
+            return session_id in self._revoked
 
     def new(self, user: str | None, now: float | None = None) -> Session:
         return Session(user, secrets.token_urlsafe(24), time.time() if now is None else now)
@@ -199,7 +227,7 @@ class SessionCodec:
         if (user is not None and not isinstance(user, str)) or not isinstance(csrf, str):
             return None
         now = time.time() if now is None else now
-        if not issued - 60 <= now <= issued + self.ttl_s:
+        if not issued - 60 <= now <= issued + self.ttl_s or self._is_revoked(csrf):
             return None
         return Session(user, csrf, issued)
 
@@ -227,28 +255,118 @@ def cross_site(headers: Any, own_origin: str) -> bool:
     return False
 
 
-class LoginThrottle:
-    """At most ``per_minute`` failed logins per user name in any 60 s (password guessing)."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A password check :meth:`LoginThrottle.begin` granted; hand it back to ``end``."""
 
-    def __init__(self, per_minute: int) -> None:
+    client: str
+    name: str
+    at: float
+
+
+class _Windows:
+    """Timestamps per key in a sliding window, for at most ``max_keys`` keys (least recently
+    touched forgotten first) and ``max_len`` stamps per key."""
+
+    def __init__(self, window_s: float, max_len: int, max_keys: int) -> None:
+        self.window_s, self.max_len, self.max_keys = window_s, max_len, max_keys
+        self._stamps: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def recent(self, key: str, now: float) -> int:
+        stamps = self._stamps.get(key)
+        if stamps is None:
+            return 0
+        self._stamps.move_to_end(key)
+        while stamps and stamps[0] <= now - self.window_s:
+            stamps.popleft()
+        if not stamps:
+            del self._stamps[key]
+            return 0
+        return len(stamps)
+
+    def add(self, key: str, now: float) -> None:
+        stamps = self._stamps.pop(key, None) or deque(maxlen=self.max_len)
+        stamps.append(now)
+        self._stamps[key] = stamps
+        while len(self._stamps) > self.max_keys:
+            self._stamps.popitem(last=False)
+
+    def remove(self, key: str, stamp: float) -> None:
+        stamps = self._stamps.get(key)
+        if stamps is not None and stamp in stamps:
+            stamps.remove(stamp)
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+
+class LoginThrottle:
+    """Login attempts, checked and recorded atomically (:meth:`begin`, then :meth:`end`).
+
+    * per client address: at most ``per_minute`` failures in any 60 s, whatever the names;
+    * per name: at most ``per_minute`` failures in any 60 s from clients that have been failing;
+      a client without recent failures still gets its attempt, so a guesser elsewhere cannot
+      lock the annotator out (each of a guesser's addresses gets one try per locked name, then
+      its own failure throttles it);
+    * password checks (PBKDF2 work) per client: at most ``max_in_flight`` at once and
+      ``checks_per_minute`` in any 60 s, failures or not.
+
+    An attempt counts as a failure from :meth:`begin` until :meth:`end` says it succeeded, so
+    concurrent guesses cannot all pass the check before the first failure is recorded. Each table
+    holds at most ``max_keys`` keys (the least recently seen forgotten first).
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        max_in_flight: int = 2,
+        checks_per_minute: int | None = None,
+        max_keys: int = 10_000,
+    ) -> None:
         self.per_minute = per_minute
-        self._failures: dict[str, deque[float]] = {}
+        self.max_in_flight = max_in_flight
+        self.checks_per_minute = checks_per_minute or max(3 * per_minute, 10)
+        self._clients = _Windows(60.0, per_minute, max_keys)
+        self._names = _Windows(60.0, per_minute, max_keys)
+        self._checks = _Windows(60.0, self.checks_per_minute, max_keys)
+        self._in_flight: OrderedDict[str, int] = OrderedDict()
+        self._max_keys = max_keys
         self._lock = threading.Lock()
 
-    def _recent(self, name: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(name, deque())
-        while failures and failures[0] <= now - 60:
-            failures.popleft()
-        return failures
-
-    def allowed(self, name: str, now: float | None = None) -> bool:
+    def begin(self, client: str, name: str, now: float | None = None) -> LoginAttempt | None:
+        """A granted password check (recorded as a failure until :meth:`end`), or None."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            return len(self._recent(name, now)) < self.per_minute
+            if self._in_flight.get(client, 0) >= self.max_in_flight:
+                return None
+            client_failures = self._clients.recent(client, now)
+            if client_failures >= self.per_minute:
+                return None
+            if client_failures and self._names.recent(name, now) >= self.per_minute:
+                return None
+            if self._checks.recent(client, now) >= self.checks_per_minute:
+                return None
+            self._clients.add(client, now)
+            self._names.add(name, now)
+            self._checks.add(client, now)
+            self._in_flight[client] = self._in_flight.get(client, 0) + 1
+            while len(self._in_flight) > self._max_keys:
+                self._in_flight.popitem(last=False)
+            return LoginAttempt(client, name, now)
 
-    def failed(self, name: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+    def end(self, attempt: LoginAttempt, *, ok: bool) -> None:
+        """The check is over; a success is no failure (of the client, nor of the name)."""
         with self._lock:
-            if len(self._failures) > 10_000:  # bounded: forget the quiet names
-                self._failures = {k: v for k, v in self._failures.items() if v}
-            self._recent(name, now).append(now)
+            left = self._in_flight.get(attempt.client, 0) - 1
+            if left > 0:
+                self._in_flight[attempt.client] = left
+            else:
+                self._in_flight.pop(attempt.client, None)
+            if ok:
+                self._clients.remove(attempt.client, attempt.at)
+                self._names.remove(attempt.name, attempt.at)
+
+    def size(self) -> int:
+        """Keys held over every table (bounded by ``3 * max_keys`` plus those in flight)."""
+        return len(self._clients) + len(self._names) + len(self._checks)

@@ -1,4 +1,11 @@
-"""The web UI's HTTP middleware: the session cookie, security headers and request metrics.
+"""The web UI's HTTP middleware: request limits, the session cookie, security headers, metrics.
+
+**Before the body is read** (:func:`request_guard`, a
+:class:`~prodcat.serving.request_limits.RequestGuard` outside everything else): an upload needs
+a logged-in session (401) and its CSRF token from a same-site page (403), then at most
+``max_upload_bytes`` (413, by ``Content-Length`` and by a running count); every other POST at
+most :data:`FORM_LIMIT_BYTES`. So an anonymous upload never reaches the multipart parser, which
+would spool it to disk.
 
 Every request gets a session (the cookie's, or a fresh anonymous one, which is then set as the
 cookie); a session of a removed account ends. Every response gets the Content-Security-Policy
@@ -10,9 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Request, Response
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 
+from prodcat.serving.request_limits import FORM_OVERHEAD_BYTES, Refusal
+from prodcat.serving.web.auth import cross_site, csrf_ok
 from prodcat.serving.web.context import WebParts
 
 COOKIE = "prodcat_session"
@@ -22,6 +34,37 @@ CSP = (
     "object-src 'none'"
 )
 _CACHEABLE = ("/static/", "/img/")
+#: Routes taking an uploaded file.
+UPLOAD_PATHS = frozenset({"/ui/api/similar"})
+#: The largest body of any other POST (login, labels, judgements are a few hundred bytes).
+FORM_LIMIT_BYTES = 256 * 1024
+
+
+def request_guard(parts: WebParts) -> dict[str, Any]:
+    """The options of the UI's :class:`~prodcat.serving.request_limits.RequestGuard`."""
+    upload_limit = parts.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
+
+    def body_limit(method: str, path: str) -> int | None:
+        if method != "POST":
+            return None
+        return upload_limit if path in UPLOAD_PATHS else FORM_LIMIT_BYTES
+
+    def authorize(scope: Any, headers: Headers) -> Refusal | None:
+        session = parts.codec.loads(cookie_parser(headers.get("cookie", "")).get(COOKIE))
+        if session is None or session.user is None or not parts.users.exists(session.user):
+            return Refusal(401, "log in first")
+        origin = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+        if cross_site(headers, origin):
+            return Refusal(403, "cross-site request refused")
+        if not csrf_ok(session, headers.get("x-csrf-token")):
+            return Refusal(403, "missing or wrong CSRF token")
+        return None
+
+    return {
+        "body_limit": body_limit,
+        "protected": lambda method, path: method == "POST" and path in UPLOAD_PATHS,
+        "authorize": authorize,
+    }
 
 
 class SessionsAndHeaders:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry
@@ -28,6 +28,7 @@ from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
 from prodcat.serving.web.similarity import SimilarityService
 from prodcat.serving.web.view import TopicView
+from prodcat.training.taxonomy import CategoryTree
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ def web_parts(
     store: VectorStore | None = None,
     embedder: ModelBackend | None = None,
     registry: CollectorRegistry | None = None,
+    taxonomy: Callable[[], CategoryTree | None] | None = None,
 ) -> Iterator[WebParts]:
     """Everything the app needs, started (the follower runs), and closed on exit. ``store`` and
-    ``embedder`` may be injected (tests); otherwise they come from the settings."""
+    ``embedder`` may be injected (tests); otherwise they come from the settings. ``taxonomy``
+    gives the configured tree (labels and the category search use its nodes)."""
     ui = settings.ui
     own_store, own_embedder = store is None, embedder is None
     view = TopicView(ui.state_dir / f"view-{os.getpid()}.sqlite")
@@ -70,7 +73,9 @@ def web_parts(
             users=Users(ui.users_file),
             codec=SessionCodec(session_secret(settings), ui.session_ttl_s),
             view=view,
-            annotation=AnnotationService(settings, view, leases, publisher, metrics),
+            annotation=AnnotationService(
+                settings, view, leases, publisher, metrics, taxonomy=taxonomy
+            ),
             similarity=SimilarityService(settings, view, store, embedder, publisher, metrics),
             metrics=metrics,
             follower=follower,
@@ -87,14 +92,19 @@ def web_parts(
         view.close()
 
 
-def run_ui(settings: Settings, host: str | None = None, port: int | None = None) -> int:
+def run_ui(
+    settings: Settings,
+    host: str | None = None,
+    port: int | None = None,
+    taxonomy: Callable[[], CategoryTree | None] | None = None,
+) -> int:
     import uvicorn
 
     ui = settings.ui
     if not Users(ui.users_file).names():
         logger.warning("no annotator accounts in %s: add one with `prodcat ui user add NAME`",
                        ui.users_file)  # fmt: skip
-    with web_parts(settings) as parts:
+    with web_parts(settings, taxonomy=taxonomy) as parts:
         app = create_web_app(parts)
         host, port = host or ui.host, port if port is not None else ui.port
         print(f"prodcat UI on http://{host}:{port}/ (annotation: /annotate, similarity: /similar)",

@@ -398,20 +398,25 @@ class Extractor:
         return product
 
 
-_PLANS: dict[int, tuple[FeedProfile, Mapping[int, list[str]] | None, Extractor]] = {}
+_PLANS: dict[tuple[int, int], tuple[FeedProfile, Mapping[int, list[str]] | None, Extractor]] = {}
 
 
 def compile_profile(
     profile: FeedProfile, google_taxonomy: Mapping[int, list[str]] | None = None
 ) -> Extractor:
-    """The :class:`Extractor` of ``profile`` (cached while the same profile object is in use)."""
-    cached = _PLANS.get(id(profile))
+    """The :class:`Extractor` of ``profile`` (cached while the same profile object is in use).
+
+    Keyed by profile *and* taxonomy: the stage asks for both ``(profile, None)`` (the fit check)
+    and ``(profile, taxonomy)`` (extraction) per record, and one slot per profile made them evict
+    each other, so every record compiled the profile twice."""
+    slot = (id(profile), id(google_taxonomy))
+    cached = _PLANS.get(slot)
     if cached is not None and cached[0] is profile and cached[1] is google_taxonomy:
         return cached[2]
     if len(_PLANS) >= _PLAN_CACHE_MAX:
         _PLANS.clear()
     extractor = Extractor(profile, google_taxonomy)
-    _PLANS[id(profile)] = (profile, google_taxonomy, extractor)
+    _PLANS[slot] = (profile, google_taxonomy, extractor)
     return extractor
 
 

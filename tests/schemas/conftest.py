@@ -303,6 +303,47 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "judged_at": 0,
         },
     ],
+    "Taxonomy": [
+        {
+            "version": "0123456789abcdef",
+            "sequence": 2,
+            "source": "paths:kategorien.csv",
+            "nodes": [
+                {
+                    "id": "c_0123456789ab",
+                    "name": "İçecekler",
+                    "path": ["İçecekler"],
+                    "parent": None,
+                    "count": 12,
+                    "exclusive": False,
+                },
+                {
+                    "id": "c_ba9876543210",
+                    "name": "Getränke & Genussmittel",
+                    "path": ["İçecekler", "Getränke & Genussmittel"],
+                    "parent": "c_0123456789ab",
+                    "count": 7,
+                    "exclusive": True,
+                },
+            ],
+            "exclusive_max_depth": 2,
+            "exclusive_min_count": 3,
+            "previous": "fedcba9876543210",
+            "reason": "import kategorien.csv — ü",
+            "created_at": SEEN_AT,
+        },
+        {
+            "version": "0",
+            "sequence": 1,
+            "source": "",
+            "nodes": [],
+            "exclusive_max_depth": 1,
+            "exclusive_min_count": 1,
+            "previous": None,
+            "reason": "",
+            "created_at": 0,
+        },
+    ],
 }
 
 

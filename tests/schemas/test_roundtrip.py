@@ -41,13 +41,14 @@ SHIPPED = [
     "Prediction",
     "Product",
     "SimilarityJudgement",
+    "Taxonomy",
 ]
 
 
 # --- loading and fingerprints ---------------------------------------------------------------
 
 
-def test_all_eight_schemas_are_shipped() -> None:
+def test_all_nine_schemas_are_shipped() -> None:
     assert list(schema_names()) == SHIPPED
     assert sorted(RECORDS) == SHIPPED
 

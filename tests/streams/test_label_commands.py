@@ -11,7 +11,10 @@ from prodcat.cli import main
 from prodcat.core.settings import ServingSettings, Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.readback import read_topics
+from prodcat.streams.taxonomy_store import publish_taxonomy
 from prodcat.streams.worker_process import worker_env
+from prodcat.training.dataset import flipkart_tree, load_flipkart
+from prodcat.training.rules import DEMO_RULES
 from tests.conftest import TrainedClassifier
 from tests.streams.kafka_io import flipkart_products, produce
 
@@ -56,7 +59,9 @@ def test_import_rules_and_snapshot(
     assert {d["original_value"] for d in dead} == {b"p-x,c_000000000000", b",nothing"}
     assert {d["stage"] for d in dead} == {"labels"}
 
-    assert main(["labels", "rules"]) == 0
+    # the demo's configuration: the Flipkart tree as the taxonomy, its rules file
+    publish_taxonomy(settings, flipkart_tree(load_flipkart(data_dir)), reason="test")
+    assert main(["labels", "rules", "--file", str(DEMO_RULES)]) == 0
     assert "rule_based" in capsys.readouterr().out
 
     snapshot = tmp_path / "snapshot.jsonl"

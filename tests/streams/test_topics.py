@@ -21,10 +21,13 @@ def test_specs_follow_the_design() -> None:
         "labels",
         "similarity.judgements",
         "feeds.profiles",
+        "taxonomy",
     }
     assert specs["products.raw"].partitions == 6
     assert specs["models.events"].partitions == 1
     assert specs["feeds.profiles"].partitions == 1
+    assert specs["taxonomy"].partitions == 1
+    assert int(specs["taxonomy"].config["max.message.bytes"]) >= 16 * 1024 * 1024
     assert int(specs["products.deadletter"].config["max.message.bytes"]) > int(
         specs["products.raw"].config["max.message.bytes"]
     )
@@ -43,6 +46,7 @@ def test_ensure_topics_creates_then_reports_existing(kafka_bootstrap: str) -> No
         annotation_requests=f"{uid}.ann",
         model_events=f"{uid}.models",
         judgements=f"{uid}.judgements",
+        taxonomy=f"{uid}.taxonomy",
         partitions=3,
     )
     specs = topic_specs(names)

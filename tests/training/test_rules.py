@@ -10,7 +10,7 @@ import pytest
 from prodcat.training.dataset import Example, flipkart_tree, load_flipkart
 from prodcat.training.exceptions import RuleError
 from prodcat.training.rules import (
-    FLIPKART_RULES,
+    DEMO_RULES,
     Rule,
     RuleEngine,
     dump_rules,
@@ -238,7 +238,7 @@ def test_evaluate_rules_hand_example() -> None:
 def test_flipkart_rules_file_is_precise_but_incomplete(data_dir: Path) -> None:
     examples = load_flipkart(data_dir)
     tree = flipkart_tree(examples)
-    rules = load_rules(FLIPKART_RULES, tree)
+    rules = load_rules(DEMO_RULES, tree)
     assert 150 <= len(rules) <= 400
     seeded = seed_rules(tree, nodes=[n.id for n in tree if n.depth <= 3])
     assert rules == seeded  # the committed file is what the seeder writes

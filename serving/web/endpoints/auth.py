@@ -1,4 +1,5 @@
-"""Logging in and out: the login form (CSRF-checked, same-site, throttled per name) and logout."""
+"""Logging in and out: the login form (CSRF-checked, same-site, throttled per client and per name
+by :class:`~prodcat.serving.web.auth.LoginThrottle`) and logout (which revokes the session)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import Form, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from prodcat.serving.request_limits import client_of
 from prodcat.serving.web.auth import cross_site, csrf_ok
 from prodcat.serving.web.context import session_of
 from prodcat.serving.web.dependencies import WEB, own_origin
@@ -31,7 +33,8 @@ def login(
         session_of(request), csrf_token
     ):
         raise HTTPException(403, "the form expired or came from another site; reload it")
-    if not web.throttle.allowed(name):
+    attempt = web.throttle.begin(client_of(request.scope), name)
+    if attempt is None:
         response = web.page(
             request,
             "login.html",
@@ -39,9 +42,14 @@ def login(
             error="Too many failed attempts; wait a minute.",
         )
         response.status_code = 429
+        response.headers["Retry-After"] = "60"
         return response
-    if not web.parts.users.authenticate(name, password):
-        web.throttle.failed(name)
+    ok = False
+    try:
+        ok = web.parts.users.authenticate(name, password)
+    finally:
+        web.throttle.end(attempt, ok=ok)
+    if not ok:
         response = web.page(
             request, "login.html", next=safe_next(next), error="Wrong name or password."
         )
@@ -58,6 +66,7 @@ def logout(
 ) -> Response:
     if not csrf_ok(session_of(request), csrf_token):
         raise HTTPException(403, "missing or wrong CSRF token")
+    web.parts.codec.revoke(session_of(request))  # a copied cookie ends here too
     request.state.session = web.parts.codec.new(None)
     request.state.set_cookie = True
     return RedirectResponse("/login", status_code=303)

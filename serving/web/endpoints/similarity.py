@@ -43,7 +43,7 @@ def similar_to_upload(
     category: Annotated[str | None, Form(pattern=f"^({CATEGORY_ID_PATTERN})?$")] = None,
 ) -> dict[str, Any]:
     k = web.ui.neighbours if k is None else k
-    data = read_upload(image, web.ui.max_upload_bytes)
+    data = read_upload(image, web.ui.max_upload_bytes, web.parts.images.max_pixels)
     return web.parts.similarity.by_image(data, k, category or None)
 
 
