@@ -95,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
     train.add_argument(
-        "--config", type=Path, default=None, help="default: PRODCAT_RETRAIN__CONFIG (cnn.yaml)"
+        "--config",
+        type=Path,
+        default=None,
+        help="default: PRODCAT_RETRAIN__CONFIG (cnn.yaml); with --data: linear.yaml",
     )
     train.add_argument(
         "--level", type=int, default=None, help="default: 3 (--data: its deepest level, at most 3)"
@@ -110,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         type=Path,
         default=None,
-        help="instead: compare these configs (single and multi-objective) + baseline",
+        help="instead: compare these configs (single and multi-objective) + baseline "
+        "(none named: the default config)",
     )
     train.add_argument("--levels", default="3", help="with --compare: levels, comma-separated")
 
@@ -580,12 +584,15 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.training.data_files import default_level
 
     data = _training_data(settings, args)
+    config = args.config or (
+        train_command.DATA_CONFIG if data is not None else settings.retrain.config
+    )
     if args.compare is not None:
         levels = [int(x) for x in args.levels.split(",")]
-        print(train_command.compare(args.compare, settings.data_dir, levels, data=data))
+        configs = args.compare or [config]
+        print(train_command.compare(configs, settings.data_dir, levels, data=data))
         return 0
     level = args.level or (default_level(data) if data is not None else 3)
-    config = args.config or settings.retrain.config
     result, target = train_command.train_and_export(
         config,
         settings.data_dir,

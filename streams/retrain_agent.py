@@ -37,6 +37,7 @@ from prodcat.streams.retrain_trigger import (
 )
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs, Position
+from prodcat.streams.taxonomy_store import configured_taxonomy
 from prodcat.streams.worker_process import worker_env
 from prodcat.training.labels import free_version
 
@@ -74,6 +75,7 @@ class RetrainTrigger(StageHandler):
             dead_letters=dead_letters,
             model_base=settings.serving.model_base,
             name=self.model,
+            taxonomy=lambda: configured_taxonomy(settings),
         )
         self.events = serde_for("ModelEvent", registry, topic=topics.model_events)
         self.runner = runner or _launcher(settings)

@@ -26,11 +26,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from prodcat.core.errors import ProdcatError
 from prodcat.schemas.records import Label
 from prodcat.schemas.serde import AvroSerde
 from prodcat.streams.deadletter import DeadLetters
@@ -43,6 +44,7 @@ from prodcat.training.labels import (
     newest_version,
     validate_label,
 )
+from prodcat.training.taxonomy import CategoryTree
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +123,42 @@ class LabelStage:
 
     Valid labels are consumed without a Kafka output (``topic`` None); tombstones are skipped
     (``tombstone``); undecodable or invalid labels become dead letters with their reason. The
-    vocabulary follows the newest serving classifier (re-read when a new version appears).
+    vocabulary is the configured taxonomy's nodes (``taxonomy()``, when one is configured) plus
+    the newest serving classifier's classes, re-read when a new version appears.
     """
 
     def __init__(
-        self, *, labels: AvroSerde, dead_letters: DeadLetters, model_base: Path, name: str
+        self,
+        *,
+        labels: AvroSerde,
+        dead_letters: DeadLetters,
+        model_base: Path,
+        name: str,
+        taxonomy: Callable[[], CategoryTree | None] | None = None,
     ) -> None:
         self.labels = labels
         self.dead_letters = dead_letters
         self.model_base = model_base
         self.name = name
+        self.taxonomy = taxonomy
         self._vocabulary: Vocabulary | None = None
 
     def vocabulary(self) -> Vocabulary:
         current = self._vocabulary
         if current is None or current.version != newest_version(self.model_base, self.name):
-            current = self._vocabulary = load_vocabulary(self.model_base, self.name)
+            current = self._vocabulary = load_vocabulary(
+                self.model_base, self.name, self._taxonomy()
+            )
         return current
+
+    def _taxonomy(self) -> CategoryTree | None:
+        if self.taxonomy is None:
+            return None
+        try:
+            return self.taxonomy()
+        except ProdcatError as exc:  # validate by the served classes until it can be read
+            logger.warning("the configured taxonomy cannot be read (%s); using the model's", exc)
+            return None
 
     def process(
         self, records: Sequence[Any], now_ms: int

@@ -23,7 +23,7 @@ import pytest
 from prodcat.core.settings import RetrainSettings, ServingSettings, Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.readback import read_topics
-from prodcat.streams.worker_process import scrape_metric, worker_env
+from prodcat.streams.worker_process import worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,7 +48,8 @@ class Shell:
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -76,7 +77,9 @@ class Shell:
         with self._cond:
             while not any(line.startswith(marker) for line in self.lines[start:]):
                 if not self._cond.wait(max(0.0, deadline - time.monotonic())):
-                    pytest.fail(f"timed out after {timeout_s:.0f}s in:\n{block}\n" + self.out(start))
+                    pytest.fail(
+                        f"timed out after {timeout_s:.0f}s in:\n{block}\n" + self.out(start)
+                    )
             out = self.out(start)
         rc = out.rsplit(f"{marker}=", 1)[1].strip()
         text = out.rsplit(marker, 1)[0]
@@ -96,6 +99,7 @@ class Shell:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(10)
         self.proc.stdin.close()
         if self.proc.stdout is not None:
             self.proc.stdout.close()

@@ -74,6 +74,19 @@ class JoinFields(keras.layers.Layer):  # type: ignore[misc]  # keras ships no ty
         return tf.strings.lower(tf.strings.strip(joined))
 
 
+@keras.saving.register_keras_serializable(package="prodcat")
+class KnownTermsL2(keras.layers.Layer):  # type: ignore[misc]  # keras ships no type hints
+    """TF-IDF rows without the out-of-vocabulary column (index 0), L2-normalised.
+
+    As scikit-learn's ``TfidfVectorizer``: unknown terms neither carry weight nor shrink the rest."""
+
+    def call(self, inputs: Any) -> Any:
+        known = inputs[:, 1:]
+        return known * tf.math.rsqrt(
+            tf.maximum(tf.reduce_sum(known * known, axis=1, keepdims=True), 1e-12)
+        )
+
+
 def text_inputs(config: ModelConfig) -> dict[str, Any]:
     inputs = {name: keras.Input(shape=(), dtype="string", name=name) for name in TEXT_FIELDS}
     if config.use_image:
@@ -113,7 +126,12 @@ def build_model(
         regularizer = keras.regularizers.L2(config.l2 / max(len(adapt_texts), 1))
     outputs = {
         EXCLUSIVE: keras.layers.Dense(
-            n_exclusive, activation="softmax", kernel_regularizer=regularizer, name=EXCLUSIVE
+            n_exclusive,
+            activation="softmax",
+            # a linear model starts at zero: features never seen in training keep no weight
+            kernel_initializer="zeros" if config.family == "linear" else "glorot_uniform",
+            kernel_regularizer=regularizer,
+            name=EXCLUSIVE,
         )(trunk)
     }
     if config.multi_objective:
@@ -186,7 +204,7 @@ def _linear_features(config: ModelConfig, text: Any, corpus: Any) -> Any:
         max_tokens=config.max_tokens, ngrams=config.ngrams, output_mode="tf_idf", name="tfidf"
     )
     words.adapt(corpus, batch_size=4096)
-    blocks = [keras.layers.UnitNormalization(name="tfidf_l2")(words(text))]
+    blocks = [KnownTermsL2(name="tfidf_l2")(words(text))]
     if config.char_ngrams:
         chars = keras.layers.TextVectorization(
             max_tokens=config.char_max_tokens,
@@ -196,7 +214,7 @@ def _linear_features(config: ModelConfig, text: Any, corpus: Any) -> Any:
             name="char_tfidf",
         )
         chars.adapt(corpus, batch_size=4096)
-        blocks.append(keras.layers.UnitNormalization(name="char_tfidf_l2")(chars(text)))
+        blocks.append(KnownTermsL2(name="char_tfidf_l2")(chars(text)))
     if len(blocks) == 1:
         return blocks[0]
     return keras.layers.Concatenate(name="tfidf_blocks")(blocks)

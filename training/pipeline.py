@@ -192,14 +192,14 @@ def hold_out(
     held: list[int] = []
     for label in np.unique(data.y_exclusive):
         rows = np.flatnonzero(data.y_exclusive == label)
-        take = int(round(len(rows) * fraction)) if len(rows) >= 2 else 0
+        take = round(len(rows) * fraction) if len(rows) >= 2 else 0
         held.extend(rng.permutation(rows)[: min(take, len(rows) - 1)].tolist())
     if not held:
         return data, None
     mask = np.zeros(len(data), bool)
     mask[held] = True
 
-    def rows(keep: Array) -> TrainingData:
+    def subset(keep: Array) -> TrainingData:
         return TrainingData(
             features={k: v[keep] for k, v in data.features.items()},
             y_exclusive=data.y_exclusive[keep],
@@ -207,7 +207,7 @@ def hold_out(
             has_rule=None if data.has_rule is None else data.has_rule[keep],
         )
 
-    return rows(~mask), rows(mask)
+    return subset(~mask), subset(mask)
 
 
 def _evaluate(

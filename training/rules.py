@@ -452,18 +452,25 @@ def seed_rules(
     for keyword, owner in owners.items():
         if owner in wanted:
             by_owner.setdefault(owner, []).append(keyword)
+    # blocker candidates: the whole-word keywords, tokenised once and indexed by their tokens
+    # (a 5,000-node taxonomy has ~10,000 keywords; comparing every pair takes minutes)
+    phrases = {other: tuple(tokenize(other)) for other in owners if not _wildcard(other)}
+    by_token: dict[str, set[str]] = {}
+    for other, tokens in phrases.items():
+        for token in tokens:
+            by_token.setdefault(token, set()).add(other)
     rules: list[Rule] = []
     for node in tree:
         if node.id not in by_owner:
             continue
         keywords = sorted(by_owner[node.id])
         inside = {node.id} | {n.id for n in tree.descendants(node.id)}
+        candidates = {o for k in keywords for o in by_token.get(k.split()[0] if k else "", ())}
         blockers = sorted(
             other
-            for other, owner in owners.items()
-            if owner not in inside
-            and not _wildcard(other)
-            and any(_contains(tokenize(other), tuple(k.split())) for k in keywords)
+            for other in candidates
+            if owners[other] not in inside
+            and any(_contains(phrases[other], tuple(k.split())) for k in keywords)
             and other not in keywords
         )
         rules.append(Rule(node.id, tuple(keywords), unless=tuple(blockers), path=node.path))

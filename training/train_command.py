@@ -28,6 +28,9 @@ from prodcat.training.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+#: the default config of ``prodcat train --data``: best across the development feeds (docs/models.md)
+DATA_CONFIG = Path(__file__).parent / "configs" / "linear.yaml"
+
 
 @dataclass(frozen=True)
 class RunConfig:

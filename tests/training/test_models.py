@@ -22,6 +22,7 @@ from prodcat.training.models import (
     build_model,
     join_texts,
 )
+from prodcat.training.pipeline import hold_out
 from prodcat.training.trainer import TrainConfig, Trainer, TrainingData, predict
 
 WORDS = {0: "shirt cotton collar", 1: "necklace gold pendant", 2: "sneaker running sole"}
@@ -185,3 +186,63 @@ def test_the_optional_image_embedding_input_is_used(tmp_path: Path) -> None:
     )
     out = predict(model, {**blank, "image_embedding": images})[EXCLUSIVE]
     assert (out.argmax(1) == y).mean() >= 0.9
+
+
+def test_the_linear_family_exports_and_serves_raw_strings(tmp_path: Path) -> None:
+    features, y, _ = _catalogue()
+    config = ModelConfig(
+        family="linear",
+        fields=("title",),
+        max_tokens=300,
+        char_ngrams=(3, 4),
+        char_max_tokens=500,
+        l2=0.01,
+        multi_objective=False,
+    )
+    model = build_model(config, 3, 0, join_texts(features, config))
+    assert model.get_layer(EXCLUSIVE).losses  # the kernel's L2 penalty reaches the trainer
+    Trainer(model, TrainConfig(epochs=10, batch_size=30, learning_rate=0.05)).fit(
+        TrainingData(features, y), progress=False
+    )
+    test_features, test_y, _ = _catalogue(n=30, seed=1)
+    expected = predict(model, test_features)[EXCLUSIVE]
+    assert (expected.argmax(1) == test_y).mean() >= 0.9
+    # an unknown word neither carries weight nor shrinks the known ones (TfidfVectorizer's rows)
+    known = {k: v[:1] for k, v in test_features.items()}
+    unknown = {**known, "title": np.array([f"{known['title'][0]} zzzz"], dtype=object)}
+    words = keras.Model(model.inputs, model.get_layer("tfidf_l2").output)
+    np.testing.assert_allclose(
+        np.asarray(words(dict(known.items()))), np.asarray(words(unknown)), atol=1e-6
+    )
+    ids = ["c_shirts", "c_necklaces", "c_sneakers"]
+    version_dir = export_model(model, base_dir=tmp_path, name="classifier", class_ids=ids, card={})
+    serving = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    served = serving(**{k: tf.constant(v.astype(str)) for k, v in test_features.items()})
+    np.testing.assert_allclose(served["exclusive_probs"].numpy(), expected, atol=1e-5)
+
+
+def test_the_budget_adapts_to_the_data_size() -> None:
+    config = TrainConfig(epochs=5, batch_size=64, min_updates=1500, max_epochs=300)
+    assert config.epochs_for(300) == 300  # 5 batches an epoch
+    assert config.epochs_for(2_000) == 47  # 32 batches: ceil(1500 / 32)
+    assert config.epochs_for(100_000) == 5  # large data: the configured epochs
+    assert TrainConfig(epochs=6).epochs_for(10) == 6  # no min_updates: as before
+
+
+def test_early_stopping_holds_out_training_rows_and_restores_the_best_epoch() -> None:
+    features, y, _ = _catalogue()
+    data, validation = hold_out(TrainingData(features, y), 0.2, seed=0)
+    assert validation is not None and len(data) + len(validation) == len(y)
+    assert set(validation.y_exclusive) == set(y)  # stratified: every class held out
+    model, _ = _model("logreg", multi=False)
+    trainer = Trainer(
+        model,
+        TrainConfig(epochs=40, batch_size=30, learning_rate=0.05, patience=2),
+    )
+    history = trainer.fit(data, progress=False, validation=validation)
+    scores = [h["val_accuracy"] for h in history]
+    assert len(history) < 40  # stopped early
+    best = int(np.argmax(scores))
+    assert len(history) - 1 - best == 2  # patience epochs after the best one
+    out = predict(model, validation.features)[EXCLUSIVE]
+    assert (out.argmax(1) == validation.y_exclusive).mean() == pytest.approx(scores[best])
