@@ -10,6 +10,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+from prodcat.schemas.records import Money, Product
+
 __all__ = ["ID_HEX_LEN", "content_hash", "product_id"]
 
 ID_HEX_LEN: Final = 24
@@ -74,3 +76,54 @@ def content_hash(product: Mapping[str, Any]) -> str:
         _LEVEL_SEP.join(f"{key}{_PAIR_SEP}{attributes[key]}" for key in sorted(attributes)),
     )
     return _digest(_SEP.join(parts))
+
+
+def assemble_product(
+    *,
+    feed: str,
+    source_id: str | None,
+    title: str,
+    brand: str | None,
+    category_path: list[str],
+    description: str | None,
+    gender: str | None,
+    sizes: list[str],
+    price: Money | None,
+    list_price: Money | None,
+    image_urls: list[str],
+    product_url: str | None,
+    retailer: str | None,
+    attributes: dict[str, str],
+    profile_version: int | None,
+    seen_at_ms: int,
+) -> Product:
+    """The ``Product`` record of these fields, with its stable id and content hash."""
+    product: Product = {
+        "product_id": product_id(
+            feed,
+            source_id,
+            title=title,
+            brand=brand,
+            category_path=category_path,
+            product_url=product_url,
+        ),
+        "feed": feed,
+        "source_id": source_id,
+        "title": title,
+        "brand": brand,
+        "category_path": category_path,
+        "description": description,
+        "gender": gender,
+        "sizes": sizes,
+        "price": price,
+        "list_price": list_price,
+        "image_urls": image_urls,
+        "product_url": product_url,
+        "retailer": retailer,
+        "attributes": attributes,
+        "profile_version": profile_version,
+        "content_hash": "",
+        "seen_at": seen_at_ms,
+    }
+    product["content_hash"] = content_hash(product)
+    return product

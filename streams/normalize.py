@@ -9,7 +9,6 @@ whose ``kind`` the agent puts on the dead-letter record.
 
 from __future__ import annotations
 
-import json
 import logging
 from itertools import islice
 from typing import Any, Final
@@ -18,6 +17,7 @@ from prodcat.schemas.records import Product
 from prodcat.streams.attributes import collect_attributes
 from prodcat.streams.categories import compose_path, parse_path
 from prodcat.streams.exceptions import NormalizationError
+from prodcat.streams.feeds.events import MAX_EVENT_BYTES, is_blank, json_type, parse_event
 from prodcat.streams.fields import (
     BRAND,
     CATEGORY,
@@ -38,7 +38,7 @@ from prodcat.streams.fields import (
     norm_key,
 )
 from prodcat.streams.gender import gender_words, resolve_gender
-from prodcat.streams.identity import content_hash, product_id
+from prodcat.streams.identity import assemble_product
 from prodcat.streams.images import find_image_urls
 from prodcat.streams.prices import Money, choose_prices, currency_of, parse_price
 from prodcat.streams.sizes import parse_sizes, sizes_from_options
@@ -48,24 +48,13 @@ __all__ = ["MAX_DESCRIPTION_CHARS", "MAX_EVENT_BYTES", "MAX_TITLE_CHARS", "norma
 
 logger = logging.getLogger(__name__)
 
-MAX_EVENT_BYTES: int = 1_000_000
 MAX_TITLE_CHARS: Final = 1_000
 MAX_DESCRIPTION_CHARS: Final = 100_000
 _MAX_SHORT_TEXT: Final = 256
-_MAX_BLANK_NODES: Final = 10_000
 _MAX_LIST_PARTS: Final = 100
 _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
 _UNWRAP_KEYS: Final = ("value", "text", "content", "name", "displayname", "typename", "title")
-_JSON_TYPES: Final = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
 
 
 def normalize_event(raw: bytes, *, feed: str | None, key: bytes | None, seen_at_ms: int) -> Product:
@@ -92,65 +81,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail[:200]}" if detail else type(exc).__name__
 
 
-def _json_type(value: Any) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _big_int(digits: str) -> int | float:
-    # Integers beyond Python's int/str conversion limit become (infinite) floats.
-    return int(digits) if len(digits) <= 4000 else float(digits)
-
-
-def _parse(raw: bytes) -> dict[str, Any]:
-    if not isinstance(raw, bytes | bytearray | memoryview):
-        raise NormalizationError("invalid", f"expected bytes, got {type(raw).__name__}")
-    if len(raw) > MAX_EVENT_BYTES:
-        raise NormalizationError("too_large", f"{len(raw)} bytes (limit {MAX_EVENT_BYTES})")
-    try:
-        text = bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise NormalizationError("not_utf8", f"invalid UTF-8 at byte {exc.start}") from exc
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
-        raise NormalizationError("empty", "empty payload")
-    try:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            raise
-        except ValueError:
-            data = json.loads(text, parse_int=_big_int)
-    except json.JSONDecodeError as exc:
-        message = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-        raise NormalizationError("not_json", message) from exc
-    except RecursionError as exc:
-        raise NormalizationError("invalid", "JSON nested too deeply") from exc
-    if not isinstance(data, dict):
-        raise NormalizationError("not_object", f"JSON {_json_type(data)} is not an object")
-    return data
-
-
-def _is_blank(value: Any) -> bool:
-    """Whether a value holds no non-blank scalar (bounded: a huge value counts as non-blank)."""
-    stack, nodes = [value], 0
-    while stack:
-        nodes += 1
-        if nodes > _MAX_BLANK_NODES:
-            return False
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            if item.strip():
-                return False
-        elif item is not None:
-            return False
-    return True
-
-
 def _find_title(index: FieldIndex) -> tuple[Entry, str]:
     wrong: Entry | None = None
     for entry in index.candidates(TITLE):
@@ -167,10 +97,10 @@ def _find_title(index: FieldIndex) -> tuple[Entry, str]:
                 return entry, title
         elif value is not None and wrong is None:
             wrong = entry
-    if _is_blank(index.record):
+    if is_blank(index.record):
         raise NormalizationError("empty", "the object has no non-blank field")
     if wrong is not None:
-        message = f"title field {wrong[1][:64]!r} is a JSON {_json_type(wrong[2])}, not a string"
+        message = f"title field {wrong[1][:64]!r} is a JSON {json_type(wrong[2])}, not a string"
         raise NormalizationError("wrong_type", message)
     raise NormalizationError("no_title", "no title or product name field")
 
@@ -283,7 +213,7 @@ def _check_seen_at(seen_at_ms: int) -> None:
 
 def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int) -> Product:
     _check_seen_at(seen_at_ms)
-    record = _parse(raw)
+    record = parse_event(raw)
     index = FieldIndex(record)
     title_entry, title = _find_title(index)
     index.scope = title_entry[0]
@@ -311,32 +241,21 @@ def _normalize(raw: bytes, feed: str | None, key: bytes | None, seen_at_ms: int)
             brand = truncate(clean_text(value, compat=True), _MAX_SHORT_TEXT) or None
     if not groups and category_path:
         groups = gender_words(" ".join(category_path))
-    product: Product = {
-        "product_id": product_id(
-            feed_name,
-            source_id,
-            title=title,
-            brand=brand,
-            category_path=category_path,
-            product_url=product_url,
-        ),
-        "feed": feed_name,
-        "source_id": source_id,
-        "title": title,
-        "brand": brand,
-        "category_path": category_path,
-        "description": description,
-        "gender": resolve_gender(groups),
-        "sizes": sizes,
-        "price": price,
-        "list_price": list_price,
-        "image_urls": image_urls,
-        "product_url": product_url,
-        "retailer": retailer,
-        "attributes": attributes,
-        "profile_version": None,
-        "content_hash": "",
-        "seen_at": seen_at_ms,
-    }
-    product["content_hash"] = content_hash(product)
-    return product
+    return assemble_product(
+        feed=feed_name,
+        source_id=source_id,
+        title=title,
+        brand=brand,
+        category_path=category_path,
+        description=description,
+        gender=resolve_gender(groups),
+        sizes=sizes,
+        price=price,
+        list_price=list_price,
+        image_urls=image_urls,
+        product_url=product_url,
+        retailer=retailer,
+        attributes=attributes,
+        profile_version=None,
+        seen_at_ms=seen_at_ms,
+    )

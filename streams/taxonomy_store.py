@@ -20,12 +20,10 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaException, Producer
-
-from prodcat.core.kafka_config import producer_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.acked import produce_acknowledged
 from prodcat.streams.compacted import read_compacted
 from prodcat.streams.exceptions import StreamsError, TopicError
 from prodcat.streams.topics import TAXONOMY_MAX_MESSAGE_BYTES
@@ -112,30 +110,15 @@ def publish_taxonomy(
         created_at=time.time_ns() // 1_000_000,
     )
     value = _serde(settings).encode(version.to_record())
-    producer = Producer(
-        producer_config(settings.kafka, **{"message.max.bytes": TAXONOMY_MAX_MESSAGE_BYTES})
+    produce_acknowledged(
+        settings.kafka,
+        settings.topics.taxonomy,
+        version.version.encode(),
+        value,
+        what="the taxonomy",
+        timeout_s=timeout_s,
+        **{"message.max.bytes": TAXONOMY_MAX_MESSAGE_BYTES},
     )
-    errors: list[str] = []
-
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    try:
-        producer.produce(
-            settings.topics.taxonomy, key=version.version.encode(), value=value,
-            on_delivery=delivered,
-        )  # fmt: skip
-        remaining = producer.flush(timeout_s)
-    except KafkaException as exc:
-        raise StreamsError(f"cannot publish the taxonomy: {exc}") from exc
-    if remaining or errors:
-        detail = errors[0] if errors else f"not acknowledged within {timeout_s:.0f}s"
-        raise StreamsError(
-            f"cannot publish the taxonomy to {settings.topics.taxonomy} on "
-            f"{settings.kafka.bootstrap_servers}: {detail} (is the broker up? `prodcat dev kafka "
-            "start`, then `prodcat topics create`)"
-        )
     logger.info("taxonomy v%d %s stored (%d nodes)", version.sequence, version.version, len(tree))
     return version, True
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from prodcat.streams.exceptions import NormalizationError
 
-__all__ = ["MAX_EVENT_BYTES", "is_blank", "parse_event"]
+__all__ = ["MAX_EVENT_BYTES", "is_blank", "json_type", "parse_event"]
 
 MAX_EVENT_BYTES: Final = 1_000_000
 _MAX_BLANK_NODES: Final = 10_000
@@ -44,7 +44,9 @@ def _slow_parse(raw: bytes) -> Any:
     except json.JSONDecodeError as exc:
         message = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         raise NormalizationError("not_json", message) from exc
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise NormalizationError("invalid", "JSON nested too deeply") from exc
+    except ValueError as exc:
         raise NormalizationError("invalid", "JSON cannot be read") from exc
 
 
@@ -62,9 +64,24 @@ def parse_event(raw: bytes | bytearray | memoryview) -> dict[str, Any]:
     except (ValueError, TypeError):
         data = _slow_parse(bytes(raw))
     if not isinstance(data, dict):
-        kind = "array" if isinstance(data, list) else type(data).__name__
-        raise NormalizationError("not_object", f"JSON {kind} is not an object")
+        raise NormalizationError("not_object", f"JSON {json_type(data)} is not an object")
     return data
+
+
+_JSON_TYPES: Final = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (``object``, ``array``, ``number``, ...)."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def is_blank(value: Any) -> bool:

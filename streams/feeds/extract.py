@@ -20,7 +20,7 @@ from prodcat.streams.feeds.flatten import Op, decode_text, getter, parse_path, r
 from prodcat.streams.feeds.paths import clean_levels, split_levels
 from prodcat.streams.feeds.profile import FeedProfile, FieldSource
 from prodcat.streams.gender import gender_words, resolve_gender
-from prodcat.streams.identity import content_hash, product_id
+from prodcat.streams.identity import assemble_product
 from prodcat.streams.prices import Money, currency_of, parse_price
 from prodcat.streams.sizes import parse_sizes, sizes_from_options
 from prodcat.streams.text import clean_text, clean_url, scalar_text, truncate
@@ -367,35 +367,24 @@ class Extractor:
         if not groups and category_path:
             groups = gender_words(" ".join(category_path))
         product_url = self._product_url(record)
-        product: Product = {
-            "product_id": product_id(
-                feed_name,
-                source_id,
-                title=title,
-                brand=brand,
-                category_path=category_path,
-                product_url=product_url,
-            ),
-            "feed": feed_name,
-            "source_id": source_id,
-            "title": title,
-            "brand": brand,
-            "category_path": category_path,
-            "description": description,
-            "gender": resolve_gender(groups),
-            "sizes": self._sizes(record),
-            "price": price,
-            "list_price": list_price,
-            "image_urls": self._images(record),
-            "product_url": product_url,
-            "retailer": _short(self.retailer, record),
-            "attributes": self._attributes(record),
-            "profile_version": self.profile.version,
-            "content_hash": "",
-            "seen_at": seen_at_ms,
-        }
-        product["content_hash"] = content_hash(product)
-        return product
+        return assemble_product(
+            feed=feed_name,
+            source_id=source_id,
+            title=title,
+            brand=brand,
+            category_path=category_path,
+            description=description,
+            gender=resolve_gender(groups),
+            sizes=self._sizes(record),
+            price=price,
+            list_price=list_price,
+            image_urls=self._images(record),
+            product_url=product_url,
+            retailer=_short(self.retailer, record),
+            attributes=self._attributes(record),
+            profile_version=self.profile.version,
+            seen_at_ms=seen_at_ms,
+        )
 
 
 _PLANS: dict[tuple[int, int], tuple[FeedProfile, Mapping[int, list[str]] | None, Extractor]] = {}

@@ -12,13 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from confluent_kafka import KafkaException, Producer
-
-from prodcat.core.kafka_config import producer_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.serde import AvroSerde, serde_for
+from prodcat.streams.acked import produce_acknowledged
 from prodcat.streams.compacted import read_compacted
-from prodcat.streams.exceptions import StreamsError
 from prodcat.streams.feeds.profile import FeedProfile
 
 __all__ = [
@@ -65,27 +62,11 @@ def latest_for(profiles: Mapping[str, FeedProfile], feed: str) -> list[FeedProfi
 
 def publish_profile(settings: Settings, profile: FeedProfile, *, timeout_s: float = 30.0) -> None:
     """Write ``profile`` to ``feeds.profiles`` and wait until the broker acknowledges it."""
-    producer = Producer(producer_config(settings.kafka))
-    errors: list[str] = []
-
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(str(err))
-
-    try:
-        producer.produce(
-            settings.topics.profiles,
-            key=profile_key(profile),
-            value=encode_profile(profile_serde(settings), profile),
-            on_delivery=delivered,
-        )
-        remaining = producer.flush(timeout_s)
-    except KafkaException as exc:
-        raise StreamsError(f"cannot publish the profile of {profile.feed}: {exc}") from exc
-    if remaining or errors:
-        detail = errors[0] if errors else f"not acknowledged within {timeout_s:.0f}s"
-        raise StreamsError(
-            f"cannot publish the profile of {profile.feed} to {settings.topics.profiles} on "
-            f"{settings.kafka.bootstrap_servers}: {detail} (is the broker up? `prodcat dev kafka "
-            "start`, then `prodcat topics create`)"
-        )
+    produce_acknowledged(
+        settings.kafka,
+        settings.topics.profiles,
+        profile_key(profile),
+        encode_profile(profile_serde(settings), profile),
+        what=f"the profile of {profile.feed}",
+        timeout_s=timeout_s,
+    )
