@@ -243,7 +243,7 @@ class NormalizeAgent(StageHandler):
         profiles_topic: str,
         profile_serde: AvroSerde,
         google_taxonomy: Mapping[int, list[str]] | None = None,
-        feeds: FeedMetrics | None = None,
+        metrics: StageMetrics | None = None,
         follower: ProfileFollower | None = None,
     ) -> None:
         super().__init__(
@@ -258,10 +258,13 @@ class NormalizeAgent(StageHandler):
         self.profiles_topic = profiles_topic
         self.profile_serde = profile_serde
         self.google_taxonomy = google_taxonomy
-        self.feeds = feeds
+        # Per-feed series, labelled as the stage's other series are (bounded, validated names).
+        self.feeds: FeedMetrics | None = metrics.feeds() if metrics is not None else None
+        self._feed_label: Callable[[str | None], str] = (
+            metrics.feed_label if metrics is not None else _no_label
+        )
         self.follower = follower
         self.held: dict[str, list[_Held]] = {}
-        self._labels: dict[str, str] = {}
         self._series: dict[str, _FeedSeries] = {}
 
     @classmethod
@@ -295,7 +298,7 @@ class NormalizeAgent(StageHandler):
             profiles_topic=settings.topics.profiles,
             profile_serde=profile_serde(settings),
             google_taxonomy=taxonomy,
-            feeds=metrics.feeds() if metrics is not None else None,
+            metrics=metrics,
         )
         agent.follower = ProfileFollower(settings, agent.adopt, serde=agent.profile_serde)
         return agent
@@ -429,16 +432,9 @@ class NormalizeAgent(StageHandler):
 
     # --- metrics ------------------------------------------------------------------------------
 
-    def _label(self, feed: str | None) -> str:
-        name = feed or "unknown"
-        found = self._labels.get(name)
-        if found is None:
-            found = self._labels[name] = _bounded_label(name, len(self._labels))
-        return found
-
     def _seen(self, feed: str | None, product: Mapping[str, Any] | None) -> None:
         assert self.feeds is not None
-        label = self._label(feed)
+        label = self._feed_label(feed)
         series = self._series.get(label)
         if series is None:  # labelled children looked up once per feed, not per record
             series = self._series[label] = _FeedSeries(self.feeds.records.labels(label))
@@ -460,18 +456,21 @@ class NormalizeAgent(StageHandler):
 
     def _count_profile(self, profile: FeedProfile, why: str) -> None:
         if self.feeds is not None:
-            label = self._label(profile.feed)
+            label = self._feed_label(profile.feed)
             self.feeds.profiles.labels(label, why).inc()
             self.feeds.profile_version.labels(label).set(profile.version)
 
     def _gauge_held(self, feed: str) -> None:
         if self.feeds is not None:
-            self.feeds.held.labels(self._label(feed)).set(len(self.held.get(feed, ())))
+            self.feeds.held.labels(self._feed_label(feed)).set(len(self.held.get(feed, ())))
 
 
 #: ``Outgoing.skipped`` of a profile published by the stage: not the answer to an input.
 PROFILE_OUTPUT = "feed_profile"
-_MAX_FEED_LABELS = 200
+
+
+def _no_label(feed: str | None) -> str:
+    return feed or "unknown"
 
 
 def _feed_of(record: Input) -> str:
@@ -479,14 +478,6 @@ def _feed_of(record: Input) -> str:
         if name == FEED_HEADER and value:
             return bytes(value).decode("utf-8", "replace")
     return "unknown"
-
-
-def _bounded_label(feed: str, known: int) -> str:
-    if known >= _MAX_FEED_LABELS:
-        return "other"
-    if len(feed) > 40 or not all(c.isalnum() or c in "_.-" for c in feed):
-        return "invalid"
-    return feed
 
 
 def _coverage(product: Mapping[str, Any]) -> list[tuple[str, bool]]:

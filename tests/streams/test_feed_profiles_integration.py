@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import random
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from prodcat.streams.feeds.profile import FeedProfile
 from prodcat.streams.feeds.publish import publish_file
 from prodcat.streams.feeds.store import read_profiles
 from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.worker_process import scrape_metric
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,15 +91,8 @@ def _profiles(settings: Settings, feed: str, version: int, timeout_s: float = 60
 
 
 def _metric(settings: Settings, name: str, **labels: str) -> float:
-    url = f"http://{settings.worker.metrics_host}:{settings.worker.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(w in line for w in want):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    worker = settings.worker
+    return scrape_metric(worker.metrics_host, worker.metrics_port, name, **labels)
 
 
 def test_a_new_feed_gets_a_profile_and_its_products_carry_the_version(
