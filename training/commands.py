@@ -1,4 +1,4 @@
-"""What the ``prodcat rules`` and ``prodcat baseline`` commands do, as plain functions."""
+"""What the ``prodcat baseline`` command does, as a plain function."""
 
 from __future__ import annotations
 
@@ -7,34 +7,7 @@ from pathlib import Path
 
 from prodcat.training.baseline import tfidf_linearsvc
 from prodcat.training.data_files import LabelledData
-from prodcat.training.dataset import flipkart_tree, load_flipkart, protocol_split
-from prodcat.training.rules import (
-    DEMO_RULES,
-    DEMO_RULES_HEADER,
-    RuleEngine,
-    dump_rules,
-    evaluate_rules,
-    load_rules,
-    seed_rules,
-)
-
-SEED_MAX_DEPTH = 3
-
-
-def seed_flipkart_rules(data_dir: Path, out: Path = DEMO_RULES) -> int:
-    """Seed the legacy rules from the Flipkart tree's category names; returns the rule count."""
-    tree = flipkart_tree(load_flipkart(data_dir))
-    rules = seed_rules(tree, nodes=[n.id for n in tree if n.depth <= SEED_MAX_DEPTH])
-    dump_rules(rules, out, header=DEMO_RULES_HEADER)
-    return len(rules)
-
-
-def evaluate_flipkart_rules(data_dir: Path, rules_path: Path = DEMO_RULES) -> str:
-    """Precision/recall/coverage of the rules against the true (cleaned) Flipkart paths."""
-    examples = load_flipkart(data_dir)
-    tree = flipkart_tree(examples)
-    engine = RuleEngine(load_rules(rules_path, tree), tree)
-    return evaluate_rules(engine, examples, [e.path for e in examples], tree).format()
+from prodcat.training.dataset import load_flipkart, protocol_split
 
 
 def baseline_table(
