@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config, watermarks
 from prodcat.core.settings import KafkaSettings
 from prodcat.streams.exceptions import StreamsError, TopicError
 
@@ -48,7 +48,7 @@ def read_compacted(kafka: KafkaSettings, topic: str, *, timeout_s: float = 120.0
             raise TopicError(f"topic {topic} does not exist on {kafka.bootstrap_servers}")
         ends: dict[int, int] = {}
         for partition in sorted(meta.topics[topic].partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = watermarks(consumer, TopicPartition(topic, partition))
             if high > low:
                 ends[partition] = high
             live.end_offsets[partition] = high

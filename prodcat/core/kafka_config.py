@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ssl
+import time
 from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from prodcat.core.settings import KafkaSettings
 
@@ -67,3 +70,34 @@ def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
     if kafka.sasl_password is not None:
         config["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
     return config
+
+
+# Answers a broker gives for a partition whose leader is not elected or not known to it yet: a topic
+# created a moment ago, or a leader moving. They pass within seconds; anything else is an error.
+_LEADER_SETTLING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError._UNKNOWN_PARTITION,
+    }
+)
+
+
+def watermarks(
+    consumer: Consumer, tp: TopicPartition, *, settle_s: float = 30.0, sleep: float = 0.25
+) -> tuple[int, int]:
+    """The low and high offsets of ``tp``, waiting up to ``settle_s`` for a new partition's leader."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if code not in _LEADER_SETTLING or time.monotonic() > deadline:
+                raise
+        time.sleep(sleep)

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config, watermarks
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde, serde_for
@@ -103,7 +103,7 @@ class TopicFollower:
             partitions = self._partitions(consumer)
             ends = {}
             for tp in partitions:
-                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                _low, high = watermarks(consumer, tp)
                 ends[(tp.topic, tp.partition)] = high
             consumer.assign(partitions)
             # A restart after an error reads everything again into a view that already holds
