@@ -215,11 +215,15 @@ def build_stage(settings: Settings) -> NormalizeStage:
 
 @dataclass(slots=True)
 class _FeedSeries:
-    """One feed's labelled metric children (``labels()`` costs ~1 µs a call)."""
+    """One feed's labelled metric children (``labels()`` costs ~1 µs a call) and what the current
+    batch added to them (applied once per batch: a child's ``inc`` takes a lock)."""
 
     records: Any
     fields: dict[str, Any] = field(default_factory=dict)
     version: Any = None
+    seen: int = 0
+    filled: dict[str, int] = field(default_factory=dict)
+    latest_version: int | None = None
 
 
 @dataclass
@@ -336,6 +340,8 @@ class NormalizeAgent(StageHandler):
         now_ms = time.time_ns() // 1_000_000
         outgoing: list[Outgoing] = []
         held: list[Position] = []
+        # A feed's profiles change only between batches (settled below, or adopted).
+        book_profiles: dict[str, list[FeedProfile]] = {}
         for record in batch:
             feed = _feed_of(record)
             try:
@@ -343,7 +349,9 @@ class NormalizeAgent(StageHandler):
             except NormalizationError:
                 outgoing.append(self._answer(record, now_ms, None, None))  # its dead letter
                 continue
-            profiles = self.book.profiles(feed)
+            profiles = book_profiles.get(feed)
+            if profiles is None:
+                profiles = book_profiles[feed] = self.book.profiles(feed)
             profile = choose_profile(parsed, profiles) if profiles else None
             if profile is None or not fits(parsed, profile):
                 self.book.hold(feed, parsed)
@@ -353,10 +361,12 @@ class NormalizeAgent(StageHandler):
             self.book.fitted(feed, parsed)
             outgoing.append(self._answer(record, now_ms, profile, parsed))
         outgoing.extend(self._settle_feeds(now_ms))
+        self._flush_metrics()
         return Outputs.of(outgoing, held=held)
 
     def on_tick(self, now: float) -> Outputs | None:
         outgoing = self._settle_feeds(time.time_ns() // 1_000_000)
+        self._flush_metrics()
         return Outputs.of(outgoing) if outgoing else None
 
     def _settle_feeds(self, now_ms: int) -> list[Outgoing]:
@@ -438,21 +448,35 @@ class NormalizeAgent(StageHandler):
         series = self._series.get(label)
         if series is None:  # labelled children looked up once per feed, not per record
             series = self._series[label] = _FeedSeries(self.feeds.records.labels(label))
-        series.records.inc()
+        series.seen += 1
         if product is None:
             return
-        fields = series.fields
-        for name, filled in _coverage(product):
-            if filled:
-                child = fields.get(name)
-                if child is None:  # made when first filled, as before
-                    child = fields[name] = self.feeds.fields.labels(label, name)
-                child.inc()
+        filled = series.filled
+        for name in _filled(product):
+            filled[name] = filled.get(name, 0) + 1
         version = product.get("profile_version")
         if version is not None:
-            if series.version is None:
-                series.version = self.feeds.profile_version.labels(label)
-            series.version.set(version)
+            series.latest_version = version
+
+    def _flush_metrics(self) -> None:
+        """Apply what this batch counted to the per-feed series."""
+        if self.feeds is None:
+            return
+        for label, series in self._series.items():
+            if series.seen:
+                series.records.inc(series.seen)
+                series.seen = 0
+            for name, count in series.filled.items():
+                child = series.fields.get(name)
+                if child is None:  # made when first filled, as before
+                    child = series.fields[name] = self.feeds.fields.labels(label, name)
+                child.inc(count)
+            series.filled.clear()
+            if series.latest_version is not None:
+                if series.version is None:
+                    series.version = self.feeds.profile_version.labels(label)
+                series.version.set(series.latest_version)
+                series.latest_version = None
 
     def _count_profile(self, profile: FeedProfile, why: str) -> None:
         if self.feeds is not None:
@@ -480,15 +504,25 @@ def _feed_of(record: Input) -> str:
     return "unknown"
 
 
-def _coverage(product: Mapping[str, Any]) -> list[tuple[str, bool]]:
+# (metric field name, Product field, filled when merely present rather than non-empty)
+_COVERAGE: tuple[tuple[str, str, bool], ...] = (
+    ("title", "title", False),
+    ("brand", "brand", False),
+    ("category", "category_path", False),
+    ("price", "price", True),
+    ("description", "description", False),
+    ("image", "image_urls", False),
+    ("url", "product_url", False),
+)
+
+
+def _filled(product: Mapping[str, Any]) -> list[str]:
+    """The coverage fields ``product`` fills."""
+    get = product.get
     return [
-        ("title", bool(product.get("title"))),
-        ("brand", bool(product.get("brand"))),
-        ("category", bool(product.get("category_path"))),
-        ("price", product.get("price") is not None),
-        ("description", bool(product.get("description"))),
-        ("image", bool(product.get("image_urls"))),
-        ("url", bool(product.get("product_url"))),
+        name
+        for name, key, present in _COVERAGE
+        if (get(key) is not None if present else bool(get(key)))
     ]
 
 

@@ -120,10 +120,10 @@ class ProfileBook:
         self._remember(state, record, fits=True)
 
     def _remember(self, state: FeedState, record: Record, *, fits: bool) -> None:
-        state.recent.append((record, fits))
-        limit = self.settings.sample_size * _RECENT_FACTOR
-        while len(state.recent) > limit:
-            state.recent.popleft()
+        recent = state.recent
+        if recent.maxlen is None:  # bounded once, then the deque drops the oldest itself
+            recent = state.recent = deque(recent, maxlen=self.settings.sample_size * _RECENT_FACTOR)
+        recent.append((record, fits))
 
     def due(self, feed: str) -> str | None:
         """What ``feed`` needs now: ``"infer"``, ``"reprofile"``, ``"release"`` (give up waiting:

@@ -21,11 +21,12 @@ _MIN_KEY_SHARE: Final = 0.6
 
 def misfit(record: Mapping[str, Any], profile: FeedProfile) -> str | None:
     """Why ``record`` does not fit ``profile`` (``"keys"``, ``"title"``), or None when it fits."""
-    if profile.keys:
-        present = sum(1 for key in profile.keys if key in record)
-        if present < _MIN_KEY_SHARE * len(profile.keys):
-            return "keys"
     extractor = compile_profile(profile)
+    keys = extractor.keys
+    if keys:
+        present = len(keys.intersection(record))  # a mapping iterates its keys
+        if present < _MIN_KEY_SHARE * len(keys):
+            return "keys"
     for get in extractor.title:
         value = get(record)
         if isinstance(value, str) and value.strip():

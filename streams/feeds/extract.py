@@ -86,6 +86,7 @@ class Extractor:
             source = fields.get(role)
             return tuple(_root_getter(p, every=every) for p in source.sources) if source else ()
 
+        self.keys = frozenset(profile.keys)  # the fit check counts them with one intersection
         self.title = getters("title")
         self.source_id = getters("source_id")
         self.brand = getters("brand")
