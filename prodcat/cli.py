@@ -464,7 +464,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.core.metrics import MilvusMetrics, ModelMetrics
     from prodcat.serving.api import create_api
     from prodcat.serving.backends import create_backend
+    from prodcat.serving.subtrees import SubtreeIds
     from prodcat.serving.vector_store import VectorStore
+    from prodcat.streams.taxonomy_store import configured_taxonomy
 
     api = settings.api
     registry = CollectorRegistry()
@@ -474,7 +476,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     try:
         app = create_api(
-            api, store=store, embedder=embedder, registry=registry, images=settings.images
+            api,
+            store=store,
+            embedder=embedder,
+            registry=registry,
+            images=settings.images,
+            subtrees=SubtreeIds(lambda: configured_taxonomy(settings)),
         )
         uvicorn.run(app, host=args.host or api.host, port=args.port or api.port, log_level="info")
     finally:

@@ -1,12 +1,14 @@
 """The similarity HTTP API: visually similar products by product id or by an uploaded image.
 
-    GET  /v1/similar/{product_id}?k=10&category=c_…&exclude_self=false
-    POST /v1/similar?k=10&category=c_…           (multipart form, field ``image``)
+    GET  /v1/similar/{product_id}?k=10&category=ID&exclude_self=false
+    POST /v1/similar?k=10&category=ID             (multipart form, field ``image``)
     GET  /healthz                                  (vectors stored, model version)
     GET  /metrics                                  (Prometheus)
 
-``category`` restricts the search to a category subtree at any level (the id of any prefix of a
-category path, as in predictions: ``prodcat.training.taxonomy.path_id``); without it the search is global.
+``category`` restricts the search to a category subtree at any level: the id of any prefix of a
+category path (``c_…``, as in predictions: :func:`prodcat.core.ids.path_id`), or the id of a node
+of the configured taxonomy (:class:`~prodcat.serving.subtrees.SubtreeIds`); an id that is neither
+is a 404. Without it the search is global.
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so the blocking Milvus and model
 calls do not stall the event loop.
 
@@ -38,7 +40,6 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 
-from prodcat.core.ids import CATEGORY_ID_PATTERN
 from prodcat.core.settings import ApiSettings, ImageSettings
 from prodcat.serving.backends import ModelBackend
 from prodcat.serving.exceptions import ModelInputError, TransientError
@@ -50,13 +51,18 @@ from prodcat.serving.request_limits import (
     RequestGuard,
     TokenBuckets,
 )
+from prodcat.serving.subtrees import SUBTREE_ID_PATTERN, SubtreeIds
 from prodcat.serving.vector_store import Hit, VectorStore
 
 logger = logging.getLogger(__name__)
 
 K = Annotated[int, Query(ge=1, le=100, description="neighbours to return")]
 CATEGORY = Annotated[
-    str | None, Query(pattern=f"^{CATEGORY_ID_PATTERN}$", description="restrict to this subtree")
+    str | None,
+    Query(
+        pattern=f"^{SUBTREE_ID_PATTERN}$",
+        description="restrict to this subtree: a c_… path id or a node id of the taxonomy",
+    ),
 ]
 
 
@@ -174,12 +180,27 @@ def create_api(
     embedder: ModelBackend,
     registry: CollectorRegistry | None = None,
     images: ImageSettings | None = None,
+    subtrees: SubtreeIds | None = None,
 ) -> FastAPI:
     """The FastAPI app over ``store`` (vectors) and ``embedder`` (for uploaded images).
 
     Without ``settings.key`` it is open to anyone who can reach it: keep it behind the UI's
     login or an authenticating ingress (see the module doc)."""
     metrics = ApiMetrics(registry or CollectorRegistry())
+    subtree_ids = subtrees or SubtreeIds()
+
+    def subtree(category: str | None) -> str | None:
+        if category is None:
+            return None
+        resolved = subtree_ids.resolve(category)
+        if resolved is None:
+            raise HTTPException(
+                404,
+                f"unknown category {category!r}: use a c_… path id or a node id of the "
+                "configured taxonomy (`prodcat taxonomy show`)",
+            )
+        return resolved
+
     max_pixels = (images or ImageSettings()).max_pixels
     app = FastAPI(title="prodcat similarity API", version="1")
     upload_limit = settings.max_upload_bytes + FORM_OVERHEAD_BYTES
@@ -224,7 +245,7 @@ def create_api(
     def similar_to_product(
         product_id: str, k: K = 10, category: CATEGORY = None, exclude_self: bool = False
     ) -> SimilarOut:
-        hits = neighbours_of_product(store, product_id, k, category, exclude_self)
+        hits = neighbours_of_product(store, product_id, k, subtree(category), exclude_self)
         return SimilarOut(
             query=product_id, k=k, category=category, model_version=None, hits=_hits(hits)
         )
@@ -236,7 +257,7 @@ def create_api(
         category: CATEGORY = None,
     ) -> SimilarOut:
         data = read_upload(image, settings.max_upload_bytes, max_pixels)
-        hits, version = neighbours_of_image(embedder, store, data, k, category)
+        hits, version = neighbours_of_image(embedder, store, data, k, subtree(category))
         return SimilarOut(
             query=image.filename or "upload",
             k=k,

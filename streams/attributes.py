@@ -4,8 +4,9 @@ Sources, in order, until :data:`MAX_ATTRIBUTES` entries: the unused scalar field
 object, those of the root object when the feed wraps the product, then the entries of the
 product's specification containers (objects or ``[{"key": ..., "value": ...}]`` lists under keys
 naming attributes, specs, features or properties, also when given as a JSON or Ruby-hash string
-such as Flipkart's ``product_specifications``). Keys longer than :data:`MAX_KEY_LEN` and values
-longer than :data:`MAX_VALUE_LEN` (after cleaning) are skipped, not cut.
+such as a CSV column of ``{"key"=>"Fabric", "value"=>"Cotton"}`` pairs). Keys longer than
+:data:`MAX_KEY_LEN` and values longer than :data:`MAX_VALUE_LEN` (after cleaning) are skipped,
+not cut.
 """
 
 from __future__ import annotations

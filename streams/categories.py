@@ -3,7 +3,7 @@
 A delimited string is split on the strongest delimiter present, in the order ``>>``, ``>``,
 the arrows U+203A, U+00BB and U+2192, ``|``, ``//``, ``/``. A slash is ambiguous ("T-Shirts/Tops"
 is one level): when a string holds a spaced slash (``" / "``) only spaced slashes split it. A
-list whose items hold delimiters is a list of paths and the first one is taken (Flipkart's
+list whose items hold delimiters is a list of paths and the first one is taken (e.g.
 ``["Clothing >> Women's Clothing >> ..."]``); otherwise its items are the levels. Levels are
 cleaned like titles; empty levels are dropped and a path holds at most :data:`MAX_DEPTH` levels.
 """

@@ -3,8 +3,8 @@
 The whole record is walked breadth first (bounded in depth and in nodes). A string counts when
 it is an ``http(s)://`` or ``file://`` URL and either ends in an image extension or sits under a
 key that names an image (``image``, ``img``, ``picture``, ``photo``, ``thumbnail``), directly or
-further up. Strings holding a JSON-ish list of URLs (Flipkart's ``image`` column) are opened.
-URLs under a key that itself names an image come first (Myntra's ``styleImages.*.imageURL``),
+further up. Strings holding a JSON-ish list of URLs (a CSV column of several images) are opened.
+URLs under a key that itself names an image come first (e.g. ``styleImages.*.imageURL``),
 then the others (resolution variants, size charts); duplicates are dropped, order is kept.
 """
 

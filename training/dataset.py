@@ -22,8 +22,10 @@ model inputs are :data:`MODEL_INPUT_FIELDS` (title, brand, description).
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from prodcat.training.exceptions import DatasetError
-from prodcat.training.taxonomy import CategoryTree, clean_path, parse_flipkart_tree
+from prodcat.training.taxonomy import CategoryTree, clean_path
 
 __all__ = [
     "FLIPKART_FILE",
@@ -42,6 +44,7 @@ __all__ = [
     "flipkart_tree",
     "load_flipkart",
     "model_inputs",
+    "parse_flipkart_tree",
     "protocol_label",
     "protocol_split",
     "protocol_summary",
@@ -65,6 +68,29 @@ class Example:
     raw_path: tuple[str, ...]
     path: tuple[str, ...]
     description: str | None = None
+
+
+_WHITESPACE: Final = re.compile(r"\s+")
+
+
+def parse_flipkart_tree(text: str) -> list[str]:
+    """Levels of Flipkart's ``product_category_tree`` (``'["A >> B >> C"]'``), whitespace collapsed.
+
+    The first path of the list is taken; a plain ``"A >> B"`` string is accepted too. Levels keep a
+    trailing ``...`` (it tells :func:`clean_path` that the level is a truncated product name).
+    """
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, list):
+            text = next((item for item in decoded if isinstance(item, str)), "")
+        else:
+            text = text.strip("[]\"' ")
+    levels = (_WHITESPACE.sub(" ", part).strip() for part in text.split(">>"))
+    return [level for level in levels if level]
 
 
 def model_inputs(example: Example) -> dict[str, str]:

@@ -46,7 +46,6 @@ __all__ = [
     "clean_path",
     "display_name",
     "normalize_name",
-    "parse_flipkart_tree",
     "path_id",
 ]
 
@@ -55,26 +54,6 @@ _WHITESPACE: Final = re.compile(r"\s+")
 _ELLIPSIS: Final = re.compile(r"\s*(?:\.{2,}|…)+\s*$")
 _GOOGLE_LINE: Final = re.compile(r"^\s*(\d+)\s+-\s+(.+?)\s*$")
 _GOOGLE_SEP: Final = re.compile(r"\s+>\s+")
-
-
-def parse_flipkart_tree(text: str) -> list[str]:
-    """Levels of Flipkart's ``product_category_tree`` (``'["A >> B >> C"]'``), whitespace collapsed.
-
-    The first path of the list is taken; a plain ``"A >> B"`` string is accepted too. Levels keep a
-    trailing ``...`` (it tells :func:`clean_path` that the level is a truncated product name).
-    """
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            decoded = json.loads(text)
-        except ValueError:
-            decoded = None
-        if isinstance(decoded, list):
-            text = next((item for item in decoded if isinstance(item, str)), "")
-        else:
-            text = text.strip("[]\"' ")
-    levels = (_WHITESPACE.sub(" ", part).strip() for part in text.split(">>"))
-    return [level for level in levels if level]
 
 
 def _is_truncated(level: str) -> bool:

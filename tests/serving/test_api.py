@@ -14,7 +14,9 @@ from prodcat.core.ids import path_id
 from prodcat.core.settings import ApiSettings, MilvusSettings
 from prodcat.serving.api import create_api
 from prodcat.serving.backends import InProcessBackend
+from prodcat.serving.subtrees import SubtreeIds
 from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.training.taxonomy import CategoryTree
 
 pytestmark = [pytest.mark.integration]
 
@@ -24,6 +26,19 @@ def catalogue(data_dir: Path) -> list[dict[str, str]]:
     with (data_dir / "myntra" / "labels.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return rows[::40]  # ~66 products over many article types
+
+
+def _path(row: dict[str, str]) -> list[str]:
+    return [row["masterCategory"], row["subCategory"], row["articleType"]]
+
+
+def _numbered_taxonomy(catalogue: list[dict[str, str]], folder: Path) -> CategoryTree:
+    """The catalogue's paths as a Google-format taxonomy file with numeric ids (100, 101, ...)."""
+    prefixes = sorted({tuple(_path(r)[:depth]) for r in catalogue for depth in (1, 2, 3)})
+    prefixes.sort(key=len)
+    lines = [f"{100 + i} - {' > '.join(prefix)}" for i, prefix in enumerate(prefixes)]
+    (folder / "taxonomy.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return CategoryTree.from_google_taxonomy(folder / "taxonomy.txt")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +64,12 @@ def client(
         )
         for i, row in enumerate(catalogue)
     )
-    app = create_api(ApiSettings(max_upload_bytes=64 * 1024), store=store, embedder=embedder)
+    app = create_api(
+        ApiSettings(max_upload_bytes=64 * 1024),
+        store=store,
+        embedder=embedder,
+        subtrees=SubtreeIds(lambda: _numbered_taxonomy(catalogue, tmp_path_factory.mktemp("tx"))),
+    )
     with TestClient(app) as test_client:
         yield test_client
     store.close()
@@ -97,6 +117,24 @@ def test_a_search_restricted_to_a_subtree_stays_in_it(
     assert all(h["category_path"][:level] == path for h in body["hits"])
 
 
+def test_a_subtree_named_by_its_taxonomy_node_id(
+    client: TestClient, catalogue: list[dict[str, str]], tmp_path: Path
+) -> None:
+    tree = _numbered_taxonomy(catalogue, tmp_path)
+    row = catalogue[5]
+    node = next(n for n in tree.nodes_at_depth(2) if list(n.path) == _path(row)[:2])
+    assert not node.id.startswith("c_")
+    members = {f"m{r['id']}" for r in catalogue if _path(r)[:2] == _path(row)[:2]}
+    outsider = next(r for r in catalogue if _path(r)[:2] != _path(row)[:2])
+    by_node = client.get(f"/v1/similar/m{outsider['id']}", params={"k": 50, "category": node.id})
+    assert by_node.status_code == 200, by_node.text
+    assert {h["product_id"] for h in by_node.json()["hits"]} == members
+    by_path = client.get(
+        f"/v1/similar/m{outsider['id']}", params={"k": 50, "category": path_id(node.path)}
+    )
+    assert by_path.json()["hits"] == by_node.json()["hits"]
+
+
 def test_upload_an_image(
     client: TestClient, data_dir: Path, catalogue: list[dict[str, str]]
 ) -> None:
@@ -114,7 +152,9 @@ def test_upload_an_image(
 
 def test_bad_requests(client: TestClient) -> None:
     assert client.get("/v1/similar/nope").status_code == 404
-    assert client.get("/v1/similar/m1", params={"category": "Apparel"}).status_code == 422
+    unknown = client.get("/v1/similar/m1", params={"category": "Apparel"})
+    assert unknown.status_code == 404 and "prodcat taxonomy show" in unknown.json()["detail"]
+    assert client.get("/v1/similar/m1", params={"category": "a b"}).status_code == 422
     assert client.get("/v1/similar/m1", params={"k": 0}).status_code == 422
     html = client.post("/v1/similar", files={"image": ("x.jpg", b"<html></html>", "image/jpeg")})
     assert html.status_code == 415

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from prodcat.training.dataset import Example, flipkart_tree
+from prodcat.training.dataset import Example, flipkart_tree, parse_flipkart_tree
 from prodcat.training.exceptions import TaxonomyError
 from prodcat.training.taxonomy import (
     CategoryTree,
     clean_path,
     normalize_name,
-    parse_flipkart_tree,
     path_id,
 )
 
