@@ -140,6 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--round-size", type=int, default=None)
     experiment.add_argument("--max-labels", type=int, default=None)
     experiment.add_argument(
+        "--learner", choices=["ffn", "linear", "linear_ts"], default=None,
+        help="ffn (default; rule objective optional), linear (LinearSVC on word+char TF-IDF), "
+        "linear_ts (linear teacher labels the pool for a linear student)",
+    )  # fmt: skip
+    experiment.add_argument(
         "--random-points", default=None, help="random curve's points past --max-labels"
     )
     experiment.add_argument(
@@ -570,6 +575,7 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         max_labels=args.max_labels,
         random_points=args.random_points,
         level=args.level,
+        learner=args.learner,
     )
     data = _training_data(settings, args)
     print(al_commands.run_active_learning(settings.data_dir, args.out, config,

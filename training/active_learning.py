@@ -13,6 +13,13 @@ predicted top-5 distributions (total variation below ``output_radius``). Every s
 runs with and without the rule-based objective (free labels from the legacy keyword rules on every
 pool product) and for several seeds; the random curve runs on to ``random_max_labels`` so we can say
 how many random labels reach the accuracy of the best strategy.
+
+The learner (``learner_kind``): ``ffn`` (prodcat's feed-forward family on word TF-IDF, with the
+optional rule-based head, :class:`~prodcat.training.al_learner.FFNLearner`), ``linear`` (LinearSVC on
+word 1-2-gram ⊕ char 2-5-gram TF-IDF) or ``linear_ts`` (the same as a teacher that labels the rest of
+the pool for a student LinearSVC; the teacher still picks the labels), see
+:class:`~prodcat.training.al_learner.LinearLearner`. Near duplicates are always judged on word
+TF-IDF, so ``diversity_radius`` means the same for every learner.
 """
 
 from __future__ import annotations
@@ -20,15 +27,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from prodcat.training import acquisition
-from prodcat.training.al_learner import FFNLearner, LearnerConfig, TextFeatures
+from prodcat.training.al_learner import (
+    FFNLearner,
+    LearnerConfig,
+    LinearLearner,
+    TextFeatures,
+    WordCharFeatures,
+)
 from prodcat.training.dataset import Example, flipkart_tree, load_flipkart, protocol_split
 from prodcat.training.pipeline import RuleLabels
 from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
@@ -37,6 +50,8 @@ from prodcat.training.taxonomy import CategoryTree
 logger = logging.getLogger(__name__)
 
 Array = np.ndarray[Any, Any]
+
+LEARNERS = ("ffn", "linear", "linear_ts")
 
 STRATEGIES = (
     "random",
@@ -68,8 +83,13 @@ class ExperimentConfig:
     diversity_radius: float = 0.3
     output_radius: float = 0.1
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    learner_kind: str = "ffn"
+    #: the pool's name in the curves (``flipkart``, or the ``--data`` file's stem)
+    dataset: str = "flipkart"
 
     def __post_init__(self) -> None:
+        if self.learner_kind not in LEARNERS:
+            raise ValueError(f"unknown learner {self.learner_kind!r}; known: {list(LEARNERS)}")
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown:
             raise ValueError(f"unknown strategies {unknown}; known: {list(STRATEGIES)}")
@@ -85,13 +105,24 @@ class Point:
     labels: int
     accuracy: float
     seconds: float
+    learner: str = "ffn"
+    dataset: str = "flipkart"
+
+
+class Fitted(Protocol):
+    def predict_proba(self, features: Any) -> Array: ...
+    def selection_proba(self, features: Any) -> Array: ...
+
+
+class Learner(Protocol):
+    def fit(self, labelled: Array, labels: Array, *, rules: bool, seed: int) -> Fitted: ...
 
 
 @dataclass
 class Pool:
     """The protocol split turned into fixed features, labels and (optionally) free rule labels."""
 
-    features: TextFeatures
+    features: TextFeatures | WordCharFeatures
     test: Any
     y_pool: Array
     y_test: Array
@@ -109,9 +140,11 @@ class Pool:
         neighbours: int = 30,
         tree: CategoryTree | None = None,
         rules_file: Path | None = DEMO_RULES,
+        word_char: bool = False,
     ) -> Pool:
         """``tree`` (default: the examples' own) must hold every category the rules name;
-        ``rules_file=None``: no free rule labels (data without rules, ``--data``)."""
+        ``rules_file=None``: no free rule labels (data without rules, ``--data``); ``word_char``:
+        the linear learner's features (neighbours are found on word TF-IDF either way)."""
         split = protocol_split(examples, level)
         if rules_file is not None:
             tree = tree or flipkart_tree(examples)
@@ -119,10 +152,13 @@ class Pool:
             rule_targets = RuleLabels.build(engine, tree, split.train).targets
         else:
             rule_targets = np.zeros((len(split.train), 0), dtype="float32")
-        features = TextFeatures([_text(e) for e in split.train])
-        k = min(neighbours + 1, features.pool.shape[0])
-        index = NearestNeighbors(n_neighbors=k, metric="cosine").fit(features.pool)
-        distances, ids = index.kneighbors(features.pool)
+        words = TextFeatures([_text(e) for e in split.train])
+        k = min(neighbours + 1, words.pool.shape[0])
+        index = NearestNeighbors(n_neighbors=k, metric="cosine").fit(words.pool)
+        distances, ids = index.kneighbors(words.pool)
+        features: TextFeatures | WordCharFeatures = (
+            WordCharFeatures([_text(e) for e in split.train]) if word_char else words
+        )
         return cls(
             features=features,
             test=features.transform([_text(e) for e in split.test]),
@@ -206,7 +242,7 @@ def _scores(
 
 def simulate(
     pool: Pool,
-    learner: FFNLearner,
+    learner: Learner,
     strategy: str,
     *,
     rules: bool,
@@ -241,6 +277,8 @@ def simulate(
             labels=len(labelled),
             accuracy=float((fitted.predict_proba(pool.test).argmax(1) == pool.y_test).mean()),
             seconds=time.perf_counter() - started,
+            learner=config.learner_kind,
+            dataset=config.dataset,
         )
         points.append(point)
         if selections is not None:
@@ -249,7 +287,7 @@ def simulate(
             on_point(point)
         if strategy == "random" or position + 1 == len(sizes):
             continue
-        probs = fitted.predict_proba(pool.features.pool)
+        probs = fitted.selection_proba(pool.features.pool)
         history.append(probs)
         k = sizes[position + 1] - len(labelled)
         scores = _scores(strategy, probs, history, pool, config)
@@ -285,7 +323,10 @@ def run_experiment(
         if data_dir is None:
             raise ValueError("need data_dir or examples")
         examples = load_flipkart(data_dir)
-    pool = Pool.build(examples, config.level, rules_file=rules_file)
+    linear = config.learner_kind != "ffn"
+    if linear:
+        config = replace(config, rules=(False,))  # the linear learners have no rule objective
+    pool = Pool.build(examples, config.level, rules_file=rules_file, word_char=linear)
     logger.info(
         "active learning: pool %d, test %d, %d classes, rule labels on %.1f%% of the pool",
         len(pool.y_pool),
@@ -293,9 +334,19 @@ def run_experiment(
         len(pool.classes),
         100 * float(pool.rule_targets.any(axis=1).mean()),
     )
-    learner = FFNLearner(pool.features.pool, len(pool.classes), pool.rule_targets, config.learner)
+    learner: Learner
+    if linear:
+        learner = LinearLearner(
+            pool.features.pool,
+            len(pool.classes),
+            teacher_student=config.learner_kind == "linear_ts",
+        )
+    else:
+        learner = FFNLearner(
+            pool.features.pool, len(pool.classes), pool.rule_targets, config.learner
+        )
     points: list[Point] = list(done)
-    finished = {(p.strategy, p.rules, p.seed) for p in done}
+    finished = {(p.strategy, p.rules, p.seed) for p in done if p.learner == config.learner_kind}
     for seed in config.seeds:
         for rules in config.rules:
             for strategy in config.strategies:

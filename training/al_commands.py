@@ -27,6 +27,7 @@ def experiment_config(
     max_labels: int | None = None,
     random_points: str | None = None,
     level: int | None = None,
+    learner: str | None = None,
 ) -> ExperimentConfig:
     config = ExperimentConfig()
     changes: dict[str, object] = {}
@@ -40,6 +41,7 @@ def experiment_config(
         ("round_size", round_size),
         ("max_labels", max_labels),
         ("level", level),
+        ("learner_kind", learner),
     ):
         if value is not None:
             changes[name] = value
@@ -58,15 +60,21 @@ def run_active_learning(
 ) -> str:
     """Run the experiment, streaming points into ``out/curves.csv``; then the PNG and summary.
 
-    ``resume`` keeps the complete curves of an interrupted run in ``out/curves.csv``. With
-    ``data`` (``--data``) the pool is that file's protocol split and, as there are no rules for
-    it, only the curves without the rule-based objective run."""
+    ``out/curves.csv`` collects experiments: the curves of other learners and datasets in it are
+    kept, this run's own (same learner and dataset) are replaced; ``resume`` keeps those of them
+    that are complete (an interrupted run). With ``data`` (``--data``) the pool is that file's
+    protocol split and, as there are no rules for it, only the curves without the rule-based
+    objective run."""
     if data is not None:
-        config = replace(config, rules=(False,))
+        config = replace(config, rules=(False,), dataset=Path(data.source).stem)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "curves.csv"
-    done = _complete_curves(read_csv(csv_path), config) if resume and csv_path.is_file() else []
-    write_csv(done, csv_path)
+    existing = read_csv(csv_path) if csv_path.is_file() else []
+    this = (config.dataset, config.learner_kind)
+    others = [p for p in existing if (p.dataset, p.learner) != this]
+    mine = [p for p in existing if (p.dataset, p.learner) == this]
+    done = _complete_curves(mine, config) if resume else []
+    write_csv(others + done, csv_path)
 
     def record(point: Point) -> None:
         append_csv(point, csv_path)
@@ -81,7 +89,7 @@ def run_active_learning(
         points = run_experiment(
             config, examples=data.examples, on_point=record, done=done, rules_file=None
         )
-    write_csv(points, csv_path)
+    write_csv(others + points, csv_path)
     title = f"{Path(data.source).name if data else 'Flipkart'} L{config.level}"
     return report(out, config, title=title)
 

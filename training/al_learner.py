@@ -61,6 +61,10 @@ class LearnerConfig:
 class FittedLearner:
     """Exclusive-class probabilities of a fitted learner."""
 
+    def selection_proba(self, features: sp.spmatrix) -> Array:
+        """The probabilities that choose the next labels: this model's own."""
+        return self.predict_proba(features)
+
     def __init__(self, w1: tf.Variable, b1: tf.Variable, w2: tf.Variable, b2: tf.Variable) -> None:
         self._weights = (w1, b1, w2, b2)
 
@@ -142,3 +146,102 @@ class FFNLearner:
             else:
                 step(None, None)
         return FittedLearner(w1, b1, w2, b2)
+
+
+class WordCharFeatures:
+    """TF-IDF of word 1-2-grams ⊕ character 2-5-grams (within words), sublinear tf, fitted on the
+    pool's texts only: the features of the linear learner."""
+
+    def __init__(self, pool_texts: Sequence[str]) -> None:
+        texts = list(pool_texts)
+        self.words = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
+        self.chars = TfidfVectorizer(
+            sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5), min_df=2
+        )
+        self.pool = sp.hstack(
+            [self.words.fit_transform(texts), self.chars.fit_transform(texts)]
+        ).tocsr()
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        items = list(texts)
+        return sp.hstack([self.words.transform(items), self.chars.transform(items)]).tocsr()
+
+    @property
+    def dim(self) -> int:
+        return int(self.pool.shape[1])
+
+
+def _softmax(scores: Array) -> Array:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype="float32")
+
+
+class FittedLinear:
+    """Class probabilities of a one-vs-rest linear SVM: a softmax over its decision values, with
+    classes it never saw at probability 0. ``selector``: the model whose probabilities choose the
+    next labels, when it is not this one (teacher-student: the teacher picks, the student is
+    measured)."""
+
+    def __init__(
+        self, model: Any, classes: Array, n_classes: int, selector: FittedLinear | None = None
+    ) -> None:
+        self.model = model
+        self.classes = classes
+        self.n_classes = n_classes
+        self.selector = selector
+
+    def predict_proba(self, features: sp.spmatrix) -> Array:
+        n = features.shape[0]
+        if len(self.classes) == 1:
+            scores = np.zeros((n, 1), "float64")
+        else:
+            scores = np.asarray(self.model.decision_function(features), "float64")
+            if scores.ndim == 1:  # two classes: one decision value for the second
+                scores = np.stack([-scores, scores], axis=1)
+        full = np.full((n, self.n_classes), -1e9, "float64")
+        full[:, self.classes] = scores
+        return _softmax(full)
+
+    def selection_proba(self, features: sp.spmatrix) -> Array:
+        return (self.selector or self).predict_proba(features)
+
+
+class LinearLearner:
+    """LinearSVC (C=1) on word ⊕ char TF-IDF, fitted on the labelled rows only.
+
+    ``teacher_student``: the fitted model (the teacher) labels every unlabelled pool row with its
+    prediction, and a second LinearSVC (the student) is fitted on the human labels plus those
+    pseudo-labels; the teacher's probabilities still choose the next labels. No rule-based
+    objective: ``rules`` is ignored."""
+
+    def __init__(
+        self, pool: sp.csr_matrix, n_classes: int, *, teacher_student: bool = False, c: float = 1.0
+    ) -> None:
+        self.pool = pool
+        self.n_classes = n_classes
+        self.teacher_student = teacher_student
+        self.c = c
+
+    def _fit(self, rows: Array, labels: Array, seed: int) -> FittedLinear:
+        from sklearn.svm import LinearSVC
+
+        classes = np.unique(labels)
+        model = None
+        if len(classes) > 1:
+            model = LinearSVC(C=self.c, random_state=seed).fit(self.pool[rows], labels)
+            classes = np.asarray(model.classes_)
+        return FittedLinear(model, classes, self.n_classes)
+
+    def fit(self, labelled: Array, labels: Array, *, rules: bool, seed: int) -> FittedLinear:
+        labelled, labels = np.asarray(labelled), np.asarray(labels, "int64")
+        teacher = self._fit(labelled, labels, seed)
+        if not self.teacher_student:
+            return teacher
+        rest = np.setdiff1d(np.arange(self.pool.shape[0]), labelled)
+        pseudo = teacher.predict_proba(self.pool[rest]).argmax(axis=1)
+        student = self._fit(
+            np.concatenate([labelled, rest]), np.concatenate([labels, pseudo]), seed
+        )
+        student.selector = teacher
+        return student

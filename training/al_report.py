@@ -12,7 +12,7 @@ import numpy as np
 
 from prodcat.training.active_learning import Point
 
-CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds")
+CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds", "learner", "dataset")
 
 
 def _row(point: Point) -> dict[str, object]:
@@ -44,16 +44,26 @@ def read_csv(path: Path) -> list[Point]:
                 labels=int(row["labels"]),
                 accuracy=float(row["accuracy"]),
                 seconds=float(row["seconds"]),
+                learner=row.get("learner") or "ffn",  # files from before the column
+                dataset=row.get("dataset") or "flipkart",
             )
             for row in csv.DictReader(handle)
         ]
 
 
 def curves(points: Iterable[Point]) -> dict[tuple[str, bool], dict[int, list[float]]]:
-    """(strategy, rules) → labels → accuracies over seeds."""
+    """(strategy, rules) → labels → accuracies over seeds (of one learner and dataset)."""
     out: dict[tuple[str, bool], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for p in points:
         out[(p.strategy, p.rules)][p.labels].append(p.accuracy)
+    return out
+
+
+def experiments(points: Iterable[Point]) -> dict[tuple[str, str], list[Point]]:
+    """(dataset, learner) → its points, in the order first seen."""
+    out: dict[tuple[str, str], list[Point]] = {}
+    for p in points:
+        out.setdefault((p.dataset, p.learner), []).append(p)
     return out
 
 
@@ -84,7 +94,18 @@ def _at(curve: dict[int, list[float]], size: int) -> str:
 
 
 def summary(points: Sequence[Point], checkpoints: Sequence[int] = (1000, 2000)) -> str:
-    """A Markdown table (mean ± std over seeds) and the random-labels equivalent of each curve."""
+    """Per dataset and learner, a Markdown table (mean ± std over seeds) and the random-labels
+    equivalent of each curve (against the random curve of the same learner)."""
+    groups = experiments(points)
+    if len(groups) <= 1:
+        return _summary_table(points, checkpoints)
+    parts = []
+    for (dataset, learner), members in groups.items():
+        parts.append(f"**{dataset}, learner {learner}**\n\n{_summary_table(members, checkpoints)}")
+    return "\n\n".join(parts)
+
+
+def _summary_table(points: Sequence[Point], checkpoints: Sequence[int]) -> str:
     table = curves(points)
     random_curve = {}
     for key in (("random", False), ("random", True)):
@@ -116,7 +137,16 @@ def plot(points: Sequence[Point], path: Path, *, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = curves(points)
+    groups = experiments(points)
+    table: dict[tuple[str, bool], dict[int, list[float]]] = {}
+    for (dataset, learner), members in groups.items():
+        suffix = (
+            ""
+            if len(groups) == 1
+            else f" [{learner}" + (f", {dataset}]" if len({d for d, _ in groups}) > 1 else "]")
+        )
+        for (strategy, rules_on), curve in curves(members).items():
+            table[(strategy + suffix, rules_on)] = curve
     fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for ax, rules in zip(axes, (False, True), strict=True):
         for (strategy, with_rules), curve in sorted(table.items()):
@@ -126,7 +156,7 @@ def plot(points: Sequence[Point], path: Path, *, title: str = "") -> Path:
             mean = np.array([np.mean(curve[s]) for s in sizes])
             low = np.array([np.min(curve[s]) for s in sizes])
             high = np.array([np.max(curve[s]) for s in sizes])
-            style = "--" if strategy == "random" else "-"
+            style = "--" if strategy.startswith("random") else "-"
             (line,) = ax.plot(sizes, mean, style, marker=".", label=strategy)
             ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15)
         ax.set_title("with the rule-based objective" if rules else "exclusive objective only")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prodcat.training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
-from prodcat.training.al_learner import FFNLearner, LearnerConfig
+from prodcat.training.al_learner import FFNLearner, LearnerConfig, LinearLearner
 from prodcat.training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
 from prodcat.training.dataset import Example, flipkart_tree
 
@@ -77,6 +77,42 @@ def test_pick_never_repeats_and_diversity_skips_near_duplicates(pool: Pool) -> N
         assert not set(near.tolist()) & set(diverse[position + 1 :].tolist())
 
 
+@pytest.fixture(scope="module")
+def word_char_pool(examples: list[Example]) -> Pool:
+    return Pool.build(examples[:3000], level=1, rules_file=None, word_char=True)
+
+
+@pytest.mark.parametrize("teacher_student", [False, True])
+def test_linear_learners_curve(word_char_pool: Pool, pool: Pool, teacher_student: bool) -> None:
+    wc = word_char_pool
+    assert wc.features.dim > pool.features.dim  # char n-grams added to the words
+    np.testing.assert_array_equal(wc.neighbours, pool.neighbours)  # diversity on words either way
+    learner = LinearLearner(wc.features.pool, len(wc.classes), teacher_student=teacher_student)
+    kind = "linear_ts" if teacher_student else "linear"
+    config = replace(SMALL, learner_kind=kind, dataset="slice")
+    points = simulate(wc, learner, "margin_diverse", rules=False, seed=0, config=config)
+    assert [p.labels for p in points] == [60, 120, 180]
+    assert all(p.learner == kind and p.dataset == "slice" for p in points)
+    majority = np.bincount(wc.y_test).max() / len(wc.y_test)
+    assert points[-1].accuracy > majority + 0.1
+    fitted = learner.fit(np.arange(60), wc.y_pool[:60], rules=False, seed=0)
+    probs = fitted.predict_proba(wc.test)
+    assert probs.shape == (len(wc.y_test), len(wc.classes))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    unseen = np.setdiff1d(np.arange(len(wc.classes)), wc.y_pool[:60])
+    assert (probs[:, unseen] < 1e-6).all()  # a class never labelled is never predicted
+    selection = fitted.selection_proba(wc.features.pool)
+    if teacher_student:  # the teacher (human labels only) picks; the student is measured
+        assert not np.allclose(selection, fitted.predict_proba(wc.features.pool))
+    else:
+        np.testing.assert_array_equal(selection, fitted.predict_proba(wc.features.pool))
+
+
+def test_unknown_learner_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown learner"):
+        ExperimentConfig(learner_kind="svm")
+
+
 def test_labels_to_reach_interpolates() -> None:
     curve = {100: [0.5, 0.6], 200: [0.7], 400: [0.9]}
     assert labels_to_reach(curve, 0.5) == 100
@@ -103,6 +139,19 @@ def test_report_files(tmp_path: Path) -> None:
     margin = next(line for line in lines if line.startswith("| margin |"))
     assert "0.9000 ± 0.0000" in margin and "| 3,800 |" in margin  # random reaches 0.90 at 3.8k
     assert plot(points, tmp_path / "curves.png").stat().st_size > 10_000
+    # Another learner in the same file: one table each, its random curve as its reference.
+    linear = [
+        replace(p, learner="linear", accuracy=p.accuracy + 0.05) for p in points if not p.rules
+    ]
+    both = summary(points + linear)
+    assert "**flipkart, learner ffn**" in both and "**flipkart, learner linear**" in both
+    assert plot(points + linear, tmp_path / "both.png").stat().st_size > 10_000
+
+
+def test_curves_from_before_the_learner_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    path.write_text("strategy,rules,seed,labels,accuracy,seconds\nmargin,False,0,200,0.6,1.0\n")
+    assert read_csv(path) == [Point("margin", False, 0, 200, 0.6, 1.0, "ffn", "flipkart")]
 
 
 @pytest.mark.slow
@@ -122,3 +171,11 @@ def test_cli_writes_curves_png_and_summary(tmp_path: Path, data_dir: Path, monke
     assert all(0.2 < p.accuracy < 1.0 for p in points)
     assert (out / "curves.png").stat().st_size > 10_000
     assert "| margin |" in (out / "summary.md").read_text(encoding="utf-8")
+    # A second learner into the same file keeps the first one's curves.
+    argv += ["--learner", "linear", "--strategies", "margin"]
+    assert main(argv) == 0
+    again = read_csv(out / "curves.csv")
+    assert [p for p in again if p.learner == "ffn"] == points
+    assert [(p.learner, p.strategy, p.labels) for p in again if p.learner != "ffn"] == [
+        ("linear", "margin", 100), ("linear", "margin", 200)
+    ]  # fmt: skip
