@@ -33,6 +33,7 @@ def run_retrain_job(
     cfg, name = settings.retrain, settings.serving.classifier
     model_base = settings.serving.model_base
     run = RunConfig.load(cfg.config)  # a bad config fails before anything is read
+    alternatives = [RunConfig.load(path) for path in cfg.alternatives]
     fixed = list(read_snapshot(cfg.holdout)) if cfg.holdout is not None else None
     snapshot = materialise_snapshot(settings)
     version = version or free_version(model_base, name, cfg.work_dir)
@@ -54,6 +55,7 @@ def run_retrain_job(
         holdout_fraction=cfg.holdout_fraction,
         fixed_holdout=fixed,
         emit=EventPublisher(settings, name),
+        alternatives=alternatives,
     )
     if result_path is not None:
         result_path.parent.mkdir(parents=True, exist_ok=True)

@@ -252,36 +252,72 @@ def retrain(
     holdout_fraction: float,
     fixed_holdout: Sequence[LabelledProduct] | None,
     emit: EventSink,
+    alternatives: Sequence[RunConfig] = (),
 ) -> RetrainResult:
-    """Train, evaluate and gate one candidate; ``emit(event, **fields)`` reports each step."""
+    """Train, evaluate and gate one candidate; ``emit(event, **fields)`` reports each step.
+
+    With ``alternatives`` (other run configs, e.g. a linear model beside the CNN), every config is
+    trained and the candidate is the one with the best holdout accuracy (the first config on a
+    tie or without a holdout); the card's ``chosen_from`` lists every option's holdout metrics."""
     data = split_holdout(items, holdout_fraction, fixed_holdout)
     logger.info(
         "retrain v%d: %d training, %d holdout products", version, len(data.train), len(data.holdout)
     )
-    try:
-        candidate = train_candidate(data.train, vocabulary, run)
-    except TrainingError as exc:
-        emit("rejected", version=version, reason=str(exc))
-        return RetrainResult(version, "rejected", str(exc))
+    options: list[_Option] = []
+    failure: TrainingError | None = None
+    for index, option_run in enumerate([run, *alternatives]):
+        try:
+            candidate = train_candidate(data.train, vocabulary, option_run)
+        except TrainingError as exc:
+            logger.warning("retrain v%d: %s: %s", version, option_run.source, exc)
+            failure = failure or exc
+            continue
+        base_dir = work_dir / "candidates"
+        if alternatives:  # one folder per option; the chosen one is moved to candidates/
+            base_dir = work_dir / "options" / f"v{version}" / str(index)
+        option_dir = export_model(
+            candidate.model,
+            base_dir=base_dir,
+            name=name,
+            class_ids=candidate.class_ids,
+            card=candidate.card,
+            version=version,
+            drift_reference=drift_reference(candidate, data),
+        )
+        options.append(
+            _Option(option_run, candidate, option_dir, holdout_metrics(option_dir, data.holdout))
+        )
+    if not options:
+        assert failure is not None
+        emit("rejected", version=version, reason=str(failure))
+        return RetrainResult(version, "rejected", str(failure))
+    chosen = choose(options)
+    candidate, candidate_dir, cand = chosen.candidate, chosen.directory, chosen.metrics
+    if alternatives:
+        # Where a single candidate is exported (and where free_version looks).
+        candidate_dir = work_dir / "candidates" / name / str(version)
+        candidate_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(chosen.directory, candidate_dir)
+        shutil.rmtree(work_dir / "options" / f"v{version}", ignore_errors=True)
+        logger.info(
+            "retrain v%d: chose %s (%s)",
+            version,
+            chosen.run.source,
+            ", ".join(
+                f"{o.run.source}: {o.metrics.get('holdout_accuracy', float('nan')):.4f}"
+                for o in options
+            ),
+        )
+        _record_choice(candidate_dir, options, chosen)
     train_metrics = {
-        "train_seconds": candidate.train_seconds,
+        "train_seconds": sum(o.candidate.train_seconds for o in options),
         "train_products": float(len(data.train)),
         "classes": float(len(candidate.class_ids)),
+        "options": float(len(options)),
     }
-    candidates = work_dir / "candidates"
-    candidate_dir = export_model(
-        candidate.model,
-        base_dir=candidates,
-        name=name,
-        class_ids=candidate.class_ids,
-        card=candidate.card,
-        version=version,
-        drift_reference=drift_reference(candidate, data),
-    )
     emit("trained", version=version, metrics=train_metrics, artifact_uri=str(candidate_dir))
     serving = available_versions(model_base / name)
     baseline = serving[-1] if serving else None
-    cand = holdout_metrics(candidate_dir, data.holdout)
     base = holdout_metrics(model_base / name / str(baseline), data.holdout) if baseline else None
     metrics = {**train_metrics, **cand}
     if base is not None:
@@ -320,6 +356,37 @@ def retrain(
         artifact_uri=str(target),
     )
     return RetrainResult(served, "promoted", decision.reason, metrics, baseline, str(target))
+
+
+@dataclass
+class _Option:
+    """One trained config of a run: its candidate, where it was exported, its holdout metrics."""
+
+    run: RunConfig
+    candidate: Candidate
+    directory: Path
+    metrics: dict[str, float]
+
+
+def choose(options: Sequence[_Option]) -> _Option:
+    """The option with the best holdout accuracy; the earliest on a tie (or without a holdout)."""
+    return max(options, key=lambda option: option.metrics.get("holdout_accuracy", 0.0))
+
+
+def _record_choice(version_dir: Path, options: Sequence[_Option], chosen: _Option) -> None:
+    path = version_dir / CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["chosen_from"] = [
+        {
+            "config_file": option.run.source,
+            "family": option.run.model.family,
+            "chosen": option is chosen,
+            "train_seconds": option.candidate.train_seconds,
+            **option.metrics,
+        }
+        for option in options
+    ]
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def _update_card(version_dir: Path, metrics: dict[str, float]) -> None:

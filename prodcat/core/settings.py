@@ -277,6 +277,12 @@ class RetrainSettings(_Section):
         default=PACKAGE_ROOT / "training" / "configs" / "cnn.yaml",
         description="Training config (YAML) of the retraining job.",
     )
+    alternatives: list[Path] = Field(
+        default_factory=list,
+        description="Other training configs the job trains beside `config` (JSON list, e.g. "
+        "'[\"training/configs/linear.yaml\"]'); the candidate is the one with the best holdout "
+        "accuracy (few labels favour a linear model, many the CNN).",
+    )
     epsilon: float = Field(
         default=0.005,
         ge=0,

@@ -1,12 +1,14 @@
-"""The promotion gate, the holdout split and promotion into the model store (no Kafka)."""
+"""The promotion gate, the holdout split, promotion into the model store and the choice among
+alternative training configs (no Kafka)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from prodcat.training.labels import LabelledProduct, free_version, in_holdout
-from prodcat.training.retrain import gate, promote, split_holdout
+from prodcat.training.labels import LabelledProduct, Vocabulary, free_version, in_holdout
+from prodcat.training.retrain import gate, promote, retrain, split_holdout
+from prodcat.training.train_command import RunConfig
 
 
 def test_the_gate_promotes_unless_worse_by_more_than_epsilon() -> None:
@@ -47,3 +49,53 @@ def test_promotion_is_atomic_and_versions_stay_unique(tmp_path: Path) -> None:
     assert target == base / "clf" / "3" and (target / "saved_model.pb").read_bytes() == b"pb"
     assert not list((base / "clf").glob(".*partial"))
     assert (base / "models.config").is_file()
+
+
+def _config(path: Path, fields: list[str], family: str = "logreg") -> RunConfig:
+    path.write_text(
+        f"model:\n  family: {family}\n  fields: {fields}\n  multi_objective: false\n"
+        "training:\n  epochs: 8\n  batch_size: 32\n  learning_rate: 0.05\n  seed: 0\n",
+        encoding="utf-8",
+    )
+    return RunConfig.load(path)
+
+
+def test_the_job_trains_every_alternative_and_keeps_the_best_on_the_holdout(
+    tmp_path: Path,
+) -> None:
+    kinds = {"c_aaaaaaaaaaaa": "kettle", "c_bbbbbbbbbbbb": "sandal", "c_cccccccccccc": "lamp"}
+    items = [
+        LabelledProduct(
+            {"product_id": f"p{i}", "title": f"{word} model {i}", "brand": "acme"}, cid, ()
+        )
+        for i in range(240)
+        for cid, word in [list(kinds.items())[i % 3]]
+    ]
+    blind = _config(tmp_path / "blind.yaml", ["brand"])  # one brand for all: cannot tell them apart
+    seeing = _config(tmp_path / "seeing.yaml", ["title"])
+    events: list[tuple[str, dict[str, object]]] = []
+    result = retrain(
+        items,
+        vocabulary=Vocabulary(),
+        run=blind,
+        alternatives=[seeing],
+        model_base=tmp_path / "models",
+        name="clf",
+        work_dir=tmp_path / "work",
+        version=1,
+        epsilon=0.0,
+        holdout_fraction=0.25,
+        fixed_holdout=None,
+        emit=lambda event, **fields: events.append((event, fields)),
+    )
+    assert result.outcome == "promoted", result
+    card = json.loads((tmp_path / "models" / "clf" / "1" / "model_card.json").read_text())
+    options = {o["config_file"]: o for o in card["chosen_from"]}
+    assert options[str(tmp_path / "seeing.yaml")]["chosen"]
+    assert options[str(tmp_path / "seeing.yaml")]["holdout_accuracy"] > 0.9
+    assert options[str(tmp_path / "blind.yaml")]["holdout_accuracy"] < 0.5
+    assert card["model_config"]["fields"] == ["title"]
+    assert [e for e, _ in events] == ["trained", "evaluated", "promoted"]
+    assert not (tmp_path / "work" / "options").exists() or not any(
+        (tmp_path / "work" / "options").iterdir()
+    )  # the option not chosen is gone
