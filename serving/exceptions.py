@@ -30,12 +30,17 @@ class ImageFetchError(ServingError):
 
     Kinds: ``bad_url``, ``scheme_not_allowed``, ``address_not_allowed``, ``not_found``,
     ``http_status``, ``too_large``, ``timeout``, ``connection``, ``too_many_redirects``,
-    ``not_image``, ``bad_image``.
+    ``not_image``, ``bad_image``. ``transient``: another try may succeed (timeouts, connection
+    errors, HTTP 429 and 5xx); ``retry_after``: the wait the server asked for, in seconds.
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(
+        self, kind: str, message: str, *, transient: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class VectorStoreError(ServingError):

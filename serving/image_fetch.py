@@ -4,9 +4,11 @@
 hop of a redirect chain is re-checked against the address guard of :mod:`prodcat.serving.url_guard`, whose
 resolver sits inside the aiohttp connector so that only checked addresses are ever connected to.
 Sizes, pixel dimensions (read from the header, before any decoding: :mod:`.image_header`) and the
-total time per image are bounded, and the media type comes from the bytes themselves, never from
+time per try are bounded, and the media type comes from the bytes themselves, never from
 ``Content-Type``. Every failure is an :class:`ImageFetchError` whose ``kind`` is the
-dead-letter reason.
+dead-letter reason. A transient failure (timeout, connection error, HTTP 429 or 5xx) is tried again
+``retries`` times, waiting ``retry_backoff_s`` doubled each time (or the server's ``Retry-After``),
+at most ``max_retry_wait_s``; only then is it an error.
 """
 
 from __future__ import annotations
@@ -82,10 +84,23 @@ def guarded_session(settings: ImageSettings) -> aiohttp.ClientSession:
     )
 
 
-def _error(kind: str, message: str) -> ImageFetchError:
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _error(
+    kind: str, message: str, *, transient: bool = False, retry_after: float | None = None
+) -> ImageFetchError:
     level = logging.WARNING if kind in _SECURITY_KINDS else logging.INFO
     logger.log(level, "image fetch refused (%s): %s", kind, message)
-    return ImageFetchError(kind, message)
+    return ImageFetchError(kind, message, transient=transient, retry_after=retry_after)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds (an HTTP date is ignored)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 class ImageFetcher:
@@ -125,13 +140,35 @@ class ImageFetcher:
             self._session = None
 
     async def fetch(self, url: str) -> FetchedImage:
-        """Fetch one image, following redirects; raises :class:`ImageFetchError`."""
+        """Fetch one image, following redirects, trying again after a transient failure; raises
+        :class:`ImageFetchError`."""
+        cfg = self._settings
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._try(url)
+            except ImageFetchError as exc:
+                if not exc.transient or tries > cfg.retries:
+                    if tries > 1:
+                        raise ImageFetchError(
+                            exc.kind, f"{exc} (after {tries} tries)", transient=exc.transient
+                        ) from exc
+                    raise
+                wait = cfg.retry_backoff_s * 2 ** (tries - 1)
+                if exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                wait = min(wait, cfg.max_retry_wait_s)
+                logger.info("image fetch: %s; try %d in %.1fs", exc, tries + 1, wait)
+                await asyncio.sleep(wait)
+
+    async def _try(self, url: str) -> FetchedImage:
         try:
             async with asyncio.timeout(self._settings.timeout_s):
                 return await self._fetch(url)
         except TimeoutError as exc:
             raise _error(
-                "timeout", f"{url!r}: no image within {self._settings.timeout_s}s"
+                "timeout", f"{url!r}: no image within {self._settings.timeout_s}s", transient=True
             ) from exc
 
     async def fetch_many(self, urls: Iterable[str]) -> list[FetchedImage | ImageFetchError]:
@@ -203,6 +240,13 @@ class ImageFetcher:
                     return self._redirect_target(target, resp)
                 if resp.status in (404, 410):
                     raise _error("not_found", f"{target}: HTTP {resp.status}")
+                if resp.status in _RETRY_STATUSES:
+                    raise _error(
+                        "http_status",
+                        f"{target}: HTTP {resp.status}",
+                        transient=True,
+                        retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    )
                 if not 200 <= resp.status < 300:
                     raise _error("http_status", f"{target}: HTTP {resp.status}")
                 return await self._read_body(target, resp)
@@ -211,7 +255,9 @@ class ImageFetcher:
         except aiohttp.InvalidURL as exc:
             raise _error("bad_url", f"{target}: {exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise _error("connection", f"{target}: {type(exc).__name__}: {exc}") from exc
+            raise _error(
+                "connection", f"{target}: {type(exc).__name__}: {exc}", transient=True
+            ) from exc
 
     def _redirect_target(self, target: URL, resp: aiohttp.ClientResponse) -> URL:
         location = resp.headers.get("Location")

@@ -163,7 +163,21 @@ class ImageSettings(_Section):
         default=(), description="Directories file:// URLs may read; empty refuses file://."
     )
     max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest image accepted.")
-    timeout_s: float = Field(default=5.0, gt=0, description="Total time for one image.")
+    timeout_s: float = Field(default=5.0, gt=0, description="Total time for one try of an image.")
+    retries: int = Field(
+        default=2,
+        ge=0,
+        description="Further tries after a transient failure (timeout, connection error, HTTP "
+        "429 or 5xx) before the image is dead-lettered.",
+    )
+    retry_backoff_s: float = Field(
+        default=0.5, ge=0, description="Wait before the first retry; doubled for each further one."
+    )
+    max_retry_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Longest wait between tries, a server's Retry-After included.",
+    )
     max_redirects: int = Field(default=3, ge=0)
     concurrency: int = Field(default=16, ge=1, description="Images fetched at once per worker.")
     max_pixels: int = Field(

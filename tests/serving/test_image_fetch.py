@@ -98,6 +98,17 @@ async def server(jpeg: bytes) -> AsyncIterator[str]:
     async def html(request: web.Request) -> web.StreamResponse:
         return web.Response(body=HTML, content_type="image/jpeg")
 
+    failures: dict[str, int] = {}
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        """Fails ``n`` times per name with ``code`` (and Retry-After ``after``), then serves."""
+        name, n = request.match_info["name"], int(request.query["n"])
+        failures[name] = failures.get(name, 0) + 1
+        if failures[name] <= n:
+            headers = {"Retry-After": request.query["after"]} if "after" in request.query else {}
+            return web.Response(status=int(request.query["code"]), headers=headers)
+        return web.Response(body=jpeg, headers={"X-Tries": str(failures[name])})
+
     app = web.Application()
     app.router.add_get("/img.jpg", image)
     app.router.add_get("/redirect", redirect)
@@ -110,6 +121,7 @@ async def server(jpeg: bytes) -> AsyncIterator[str]:
     app.router.add_get("/slowchain/{n}", slow_chain)
     app.router.add_get("/status/{code}", status)
     app.router.add_get("/html.jpg", html)
+    app.router.add_get("/flaky/{name}", flaky)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -123,7 +135,12 @@ async def server(jpeg: bytes) -> AsyncIterator[str]:
 
 
 def settings(**overrides: Any) -> ImageSettings:
-    values: dict[str, Any] = {"max_bytes": MAX_BYTES, "timeout_s": 2.0, "max_redirects": 2}
+    values: dict[str, Any] = {
+        "max_bytes": MAX_BYTES,
+        "timeout_s": 2.0,
+        "max_redirects": 2,
+        "retries": 0,  # one try each, unless a test is about retrying
+    }
     values.update(overrides)
     return ImageSettings(**values)
 
@@ -269,6 +286,50 @@ async def test_redirect_chain_longer_than_max(server: str) -> None:
 )
 async def test_limits_and_status(server: str, path: str, kind: str) -> None:
     assert (await fetch_error(ALLOW_LOOPBACK, f"{server}{path}")).kind == kind
+
+
+@pytest.mark.parametrize("code", [503, 429, 500])
+async def test_transient_statuses_are_tried_again(server: str, jpeg: bytes, code: int) -> None:
+    retrying = settings(allowed_hosts=("127.0.0.1",), retries=2, retry_backoff_s=0.05)
+    async with ImageFetcher(retrying) as fetcher:
+        image = await fetcher.fetch(f"{server}/flaky/s{code}?n=2&code={code}")
+    assert image.data == jpeg
+    error = await fetch_error(retrying, f"{server}/flaky/f{code}?n=3&code={code}")
+    assert error.kind == "http_status" and "after 3 tries" in str(error)
+
+
+async def test_retry_after_is_honoured_and_bounded(server: str) -> None:
+    retrying = settings(allowed_hosts=("127.0.0.1",), retries=1, retry_backoff_s=0.0)
+    started = time.monotonic()
+    async with ImageFetcher(retrying) as fetcher:
+        await fetcher.fetch(f"{server}/flaky/ra?n=1&code=429&after=0.4")
+    assert time.monotonic() - started >= 0.4
+    capped = settings(
+        allowed_hosts=("127.0.0.1",), retries=1, retry_backoff_s=0.0, max_retry_wait_s=0.1
+    )
+    started = time.monotonic()
+    async with ImageFetcher(capped) as fetcher:
+        await fetcher.fetch(f"{server}/flaky/cap?n=1&code=503&after=30")
+    assert time.monotonic() - started < 1.0
+
+
+async def test_permanent_failures_are_not_tried_again(server: str) -> None:
+    retrying = settings(allowed_hosts=("127.0.0.1",), retries=3, retry_backoff_s=0.05)
+    error = await fetch_error(retrying, f"{server}/flaky/p404?n=1&code=404")
+    assert error.kind == "not_found" and "tries" not in str(error)
+    async with ImageFetcher(retrying) as fetcher:  # the server saw one request, so this is the 2nd
+        await fetcher.fetch(f"{server}/flaky/p404?n=1&code=404")
+
+
+async def test_timeouts_and_refused_connections_are_tried_again(server: str) -> None:
+    retrying = settings(allowed_hosts=("127.0.0.1",), retries=1, retry_backoff_s=0.0, timeout_s=0.3)
+    error = await fetch_error(retrying, f"{server}/slow.jpg")
+    assert error.kind == "timeout" and "after 2 tries" in str(error)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    error = await fetch_error(retrying, f"http://127.0.0.1:{port}/x.jpg")
+    assert error.kind == "connection" and "after 2 tries" in str(error)
 
 
 async def test_content_length_too_big_refused_before_reading(server: str) -> None:
