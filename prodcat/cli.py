@@ -6,11 +6,12 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prodcat.core.errors import ProdcatError
+from prodcat.core.errors import ConfigError, ProdcatError
 from prodcat.core.settings import Settings, load_settings
 
 logger = logging.getLogger("prodcat")
@@ -30,6 +31,23 @@ def _parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="create the topics prodcat owns")
     topics.add_argument("action", choices=["create", "list"])
     topics.set_defaults(func=_topics)
+
+    deadletters = sub.add_parser("deadletters", help="the dead-letter topic: replay")
+    deadletters.set_defaults(func=_deadletters)
+    deadletters_sub = deadletters.add_subparsers(dest="action", required=True)
+    replay_dl = deadletters_sub.add_parser(
+        "replay", help="re-publish dead letters' original records to their stage's input topic"
+    )
+    replay_dl.add_argument("--stage", required=True, help="e.g. normalize, embed, classify")
+    replay_dl.add_argument(
+        "--reason", action="append", default=[],
+        help="error kind or shell pattern (image_*); repeatable; default: every reason",
+    )  # fmt: skip
+    replay_dl.add_argument(
+        "--since", default=None,
+        help="only dead letters written since: ISO time (2026-12-01T00:00) or hours ago (24h)",
+    )  # fmt: skip
+    replay_dl.add_argument("--dry-run", action="store_true", help="count, send nothing")
 
     worker = sub.add_parser("worker", help="run a Faust worker for one or more agent roles")
     worker.add_argument("roles", nargs="+", help="agent roles, e.g. normalize")
@@ -392,6 +410,39 @@ def _dev_kafka(settings: Settings, args: argparse.Namespace) -> int:
         state = f"running (pid {status.pid})" if status.running else "stopped"
         print(f"Kafka {state} on {status.bootstrap}, data in {status.home}")
         return 0 if status.running else 3
+    return 0
+
+
+def _since_ms(text: str | None) -> int | None:
+    """``--since``: an ISO time (UTC unless it says otherwise) or ``<N>h`` ago."""
+    import datetime as dt
+
+    if text is None:
+        return None
+    if text.endswith("h") and text[:-1].replace(".", "", 1).isdigit():
+        return int((time.time() - float(text[:-1]) * 3600) * 1000)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--since {text!r}: give an ISO time (2026-12-01T00:00) or hours ago (24h)"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _deadletters(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.deadletter_replay import replay_dead_letters
+
+    report = replay_dead_letters(
+        settings,
+        stage=args.stage,
+        reasons=args.reason,
+        since_ms=_since_ms(args.since),
+        dry_run=args.dry_run,
+    )
+    print(report.format())
     return 0
 
 

@@ -74,6 +74,8 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
             1,
             {**compact, "max.message.bytes": str(TAXONOMY_MAX_MESSAGE_BYTES)},
         ),
+        # dead letters already replayed, key = their position (streams/deadletter_replay.py)
+        TopicSpec(names.replays, 1, dict(compact)),
     ]
 
 

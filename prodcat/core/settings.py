@@ -84,6 +84,7 @@ class TopicNames(_Section):
     judgements: str = "similarity.judgements"
     profiles: str = "feeds.profiles"
     taxonomy: str = "taxonomy"
+    replays: str = "products.deadletter.replays"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )

@@ -22,8 +22,10 @@ def test_specs_follow_the_design() -> None:
         "similarity.judgements",
         "feeds.profiles",
         "taxonomy",
+        "products.deadletter.replays",
     }
     assert specs["products.raw"].partitions == 6
+    assert specs["products.deadletter.replays"].partitions == 1
     assert specs["models.events"].partitions == 1
     assert specs["feeds.profiles"].partitions == 1
     assert specs["taxonomy"].partitions == 1

@@ -1,0 +1,248 @@
+"""Dead-letter replay: send dead letters' original records back to their stage once the cause is fixed.
+
+    prodcat deadletters replay --stage S [--reason R ...] [--since T] [--dry-run]
+
+Reads the dead-letter topic from ``--since`` (or its beginning) up to its end when the command
+starts, keeps the dead letters of stage ``S`` whose reason matches one of ``--reason`` (shell
+patterns: ``image_*``), and re-publishes each one's original key, value and headers to the topic it
+was read from (``source_topic``), with the header ``prodcat-replay-of: <topic>/<partition>/<offset>``
+naming the dead letter. The stage then processes it like any input: it becomes an output or,
+if the cause is not fixed, a new dead letter (which a later replay may send again).
+
+**Once each.** After the broker has acknowledged the replayed records, a marker per dead letter is
+written to the compacted topic ``products.deadletter.replays`` (key = the dead letter's position);
+a later replay skips dead letters that have a marker, so running the command twice sends nothing
+twice. A crash between the two writes can replay a record a second time (at-least-once, as
+everywhere in prodcat). Dead letters whose original bytes were truncated (the dead-letter topic
+refused the whole) or are absent cannot be replayed; they are counted, not sent.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from tqdm import tqdm
+
+from prodcat.core.kafka_config import librdkafka_config, producer_config, watermarks
+from prodcat.core.settings import Settings
+from prodcat.schemas.exceptions import SerdeError
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.compacted import read_compacted
+from prodcat.streams.exceptions import StreamsError, TopicError
+
+__all__ = ["REPLAY_HEADER", "ReplayReport", "replay_dead_letters"]
+
+#: The header a replayed record carries: the position of the dead letter it replays.
+REPLAY_HEADER = "prodcat-replay-of"
+_TRUNCATED = "[original_value truncated"
+
+
+@dataclass
+class ReplayReport:
+    """What a replay found and did."""
+
+    stage: str
+    read: int = 0
+    matched: int = 0
+    replayed: int = 0
+    already_replayed: int = 0
+    truncated: int = 0
+    no_value: int = 0
+    undecodable: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    by_topic: Counter[str] = field(default_factory=Counter)
+    dry_run: bool = False
+
+    def format(self) -> str:
+        verb = "would replay" if self.dry_run else "replayed"
+        lines = [
+            f"{self.read:,} dead letters read; {self.matched:,} of stage {self.stage} matched; "
+            f"{verb} {self.replayed:,}",
+            f"  skipped: {self.already_replayed:,} replayed before, {self.truncated:,} with "
+            f"truncated originals, {self.no_value:,} without a value, {self.undecodable:,} "
+            "undecodable",
+        ]
+        for reason, count in self.by_reason.most_common():
+            lines.append(f"  reason {reason}: {count:,}")
+        for topic, count in self.by_topic.most_common():
+            lines.append(f"  → {topic}: {count:,}")
+        return "\n".join(lines)
+
+
+def _position(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}/{partition}/{offset}"
+
+
+def _dead_letter_messages(
+    settings: Settings, since_ms: int | None, timeout_s: float
+) -> Iterator[tuple[str, bytes]]:
+    """(position, value) of every dead letter from ``since_ms`` up to the end at the start."""
+    topic = settings.topics.deadletter
+    consumer = Consumer(
+        librdkafka_config(
+            settings.kafka,
+            **{
+                "group.id": f"prodcat-replay-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10)
+        if topic not in meta.topics or meta.topics[topic].error is not None:
+            raise TopicError(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}")
+        partitions = sorted(meta.topics[topic].partitions)
+        ends: dict[int, int] = {}
+        starts: dict[int, int] = {}
+        for partition in partitions:
+            low, high = watermarks(consumer, TopicPartition(topic, partition))
+            ends[partition], starts[partition] = high, low
+        if since_ms is not None:
+            found = consumer.offsets_for_times(
+                [TopicPartition(topic, p, since_ms) for p in partitions], timeout=10
+            )
+            for tp in found:
+                starts[tp.partition] = (
+                    ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset
+                )
+        pending = {p for p in partitions if starts[p] < ends[p]}
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in pending])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise StreamsError(f"reading {topic} took longer than {timeout_s:.0f}s")
+            for msg in consumer.consume(5000, timeout=0.5):
+                err = msg.error()
+                partition, offset = msg.partition() or 0, msg.offset() or 0
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if offset >= ends.get(partition, 0):
+                            pending.discard(partition)
+                        continue
+                    if err.retriable():
+                        continue
+                    raise StreamsError(f"reading {topic}: {err}")
+                if partition not in pending or offset >= ends[partition]:
+                    pending.discard(partition)
+                    continue
+                yield _position(topic, partition, offset), msg.value() or b""
+                if offset + 1 >= ends[partition]:
+                    pending.discard(partition)
+    except KafkaException as exc:
+        raise StreamsError(f"reading {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+class _Sender:
+    """A producer that raises the first delivery error at flush."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.producer = Producer(producer_config(settings.kafka, **{"acks": "all"}))
+        self.errors: list[str] = []
+
+    def _delivered(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.errors.append(str(err))
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value, key, headers=headers, on_delivery=self._delivered
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def flush(self) -> None:
+        remaining = self.producer.flush(60)
+        if remaining or self.errors:
+            detail = self.errors[0] if self.errors else f"{remaining} records not acknowledged"
+            raise StreamsError(f"replay not acknowledged by the broker: {detail}")
+
+
+def replay_dead_letters(
+    settings: Settings,
+    *,
+    stage: str,
+    reasons: Sequence[str] = (),
+    since_ms: int | None = None,
+    dry_run: bool = False,
+    progress: bool = True,
+    timeout_s: float = 600.0,
+) -> ReplayReport:
+    """Replay the dead letters of ``stage`` (see the module docstring); returns what was done."""
+    topics = settings.topics
+    serde = serde_for("DeadLetter", settings.serde.registry_url, topic=topics.deadletter)
+    try:
+        done = {key.decode() for key in read_compacted(settings.kafka, topics.replays).values}
+    except TopicError as exc:
+        raise StreamsError(
+            f"{exc}; create it with `prodcat topics create` (it records what was replayed)"
+        ) from exc
+    report = ReplayReport(stage, dry_run=dry_run)
+    sender = None if dry_run else _Sender(settings)
+    markers: list[tuple[str, str, str]] = []
+    bar = tqdm(unit="dl", desc=f"dead letters of {stage}", disable=not progress)
+    for position, value in _dead_letter_messages(settings, since_ms, timeout_s):
+        report.read += 1
+        bar.update(1)
+        try:
+            letter = serde.decode(value)
+        except SerdeError:
+            report.undecodable += 1
+            continue
+        kind = str(letter.get("error_kind") or "")
+        if letter.get("stage") != stage:
+            continue
+        if reasons and not any(fnmatch.fnmatchcase(kind, pattern) for pattern in reasons):
+            continue
+        report.matched += 1
+        if position in done:
+            report.already_replayed += 1
+            continue
+        original = letter.get("original_value")
+        if original is None:
+            report.no_value += 1
+            continue
+        if _TRUNCATED in str(letter.get("message") or ""):
+            report.truncated += 1
+            continue
+        target = str(letter["source_topic"])
+        headers = [(k, v) for k, v in (letter.get("original_headers") or {}).items()]
+        headers = [(k, v) for k, v in headers if k != REPLAY_HEADER]
+        headers.append((REPLAY_HEADER, position.encode()))
+        if sender is not None:
+            sender.send(target, letter.get("original_key"), original, headers)
+        markers.append((position, target, kind))
+        report.replayed += 1
+        report.by_reason[kind] += 1
+        report.by_topic[target] += 1
+    bar.close()
+    if sender is not None and markers:
+        sender.flush()  # the replayed records first: a marker never claims an unsent replay
+        now_ms = time.time_ns() // 1_000_000
+        for position, target, kind in markers:
+            marker = {"replayed_at": now_ms, "to": target, "stage": stage, "error_kind": kind}
+            sender.send(topics.replays, position.encode(), json.dumps(marker).encode(), [])
+        sender.flush()
+    return report
