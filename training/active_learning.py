@@ -17,7 +17,9 @@ how many random labels reach the accuracy of the best strategy.
 The learner (``learner_kind``): ``ffn`` (prodcat's feed-forward family on word TF-IDF, with the
 optional rule-based head, :class:`~prodcat.training.al_learner.FFNLearner`), ``linear`` (LinearSVC on
 word 1-2-gram ⊕ char 2-5-gram TF-IDF) or ``linear_ts`` (the same as a teacher that labels the rest of
-the pool for a student LinearSVC; the teacher still picks the labels), see
+the pool for a student LinearSVC; the teacher still picks the labels), ``linear_enc`` (LinearSVC on
+that TF-IDF ⊕ the pretrained text encoder's vectors, :mod:`prodcat.training.text_encoder`) or
+``linear_enc_ts`` (that model as the teacher, a TF-IDF-only student: what would be served), see
 :class:`~prodcat.training.al_learner.LinearLearner`. Near duplicates are always judged on word
 TF-IDF, so ``diversity_radius`` means the same for every learner.
 """
@@ -36,6 +38,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from prodcat.training import acquisition
 from prodcat.training.al_learner import (
+    EncodedFeatures,
     FFNLearner,
     LearnerConfig,
     LinearLearner,
@@ -51,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 Array = np.ndarray[Any, Any]
 
-LEARNERS = ("ffn", "linear", "linear_ts")
+LEARNERS = ("ffn", "linear", "linear_ts", "linear_enc", "linear_enc_ts")
 
 STRATEGIES = (
     "random",
@@ -122,7 +125,7 @@ class Learner(Protocol):
 class Pool:
     """The protocol split turned into fixed features, labels and (optionally) free rule labels."""
 
-    features: TextFeatures | WordCharFeatures
+    features: TextFeatures | WordCharFeatures | EncodedFeatures
     test: Any
     y_pool: Array
     y_test: Array
@@ -141,10 +144,12 @@ class Pool:
         tree: CategoryTree | None = None,
         rules_file: Path | None = DEMO_RULES,
         word_char: bool = False,
+        encoder: Any = None,
     ) -> Pool:
         """``tree`` (default: the examples' own) must hold every category the rules name;
         ``rules_file=None``: no free rule labels (data without rules, ``--data``); ``word_char``:
-        the linear learner's features (neighbours are found on word TF-IDF either way)."""
+        the linear learner's features (neighbours are found on word TF-IDF either way);
+        ``encoder`` (a :class:`~prodcat.training.text_encoder.TextEncoder`): its vectors appended."""
         split = protocol_split(examples, level)
         if rules_file is not None:
             tree = tree or flipkart_tree(examples)
@@ -156,9 +161,12 @@ class Pool:
         k = min(neighbours + 1, words.pool.shape[0])
         index = NearestNeighbors(n_neighbors=k, metric="cosine").fit(words.pool)
         distances, ids = index.kneighbors(words.pool)
-        features: TextFeatures | WordCharFeatures = (
-            WordCharFeatures([_text(e) for e in split.train]) if word_char else words
-        )
+        texts = [_text(e) for e in split.train]
+        features: TextFeatures | WordCharFeatures | EncodedFeatures = words
+        if encoder is not None:
+            features = EncodedFeatures(texts, encoder)
+        elif word_char:
+            features = WordCharFeatures(texts)
         return cls(
             features=features,
             test=features.transform([_text(e) for e in split.test]),
@@ -314,11 +322,12 @@ def run_experiment(
     on_point: Callable[[Point], None] | None = None,
     done: Sequence[Point] = (),
     rules_file: Path | None = DEMO_RULES,
+    encoder: Any = None,
 ) -> list[Point]:
     """Every strategy, with and without rules, for every seed, on one pool; points in run order.
 
     Curves already in ``done`` (a previous, interrupted run of the same configuration) are kept and
-    not run again."""
+    not run again. ``encoder``: the text encoder the ``linear_enc*`` learners need."""
     if examples is None:
         if data_dir is None:
             raise ValueError("need data_dir or examples")
@@ -326,7 +335,16 @@ def run_experiment(
     linear = config.learner_kind != "ffn"
     if linear:
         config = replace(config, rules=(False,))  # the linear learners have no rule objective
-    pool = Pool.build(examples, config.level, rules_file=rules_file, word_char=linear)
+    uses_encoder = config.learner_kind.startswith("linear_enc")
+    if uses_encoder and encoder is None:
+        raise ValueError(f"learner {config.learner_kind} needs the text encoder")
+    pool = Pool.build(
+        examples,
+        config.level,
+        rules_file=rules_file,
+        word_char=linear,
+        encoder=encoder if uses_encoder else None,
+    )
     logger.info(
         "active learning: pool %d, test %d, %d classes, rule labels on %.1f%% of the pool",
         len(pool.y_pool),
@@ -336,10 +354,14 @@ def run_experiment(
     )
     learner: Learner
     if linear:
+        features = pool.features
         learner = LinearLearner(
-            pool.features.pool,
+            features.pool,
             len(pool.classes),
-            teacher_student=config.learner_kind == "linear_ts",
+            teacher_student=config.learner_kind.endswith("_ts"),
+            student_columns=(
+                features.tfidf_columns if isinstance(features, EncodedFeatures) else None
+            ),
         )
     else:
         learner = FFNLearner(

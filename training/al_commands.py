@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from prodcat.training.active_learning import STRATEGIES, ExperimentConfig, Point, run_experiment
 from prodcat.training.al_report import append_csv, plot, read_csv, summary, write_csv
@@ -57,6 +58,7 @@ def run_active_learning(
     *,
     resume: bool = False,
     data: LabelledData | None = None,
+    encoder: Any = None,
 ) -> str:
     """Run the experiment, streaming points into ``out/curves.csv``; then the PNG and summary.
 
@@ -84,10 +86,17 @@ def run_active_learning(
         )  # fmt: skip
 
     if data is None:
-        points = run_experiment(config, data_dir=data_dir, on_point=record, done=done)
+        points = run_experiment(
+            config, data_dir=data_dir, on_point=record, done=done, encoder=encoder
+        )
     else:
         points = run_experiment(
-            config, examples=data.examples, on_point=record, done=done, rules_file=None
+            config,
+            examples=data.examples,
+            on_point=record,
+            done=done,
+            rules_file=None,
+            encoder=encoder,
         )
     write_csv(others + points, csv_path)
     title = f"{Path(data.source).name if data else 'Flipkart'} L{config.level}"

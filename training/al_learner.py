@@ -171,6 +171,30 @@ class WordCharFeatures:
         return int(self.pool.shape[1])
 
 
+class EncodedFeatures:
+    """Word ⊕ char TF-IDF with a pretrained encoder's unit vectors appended (weight ``weight``);
+    ``tfidf_columns`` says where the TF-IDF part ends (a TF-IDF-only student reads that part)."""
+
+    def __init__(self, pool_texts: Sequence[str], encoder: Any, weight: float = 1.0) -> None:
+        self.tfidf = WordCharFeatures(pool_texts)
+        self.encoder = encoder
+        self.weight = weight
+        self.tfidf_columns = self.tfidf.dim
+        self.pool = self._join(self.tfidf.pool, list(pool_texts))
+
+    def _join(self, tfidf: sp.csr_matrix, texts: list[str]) -> sp.csr_matrix:
+        vectors = sp.csr_matrix(self.weight * self.encoder.encode(texts))
+        return sp.hstack([tfidf, vectors]).tocsr()
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        items = list(texts)
+        return self._join(self.tfidf.transform(items), items)
+
+    @property
+    def dim(self) -> int:
+        return int(self.pool.shape[1])
+
+
 def _softmax(scores: Array) -> Array:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -184,14 +208,22 @@ class FittedLinear:
     measured)."""
 
     def __init__(
-        self, model: Any, classes: Array, n_classes: int, selector: FittedLinear | None = None
+        self,
+        model: Any,
+        classes: Array,
+        n_classes: int,
+        selector: FittedLinear | None = None,
+        columns: int | None = None,
     ) -> None:
         self.model = model
         self.classes = classes
         self.n_classes = n_classes
         self.selector = selector
+        self.columns = columns  # reads only the first ``columns`` features (a TF-IDF-only student)
 
     def predict_proba(self, features: sp.spmatrix) -> Array:
+        if self.columns is not None:
+            features = features[:, : self.columns]
         n = features.shape[0]
         if len(self.classes) == 1:
             scores = np.zeros((n, 1), "float64")
@@ -216,22 +248,32 @@ class LinearLearner:
     objective: ``rules`` is ignored."""
 
     def __init__(
-        self, pool: sp.csr_matrix, n_classes: int, *, teacher_student: bool = False, c: float = 1.0
+        self,
+        pool: sp.csr_matrix,
+        n_classes: int,
+        *,
+        teacher_student: bool = False,
+        c: float = 1.0,
+        student_columns: int | None = None,
     ) -> None:
         self.pool = pool
         self.n_classes = n_classes
         self.teacher_student = teacher_student
         self.c = c
+        self.student_columns = student_columns  # the student reads only these first columns
 
-    def _fit(self, rows: Array, labels: Array, seed: int) -> FittedLinear:
+    def _fit(
+        self, rows: Array, labels: Array, seed: int, columns: int | None = None
+    ) -> FittedLinear:
         from sklearn.svm import LinearSVC
 
         classes = np.unique(labels)
         model = None
         if len(classes) > 1:
-            model = LinearSVC(C=self.c, random_state=seed).fit(self.pool[rows], labels)
+            x = self.pool[rows] if columns is None else self.pool[rows][:, :columns]
+            model = LinearSVC(C=self.c, random_state=seed).fit(x, labels)
             classes = np.asarray(model.classes_)
-        return FittedLinear(model, classes, self.n_classes)
+        return FittedLinear(model, classes, self.n_classes, columns=columns)
 
     def fit(self, labelled: Array, labels: Array, *, rules: bool, seed: int) -> FittedLinear:
         labelled, labels = np.asarray(labelled), np.asarray(labels, "int64")
@@ -241,7 +283,10 @@ class LinearLearner:
         rest = np.setdiff1d(np.arange(self.pool.shape[0]), labelled)
         pseudo = teacher.predict_proba(self.pool[rest]).argmax(axis=1)
         student = self._fit(
-            np.concatenate([labelled, rest]), np.concatenate([labels, pseudo]), seed
+            np.concatenate([labelled, rest]),
+            np.concatenate([labels, pseudo]),
+            seed,
+            self.student_columns,
         )
         student.selector = teacher
         return student

@@ -480,6 +480,17 @@ class TaxonomySettings(_Section):
     )
 
 
+class EncoderSettings(_Section):
+    """The pretrained text encoder (``prodcat dev encoder install``; training/text_encoder.py)."""
+
+    path: Path = Field(
+        default=Path(".cache/encoders/bge-small-en-v1.5-q"),
+        description="Folder holding model.onnx and tokenizer.json.",
+    )
+    max_tokens: int = Field(default=64, ge=8, le=512, description="Tokens per text, at most.")
+    batch_size: int = Field(default=256, ge=1)
+
+
 class LocalKafkaSettings(_Section):
     """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
 
@@ -519,6 +530,7 @@ class Settings(BaseSettings):
     feeds: FeedSettings = FeedSettings()
     taxonomy: TaxonomySettings = TaxonomySettings()
     local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+    encoder: EncoderSettings = EncoderSettings()
 
     @model_validator(mode="after")
     def _resolve_under_home(self) -> Settings:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prodcat.training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
-from prodcat.training.al_learner import FFNLearner, LearnerConfig, LinearLearner
+from prodcat.training.al_learner import EncodedFeatures, FFNLearner, LearnerConfig, LinearLearner
 from prodcat.training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
 from prodcat.training.dataset import Example, flipkart_tree
 
@@ -106,6 +106,33 @@ def test_linear_learners_curve(word_char_pool: Pool, pool: Pool, teacher_student
         assert not np.allclose(selection, fitted.predict_proba(wc.features.pool))
     else:
         np.testing.assert_array_equal(selection, fitted.predict_proba(wc.features.pool))
+
+
+def test_encoder_teacher_picks_and_a_tfidf_student_is_measured(examples: list[Example]) -> None:
+    from prodcat.core.settings import load_settings
+    from prodcat.training.text_encoder import TextEncoder
+
+    encoder = TextEncoder(load_settings().encoder.path)
+    pool = Pool.build(examples[:1500], level=1, rules_file=None, encoder=encoder)
+    features = pool.features
+    assert isinstance(features, EncodedFeatures)
+    assert features.dim == features.tfidf_columns + encoder.dim
+    learner = LinearLearner(
+        features.pool,
+        len(pool.classes),
+        teacher_student=True,
+        student_columns=features.tfidf_columns,
+    )
+    config = replace(SMALL, learner_kind="linear_enc_ts")
+    points = simulate(pool, learner, "margin_diverse", rules=False, seed=0, config=config)
+    majority = np.bincount(pool.y_test).max() / len(pool.y_test)
+    assert points[-1].accuracy > majority + 0.1
+    fitted = learner.fit(np.arange(60), pool.y_pool[:60], rules=False, seed=0)
+    # The student reads the TF-IDF columns only: the encoder's part cannot change its answer.
+    blind = pool.test.tolil()
+    blind[:, features.tfidf_columns :] = 0
+    np.testing.assert_allclose(fitted.predict_proba(pool.test), fitted.predict_proba(blind.tocsr()))
+    assert fitted.selector is not None and fitted.selector.columns is None  # the teacher sees all
 
 
 def test_unknown_learner_is_refused() -> None:
