@@ -54,3 +54,7 @@ class UnknownAgentError(StreamsError):
 
 class WorkerProcessError(StreamsError):
     """A worker process exited or did not become ready."""
+
+
+class RetrainJobError(StreamsError):
+    """A training job could not run (e.g. another job holds its version)."""

@@ -247,6 +247,7 @@ class JobRunner:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             code = await asyncio.wait_for(proc.wait(), self.timeout_s)
@@ -275,6 +276,18 @@ class JobRunner:
         return JobOutcome(
             outcome, int(result.get("version", version)), reason, seconds, result, log_path
         )
+
+
+def _die_with_parent() -> None:
+    """In the job's process, before exec: SIGKILL it when the process that started it dies, so
+    a trigger killed by SIGKILL leaves no job behind (it runs in its own session, out of reach of
+    the trigger's process group). Linux only; elsewhere the job lock below still refuses a second
+    job for a version."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -196,10 +196,13 @@ def newest_version(model_base: Path, name: str) -> int | None:
 
 
 def free_version(model_base: Path, name: str, work_dir: Path) -> int:
-    """A version number used neither in the model store nor by a candidate under ``work_dir``.
+    """A version number used neither in the model store, nor by a candidate, nor by a job under
+    ``work_dir``.
 
     Candidates live in ``<work_dir>/candidates/<name>/<version>/``; a rejected one is kept there,
-    so the next job's candidate gets a new number and every ``ModelEvent`` version is unique.
+    so the next job's candidate gets a new number and every ``ModelEvent`` version is unique. A job
+    folder (``<work_dir>/jobs/v<version>/``) takes its number from the moment it is launched, so a
+    trigger restarted while a job of it still runs never launches a second job with that number.
     """
     used = [
         int(p.name)
@@ -208,6 +211,11 @@ def free_version(model_base: Path, name: str, work_dir: Path) -> int:
         for p in folder.iterdir()
         if p.name.isdigit()
     ]
+    jobs = Path(work_dir) / "jobs"
+    if jobs.is_dir():
+        used += [
+            int(p.name[1:]) for p in jobs.iterdir() if p.name[:1] == "v" and p.name[1:].isdigit()
+        ]
     return max(used, default=0) + 1
 
 

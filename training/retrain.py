@@ -20,10 +20,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,18 +206,31 @@ def promote(candidate_dir: Path, model_base: Path, name: str) -> Path:
     model_dir = model_base / name
     model_dir.mkdir(parents=True, exist_ok=True)
     version = int(candidate_dir.name)
-    if (model_dir / str(version)).exists():  # a version exported by hand meanwhile
-        version = next_version(model_dir)
-    tmp = model_dir / f".{version}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
+    # A private staging folder, then one rename that fails if the version exists (a version
+    # exported by hand meanwhile, or another promotion that won): then the next free number.
+    tmp = model_dir / f".{version}.{uuid.uuid4().hex[:8]}.partial"
     shutil.copytree(candidate_dir, tmp)
-    card = json.loads((tmp / CARD).read_text(encoding="utf-8"))
-    card["version"] = version
-    (tmp / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
-    target = model_dir / str(version)
-    tmp.rename(target)
-    write_models_config(model_base)
-    return target
+    try:
+        for _ in range(100):
+            target = model_dir / str(version)
+            if not target.exists():
+                card = json.loads((tmp / CARD).read_text(encoding="utf-8"))
+                card["version"] = version
+                (tmp / CARD).write_text(
+                    json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8"
+                )
+                try:
+                    os.rename(tmp, target)  # atomic; refuses a non-empty existing folder
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                else:
+                    write_models_config(model_base)
+                    return target
+            version = max(version + 1, next_version(model_dir))
+        raise TrainingError(f"no free version in {model_dir} after 100 tries")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass

@@ -117,3 +117,62 @@ async def test_the_job_runner_reports_results_failures_and_timeouts(tmp_path: Pa
     slow = await _runner(tmp_path, "import time; time.sleep(30)", timeout_s=0.5).run(7)
     assert slow.outcome == "timeout" and slow.seconds < 10
     assert json.loads((tmp_path / "jobs" / "v4" / "result.json").read_text())["version"] == 4
+
+
+TRIGGER = """
+import asyncio, sys
+from pathlib import Path
+from prodcat.streams.retrain_trigger import JobRunner
+work = Path(sys.argv[1])
+job = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(60)"
+runner = JobRunner(
+    work_dir=work, env={}, timeout_s=60, command=(sys.executable, "-c", job, str(work / "job.pid"))
+)
+asyncio.run(runner.run(1))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_job_dies_with_a_trigger_killed_by_sigkill(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    trigger = subprocess.Popen([sys.executable, "-c", TRIGGER, str(tmp_path)])
+    pid_file = tmp_path / "job.pid"
+    deadline = time.monotonic() + 30
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job = int(pid_file.read_text())
+    assert _alive(job)
+    os.kill(trigger.pid, signal.SIGKILL)
+    trigger.wait()
+    deadline = time.monotonic() + 10
+    while _alive(job) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(job), "the job outlived its trigger"
+
+
+def test_a_second_job_for_the_same_version_is_refused(tmp_path: Path) -> None:
+    from prodcat.streams.exceptions import RetrainJobError
+    from prodcat.streams.retrain_job import job_lock
+
+    with job_lock(tmp_path / "v3"):
+        with (
+            pytest.raises(RetrainJobError, match="another job for v3 is running"),
+            job_lock(tmp_path / "v3"),
+        ):
+            pass
+        with job_lock(tmp_path / "v4"):  # another version is free
+            pass
+    with job_lock(tmp_path / "v3"):  # released when the first job ended
+        pass

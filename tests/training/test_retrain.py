@@ -49,6 +49,28 @@ def test_promotion_is_atomic_and_versions_stay_unique(tmp_path: Path) -> None:
     assert target == base / "clf" / "3" and (target / "saved_model.pb").read_bytes() == b"pb"
     assert not list((base / "clf").glob(".*partial"))
     assert (base / "models.config").is_file()
+    (work / "jobs" / "v7").mkdir(parents=True)  # a job launched as v7 that has not exported yet
+    assert free_version(base, "clf", work) == 8
+
+
+def test_concurrent_promotions_of_one_version_get_distinct_versions(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = tmp_path / "models"
+    candidates = []
+    for i in range(4):  # four jobs that all believed version 2 was free
+        cand = tmp_path / f"work{i}" / "candidates" / "clf" / "2"
+        cand.mkdir(parents=True)
+        (cand / "saved_model.pb").write_bytes(f"pb{i}".encode())
+        (cand / "model_card.json").write_text(json.dumps({"version": 2}))
+        candidates.append(cand)
+    with ThreadPoolExecutor(4) as pool:
+        targets = list(pool.map(lambda c: promote(c, base, "clf"), candidates))
+    assert sorted(int(t.name) for t in targets) == [2, 3, 4, 5]
+    for cand, target in zip(candidates, targets, strict=True):
+        assert (target / "saved_model.pb").read_bytes() == (cand / "saved_model.pb").read_bytes()
+        assert json.loads((target / "model_card.json").read_text())["version"] == int(target.name)
+    assert not list((base / "clf").glob(".*partial"))
 
 
 def _config(path: Path, fields: list[str], family: str = "logreg") -> RunConfig:
