@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from prodcat.core.kafka_config import librdkafka_config
@@ -82,10 +83,15 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
 def ensure_topics(
     kafka: KafkaSettings, specs: list[TopicSpec], timeout_s: float = 30.0
 ) -> dict[str, str]:
-    """Create missing topics; check existing ones have the expected partition count.
+    """Create missing topics; check existing ones against their spec.
 
-    Returns ``{name: "created" | "exists"}``. Raises TopicError when a topic cannot be created or an
-    existing one has fewer partitions than specified (more is accepted: partitions only grow).
+    Returns ``{name: state}``: ``"created"``, ``"exists"``, or ``"exists; <warnings>"`` when an
+    existing topic has fewer replicas than ``kafka.replication_factor`` or a lower
+    ``min.insync.replicas`` than ``kafka.min_insync_replicas`` (durability below what was asked
+    for: reported and logged, the topic still works). Raises TopicError when a topic cannot be
+    created, or an existing one has fewer partitions than specified (more is accepted: partitions
+    only grow), another cleanup policy (a compacted topic that deletes, or the reverse), or a
+    smaller ``max.message.bytes`` than its spec (records the stages write would be refused).
     """
     admin = AdminClient(librdkafka_config(kafka))
     try:
@@ -94,6 +100,7 @@ def ensure_topics(
         raise TopicError(f"cannot list topics on {kafka.bootstrap_servers}: {exc}") from exc
     result: dict[str, str] = {}
     missing: list[NewTopic] = []
+    present: list[TopicSpec] = []
     for spec in specs:
         if spec.name in existing:
             have = len(existing[spec.name].partitions)
@@ -101,16 +108,22 @@ def ensure_topics(
                 raise TopicError(
                     f"topic {spec.name} has {have} partitions, expected {spec.partitions}"
                 )
-            result[spec.name] = "exists"
+            present.append(spec)
         else:
+            config = dict(spec.config)
+            if kafka.min_insync_replicas is not None:
+                config["min.insync.replicas"] = str(kafka.min_insync_replicas)
             missing.append(
                 NewTopic(
                     spec.name,
                     num_partitions=spec.partitions,
                     replication_factor=kafka.replication_factor,
-                    config=spec.config,
+                    config=config,
                 )
             )
+    for spec in present:
+        warnings = _check_existing(admin, kafka, spec, existing[spec.name], timeout_s)
+        result[spec.name] = "exists" + (f"; {'; '.join(warnings)}" if warnings else "")
     if missing:
         for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
             try:
@@ -126,3 +139,46 @@ def ensure_topics(
                     continue
                 raise TopicError(f"cannot create topic {name}: {exc}") from exc
     return result
+
+
+def _check_existing(
+    admin: AdminClient, kafka: KafkaSettings, spec: TopicSpec, metadata: Any, timeout_s: float
+) -> list[str]:
+    """An existing topic against ``spec``: raise on what breaks the stages, return warnings."""
+    try:
+        future = admin.describe_configs([ConfigResource("topic", spec.name)])
+        configs = next(iter(future.values())).result(timeout=timeout_s)
+    except KafkaException as exc:
+        raise TopicError(f"cannot read the configuration of topic {spec.name}: {exc}") from exc
+    value = {name: entry.value for name, entry in configs.items()}
+    problems: list[str] = []
+    want_policy = set(spec.config.get("cleanup.policy", "delete").split(","))
+    have_policy = set((value.get("cleanup.policy") or "delete").split(","))
+    if ("compact" in want_policy) != ("compact" in have_policy):
+        problems.append(
+            f"cleanup.policy={','.join(sorted(have_policy))}, expected "
+            f"{spec.config.get('cleanup.policy', 'delete')}"
+        )
+    want_bytes = spec.config.get("max.message.bytes")
+    have_bytes = value.get("max.message.bytes")
+    if want_bytes is not None and have_bytes is not None and int(have_bytes) < int(want_bytes):
+        problems.append(f"max.message.bytes={have_bytes}, expected at least {want_bytes}")
+    if problems:
+        raise TopicError(
+            f"topic {spec.name} exists with {'; '.join(problems)}: alter it (kafka-configs.sh "
+            "--alter --entity-type topics ...) or recreate it, then run `prodcat topics create`"
+        )
+    warnings: list[str] = []
+    replicas = min((len(p.replicas) for p in metadata.partitions.values()), default=0)
+    if replicas < kafka.replication_factor:
+        warnings.append(
+            f"replication factor {replicas} < {kafka.replication_factor} "
+            "(PRODCAT_KAFKA__REPLICATION_FACTOR)"
+        )
+    isr = value.get("min.insync.replicas")
+    least = kafka.min_insync_replicas
+    if least is not None and isr is not None and int(isr) < least:
+        warnings.append(f"min.insync.replicas {isr} < {least} (PRODCAT_KAFKA__MIN_INSYNC_REPLICAS)")
+    for warning in warnings:
+        logger.warning("topic %s: %s", spec.name, warning)
+    return warnings

@@ -49,6 +49,12 @@ class KafkaSettings(_Section):
         "default: the system's trust store.",
     )
     replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of the topics prodcat creates, and the least it accepts "
+        "on existing ones; default: the broker's.",
+    )
 
     @field_validator("ssl_cafile")
     @classmethod

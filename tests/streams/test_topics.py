@@ -1,16 +1,17 @@
-"""Topics are created by the project with explicit partitions and configs, idempotently."""
+"""Topics are created by the project with explicit partitions and configs, idempotently, and
+existing ones are checked against their spec."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import KafkaSettings, TopicNames
 from prodcat.streams.exceptions import TopicError
-from prodcat.streams.topics import ensure_topics, topic_specs
+from prodcat.streams.topics import TopicSpec, ensure_topics, topic_specs
 
 
 def test_specs_follow_the_design() -> None:
@@ -66,3 +67,39 @@ def test_ensure_topics_creates_then_reports_existing(kafka_bootstrap: str) -> No
     fewer = topic_specs(names.model_copy(update={"partitions": 5}))
     with pytest.raises(TopicError, match="expected 5"):
         ensure_topics(kafka, fewer)
+
+
+@pytest.mark.integration
+def test_existing_topics_are_checked_against_their_spec(kafka_bootstrap: str) -> None:
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    uid = uuid.uuid4().hex[:8]
+    admin = AdminClient(librdkafka_config(kafka))
+    wrong = {
+        f"{uid}.compacted-deletes": {"cleanup.policy": "delete"},
+        f"{uid}.small": {"max.message.bytes": "1048576"},
+        f"{uid}.fine": {"cleanup.policy": "compact", "min.insync.replicas": "1"},
+    }
+    futures = admin.create_topics(
+        [
+            NewTopic(name, num_partitions=1, replication_factor=1, config=c)
+            for name, c in wrong.items()
+        ]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+    compacted = TopicSpec(f"{uid}.compacted-deletes", 1, {"cleanup.policy": "compact"})
+    with pytest.raises(TopicError, match=r"cleanup\.policy=delete, expected compact"):
+        ensure_topics(kafka, [compacted])
+    large = TopicSpec(f"{uid}.small", 1, {"max.message.bytes": str(10 * 1024 * 1024)})
+    with pytest.raises(
+        TopicError, match=r"max\.message\.bytes=1048576, expected at least 10485760"
+    ):
+        ensure_topics(kafka, [large])
+
+    fine = TopicSpec(f"{uid}.fine", 1, {"cleanup.policy": "compact"})
+    assert ensure_topics(kafka, [fine]) == {fine.name: "exists"}
+    durable = kafka.model_copy(update={"replication_factor": 3, "min_insync_replicas": 2})
+    (state,) = ensure_topics(durable, [fine]).values()
+    assert state.startswith("exists; ")
+    assert "replication factor 1 < 3" in state and "min.insync.replicas 1 < 2" in state
