@@ -154,7 +154,10 @@ def _parser() -> argparse.ArgumentParser:
     embedder.add_argument("--epochs", type=int, default=None, help="finetune: epochs")
 
     experiment = sub.add_parser("experiment", help="offline experiments")
-    experiment.add_argument("name", choices=["active-learning"])
+    experiment.add_argument("name", choices=["active-learning", "decisions"])
+    experiment.add_argument(
+        "--targets", default="0.9,0.95,0.98", help="decisions: precision targets, comma-separated"
+    )
     experiment.set_defaults(func=_experiment)
     experiment.add_argument("--out", type=Path, default=Path("docs/active-learning"))
     experiment.add_argument("--strategies", default=None, help="comma-separated (default: all)")
@@ -636,6 +639,13 @@ def _taxonomy(settings: Settings, args: argparse.Namespace) -> int:
 def _experiment(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.training import al_commands
 
+    if args.name == "decisions":
+        from prodcat.training.decision_commands import decisions_report
+
+        targets = [float(t) for t in args.targets.split(",") if t.strip()]
+        print(decisions_report(settings.data_dir, settings.serving.model_base,
+                               settings.serving.classifier, targets))  # fmt: skip
+        return 0
     if args.report_only:
         print(al_commands.report(args.out))
         return 0

@@ -18,7 +18,7 @@ Typical use::
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypedDict
+from typing import Final, Literal, NotRequired, TypedDict
 
 __all__ = [
     "RECORD_TYPES",
@@ -117,6 +117,16 @@ class Uncertainty(TypedDict):
     kl_consensus: float | None
 
 
+class Decision(TypedDict):
+    """``prodcat.Decision``: the deepest category of a prediction that meets the precision target."""
+
+    kind: str  # leaf | backed_off | abstained
+    category_id: str | None
+    path: list[str]
+    probability: float
+    target: float
+
+
 class Prediction(TypedDict):
     """``prodcat.Prediction`` (schemas/prediction.avsc), topic products.predictions."""
 
@@ -128,6 +138,7 @@ class Prediction(TypedDict):
     rule_based_positives: list[CategoryScore]
     uncertainty: Uncertainty
     predicted_at: int
+    decision: NotRequired[Decision | None]
 
 
 # --- labels ----------------------------------------------------------------------------------

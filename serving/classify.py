@@ -6,6 +6,7 @@ everything a prediction holds is computed here and testable without Kafka or Ten
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from prodcat.serving.backends import ModelOutput
 from prodcat.serving.committee import committee_scores
 from prodcat.serving.exceptions import ModelSignatureError
 from prodcat.training import acquisition
+from prodcat.training.decisions import DecisionModel
 
 Array = np.ndarray[Any, Any]
 EXCLUSIVE_PROBS = "exclusive_probs"
@@ -73,6 +75,8 @@ def predictions(
     ]
     qbc = committee_scores(card.class_ids, members)
     top = _top_k(probs, top_k)
+    decided = decision_model(card).decide(probs) if card.decision_thresholds else None
+    target = card.decision_target or 0.0
     records: list[Prediction] = []
     for row, product in enumerate(products):
         exclusive: list[CategoryScore] = [
@@ -110,9 +114,26 @@ def predictions(
                     "kl_consensus": None if qbc is None else float(qbc[1][row]),
                 },
                 "predicted_at": now_ms,
+                "decision": None
+                if decided is None
+                else {
+                    "kind": decided[row].kind,
+                    "category_id": decided[row].category_id,
+                    "path": list(decided[row].path),
+                    "probability": decided[row].probability,
+                    "target": target,
+                },
             }
         )
     return records
+
+
+@functools.lru_cache(maxsize=8)
+def decision_model(card: ClassifierCard) -> DecisionModel:
+    """The back-off decisions of ``card``'s thresholds (built once per card: the node matrix)."""
+    return DecisionModel(
+        card.class_ids, card.class_paths, dict(card.decision_thresholds), card.decision_target
+    )
 
 
 def _fits(output: ModelOutput, card: ClassifierCard, n: int) -> bool:

@@ -100,6 +100,7 @@ def _run_locked(
         fixed_holdout=fixed,
         emit=EventPublisher(settings, name),
         alternatives=alternatives,
+        precision_target=cfg.precision_target,
     )
     if result_path is not None:
         result_path.parent.mkdir(parents=True, exist_ok=True)

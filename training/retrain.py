@@ -36,10 +36,13 @@ import numpy as np
 
 from prodcat.core.model_store import (
     CARD,
+    ClassifierCard,
     available_versions,
+    load_card,
     next_version,
     write_models_config,
 )
+from prodcat.training.decisions import DecisionModel, fit_thresholds
 from prodcat.training.drift import DriftReference, build_reference
 from prodcat.training.evaluation import accuracy, macro_f1
 from prodcat.training.exceptions import TrainingError
@@ -157,21 +160,57 @@ def drift_reference(
     return build_reference(probs, candidate.class_ids, source)
 
 
-def holdout_metrics(version_dir: Path, holdout: Sequence[LabelledProduct]) -> dict[str, float]:
-    """Accuracy and macro-F1 of an exported version's top-1 class id on the holdout."""
+def _holdout_outputs(
+    version_dir: Path, holdout: Sequence[LabelledProduct]
+) -> tuple[list[str], np.ndarray[Any, Any]]:
+    """An exported version's top-1 class ids and exclusive probabilities on the holdout."""
     import tensorflow as tf
 
-    if not holdout:
-        return {"holdout_size": 0.0}
     try:
         function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     except (OSError, ValueError, KeyError, tf.errors.OpError) as exc:
         raise TrainingError(f"cannot load {version_dir} for evaluation: {exc}") from exc
     predicted: list[str] = []
+    probs: list[np.ndarray[Any, Any]] = []
     for start in range(0, len(holdout), 512):
         inputs = features(holdout[start : start + 512])
         out = function(**{k: tf.constant(v) for k, v in inputs.items()})
         predicted.extend(v.decode() for v in out["top_k_ids"].numpy()[:, 0])
+        probs.append(out["exclusive_probs"].numpy())
+    return predicted, np.concatenate(probs)
+
+
+#: The fewest held-out products thresholds are chosen from; with fewer the card gets none.
+MIN_DECISION_HOLDOUT = 50
+
+
+def decision_thresholds(
+    version_dir: Path,
+    holdout: Sequence[LabelledProduct],
+    vocabulary: Vocabulary,
+    target: float,
+) -> dict[str, Any] | None:
+    """Per-node thresholds for ``target`` precision on the holdout (the card's ``decisions``;
+    ``prodcat.training.decisions``), or None with fewer than MIN_DECISION_HOLDOUT products."""
+    rows = [item for item in holdout if item.exclusive]
+    if len(rows) < MIN_DECISION_HOLDOUT:
+        return None
+    card = ClassifierCard.from_dict(load_card(version_dir))
+    _, probs = _holdout_outputs(version_dir, rows)
+    truth = [
+        tuple(level.strip() for level in vocabulary.path(item.exclusive or "").split(" > "))
+        for item in rows
+    ]
+    plain = DecisionModel(card.class_ids, card.class_paths)
+    fitted = fit_thresholds(plain, probs, truth, target=target)
+    return {**fitted.to_card(), "holdout_size": len(rows)}
+
+
+def holdout_metrics(version_dir: Path, holdout: Sequence[LabelledProduct]) -> dict[str, float]:
+    """Accuracy and macro-F1 of an exported version's top-1 class id on the holdout."""
+    if not holdout:
+        return {"holdout_size": 0.0}
+    predicted, _ = _holdout_outputs(version_dir, holdout)
     truth = [item.exclusive or "" for item in holdout]
     return {
         "holdout_accuracy": accuracy(truth, predicted),
@@ -269,12 +308,15 @@ def retrain(
     fixed_holdout: Sequence[LabelledProduct] | None,
     emit: EventSink,
     alternatives: Sequence[RunConfig] = (),
+    precision_target: float | None = None,
 ) -> RetrainResult:
     """Train, evaluate and gate one candidate; ``emit(event, **fields)`` reports each step.
 
     With ``alternatives`` (other run configs, e.g. a linear model beside the CNN), every config is
     trained and the candidate is the one with the best holdout accuracy (the first config on a
-    tie or without a holdout); the card's ``chosen_from`` lists every option's holdout metrics."""
+    tie or without a holdout); the card's ``chosen_from`` lists every option's holdout metrics.
+    ``precision_target``: the candidate's card gets per-node thresholds for it, chosen on the
+    holdout (``decisions``), so its predictions carry the deepest category that meets it."""
     data = split_holdout(items, holdout_fraction, fixed_holdout)
     logger.info(
         "retrain v%d: %d training, %d holdout products", version, len(data.train), len(data.holdout)
@@ -325,6 +367,10 @@ def retrain(
             ),
         )
         _record_choice(candidate_dir, options, chosen)
+    if precision_target is not None:
+        decisions = decision_thresholds(candidate_dir, data.holdout, vocabulary, precision_target)
+        if decisions is not None:
+            _set_card(candidate_dir, "decisions", decisions)
     train_metrics = {
         "train_seconds": sum(o.candidate.train_seconds for o in options),
         "train_products": float(len(data.train)),
@@ -402,6 +448,13 @@ def _record_choice(version_dir: Path, options: Sequence[_Option], chosen: _Optio
         }
         for option in options
     ]
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _set_card(version_dir: Path, key: str, value: Any) -> None:
+    path = version_dir / CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card[key] = value
     path.write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
 
 

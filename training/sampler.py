@@ -166,6 +166,10 @@ def select_requests(
       (``similarity ≤ 1``, so the uncertainty bounds the density).
     * ``random``: every pick is uniform at random.
 
+    With ``undecided_first``, predictions whose ``decision`` backed off to a parent or abstained
+    rank before all others (each group by the strategy's score): the model could not give them a
+    category at the precision target, so a label there teaches where the model is weakest.
+
     ``random_share`` of the picks are uniform over the candidates the score did not pick; they are
     requested with strategy ``random``. Never more than ``allowance`` (rate limit) picks.
     """
@@ -214,6 +218,11 @@ def select_requests(
             scores[i] = _density(u[i], similarities[int(i)], settings.density_beta)
             tier[i] = 0
             best = sorted([*best, scores[i]], reverse=True)[:n_top]
+    if settings.undecided_first:  # backed off or abstained: before every decided prediction
+        for i, candidate in enumerate(allowed):
+            decision = candidate.prediction.get("decision")
+            if decision is not None and decision.get("kind") != "leaf":
+                tier[i] -= 2
     order = np.lexsort((-scores, tier))  # by tier, then score descending; stable
     rank = np.empty(len(allowed))
     rank[order] = -np.arange(len(allowed), dtype=np.float64)

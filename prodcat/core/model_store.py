@@ -118,6 +118,10 @@ class ClassifierCard:
     class_paths: tuple[tuple[str, ...], ...]
     rule_ids: tuple[str, ...]
     rule_paths: tuple[tuple[str, ...], ...]
+    #: per-node score thresholds for ``decision_target`` precision (``decisions`` in the card,
+    #: chosen on the holdout; ``prodcat.training.decisions``), as sorted (id, threshold) pairs
+    decision_thresholds: tuple[tuple[str, float], ...] = ()
+    decision_target: float | None = None
 
     @classmethod
     def from_dict(cls, card: Mapping[str, Any]) -> ClassifierCard:
@@ -125,6 +129,7 @@ class ClassifierCard:
         nodes = card.get("rule_based_nodes") or []
         # Cards written before rule-based node paths were recorded hold bare ids.
         nodes = [node if isinstance(node, Mapping) else {"id": node, "path": ""} for node in nodes]
+        decisions = card.get("decisions") or {}
         return cls(
             name=str(card["name"]),
             version=int(card["version"]),
@@ -132,6 +137,12 @@ class ClassifierCard:
             class_paths=tuple(_split(str(c["path"])) for c in classes),
             rule_ids=tuple(str(n["id"]) for n in nodes),
             rule_paths=tuple(_split(str(n.get("path", ""))) for n in nodes),
+            decision_thresholds=tuple(
+                sorted((str(k), float(v)) for k, v in (decisions.get("thresholds") or {}).items())
+            ),
+            decision_target=(
+                float(decisions["target"]) if decisions.get("target") is not None else None
+            ),
         )
 
 

@@ -304,6 +304,13 @@ class RetrainSettings(_Section):
         "'[\"training/configs/linear.yaml\"]'); the candidate is the one with the best holdout "
         "accuracy (few labels favour a linear model, many the CNN).",
     )
+    precision_target: float | None = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="Each promoted model gets per-node thresholds, chosen on the holdout, so "
+        "that every category its predictions emit (`decision`) meets this precision; unset: none.",
+    )
     epsilon: float = Field(
         default=0.005,
         ge=0,
@@ -361,6 +368,11 @@ class SamplerSettings(_Section):
         "scores (committee off, or only one model version yet).",
     )
     density_beta: float = Field(default=1.0, ge=0, description="Exponent of the density term.")
+    undecided_first: bool = Field(
+        default=True,
+        description="Predictions whose decision backed off to a parent or abstained (no category "
+        "met the precision target) are asked about before any other, each group by its score.",
+    )
     density_neighbours: int = Field(default=10, ge=1, description="Neighbours for the density.")
     random_share: float = Field(
         default=0.1, ge=0, le=1, description="Share of each batch chosen uniformly at random."

@@ -124,6 +124,13 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
                 "kl_consensus": 0.0421,
             },
             "predicted_at": SEEN_AT,
+            "decision": {
+                "kind": "backed_off",
+                "category_id": "c-1",
+                "path": ["Schuhe"],
+                "probability": 0.9375,
+                "target": 0.95,
+            },
         },
         {
             "product_id": "p-0",
@@ -140,6 +147,7 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
                 "kl_consensus": None,
             },
             "predicted_at": 0,
+            "decision": None,
         },
     ],
     "FeedProfile": [

@@ -67,6 +67,36 @@ def test_prediction_records_follow_the_card_and_the_schema() -> None:
     assert serde.decode(serde.encode(first))["exclusive_top_k"][0]["path"] == ["A", "B"]
 
 
+def test_predictions_carry_the_deepest_category_that_meets_its_threshold() -> None:
+    from dataclasses import replace
+
+    card = replace(CARD, decision_thresholds=(("c_a", 0.5), ("c_b", 0.8)), decision_target=0.95)
+    products = [{"product_id": f"p{i}"} for i in range(3)]
+    output = _output([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4], [0.2, 0.1, 0.7]], [[0, 0]] * 3)
+    records = predictions(products, output, card, top_k=2, rule_threshold=0.5, now_ms=1)
+    first, second, third = (r["decision"] for r in records)
+    assert first is not None and second is not None and third is not None
+    # B's 0.7 is under its 0.8: back off to A, whose score is A's own 0.1 + B's 0.7.
+    assert (first["kind"], first["category_id"], first["path"]) == ("backed_off", "c_a", ["A"])
+    assert first["probability"] == pytest.approx(0.8) and first["target"] == 0.95
+    assert (second["kind"], second["category_id"]) == ("leaf", "c_a")
+    assert (third["kind"], third["category_id"], third["path"]) == ("abstained", None, [])
+    serde = serde_for("Prediction")
+    assert serde.decode(serde.encode(records[0]))["decision"] == first
+    plain = predictions(products, output, CARD, top_k=2, rule_threshold=0.5, now_ms=1)
+    assert all(r["decision"] is None for r in plain)  # a card without thresholds decides nothing
+    loaded = ClassifierCard.from_dict(
+        {
+            "name": "clf",
+            "version": 3,
+            "classes": [],
+            "decisions": {"target": 0.9, "thresholds": {"c_b": 0.8, "c_a": 0.5}},
+        }
+    )
+    assert loaded.decision_thresholds == (("c_a", 0.5), ("c_b", 0.8))
+    assert loaded.decision_target == 0.9
+
+
 def test_outputs_that_do_not_fit_the_card_are_a_signature_error() -> None:
     with pytest.raises(ModelSignatureError):
         predictions(

@@ -86,6 +86,7 @@ def test_the_job_trains_every_alternative_and_keeps_the_best_on_the_holdout(
     tmp_path: Path,
 ) -> None:
     kinds = {"c_aaaaaaaaaaaa": "kettle", "c_bbbbbbbbbbbb": "sandal", "c_cccccccccccc": "lamp"}
+    vocabulary = Vocabulary(None, {cid: word.title() for cid, word in kinds.items()})
     items = [
         LabelledProduct(
             {"product_id": f"p{i}", "title": f"{word} model {i}", "brand": "acme"}, cid, ()
@@ -98,7 +99,7 @@ def test_the_job_trains_every_alternative_and_keeps_the_best_on_the_holdout(
     events: list[tuple[str, dict[str, object]]] = []
     result = retrain(
         items,
-        vocabulary=Vocabulary(),
+        vocabulary=vocabulary,
         run=blind,
         alternatives=[seeing],
         model_base=tmp_path / "models",
@@ -109,6 +110,7 @@ def test_the_job_trains_every_alternative_and_keeps_the_best_on_the_holdout(
         holdout_fraction=0.25,
         fixed_holdout=None,
         emit=lambda event, **fields: events.append((event, fields)),
+        precision_target=0.9,
     )
     assert result.outcome == "promoted", result
     card = json.loads((tmp_path / "models" / "clf" / "1" / "model_card.json").read_text())
@@ -117,6 +119,9 @@ def test_the_job_trains_every_alternative_and_keeps_the_best_on_the_holdout(
     assert options[str(tmp_path / "seeing.yaml")]["holdout_accuracy"] > 0.9
     assert options[str(tmp_path / "blind.yaml")]["holdout_accuracy"] < 0.5
     assert card["model_config"]["fields"] == ["title"]
+    # Back-off thresholds chosen on the holdout for the promoted model: every class has one.
+    assert card["decisions"]["target"] == 0.9 and card["decisions"]["holdout_size"] >= 50
+    assert set(kinds) <= set(card["decisions"]["thresholds"])
     assert [e for e, _ in events] == ["trained", "evaluated", "promoted"]
     assert not (tmp_path / "work" / "options").exists() or not any(
         (tmp_path / "work" / "options").iterdir()

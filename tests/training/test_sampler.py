@@ -106,6 +106,29 @@ def test_single_model_strategies_rank_known_vectors(strategy: str, order: list[s
         assert torn["score"] == pytest.approx(expected)
 
 
+def test_backed_off_and_abstained_predictions_are_asked_first() -> None:
+    def decided(name: str, probs: list[float], kind: str) -> Candidate:
+        record = prediction(name, probs)
+        record["decision"] = {"kind": kind, "category_id": None, "path": [], "probability": 0.9,
+                              "target": 0.95}  # fmt: skip
+        return Candidate(name, record)
+
+    candidates = [
+        *CANDIDATES,  # no decision (a model without thresholds): ranked as before
+        decided("sure-but-backed-off", [0.9, 0.05, 0.05], "backed_off"),
+        decided("abstained", [0.95, 0.03, 0.02], "abstained"),
+        decided("leaf", [0.5, 0.495, 0.005], "leaf"),
+    ]
+    order = [r["product_id"] for r in _pick(candidates, strategy="margin").requests]
+    assert order[:2] == ["sure-but-backed-off", "abstained"]  # by margin within the group
+    assert order[2:] == ["leaf", "torn", "spread", "sure"]
+    plain = [
+        r["product_id"]
+        for r in _pick(candidates, strategy="margin", undecided_first=False).requests
+    ]
+    assert plain[:2] == ["leaf", "torn"]
+
+
 def test_uncertainty_of_reads_the_record_like_acquisition_scores() -> None:
     record, p = prediction("x", TORN), np.array([TORN])
     assert uncertainty_of(record, "margin") == pytest.approx(acquisition.margin(p)[0])
