@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
 
     replay = sub.add_parser("replay", help="publish datasets as raw product events")
-    replay.add_argument("--feeds", default="flipkart,myntra", help="comma-separated feeds")
+    replay.add_argument("--feeds", default=None, help="comma-separated feeds (default: the demo's)")
     replay.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
     replay.add_argument("--limit", type=int, default=None, help="events per feed at most")
     replay.add_argument("--topic", default=None, help="target topic (default: topics.raw)")
@@ -219,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data FILE [--truth T] [--label-field F]``: train/baseline/experiment on any labelled file."""
     parser.add_argument("--data", type=Path, default=None,
-                        help="instead of Flipkart: raw feed records (any format `publish` reads), "
+                        help="instead of the demo's dataset: raw feed records (any format `publish` reads), "
                         "normalised products (JSON lines) or a labels snapshot")  # fmt: skip
     parser.add_argument("--truth", type=Path, default=None,
                         help='labels by row: JSON lines {"row": i, "path": [...]}')  # fmt: skip
@@ -486,9 +486,10 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from prodcat.streams.replay import dataset_events, replay
+    from prodcat.streams.replay import DEMO_FEEDS, dataset_events, replay
 
-    feeds = [f.strip() for f in args.feeds.split(",") if f.strip()]
+    given = args.feeds.split(",") if args.feeds else DEMO_FEEDS
+    feeds = [f.strip() for f in given if f.strip()]
     result = replay(
         settings.kafka,
         args.topic or settings.topics.raw,

@@ -91,9 +91,9 @@ def ensure_models(settings: Settings) -> list[str]:
 def store_demo_taxonomy(settings: Settings) -> None:
     """The demo's taxonomy: the cleaned Flipkart tree, stored on the taxonomy topic."""
     from prodcat.streams.taxonomy_store import publish_taxonomy
-    from prodcat.training.dataset import flipkart_tree, load_flipkart
+    from prodcat.training.dataset import demo_examples, tree_of_examples
 
-    tree = flipkart_tree(load_flipkart(settings.data_dir))
+    tree = tree_of_examples(demo_examples(settings.data_dir))
     stored, _ = publish_taxonomy(settings, tree, reason="demo: the Flipkart tree")
     print(f"      taxonomy v{stored.sequence}: the Flipkart tree ({len(tree)} nodes)", flush=True)
 

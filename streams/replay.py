@@ -21,6 +21,8 @@ from prodcat.streams.exceptions import ReplayError
 logger = logging.getLogger(__name__)
 
 FEEDS = ("flipkart", "myntra", "thumbnails")
+#: The demo's product feeds (``prodcat replay`` without ``--feeds``).
+DEMO_FEEDS = ("flipkart", "myntra")
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,13 @@ from prodcat.training.al_learner import (
     TextFeatures,
     WordCharFeatures,
 )
-from prodcat.training.dataset import Example, flipkart_tree, load_flipkart, protocol_split
+from prodcat.training.dataset import (
+    DEMO_DATASET,
+    Example,
+    demo_examples,
+    protocol_split,
+    tree_of_examples,
+)
 from prodcat.training.pipeline import RuleLabels
 from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
 from prodcat.training.taxonomy import CategoryTree
@@ -87,8 +93,8 @@ class ExperimentConfig:
     output_radius: float = 0.1
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     learner_kind: str = "ffn"
-    #: the pool's name in the curves (``flipkart``, or the ``--data`` file's stem)
-    dataset: str = "flipkart"
+    #: the pool's name in the curves (the demo's dataset, or the ``--data`` file's stem)
+    dataset: str = DEMO_DATASET
 
     def __post_init__(self) -> None:
         if self.learner_kind not in LEARNERS:
@@ -109,7 +115,7 @@ class Point:
     accuracy: float
     seconds: float
     learner: str = "ffn"
-    dataset: str = "flipkart"
+    dataset: str = DEMO_DATASET
 
 
 class Fitted(Protocol):
@@ -152,7 +158,7 @@ class Pool:
         ``encoder`` (a :class:`~prodcat.training.text_encoder.TextEncoder`): its vectors appended."""
         split = protocol_split(examples, level)
         if rules_file is not None:
-            tree = tree or flipkart_tree(examples)
+            tree = tree or tree_of_examples(examples)
             engine = RuleEngine(load_rules(rules_file, tree), tree)
             rule_targets = RuleLabels.build(engine, tree, split.train).targets
         else:
@@ -331,7 +337,7 @@ def run_experiment(
     if examples is None:
         if data_dir is None:
             raise ValueError("need data_dir or examples")
-        examples = load_flipkart(data_dir)
+        examples = demo_examples(data_dir)
     linear = config.learner_kind != "ffn"
     if linear:
         config = replace(config, rules=(False,))  # the linear learners have no rule objective

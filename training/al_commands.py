@@ -99,7 +99,7 @@ def run_active_learning(
             encoder=encoder,
         )
     write_csv(others + points, csv_path)
-    title = f"{Path(data.source).name if data else 'Flipkart'} L{config.level}"
+    title = f"{Path(data.source).name if data else config.dataset} L{config.level}"
     return report(out, config, title=title)
 
 
@@ -115,10 +115,13 @@ def _complete_curves(points: list[Point], config: ExperimentConfig) -> list[Poin
     return [p for p in points if (p.strategy, p.rules, p.seed) in complete]
 
 
-def report(out: Path, config: ExperimentConfig | None = None, *, title: str = "Flipkart L3") -> str:
+def report(out: Path, config: ExperimentConfig | None = None, *, title: str = "") -> str:
     """Re-draw ``curves.png`` and ``summary.md`` from ``out/curves.csv``."""
     points = read_csv(out / "curves.csv")
     seeds = sorted({p.seed for p in points})
+    if not title:
+        datasets = sorted({p.dataset for p in points})
+        title = ", ".join(datasets) + (f" L{config.level}" if config else "")
     plot(points, out / "curves.png", title=f"{title}, pool-based active learning, seeds {seeds}")
     text = summary(points)
     (out / "summary.md").write_text(text + "\n", encoding="utf-8")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prodcat.training.active_learning import Point
+from prodcat.training.dataset import DEMO_DATASET
 
 CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds", "learner", "dataset")
 
@@ -45,7 +46,7 @@ def read_csv(path: Path) -> list[Point]:
                 accuracy=float(row["accuracy"]),
                 seconds=float(row["seconds"]),
                 learner=row.get("learner") or "ffn",  # files from before the column
-                dataset=row.get("dataset") or "flipkart",
+                dataset=row.get("dataset") or DEMO_DATASET,
             )
             for row in csv.DictReader(handle)
         ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prodcat.training.baseline import tfidf_linearsvc
 from prodcat.training.data_files import LabelledData
-from prodcat.training.dataset import load_flipkart, protocol_split
+from prodcat.training.dataset import demo_examples, protocol_split
 
 
 def baseline_table(
@@ -15,9 +15,9 @@ def baseline_table(
 ) -> str:
     """TF-IDF + LinearSVC on the fixed protocol, one row per level (Markdown).
 
-    On Flipkart, or on ``data`` (``prodcat baseline --data``); a level with fewer than two classes
+    On the demo's dataset, or on ``data`` (``prodcat baseline --data``); a level with fewer than two classes
     (the data's paths are shallower) gets a row saying so."""
-    examples = list(data.examples) if data is not None else load_flipkart(data_dir)
+    examples = list(data.examples) if data is not None else demo_examples(data_dir)
     rows = [
         "| level | classes | train | test | accuracy | macro-F1 | seconds |",
         "|---|---:|---:|---:|---:|---:|---:|",

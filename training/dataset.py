@@ -36,18 +36,21 @@ from prodcat.training.exceptions import DatasetError
 from prodcat.training.taxonomy import CategoryTree, clean_path
 
 __all__ = [
+    "DEMO_DATASET",
+    "DEMO_FILE",
     "FLIPKART_FILE",
     "MODEL_INPUT_FIELDS",
     "Example",
     "ProtocolSummary",
     "Split",
-    "flipkart_tree",
+    "demo_examples",
     "load_flipkart",
     "model_inputs",
     "parse_flipkart_tree",
     "protocol_label",
     "protocol_split",
     "protocol_summary",
+    "tree_of_examples",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,19 @@ def model_inputs(example: Example) -> dict[str, str]:
     return {name: getattr(example, name) or "" for name in MODEL_INPUT_FIELDS}
 
 
+#: The dataset the commands use without ``--data``: the demo's (``prodcat/demo.py``). Everything
+#: else in prodcat reads the configured taxonomy and the user's own files.
+DEMO_DATASET: Final = "flipkart"
+#: Its file under the data folder.
+DEMO_FILE: Final = FLIPKART_FILE
+
+
+def demo_examples(data_dir: str | Path) -> list[Example]:
+    """The demo's labelled products (what ``prodcat train``, ``baseline`` and the experiments use
+    without ``--data``)."""
+    return load_flipkart(data_dir)
+
+
 def load_flipkart(data_dir: str | Path) -> list[Example]:
     """The 20,000 Flipkart products of ``<data_dir>/flipkart/flipkart_20k.csv``, in file order."""
     path = Path(data_dir) / FLIPKART_FILE
@@ -128,7 +144,7 @@ def load_flipkart(data_dir: str | Path) -> list[Example]:
     return examples
 
 
-def flipkart_tree(
+def tree_of_examples(
     examples: Iterable[Example], *, min_count: int = 5, min_root_count: int = 5
 ) -> CategoryTree:
     """The category tree of the examples' cleaned paths (see :meth:`CategoryTree.from_paths`)."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from prodcat.core.model_store import ClassifierCard, available_versions, load_card
-from prodcat.training.dataset import Example, load_flipkart, model_inputs, protocol_split
+from prodcat.training.dataset import Example, demo_examples, model_inputs, protocol_split
 from prodcat.training.decisions import (
     Decision,
     DecisionModel,
@@ -61,7 +61,7 @@ def decisions_report(
     raw = load_card(version_dir)
     card = ClassifierCard.from_dict(raw)
     level = int((raw.get("data") or {}).get("level") or max(len(p) for p in card.class_paths))
-    examples = list(examples) if examples is not None else load_flipkart(data_dir)
+    examples = list(examples) if examples is not None else demo_examples(data_dir)
     split = protocol_split(examples, level)
     test = list(split.test)
     probs = class_probabilities(version_dir, test)

@@ -1,7 +1,7 @@
 """Train and evaluate one model on the fixed protocol, from files (no Kafka needed).
 
 ``train_on_examples`` runs the protocol on any labelled examples (``prodcat train --data``);
-``train_on_protocol`` loads Flipkart, splits it by the protocol at level L (exclusive classes = the
+``train_on_protocol`` loads the demo's dataset, splits it by the protocol at level L (exclusive classes = the
 protocol's labels), adds free rule-based labels from the legacy rule system for multi-objective
 models, trains, and evaluates accuracy / macro-F1 per level and calibration on the test part.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from prodcat.training.dataset import Example, Split, flipkart_tree, load_flipkart, protocol_split
+from prodcat.training.dataset import Example, Split, demo_examples, protocol_split, tree_of_examples
 from prodcat.training.evaluation import (
     accuracy,
     expected_calibration_error,
@@ -117,11 +117,12 @@ def train_on_protocol(
     examples: Sequence[Example] | None = None,
     progress: bool = True,
 ) -> ProtocolResult:
-    """Flipkart (or ``examples`` of it) with the legacy keyword rules for multi-objective models."""
-    examples = list(examples) if examples is not None else load_flipkart(data_dir)
+    """The demo's dataset (or ``examples`` of it) with its legacy keyword rules for
+    multi-objective models."""
+    examples = list(examples) if examples is not None else demo_examples(data_dir)
     engine: tuple[RuleEngine, CategoryTree] | None = None
     if model_config.multi_objective:
-        tree = flipkart_tree(examples)
+        tree = tree_of_examples(examples)
         engine = (RuleEngine(load_rules(DEMO_RULES, tree), tree), tree)
     return train_on_examples(
         examples, level, model_config, train_config, rules=engine, progress=progress

@@ -1,6 +1,6 @@
 """``prodcat train``: train on the fixed protocol from a YAML config, evaluate, export for serving.
 
-The data is Flipkart (the demo's dataset) or, with ``--data``, any labelled file
+The data is the demo's dataset (``DEMO_DATASET``) or, with ``--data``, any labelled file
 (:mod:`prodcat.training.data_files`); either way the TF-IDF + LinearSVC baseline runs on the same
 split, so its figures can be printed next to the model's (:func:`side_by_side`).
 """
@@ -17,7 +17,13 @@ import yaml
 from prodcat.core.ids import path_id
 from prodcat.training.baseline import BaselineResult, tfidf_linearsvc
 from prodcat.training.data_files import LabelledData
-from prodcat.training.dataset import FLIPKART_FILE, load_flipkart, protocol_split, protocol_summary
+from prodcat.training.dataset import (
+    DEMO_DATASET,
+    DEMO_FILE,
+    demo_examples,
+    protocol_split,
+    protocol_summary,
+)
 from prodcat.training.drift import build_reference
 from prodcat.training.evaluation import ComparisonRow, comparison_table
 from prodcat.training.exceptions import TrainingError
@@ -60,7 +66,7 @@ def model_card(
     if data is not None:
         source = data.describe()
     else:
-        source = {"dataset": str(Path(data_dir or ".") / FLIPKART_FILE), "kind": "flipkart"}
+        source = {"dataset": str(Path(data_dir or ".") / DEMO_FILE), "kind": DEMO_DATASET}
     return {
         "model_config": result.model_config.to_dict(),
         "train_config": result.train_config.to_dict(),
@@ -94,7 +100,7 @@ def train_and_export(
     *,
     data: LabelledData | None = None,
 ) -> tuple[ProtocolResult, Path]:
-    """Train on Flipkart (or ``data``) at ``level``, export the model with its card."""
+    """Train on the demo's dataset (or ``data``) at ``level``, export the model with its card."""
     run = RunConfig.load(config_path)
     if data is None:
         result = train_on_protocol(data_dir, level, run.model, run.training)
@@ -145,7 +151,7 @@ def compare(
     """The comparison table: every config (single and multi-objective) plus the baseline.
 
     With ``data`` (no rules for it) each config runs single-objective only."""
-    examples = list(data.examples) if data is not None else load_flipkart(data_dir)
+    examples = list(data.examples) if data is not None else demo_examples(data_dir)
     if data is not None:
         both_objectives = False
     rows: list[ComparisonRow] = []

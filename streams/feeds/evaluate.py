@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="also compare with normalize_event on Flipkart and Myntra",
+        help="also compare with normalize_event on the demo's feeds",
     )
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir or _default_data_dir()
@@ -397,10 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report_table(reports))
     others: dict[str, list[tuple[bytes, bytes | None]]] = {}
     if args.compare or args.bench:
-        from prodcat.streams.replay import flipkart_events, myntra_events
+        from prodcat.streams.replay import DEMO_FEEDS, dataset_events
 
-        others["flipkart"] = [(e.value, e.key) for e in flipkart_events(data_dir)]
-        others["myntra"] = [(e.value, e.key) for e in myntra_events(data_dir)]
+        for feed in DEMO_FEEDS:
+            others[feed] = [(e.value, e.key) for e in dataset_events(data_dir, [feed])]
     if args.compare:
         agreements = [
             compare_with_normalizer(pairs, feed=feed, sample_size=args.sample)
@@ -409,17 +409,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(agreement_table(agreements))
     if args.bench:
-        _print_bench(others["flipkart"], data_dir, args.feeds, args.sample)
+        first = DEMO_FEEDS[0]
+        _print_bench(first, others[first], data_dir, args.feeds, args.sample)
     return 0
 
 
 def _print_bench(
-    flipkart: list[tuple[bytes, bytes | None]], data_dir: Path, names: Sequence[str], sample: int
+    demo: str,
+    demo_events: list[tuple[bytes, bytes | None]],
+    data_dir: Path,
+    names: Sequence[str],
+    sample: int,
 ) -> None:
     print()
     print("| feed | events | profile apply /s | normalize_event /s | ratio | inference s |")
     print("|---|---:|---:|---:|---:|---:|")
-    feeds = {"flipkart": flipkart}
+    feeds = {demo: demo_events}
     for name in names:
         lines = (data_dir / "feeds" / f"{name}.jsonl").read_bytes().splitlines()
         feeds[name] = [(line, None) for line in lines]

@@ -13,7 +13,7 @@ from prodcat.schemas.serde import serde_for
 from prodcat.streams.readback import read_topics
 from prodcat.streams.taxonomy_store import publish_taxonomy
 from prodcat.streams.worker_process import worker_env
-from prodcat.training.dataset import flipkart_tree, load_flipkart
+from prodcat.training.dataset import load_flipkart, tree_of_examples
 from prodcat.training.rules import DEMO_RULES
 from tests.conftest import TrainedClassifier
 from tests.streams.kafka_io import flipkart_products, produce
@@ -60,7 +60,7 @@ def test_import_rules_and_snapshot(
     assert {d["stage"] for d in dead} == {"labels"}
 
     # the demo's configuration: the Flipkart tree as the taxonomy, its rules file
-    publish_taxonomy(settings, flipkart_tree(load_flipkart(data_dir)), reason="test")
+    publish_taxonomy(settings, tree_of_examples(load_flipkart(data_dir)), reason="test")
     assert main(["labels", "rules", "--file", str(DEMO_RULES)]) == 0
     assert "rule_based" in capsys.readouterr().out
 

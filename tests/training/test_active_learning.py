@@ -11,7 +11,7 @@ import pytest
 from prodcat.training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
 from prodcat.training.al_learner import EncodedFeatures, FFNLearner, LearnerConfig, LinearLearner
 from prodcat.training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
-from prodcat.training.dataset import Example, flipkart_tree
+from prodcat.training.dataset import Example, tree_of_examples
 
 SMALL = ExperimentConfig(
     level=1,
@@ -26,7 +26,7 @@ SMALL = ExperimentConfig(
 
 @pytest.fixture(scope="module")
 def pool(examples: list[Example]) -> Pool:
-    return Pool.build(examples[:3000], level=1, tree=flipkart_tree(examples))
+    return Pool.build(examples[:3000], level=1, tree=tree_of_examples(examples))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prodcat.training.dataset import Example, flipkart_tree, load_flipkart
+from prodcat.training.dataset import Example, load_flipkart, tree_of_examples
 from prodcat.training.exceptions import RuleError
 from prodcat.training.rules import (
     DEMO_RULES,
@@ -237,7 +237,7 @@ def test_evaluate_rules_hand_example() -> None:
 
 def test_flipkart_rules_file_is_precise_but_incomplete(data_dir: Path) -> None:
     examples = load_flipkart(data_dir)
-    tree = flipkart_tree(examples)
+    tree = tree_of_examples(examples)
     rules = load_rules(DEMO_RULES, tree)
     assert 150 <= len(rules) <= 400
     seeded = seed_rules(tree, nodes=[n.id for n in tree if n.depth <= 3])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from prodcat.training.dataset import Example, flipkart_tree, parse_flipkart_tree
+from prodcat.training.dataset import Example, parse_flipkart_tree, tree_of_examples
 from prodcat.training.exceptions import TaxonomyError
 from prodcat.training.taxonomy import (
     CategoryTree,
@@ -20,7 +20,7 @@ from prodcat.training.taxonomy import (
 
 @pytest.fixture(scope="module")
 def tree(examples: list[Example]) -> CategoryTree:
-    return flipkart_tree(examples)
+    return tree_of_examples(examples)
 
 
 def by_title(examples: list[Example], title: str) -> Example:
