@@ -161,7 +161,11 @@ class _Sender:
             self.errors.append(str(err))
 
     def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]],
     ) -> None:
         while True:
             try:
@@ -228,8 +232,10 @@ def replay_dead_letters(
             report.truncated += 1
             continue
         target = str(letter["source_topic"])
-        headers = [(k, v) for k, v in (letter.get("original_headers") or {}).items()]
-        headers = [(k, v) for k, v in headers if k != REPLAY_HEADER]
+        originals = (letter.get("original_headers") or {}).items()
+        headers: list[tuple[str, str | bytes | None]] = [
+            (k, v) for k, v in originals if k != REPLAY_HEADER
+        ]
         headers.append((REPLAY_HEADER, position.encode()))
         if sender is not None:
             sender.send(target, letter.get("original_key"), original, headers)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._config import ConfigResource  # where confluent-kafka defines it
 from confluent_kafka.cimpl import NewTopic
 
 from prodcat.core.kafka_config import librdkafka_config
