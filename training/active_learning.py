@@ -93,6 +93,8 @@ class ExperimentConfig:
     output_radius: float = 0.1
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     learner_kind: str = "ffn"
+    #: pool products whose predictions are compared round to round (the stopping criterion)
+    stop_set: int = 1000
     #: the pool's name in the curves (the demo's dataset, or the ``--data`` file's stem)
     dataset: str = DEMO_DATASET
 
@@ -116,6 +118,9 @@ class Point:
     seconds: float
     learner: str = "ffn"
     dataset: str = DEMO_DATASET
+    #: Cohen's kappa between this round's and the previous round's predictions on a fixed stop set
+    #: of unlabelled pool products (None for the first point): the stopping criterion's signal
+    stability: float | None = None
 
 
 class Fitted(Protocol):
@@ -183,6 +188,31 @@ class Pool:
             neighbours=ids[:, 1:],
             neighbour_distances=distances[:, 1:],
         )
+
+
+def cohen_kappa(a: Array, b: Array) -> float:
+    """Agreement of two label vectors beyond chance (1: identical, 0: as if independent)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) == 0:
+        return 1.0
+    observed = float((a == b).mean())
+    labels = np.union1d(a, b)
+    expected = float(sum((a == c).mean() * (b == c).mean() for c in labels))
+    return 1.0 if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def stopping_point(
+    points: Sequence[Point], *, threshold: float = 0.99, patience: int = 2
+) -> Point | None:
+    """Stabilising predictions (as small-text's stopping criterion): the first point of a curve
+    after which ``patience`` consecutive rounds changed the stop set's predictions by less than
+    ``threshold`` kappa; None if the curve never settles."""
+    run = 0
+    for point in sorted(points, key=lambda p: p.labels):
+        run = run + 1 if point.stability is not None and point.stability >= threshold else 0
+        if run >= patience:
+            return point
+    return None
 
 
 def _text(example: Example) -> str:
@@ -279,11 +309,19 @@ def simulate(
     if strategy == "random":
         sizes += [s for s in config.random_extra_points if config.max_labels < s <= n]
         order = np.concatenate([labelled, rng.permutation(np.setdiff1d(np.arange(n), labelled))])
+    # The stop set: its own generator, so the curves' label order is as it always was.
+    stop_rows = np.random.default_rng(10_000 + seed).choice(
+        n, size=min(config.stop_set, n), replace=False
+    )
+    previous: Array | None = None
     for position, size in enumerate(sizes):
         if strategy == "random":
             labelled = order[:size]
         started = time.perf_counter()
         fitted = learner.fit(labelled, pool.y_pool[labelled], rules=rules, seed=seed)
+        current = fitted.predict_proba(pool.features.pool[stop_rows]).argmax(1)
+        stability = None if previous is None else cohen_kappa(previous, current)
+        previous = current
         point = Point(
             strategy=strategy,
             rules=rules,
@@ -293,6 +331,7 @@ def simulate(
             seconds=time.perf_counter() - started,
             learner=config.learner_kind,
             dataset=config.dataset,
+            stability=stability,
         )
         points.append(point)
         if selections is not None:

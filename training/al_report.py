@@ -10,14 +10,29 @@ from pathlib import Path
 
 import numpy as np
 
-from prodcat.training.active_learning import Point
+from prodcat.training.active_learning import Point, stopping_point
 from prodcat.training.dataset import DEMO_DATASET
 
-CSV_FIELDS = ("strategy", "rules", "seed", "labels", "accuracy", "seconds", "learner", "dataset")
+CSV_FIELDS = (
+    "strategy",
+    "rules",
+    "seed",
+    "labels",
+    "accuracy",
+    "seconds",
+    "learner",
+    "dataset",
+    "stability",
+)
 
 
 def _row(point: Point) -> dict[str, object]:
-    return {**asdict(point), "accuracy": f"{point.accuracy:.4f}", "seconds": f"{point.seconds:.2f}"}
+    return {
+        **asdict(point),
+        "accuracy": f"{point.accuracy:.4f}",
+        "seconds": f"{point.seconds:.2f}",
+        "stability": "" if point.stability is None else f"{point.stability:.4f}",
+    }
 
 
 def write_csv(points: Iterable[Point], path: Path) -> Path:
@@ -47,6 +62,7 @@ def read_csv(path: Path) -> list[Point]:
                 seconds=float(row["seconds"]),
                 learner=row.get("learner") or "ffn",  # files from before the column
                 dataset=row.get("dataset") or DEMO_DATASET,
+                stability=float(row["stability"]) if row.get("stability") else None,
             )
             for row in csv.DictReader(handle)
         ]
@@ -94,6 +110,23 @@ def _at(curve: dict[int, list[float]], size: int) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
 
 
+def _stable(points: Sequence[Point], strategy: str, rules: bool) -> str:
+    """Where the stopping criterion stops each seed's curve (mean over the seeds that stop)."""
+    stops = []
+    for seed in sorted({p.seed for p in points}):
+        curve = [p for p in points if (p.strategy, p.rules, p.seed) == (strategy, rules, seed)]
+        if not any(p.stability is not None for p in curve):
+            return "—"  # curves from before the criterion was recorded
+        stop = stopping_point(curve)
+        if stop is not None:
+            stops.append(stop)
+    if not stops:
+        return "not within the curve"
+    labels = float(np.mean([p.labels for p in stops]))
+    accuracy = float(np.mean([p.accuracy for p in stops]))
+    return f"{labels:,.0f}: {accuracy:.4f}" + (f" ({len(stops)} seeds)" if len(stops) > 1 else "")
+
+
 def summary(points: Sequence[Point], checkpoints: Sequence[int] = (1000, 2000)) -> str:
     """Per dataset and learner, a Markdown table (mean ± std over seeds) and the random-labels
     equivalent of each curve (against the random curve of the same learner)."""
@@ -112,7 +145,12 @@ def _summary_table(points: Sequence[Point], checkpoints: Sequence[int]) -> str:
     for key in (("random", False), ("random", True)):
         if key in table:
             random_curve[key[1]] = table[key]
-    header = ["strategy", *(f"acc @ {c}" for c in checkpoints), "random labels for the same acc"]
+    header = [
+        "strategy",
+        *(f"acc @ {c}" for c in checkpoints),
+        "random labels for the same acc",
+        "predictions stable at (labels: acc)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     last = max(checkpoints)
     ranked = sorted(
@@ -126,7 +164,12 @@ def _summary_table(points: Sequence[Point], checkpoints: Sequence[int]) -> str:
             reached = labels_to_reach(reference, float(np.mean(curve[last])))
             top = max(reference)
             equivalent = f"{reached:,.0f}" if reached is not None else f"> {top:,}"
-        cells = [curve_name(strategy, rules), *(_at(curve, c) for c in checkpoints), equivalent]
+        cells = [
+            curve_name(strategy, rules),
+            *(_at(curve, c) for c in checkpoints),
+            equivalent,
+            _stable(points, strategy, rules),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prodcat.training.active_learning import ExperimentConfig, Point, Pool, _pick, simulate
+from prodcat.training.active_learning import (
+    ExperimentConfig,
+    Point,
+    Pool,
+    _pick,
+    cohen_kappa,
+    simulate,
+    stopping_point,
+)
 from prodcat.training.al_learner import EncodedFeatures, FFNLearner, LearnerConfig, LinearLearner
 from prodcat.training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
 from prodcat.training.dataset import Example, tree_of_examples
@@ -133,6 +141,29 @@ def test_encoder_teacher_picks_and_a_tfidf_student_is_measured(examples: list[Ex
     blind[:, features.tfidf_columns :] = 0
     np.testing.assert_allclose(fitted.predict_proba(pool.test), fitted.predict_proba(blind.tocsr()))
     assert fitted.selector is not None and fitted.selector.columns is None  # the teacher sees all
+
+
+def test_stability_is_recorded_and_the_stopping_point_waits_for_settled_rounds(
+    word_char_pool: Pool,
+) -> None:
+    wc = word_char_pool
+    learner = LinearLearner(wc.features.pool, len(wc.classes))
+    config = replace(SMALL, learner_kind="linear", max_labels=300, stop_set=500)
+    points = simulate(wc, learner, "margin", rules=False, seed=0, config=config)
+    assert points[0].stability is None
+    assert all(p.stability is not None and -1.0 <= p.stability <= 1.0 for p in points[1:])
+
+    def at(labels: int, stability: float | None) -> Point:
+        return Point("margin", False, 0, labels, 0.5 + labels / 10_000, 1.0, stability=stability)
+
+    curve = [at(200, None), at(400, 0.995), at(600, 0.97), at(800, 0.992), at(1000, 0.999)]
+    assert stopping_point(curve) == curve[4]  # two settled rounds in a row, not one
+    assert stopping_point(curve, patience=1) == curve[1]
+    assert stopping_point(curve[:4]) is None
+    assert cohen_kappa(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 2])) == 1.0
+    assert cohen_kappa(np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0])) == -1.0
+    text = summary(curve)
+    assert "| margin |" in text and "1,000: 0.6000" in text
 
 
 def test_unknown_learner_is_refused() -> None:
