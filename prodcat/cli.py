@@ -662,6 +662,12 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         learner=args.learner,
     )
     data = _training_data(settings, args)
+    if data is not None and args.level is None:
+        from dataclasses import replace
+
+        from prodcat.training.data_files import default_level
+
+        config = replace(config, level=default_level(data))  # the deepest most rows reach
     encoder = None
     if config.learner_kind.startswith("linear_enc"):
         from prodcat.training.text_encoder import TextEncoder

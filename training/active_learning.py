@@ -52,6 +52,7 @@ from prodcat.training.dataset import (
     protocol_split,
     tree_of_examples,
 )
+from prodcat.training.exceptions import DatasetError
 from prodcat.training.pipeline import RuleLabels
 from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
 from prodcat.training.taxonomy import CategoryTree
@@ -162,6 +163,12 @@ class Pool:
         the linear learner's features (neighbours are found on word TF-IDF either way);
         ``encoder`` (a :class:`~prodcat.training.text_encoder.TextEncoder`): its vectors appended."""
         split = protocol_split(examples, level)
+        if not split.train:
+            deepest = max((len(e.path) for e in examples), default=0)
+            raise DatasetError(
+                f"no class at level {level} has enough products (paths are at most {deepest} "
+                "levels deep): choose a lower --level"
+            )
         if rules_file is not None:
             tree = tree or tree_of_examples(examples)
             engine = RuleEngine(load_rules(rules_file, tree), tree)
