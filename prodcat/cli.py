@@ -154,7 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     embedder.add_argument("--epochs", type=int, default=None, help="finetune: epochs")
 
     experiment = sub.add_parser("experiment", help="offline experiments")
-    experiment.add_argument("name", choices=["active-learning", "decisions"])
+    experiment.add_argument("name", choices=["active-learning", "decisions", "accuracy-estimate"])
+    experiment.add_argument(
+        "--feeds", default="",
+        help="accuracy-estimate: development feeds of <data_dir>/feeds to measure too, comma-separated",
+    )  # fmt: skip
     experiment.add_argument(
         "--targets", default="0.9,0.95,0.98", help="decisions: precision targets, comma-separated"
     )
@@ -640,6 +644,19 @@ def _taxonomy(settings: Settings, args: argparse.Namespace) -> int:
 def _experiment(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.training import al_commands
 
+    if args.name == "accuracy-estimate":
+        from prodcat.streams.feeds.training_data import load_training_data
+        from prodcat.training.decision_commands import accuracy_estimate_report
+
+        feeds = []
+        for feed in (f.strip() for f in args.feeds.split(",") if f.strip()):
+            folder = settings.data_dir / "feeds"
+            data = load_training_data(settings, folder / f"{feed}.jsonl",
+                                      truth=folder / f"{feed}.truth.jsonl")  # fmt: skip
+            feeds.append((feed, data.examples))
+        print(accuracy_estimate_report(settings.data_dir, settings.serving.model_base,
+                                       settings.serving.classifier, feeds))  # fmt: skip
+        return 0
     if args.name == "decisions":
         from prodcat.training.decision_commands import decisions_report
 

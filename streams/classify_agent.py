@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +26,7 @@ from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.records import Prediction, Product
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.serving.backends import ModelBackend, ModelOutput, create_backend
-from prodcat.serving.classify import predictions
+from prodcat.serving.classify import EXCLUSIVE_PROBS, predictions
 from prodcat.serving.committee import predict_with_committee
 from prodcat.serving.exceptions import ModelInputError
 from prodcat.streams.bisection import bisect
@@ -34,6 +34,7 @@ from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
+from prodcat.training.calibration import calibrated
 from prodcat.training.inputs import model_inputs
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class ClassifyStage:
         cards: CardStore,
         serving: ServingSettings,
         metrics: ModelMetrics | None = None,
+        feed_label: Callable[[str | None], str] | None = None,
     ) -> None:
         self.topic = topic
         self.products = products
@@ -64,6 +66,7 @@ class ClassifyStage:
         self.cards = cards
         self.serving = serving
         self.metrics = metrics
+        self.feed_label = feed_label or (lambda feed: feed or "unknown")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="classify-model")
 
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
@@ -138,7 +141,28 @@ class ClassifyStage:
         )
         if self.metrics is not None:
             self._observe(self.metrics, output, records)
+            if card.temperature is not None:
+                self._expect(self.metrics, output, products, card.temperature)
         return list(records)
+
+    def _expect(
+        self,
+        metrics: ModelMetrics,
+        output: ModelOutput,
+        products: list[Product],
+        temperature: float,
+    ) -> None:
+        """The calibrated top-1 probabilities, summed per feed: the label-free accuracy estimate
+        (``prodcat.training.calibration``)."""
+        confident = calibrated(output.outputs[EXCLUSIVE_PROBS], temperature).max(axis=1)
+        sums: dict[str, list[float]] = {}
+        for product, p in zip(products, confident.tolist(), strict=True):
+            slot = sums.setdefault(self.feed_label(product.get("feed")), [0.0, 0.0])
+            slot[0] += p
+            slot[1] += 1
+        for feed, (expected, count) in sums.items():
+            metrics.expected_correct.labels(output.name, feed).inc(expected)
+            metrics.expected_predictions.labels(output.name, feed).inc(count)
 
     def _observe(
         self, metrics: ModelMetrics, output: ModelOutput, records: list[Prediction]
@@ -168,7 +192,10 @@ class ClassifyStage:
 
 
 def build_stage(
-    settings: Settings, backend: ModelBackend | None = None, metrics: ModelMetrics | None = None
+    settings: Settings,
+    backend: ModelBackend | None = None,
+    metrics: ModelMetrics | None = None,
+    feed_label: Callable[[str | None], str] | None = None,
 ) -> ClassifyStage:
     """The stage; with ``metrics``, model calls are timed and predictions observed."""
     registry, topics, serving = settings.serde.registry_url, settings.topics, settings.serving
@@ -182,6 +209,7 @@ def build_stage(
         cards=CardStore(serving.model_base),
         serving=serving,
         metrics=metrics,
+        feed_label=feed_label,
     )
 
 
@@ -199,5 +227,5 @@ class ClassifyAgent(StageHandler):
 
 def register_classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare classification on ``app`` (a task of the stage runtime)."""
-    stage = build_stage(settings, metrics=metrics.models())
+    stage = build_stage(settings, metrics=metrics.models(), feed_label=metrics.feed_label)
     return register_stage(app, settings, metrics, ClassifyAgent(stage, settings.topics.normalized))

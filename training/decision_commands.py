@@ -65,7 +65,7 @@ def decisions_report(
     split = protocol_split(examples, level)
     test = list(split.test)
     probs = class_probabilities(version_dir, test)
-    truth = [e.path[:level] for e in test]
+    truth = [tuple(label.split(" > ")) for label in split.test_labels]  # the protocol's classes
     calibration = [i for i, e in enumerate(test) if _half(e.product_id) == 0]
     evaluation = [i for i, e in enumerate(test) if _half(e.product_id) == 1]
     plain = DecisionModel(card.class_ids, card.class_paths)
@@ -98,3 +98,134 @@ def decisions_report(
             f"{kinds['backed_off'] / total:.3f}, abstained {kinds['abstained'] / total:.3f}"
         )
     return "\n".join([*lines, "", *kinds_lines])
+
+
+def _shifted(example: Example, kind: str) -> Example:
+    """A product as a shifted feed might send it."""
+    from dataclasses import replace
+
+    words = example.title.split()
+    if kind == "two_words":
+        return replace(example, title=" ".join(words[:2]), brand=None, description=None)
+    if kind == "no_brand_shuffled":
+        shuffled = sorted(words, key=lambda w: hashlib.sha1(w.encode()).digest())
+        return replace(example, title=" ".join(shuffled), brand=None, description=None)
+    return example
+
+
+SHIFTS = ("none", "two_words", "no_brand_shuffled")
+
+
+def _estimate_rows(
+    name: str,
+    probs_of: Any,
+    calibration: Sequence[Example],
+    evaluation: Sequence[Example],
+    truth_index: Any,
+) -> list[str]:
+    from prodcat.training.calibration import estimated_accuracy, fit_temperature
+
+    cal_probs = probs_of(calibration)
+    temperature = fit_temperature(cal_probs, truth_index(calibration))
+    rows = []
+    mixture: list[tuple[Any, Any]] = []
+    for shift in SHIFTS:
+        shifted = [_shifted(e, shift) for e in evaluation]
+        probs = probs_of(shifted)
+        truth = truth_index(evaluation)
+        true = float((probs.argmax(1) == truth).mean())
+        raw = float(probs.max(axis=1).mean())
+        estimate = estimated_accuracy(probs, temperature)
+        rows.append(
+            f"| {name} | {shift} | {len(shifted)} | {true:.4f} | {estimate:.4f} | "
+            f"{estimate - true:+.4f} | {raw:.4f} | {temperature:.2f} |"
+        )
+        mixture.append((probs, truth))
+    half = len(evaluation) // 2
+    probs = np.concatenate([mixture[0][0][:half], mixture[1][0][half:]])
+    truth = np.concatenate([mixture[0][1][:half], mixture[1][1][half:]])
+    true = float((probs.argmax(1) == truth).mean())
+    estimate = estimated_accuracy(probs, temperature)
+    rows.append(
+        f"| {name} | half none, half two_words | {len(truth)} | {true:.4f} | {estimate:.4f} | "
+        f"{estimate - true:+.4f} | {float(probs.max(axis=1).mean()):.4f} | {temperature:.2f} |"
+    )
+    return rows
+
+
+def accuracy_estimate_report(
+    data_dir: Path,
+    model_base: Path,
+    name: str,
+    feeds: Sequence[tuple[str, Sequence[Example]]] = (),
+) -> str:
+    """Label-free accuracy estimates against the truth: the served classifier on the demo's test
+    split and, per extra ``feeds`` (name, examples), a TF-IDF logistic regression trained on its
+    protocol split (a stand-in model: the method does not depend on the model). Temperatures are
+    fitted on one half of each test split; estimates are on the other half, as sent and shifted."""
+    header = [
+        "| data | shift | products | true accuracy | estimate | error | raw confidence | T |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows: list[str] = []
+    versions = available_versions(model_base / name)
+    if versions:
+        version_dir = model_base / name / str(versions[-1])
+        raw = load_card(version_dir)
+        card = ClassifierCard.from_dict(raw)
+        level = int((raw.get("data") or {}).get("level") or 3)
+        split = protocol_split(demo_examples(data_dir), level)
+        from prodcat.core.ids import normalize_name
+
+        def key(path: Sequence[str]) -> tuple[str, ...]:
+            return tuple(normalize_name(x) for x in path)
+
+        keyed = {key(p): i for i, p in enumerate(card.class_paths)}
+        label_of = dict(zip(split.test, split.test_labels, strict=True))  # the protocol's classes
+
+        def served_truth(examples: Sequence[Example]) -> Any:
+            return np.array([keyed.get(key(label_of[e].split(" > ")), -1) for e in examples])
+
+        test = list(split.test)
+        rows += _estimate_rows(
+            f"{name} v{versions[-1]} (demo L{level})",
+            lambda examples: class_probabilities(version_dir, examples),
+            [e for e in test if _half(e.product_id) == 0],
+            [e for e in test if _half(e.product_id) == 1],
+            served_truth,
+        )
+    for feed, examples in feeds:
+        rows += _feed_rows(feed, examples)
+    return "\n".join(header + rows)
+
+
+def _feed_rows(feed: str, examples: Sequence[Example]) -> list[str]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    depths = sorted(len(e.path) for e in examples)
+    level = max(1, min(3, depths[len(depths) // 2]))  # as `train --data` picks it
+    split = protocol_split(examples, level)
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
+    x = vectorizer.fit_transform([e.title for e in split.train])
+    classes = sorted(set(split.train_labels))
+    position = {c: i for i, c in enumerate(classes)}
+    model = LogisticRegression(C=10.0, max_iter=2000).fit(
+        x, [position[c] for c in split.train_labels]
+    )
+    label_of = dict(zip(split.test, split.test_labels, strict=True))
+
+    def probs_of(items: Sequence[Example]) -> Any:
+        return model.predict_proba(vectorizer.transform([e.title for e in items]))
+
+    def truth_index(items: Sequence[Example]) -> Any:
+        return np.array([position.get(label_of[e], -1) for e in items])
+
+    test = list(split.test)
+    return _estimate_rows(
+        f"{feed} L{level} (logistic regression)",
+        probs_of,
+        [e for e in test if _half(e.product_id) == 0],
+        [e for e in test if _half(e.product_id) == 1],
+        truth_index,
+    )

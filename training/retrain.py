@@ -42,6 +42,7 @@ from prodcat.core.model_store import (
     next_version,
     write_models_config,
 )
+from prodcat.training.calibration import estimated_accuracy, fit_temperature
 from prodcat.training.decisions import DecisionModel, fit_thresholds
 from prodcat.training.drift import DriftReference, build_reference
 from prodcat.training.evaluation import accuracy, macro_f1
@@ -184,26 +185,41 @@ def _holdout_outputs(
 MIN_DECISION_HOLDOUT = 50
 
 
-def decision_thresholds(
+def holdout_card_entries(
     version_dir: Path,
     holdout: Sequence[LabelledProduct],
     vocabulary: Vocabulary,
-    target: float,
-) -> dict[str, Any] | None:
-    """Per-node thresholds for ``target`` precision on the holdout (the card's ``decisions``;
-    ``prodcat.training.decisions``), or None with fewer than MIN_DECISION_HOLDOUT products."""
+    precision_target: float | None,
+) -> dict[str, Any]:
+    """What the holdout teaches a candidate's card, with at least MIN_DECISION_HOLDOUT labelled
+    products (else nothing): ``calibration`` (the temperature that calibrates its confidences,
+    :mod:`prodcat.training.calibration`) and, with ``precision_target``, ``decisions`` (per-node
+    thresholds, :mod:`prodcat.training.decisions`)."""
     rows = [item for item in holdout if item.exclusive]
     if len(rows) < MIN_DECISION_HOLDOUT:
-        return None
+        return {}
     card = ClassifierCard.from_dict(load_card(version_dir))
-    _, probs = _holdout_outputs(version_dir, rows)
-    truth = [
-        tuple(level.strip() for level in vocabulary.path(item.exclusive or "").split(" > "))
-        for item in rows
-    ]
-    plain = DecisionModel(card.class_ids, card.class_paths)
-    fitted = fit_thresholds(plain, probs, truth, target=target)
-    return {**fitted.to_card(), "holdout_size": len(rows)}
+    predicted, probs = _holdout_outputs(version_dir, rows)
+    index = {cid: i for i, cid in enumerate(card.class_ids)}
+    truth_ids = np.array([index.get(item.exclusive or "", -1) for item in rows])
+    temperature = fit_temperature(probs, truth_ids)
+    entries: dict[str, Any] = {
+        "calibration": {
+            "temperature": temperature,
+            "holdout_size": len(rows),
+            "holdout_accuracy": accuracy([item.exclusive or "" for item in rows], predicted),
+            "estimated_accuracy": estimated_accuracy(probs, temperature),
+        }
+    }
+    if precision_target is not None:
+        truth = [
+            tuple(level.strip() for level in vocabulary.path(item.exclusive or "").split(" > "))
+            for item in rows
+        ]
+        plain = DecisionModel(card.class_ids, card.class_paths)
+        fitted = fit_thresholds(plain, probs, truth, target=precision_target)
+        entries["decisions"] = {**fitted.to_card(), "holdout_size": len(rows)}
+    return entries
 
 
 def holdout_metrics(version_dir: Path, holdout: Sequence[LabelledProduct]) -> dict[str, float]:
@@ -316,7 +332,8 @@ def retrain(
     trained and the candidate is the one with the best holdout accuracy (the first config on a
     tie or without a holdout); the card's ``chosen_from`` lists every option's holdout metrics.
     ``precision_target``: the candidate's card gets per-node thresholds for it, chosen on the
-    holdout (``decisions``), so its predictions carry the deepest category that meets it."""
+    holdout (``decisions``), so its predictions carry the deepest category that meets it; the
+    card also gets the temperature that calibrates its confidences (``calibration``)."""
     data = split_holdout(items, holdout_fraction, fixed_holdout)
     logger.info(
         "retrain v%d: %d training, %d holdout products", version, len(data.train), len(data.holdout)
@@ -367,10 +384,10 @@ def retrain(
             ),
         )
         _record_choice(candidate_dir, options, chosen)
-    if precision_target is not None:
-        decisions = decision_thresholds(candidate_dir, data.holdout, vocabulary, precision_target)
-        if decisions is not None:
-            _set_card(candidate_dir, "decisions", decisions)
+    for key, value in holdout_card_entries(
+        candidate_dir, data.holdout, vocabulary, precision_target
+    ).items():
+        _set_card(candidate_dir, key, value)
     train_metrics = {
         "train_seconds": sum(o.candidate.train_seconds for o in options),
         "train_products": float(len(data.train)),

@@ -219,6 +219,21 @@ class ModelMetrics:
             buckets=CONFIDENCE_BUCKETS,
             registry=registry,
         )
+        self.expected_correct = Counter(
+            "prodcat_expected_correct",
+            "Sum of the calibrated top-1 probabilities of the predictions (the model card's "
+            "temperature): expected correct predictions, per feed. Divided by "
+            "prodcat_expected_predictions_total over a window it estimates the accuracy without "
+            "labels.",
+            ["model", "feed"],
+            registry=registry,
+        )
+        self.expected_predictions = Counter(
+            "prodcat_expected_predictions",
+            "Predictions counted in prodcat_expected_correct_total (from calibrated versions).",
+            ["model", "feed"],
+            registry=registry,
+        )
         self.version = Gauge(
             "prodcat_model_version",
             "Model version that answered the last call.",

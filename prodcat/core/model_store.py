@@ -122,6 +122,8 @@ class ClassifierCard:
     #: chosen on the holdout; ``prodcat.training.decisions``), as sorted (id, threshold) pairs
     decision_thresholds: tuple[tuple[str, float], ...] = ()
     decision_target: float | None = None
+    #: the temperature that calibrates the exclusive head's probabilities (``calibration``)
+    temperature: float | None = None
 
     @classmethod
     def from_dict(cls, card: Mapping[str, Any]) -> ClassifierCard:
@@ -130,6 +132,7 @@ class ClassifierCard:
         # Cards written before rule-based node paths were recorded hold bare ids.
         nodes = [node if isinstance(node, Mapping) else {"id": node, "path": ""} for node in nodes]
         decisions = card.get("decisions") or {}
+        calibration = card.get("calibration") or {}
         return cls(
             name=str(card["name"]),
             version=int(card["version"]),
@@ -142,6 +145,11 @@ class ClassifierCard:
             ),
             decision_target=(
                 float(decisions["target"]) if decisions.get("target") is not None else None
+            ),
+            temperature=(
+                float(calibration["temperature"])
+                if calibration.get("temperature") is not None
+                else None
             ),
         )
 

@@ -172,3 +172,48 @@ def test_the_stage_accounts_for_every_input() -> None:
     assert dead["stage"] == "classify" and dead["source_offset"] == 1
     assert dead["original_value"] == good[1]
     assert dict(outputs[0].headers)["prodcat-source"] == b"products.normalized/0/0"
+
+
+class _CalibratedCards(_Cards):
+    def classifier(self, name: str, version: int) -> ClassifierCard:
+        from dataclasses import replace
+
+        return replace(CARD, temperature=2.0)
+
+    def card(self, name: str, version: int) -> dict[str, Any]:
+        return {"exported_at": 0}
+
+
+def test_calibrated_confidences_are_counted_per_feed() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from prodcat.core.metrics import ModelMetrics
+    from prodcat.training.calibration import calibrated
+
+    products = serde_for("Product")
+    records = [
+        _record(i, products.encode(normalize_event(b'{"title": "Shirt %d"}' % i, feed=feed,
+                                                   key=None, seen_at_ms=0)))
+        for i, feed in enumerate(["shop", "shop", "other"])
+    ]  # fmt: skip
+    registry = CollectorRegistry()
+    metrics = ModelMetrics(registry)
+    stage = ClassifyStage(
+        topic="products.predictions",
+        products=products,
+        predictions=serde_for("Prediction"),
+        dead_letters=DeadLetters("dl", serde_for("DeadLetter"), stage="classify", worker="w"),
+        backend=_FakeBackend(),
+        cards=_CalibratedCards(),
+        serving=ServingSettings(batch_size=8),
+        metrics=metrics,
+    )
+    stage.process(records, now_ms=1)
+    expected = float(calibrated(np.array([[0.6, 0.3, 0.1]]), 2.0).max())
+    assert expected < 0.6  # a temperature above 1 softens the confidence
+    sample = registry.get_sample_value
+    assert sample("prodcat_expected_predictions_total", {"model": "clf", "feed": "shop"}) == 2
+    assert sample("prodcat_expected_correct_total", {"model": "clf", "feed": "shop"}) == (
+        pytest.approx(2 * expected)
+    )
+    assert sample("prodcat_expected_predictions_total", {"model": "clf", "feed": "other"}) == 1
