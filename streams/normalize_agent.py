@@ -290,6 +290,8 @@ class NormalizeAgent(StageHandler):
             BookSettings(
                 sample_size=cfg.sample_size,
                 wait_s=cfg.wait_s,
+                quiet_s=cfg.quiet_s,
+                min_quiet_sample=cfg.min_quiet_sample,
                 refine_at=cfg.refine_at,
                 min_misfits=cfg.min_misfits,
                 drift_share=cfg.drift_share,

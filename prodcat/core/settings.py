@@ -446,6 +446,13 @@ class FeedSettings(_Section):
     wait_s: float = Field(
         default=10.0, gt=0, description="...or fewer, once this long has passed since the first."
     )
+    quiet_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="...or fewer, once the feed sent nothing for this long and at least "
+        "min_quiet_sample are held (a feed smaller than the sample does not wait wait_s).",
+    )
+    min_quiet_sample: int = Field(default=50, ge=1)
     refine_at: int = Field(
         default=1000,
         ge=0,

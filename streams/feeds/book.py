@@ -4,8 +4,10 @@ A :class:`ProfileBook` is pure (no Kafka): the normalise stage feeds it parsed r
 profiles it reads back from ``feeds.profiles``, and publishes what it returns.
 
 * A feed without a profile is **sampled**: its first records are held by the stage (not answered,
-  so not committed) until ``sample_size`` of them arrived or ``wait_s`` passed since the first;
-  then :meth:`ProfileBook.infer` builds version 1 from them and the stage releases them.
+  so not committed) until ``sample_size`` of them arrived, or ``wait_s`` passed since the first,
+  or the feed went quiet (no record for ``quiet_s``) with at least ``min_quiet_sample`` held (a
+  feed smaller than the sample need not wait ``wait_s`` once all of it is in); then
+  :meth:`ProfileBook.infer` builds version 1 from them and the stage releases them.
 * A feed with a profile is **watched**: records that do not fit it (their title source is gone,
   their keys changed) are held too. When misfits are at least ``min_misfits`` and make up at least
   ``drift_share`` of the recent records, the feed is re-profiled from the recent records (new
@@ -43,6 +45,8 @@ class BookSettings:
 
     sample_size: int = 500
     wait_s: float = 10.0
+    quiet_s: float = 1.0
+    min_quiet_sample: int = 50
     refine_at: int = 1000
     min_misfits: int = 20
     drift_share: float = 0.5
@@ -56,6 +60,7 @@ class FeedState:
     overrides: dict[str, FieldSource] = field(default_factory=dict)
     sample: list[Record] = field(default_factory=list)
     first_held_at: float | None = None
+    last_held_at: float | None = None
     misfits: int = 0
     seen: int = 0
     refined: bool = False
@@ -105,8 +110,10 @@ class ProfileBook:
         """A record the stage holds: a sample of a new feed, or a misfit of a known one."""
         state = self.state(feed)
         state.seen += 1
+        now = self._clock()
+        state.last_held_at = now
         if state.first_held_at is None:
-            state.first_held_at = self._clock()
+            state.first_held_at = now
         if not state.profiles:
             state.sample.append(record)
         else:
@@ -134,9 +141,16 @@ class ProfileBook:
             return None
         if state.first_held_at is None:
             return "refine" if self._refine_due(state) else None
-        waited = self._clock() - state.first_held_at >= self.settings.wait_s
+        now = self._clock()
+        waited = now - state.first_held_at >= self.settings.wait_s
         if not state.profiles:
-            return "infer" if waited or len(state.sample) >= self.settings.sample_size else None
+            cfg = self.settings
+            quiet = (
+                state.last_held_at is not None
+                and now - state.last_held_at >= cfg.quiet_s
+                and len(state.sample) >= cfg.min_quiet_sample
+            )
+            return "infer" if waited or quiet or len(state.sample) >= cfg.sample_size else None
         if state.misfits >= self.settings.min_misfits:
             recent = len(state.recent)
             share = sum(1 for _, fits in state.recent if not fits) / recent if recent else 1.0
@@ -203,7 +217,7 @@ class ProfileBook:
     def released(self, feed: str) -> None:
         """The stage answered every record it held for ``feed``."""
         state = self.state(feed)
-        state.first_held_at = None
+        state.first_held_at = state.last_held_at = None
         state.misfits = 0
         state.sample = []
 
