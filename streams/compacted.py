@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from prodcat.core.kafka_config import librdkafka_config, watermarks
 from prodcat.core.settings import KafkaSettings
@@ -26,6 +34,41 @@ class LiveRecords:
     values: dict[bytes, bytes] = field(default_factory=dict)
     keyless: int = 0
     end_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def read_until_end(
+    consumer: Consumer,
+    topic: str,
+    starts: dict[int, int],
+    ends: dict[int, int],
+    timeout_s: float,
+) -> Iterator[Message]:
+    """Every message of ``topic`` from ``starts`` (offsets per partition) up to ``ends`` (the high
+    watermarks when the read began; later messages are left alone), in partition order within
+    each partition. Partitions whose start is not below their end are not read."""
+    pending = {p for p, end in ends.items() if p in starts and (starts[p] < 0 or starts[p] < end)}
+    consumer.assign([TopicPartition(topic, p, starts[p]) for p in sorted(pending)])
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        if time.monotonic() > deadline:
+            raise StreamsError(f"reading {topic} took longer than {timeout_s:.0f}s")
+        for msg in consumer.consume(10_000, timeout=0.5):
+            err = msg.error()
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if offset >= ends.get(partition, 0):
+                        pending.discard(partition)
+                    continue
+                if err.retriable():  # e.g. a leader not elected yet on a new topic
+                    continue
+                raise StreamsError(f"reading {topic}: {err}")
+            if partition not in pending or offset >= ends[partition]:  # written after the start
+                pending.discard(partition)
+                continue
+            yield msg
+            if offset + 1 >= ends[partition]:
+                pending.discard(partition)
 
 
 def read_compacted(kafka: KafkaSettings, topic: str, *, timeout_s: float = 120.0) -> LiveRecords:
@@ -52,35 +95,15 @@ def read_compacted(kafka: KafkaSettings, topic: str, *, timeout_s: float = 120.0
             if high > low:
                 ends[partition] = high
             live.end_offsets[partition] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        pending = set(ends)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise StreamsError(f"reading {topic} took longer than {timeout_s:.0f}s")
-            for msg in consumer.consume(10_000, timeout=0.5):
-                err = msg.error()
-                partition, offset = msg.partition() or 0, msg.offset() or 0
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if offset >= ends.get(partition, 0):
-                            pending.discard(partition)
-                        continue
-                    if err.retriable():  # e.g. a leader not elected yet on a new topic
-                        continue
-                    raise StreamsError(f"reading {topic}: {err}")
-                if offset >= ends[partition]:  # written after the read started
-                    pending.discard(partition)
-                    continue
-                key, value = msg.key(), msg.value()
-                if key is None:
-                    live.keyless += 1
-                elif value is None:
-                    live.values.pop(key, None)
-                else:
-                    live.values[key] = value
-                if offset + 1 >= ends[partition]:
-                    pending.discard(partition)
+        starts = {p: OFFSET_BEGINNING for p in ends}
+        for msg in read_until_end(consumer, topic, starts, ends, timeout_s):
+            key, value = msg.key(), msg.value()
+            if key is None:
+                live.keyless += 1
+            elif value is None:
+                live.values.pop(key, None)
+            else:
+                live.values[key] = value
     except KafkaException as exc:
         raise StreamsError(f"reading {topic}: {exc}") from exc
     finally:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from confluent_kafka import (
     OFFSET_END,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -41,7 +40,7 @@ from prodcat.core.kafka_config import librdkafka_config, producer_config, waterm
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
 from prodcat.schemas.serde import serde_for
-from prodcat.streams.compacted import read_compacted
+from prodcat.streams.compacted import read_compacted, read_until_end
 from prodcat.streams.exceptions import StreamsError, TopicError
 
 __all__ = ["REPLAY_HEADER", "ReplayReport", "replay_dead_letters"]
@@ -120,29 +119,8 @@ def _dead_letter_messages(
                 starts[tp.partition] = (
                     ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset
                 )
-        pending = {p for p in partitions if starts[p] < ends[p]}
-        consumer.assign([TopicPartition(topic, p, starts[p]) for p in pending])
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise StreamsError(f"reading {topic} took longer than {timeout_s:.0f}s")
-            for msg in consumer.consume(5000, timeout=0.5):
-                err = msg.error()
-                partition, offset = msg.partition() or 0, msg.offset() or 0
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if offset >= ends.get(partition, 0):
-                            pending.discard(partition)
-                        continue
-                    if err.retriable():
-                        continue
-                    raise StreamsError(f"reading {topic}: {err}")
-                if partition not in pending or offset >= ends[partition]:
-                    pending.discard(partition)
-                    continue
-                yield _position(topic, partition, offset), msg.value() or b""
-                if offset + 1 >= ends[partition]:
-                    pending.discard(partition)
+        for msg in read_until_end(consumer, topic, starts, ends, timeout_s):
+            yield _position(topic, msg.partition() or 0, msg.offset() or 0), msg.value() or b""
     except KafkaException as exc:
         raise StreamsError(f"reading {topic}: {exc}") from exc
     finally:

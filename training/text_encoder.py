@@ -23,7 +23,7 @@ import numpy as np
 
 from prodcat.core.errors import ConfigError
 
-__all__ = ["MODEL_FILE", "TOKENIZER_FILE", "TextEncoder", "check_files"]
+__all__ = ["MODEL_FILE", "TOKENIZER_FILE", "TextEncoder", "check_files", "file_sha256"]
 
 MODEL_FILE: Final = "model.onnx"
 TOKENIZER_FILE: Final = "tokenizer.json"
@@ -33,7 +33,8 @@ SOURCE_FILE: Final = "SOURCE.json"
 Array = np.ndarray[Any, Any]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -54,7 +55,7 @@ def check_files(folder: Path) -> dict[str, Any]:
     source: dict[str, Any] = json.loads((folder / SOURCE_FILE).read_text(encoding="utf-8"))
     for name in (MODEL_FILE, TOKENIZER_FILE):
         expected = source.get("sha256", {}).get(name)
-        if expected != _sha256(folder / name):
+        if expected != file_sha256(folder / name):
             raise ConfigError(
                 f"{folder / name} does not match its recorded SHA-256: run "
                 "`prodcat dev encoder install --force`"
