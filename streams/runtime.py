@@ -7,9 +7,10 @@ logging) with its own aiokafka consumer group ``<app_id>-<stage>``:
 1. ``getmany`` a micro-batch (paused partitions excluded);
 2. ``process(batch)`` → :class:`~prodcat.streams.stage.Outputs`; transient errors (broker, registry,
    model server, vector store) are retried with back-off (:func:`with_backoff`, counted in
-   ``prodcat_stage_retries_total``); any other exception isolates the breaking record by
-   bisection (:mod:`prodcat.streams.bisection`) and dead-letters it as ``internal_error``, so a
-   bug neither loses the batch nor crash-loops;
+   ``prodcat_stage_retries_total``); any other exception gets ``BUG_RETRIES`` more tries of the
+   batch (counted the same way), then isolates the breaking record by bisection
+   (:mod:`prodcat.streams.bisection`) and dead-letters it as ``internal_error`` (alert
+   ``ProdcatInternalErrors``), so a bug neither loses the batch nor crash-loops;
 3. send every output; wait until the broker has acknowledged all of them. Which send errors are
    retried is decided by :func:`~prodcat.streams.delivery_errors.classify`: a fatal producer
    state rebuilds the producer; a **permanent** rejection (too large, not authorised, no such
@@ -72,6 +73,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
+#: Further tries of a whole batch after an exception that is not transient, before bisection.
+BUG_RETRIES = 2
 #: Errors of a commit whose partitions moved (or are moving) to another consumer.
 COMMIT_REBALANCED = (CommitFailedError, RebalanceInProgressError, IllegalStateError)
 #: Of the original bytes of a dead letter the dead-letter topic rejects, this many are kept.
@@ -269,8 +272,10 @@ class StageRuntime:
                 self.metrics.set_lag(tp.topic, tp.partition, highwater, next_offset)
 
     async def process(self, batch: Sequence[Input]) -> Outputs:
-        """The stage's outputs for ``batch``; a record that makes ``process`` raise (other than a
-        transient error, which is retried) is isolated and dead-lettered as ``internal_error``."""
+        """The stage's outputs for ``batch``. A transient error is retried with back-off; any
+        other exception (a bug, not bad input) gets ``BUG_RETRIES`` more tries of the whole batch
+        (a model card being written, a race), each counted, and then the record that makes
+        ``process`` raise is isolated by bisection and dead-lettered as ``internal_error``."""
 
         async def attempt(part: Sequence[Input]) -> Outputs:
             return await with_backoff(
@@ -279,6 +284,22 @@ class StageRuntime:
                 metrics=self.metrics,
             )
 
+        delay = RETRY_INITIAL_S
+        for _ in range(BUG_RETRIES):
+            try:
+                return await attempt(batch)
+            except Exception as exc:
+                self.metrics.retried(type(exc).__name__)
+                logger.warning(
+                    "%s: processing a batch of %d failed (%s: %s); trying again in %.1fs",
+                    self.stage.name,
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
         return await bisect_async(
             batch, attempt, failure=Exception, isolate=self._internal_error, combine=Outputs.merge
         )

@@ -166,3 +166,51 @@ async def test_a_dead_letter_the_dead_letter_topic_rejects_is_truncated_not_a_ho
         assert isinstance(original, bytes) and big.startswith(original) and len(original) < 200_000
         message = str(letter["message"])
         assert f"size={len(big)}" in message and "sha256=" in message and "truncated" in message
+
+
+class _Flaky(Holder):
+    """Raises a bug (not a transient error) on its first ``failures`` calls, then echoes."""
+
+    def __init__(self, settings: Settings, failures: int) -> None:
+        super().__init__(settings)
+        self.failures = failures
+        self.calls = 0
+
+    async def process(self, batch: Sequence[object]) -> runtime_module.Outputs:  # type: ignore[override]
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KeyError("a model card that is being written")
+        return await super().process(batch)  # type: ignore[arg-type]
+
+
+def _inputs(n: int) -> list[object]:
+    from types import SimpleNamespace
+
+    return [
+        SimpleNamespace(topic="raw", partition=0, offset=i, key=b"k%d" % i, value=b"ok-%d" % i,
+                        headers=[], timestamp=None)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+async def test_a_bug_gets_bounded_retries_before_bisection(pipeline_settings: Settings) -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry).stage("normalize")
+    labels = {"stage": "normalize", "error": "KeyError"}
+
+    async def process(stage: _Flaky) -> runtime_module.Outputs:
+        runtime = runtime_module.StageRuntime(pipeline_settings, stage, metrics)
+        try:
+            return await runtime.process(_inputs(4))  # type: ignore[arg-type]
+        finally:
+            await runtime.consumer.stop()
+            await runtime.producer.stop()
+
+    outputs = await process(_Flaky(pipeline_settings, failures=runtime_module.BUG_RETRIES))
+    assert len(outputs.oks) == 4 and not outputs.dead  # nothing dead-lettered: the retry did it
+    assert registry.get_sample_value("prodcat_stage_retries_total", labels) == 2
+
+    outputs = await process(_Flaky(pipeline_settings, failures=10**6))  # a bug that stays
+    assert not outputs.oks and len(outputs.dead) == 4
+    assert {o.error_kind for o in outputs.dead} == {"internal_error"}
+    assert registry.get_sample_value("prodcat_stage_retries_total", labels) == 4
