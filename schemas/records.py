@@ -183,6 +183,8 @@ class AnnotationRequest(TypedDict):
     model_name: str
     model_version: int
     requested_at: int
+    decision: NotRequired[str | None]
+    partial_path: NotRequired[list[str]]
 
 
 # --- models.events ---------------------------------------------------------------------------

@@ -120,6 +120,7 @@ class Selection:
 
 def _request(candidate: Candidate, strategy: str, score: float, now_ms: int) -> AnnotationRequest:
     prediction = candidate.prediction
+    decision = prediction.get("decision")
     return {
         "product_id": candidate.product_id,
         "strategy": strategy,
@@ -135,6 +136,10 @@ def _request(candidate: Candidate, strategy: str, score: float, now_ms: int) -> 
         "model_name": prediction["model_name"],
         "model_version": int(prediction["model_version"]),
         "requested_at": now_ms,
+        "decision": decision.get("kind") if decision else None,
+        "partial_path": list(decision.get("path") or [])
+        if decision and decision.get("kind") == "backed_off"
+        else [],
     }
 
 

@@ -192,6 +192,9 @@ class AnnotationService:
             "model_name": request.model_name,
             "model_version": request.model_version,
             "suggestions": suggestions[:9],  # digits 1-9 pick them
+            # a backed-off prediction: the part of the path the model is sure of
+            "decision": request.decision,
+            "partial_path": request.partial_path,
             "lease_s": round(self.leases.ttl_s),
         }
 

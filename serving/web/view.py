@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +40,7 @@ CREATE INDEX title_words_product ON title_words (product_id);
 CREATE TABLE categories (category_id TEXT PRIMARY KEY, path TEXT NOT NULL, depth INTEGER NOT NULL);
 CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, score REAL NOT NULL,
     suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER,
-    open INTEGER NOT NULL);
+    open INTEGER NOT NULL, decision TEXT, partial_path TEXT NOT NULL DEFAULT '[]');
 CREATE INDEX requests_open_order ON requests (open, requested_at, product_id);
 CREATE INDEX requests_open_strategy ON requests (open, strategy);
 CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective TEXT NOT NULL,
@@ -69,6 +69,8 @@ class QueuedRequest:
     model_name: str | None
     model_version: int | None
     requested_at: int
+    decision: str | None = None
+    partial_path: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ class TopicView:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,"
-                "NOT EXISTS (SELECT 1 FROM labels WHERE key = ?))",
+                "NOT EXISTS (SELECT 1 FROM labels WHERE key = ?),?,?)",
                 (
                     request["product_id"],
                     request["strategy"],
@@ -200,6 +202,8 @@ class TopicView:
                     request.get("model_version"),
                     request.get("requested_at"),
                     request["product_id"] + _ANSWERING,
+                    request.get("decision"),
+                    json.dumps(request.get("partial_path") or [], ensure_ascii=False),
                 ),
             )
 
@@ -430,6 +434,8 @@ def _queued(row: sqlite3.Row) -> QueuedRequest:
         row["model_name"],
         row["model_version"],
         row["requested_at"],
+        row["decision"],
+        json.loads(row["partial_path"] or "[]"),
     )
 
 

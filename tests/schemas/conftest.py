@@ -252,6 +252,8 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "model_name": "exclusive-v2",
             "model_version": 17,
             "requested_at": SEEN_AT,
+            "decision": "backed_off",
+            "partial_path": ["Schuhe"],
         },
         {
             "product_id": "p-0",
@@ -261,6 +263,8 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "model_name": "",
             "model_version": -1,
             "requested_at": -1,
+            "decision": None,
+            "partial_path": [],
         },
     ],
     "ModelEvent": [

@@ -109,8 +109,8 @@ def test_single_model_strategies_rank_known_vectors(strategy: str, order: list[s
 def test_backed_off_and_abstained_predictions_are_asked_first() -> None:
     def decided(name: str, probs: list[float], kind: str) -> Candidate:
         record = prediction(name, probs)
-        record["decision"] = {"kind": kind, "category_id": None, "path": [], "probability": 0.9,
-                              "target": 0.95}  # fmt: skip
+        record["decision"] = {"kind": kind, "category_id": None, "path": ["C0"],
+                              "probability": 0.9, "target": 0.95}  # fmt: skip
         return Candidate(name, record)
 
     candidates = [
@@ -122,6 +122,10 @@ def test_backed_off_and_abstained_predictions_are_asked_first() -> None:
     order = [r["product_id"] for r in _pick(candidates, strategy="margin").requests]
     assert order[:2] == ["sure-but-backed-off", "abstained"]  # by margin within the group
     assert order[2:] == ["leaf", "torn", "spread", "sure"]
+    requests = {r["product_id"]: r for r in _pick(candidates, strategy="margin").requests}
+    assert requests["sure-but-backed-off"]["decision"] == "backed_off"
+    assert requests["sure-but-backed-off"]["partial_path"] == ["C0"]
+    assert requests["leaf"]["partial_path"] == [] and requests["torn"]["decision"] is None
     plain = [
         r["product_id"]
         for r in _pick(candidates, strategy="margin", undecided_first=False).requests

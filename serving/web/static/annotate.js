@@ -59,7 +59,12 @@
       button.addEventListener("click", () => label(s.category_id, s.path));
       return el("li", {}, button);
     }));
-    $("search").value = "";
+    // A backed-off prediction: the model is sure of the start of the path; the search starts
+    // inside that subtree, so the annotator only finishes it.
+    const partial = item.partial_path || [];
+    $("p-partial").textContent = partial.length ? "model is sure of: " + partial.join(" › ") + " ›" : "";
+    $("search").value = partial.join(" ");
+    if (partial.length) $("search").dispatchEvent(new Event("input"));
   }
 
   async function load() {

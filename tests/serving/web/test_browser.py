@@ -194,13 +194,15 @@ def test_annotation_queue_to_labels_topic(ui: Ui, browser: Any) -> None:
     p1, p2 = f"m{first['id']}", f"m{second['id']}"
     suggestions = [{"category_id": cid, "path": path.split(" > "), "probability": prob}
                    for (cid, path), prob in zip(ui.classes, (0.41, 0.33, 0.12), strict=True)]  # fmt: skip
+    root = ui.classes[0][1].split(" > ")[0]  # p2's prediction backed off to this first level
     produce(ui.settings, ui.settings.topics.annotation_requests, [
         (p1.encode(), requests.encode({"product_id": p1, "strategy": "margin", "score": 0.42,
                                        "suggestions": suggestions, "model_name": "classifier",
                                        "model_version": 1, "requested_at": 1_000})),
         (p2.encode(), requests.encode({"product_id": p2, "strategy": "random", "score": 0.0,
                                        "suggestions": suggestions, "model_name": "classifier",
-                                       "model_version": 1, "requested_at": 2_000})),
+                                       "model_version": 1, "requested_at": 2_000,
+                                       "decision": "backed_off", "partial_path": [root]})),
     ])  # fmt: skip
 
     alice = _login(browser, ui, "alice", "/annotate")
@@ -229,6 +231,15 @@ def test_annotation_queue_to_labels_topic(ui: Ui, browser: Any) -> None:
     alice.keyboard.press("s")
     alice.wait_for_selector("#empty:not([hidden])")
     assert bob.request.get("/ui/api/next").json()["item"]["product_id"] == p2  # released
+    bob.reload()  # p2, backed off: the search starts inside the part of the path the model is sure of
+    bob.wait_for_selector(f"body[data-product-id='{p2}']")
+    assert bob.inner_text("#p-partial") == f"model is sure of: {root} \u203a"
+    assert bob.input_value("#search") == root
+    bob.locator("#results li").first.wait_for()
+    assert all(
+        root.casefold() in (item.inner_text() or "").casefold()
+        for item in bob.locator("#results li").all()
+    )
 
     alice.keyboard.press("u")  # undo: p1 comes back to alice
     alice.wait_for_selector(f"body[data-product-id='{p1}']")

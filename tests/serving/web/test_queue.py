@@ -181,6 +181,21 @@ def test_two_annotators_never_get_the_same_product(service: AnnotationService) -
     assert service.metrics.queue_depth.labels("margin")._value.get() == 2
 
 
+def test_a_backed_off_request_carries_the_path_the_model_is_sure_of(
+    service: AnnotationService, view: TopicView
+) -> None:
+    backed_off = {**request("p9", "margin", at=1), "decision": "backed_off", "partial_path": ["A"]}
+    view.apply_request(backed_off)
+    card = service.next_item("erin", None)
+    assert card["product_id"] == "p9"  # the oldest request
+    assert (card["decision"], card["partial_path"]) == ("backed_off", ["A"])
+    assert serde_for("AnnotationRequest").decode(serde_for("AnnotationRequest").encode(backed_off))[
+        "partial_path"
+    ] == ["A"]
+    plain = service.next_item("fay", None)  # a request from before decisions existed
+    assert (plain["decision"], plain["partial_path"]) == (None, [])
+
+
 def test_labels_are_validated_and_leases_respected(service: AnnotationService) -> None:
     service.next_item("alice", None)
     with pytest.raises(ConflictError, match="alice"):
