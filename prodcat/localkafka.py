@@ -1,10 +1,11 @@
-"""A real single-node Apache Kafka broker (KRaft) for development, tests and the demo.
+"""A real Apache Kafka broker (KRaft) for development, tests and the demo: one node, or a cluster.
 
 The broker jars come from Maven Central through ``prodcat/kafka/pom.xml`` (shipped in the
-package) into a local cache; the broker runs as a detached JVM with its data, logs and pid file
-under ``LocalKafkaSettings.home``. Every
-operation is idempotent: ``start`` on a running broker only waits for it, ``stop`` on a stopped one does
-nothing.
+package) into a local cache; each node runs as a detached JVM with its data, logs and pid file
+under ``LocalKafkaSettings.home`` (``home/node-<i>`` when ``brokers`` > 1). A cluster of N nodes
+(``prodcat dev kafka start --brokers 3``) has every node as broker and controller, a static
+controller quorum, and internal topics replicated min(3, N) times. Every operation is idempotent:
+``start`` on a running broker only waits for it, ``stop`` on a stopped one does nothing.
 """
 
 from __future__ import annotations
@@ -92,13 +93,43 @@ def ensure_jars(settings: LocalKafkaSettings) -> Path:
     return libs
 
 
-def _server_properties(settings: LocalKafkaSettings) -> str:
+def nodes(settings: LocalKafkaSettings) -> list[LocalKafkaSettings]:
+    """The settings of each node: ``settings`` itself for one broker, else one copy per node with
+    its own home and ports (``port + 2i``, ``controller_port + 2i``). A home that holds a cluster
+    (its ``cluster.brokers``) is that cluster whatever ``brokers`` says, so ``status`` and
+    ``stop`` find every node."""
+    size = settings.home / "cluster.brokers"
+    if settings.brokers == 1 and size.is_file():
+        settings = settings.model_copy(update={"brokers": int(size.read_text(encoding="utf-8"))})
+    if settings.brokers == 1:
+        return [settings]
+    return [
+        settings.model_copy(
+            update={
+                "home": settings.home / f"node-{i}",
+                "port": settings.port + 2 * i,
+                "controller_port": settings.controller_port + 2 * i,
+            }
+        )
+        for i in range(settings.brokers)
+    ]
+
+
+def _server_properties(settings: LocalKafkaSettings, node: int = 0, brokers: int = 1) -> str:
+    """One node's configuration (``settings``: that node's, from :func:`nodes`)."""
     data = settings.home / "data"
+    replicas, isr = min(3, brokers), min(2, brokers)
+    if brokers == 1:
+        quorum = f"controller.quorum.bootstrap.servers={settings.host}:{settings.controller_port}"
+    else:
+        first = settings.controller_port - 2 * node
+        voters = ",".join(f"{i + 1}@{settings.host}:{first + 2 * i}" for i in range(brokers))
+        quorum = f"controller.quorum.voters={voters}"
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers={settings.host}:{settings.controller_port}",
+            f"node.id={node + 1}",
+            quorum,
             f"listeners=PLAINTEXT://{settings.host}:{settings.port},"
             f"CONTROLLER://{settings.host}:{settings.controller_port}",
             f"advertised.listeners=PLAINTEXT://{settings.host}:{settings.port}",
@@ -108,12 +139,12 @@ def _server_properties(settings: LocalKafkaSettings) -> str:
             f"log.dirs={data}",
             "num.partitions=1",
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={replicas}",
             "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={isr}",
             "group.initial.rebalance.delay.ms=0",
             "group.min.session.timeout.ms=2000",
             "log.retention.hours=168",
@@ -132,6 +163,10 @@ def _read_pid(settings: LocalKafkaSettings) -> int | None:
         pid = int(_pid_file(settings).read_text(encoding="utf-8").strip())
     except (FileNotFoundError, ValueError):
         return None
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:  # our own child, exited (e.g. killed)
+        del _CHILDREN[pid]
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -142,12 +177,31 @@ def _read_pid(settings: LocalKafkaSettings) -> int | None:
 
 
 def _bootstrap(settings: LocalKafkaSettings) -> str:
-    return f"{settings.host}:{settings.port}"
+    return ",".join(f"{node.host}:{node.port}" for node in nodes(settings))
 
 
 def status(settings: LocalKafkaSettings) -> BrokerStatus:
-    pid = _read_pid(settings)
-    return BrokerStatus(pid is not None, pid, _bootstrap(settings), settings.home)
+    """Running when every node runs; ``pid``: the first node's."""
+    pids = [_read_pid(node) for node in nodes(settings)]
+    running = all(pid is not None for pid in pids)
+    return BrokerStatus(running, pids[0], _bootstrap(settings), settings.home)
+
+
+def node_pid(settings: LocalKafkaSettings, node: int) -> int | None:
+    """The pid of node ``node`` (0-based) when it runs (fault tests kill it)."""
+    return _read_pid(nodes(settings)[node])
+
+
+def _cluster_id(settings: LocalKafkaSettings) -> str:
+    """One id for every node of a cluster, kept under its home."""
+    path = settings.home / "cluster.id"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    cid = new_cluster_id()
+    path.write_text(cid, encoding="utf-8")
+    (settings.home / "cluster.brokers").write_text(str(settings.brokers), encoding="utf-8")
+    return cid
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -165,10 +219,13 @@ def new_cluster_id() -> str:
             return cid
 
 
-def _format_storage(settings: LocalKafkaSettings, classpath: str, properties: Path) -> None:
+def _format_storage(
+    settings: LocalKafkaSettings, classpath: str, properties: Path, cluster_id: str | None = None
+) -> None:
+    """Format a node's storage once (``cluster_id``: a cluster's, else a new single node)."""
     if (settings.home / "data" / "meta.properties").exists():
         return
-    cid = new_cluster_id()
+    cid = cluster_id or new_cluster_id()
     cmd = [
         "java",
         "-cp",
@@ -180,7 +237,7 @@ def _format_storage(settings: LocalKafkaSettings, classpath: str, properties: Pa
         f"--cluster-id={cid}",
         "-c",
         str(properties),
-        "--standalone",
+        *([] if cluster_id else ["--standalone"]),  # a cluster's quorum is the static voters
         "--ignore-formatted",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -188,8 +245,9 @@ def _format_storage(settings: LocalKafkaSettings, classpath: str, properties: Pa
         raise LocalKafkaError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
 
 
-def wait_ready(bootstrap: str, timeout_s: float, pid: int | None = None) -> None:
-    """Block until the broker answers a metadata request (or fail with the reason)."""
+def wait_ready(bootstrap: str, timeout_s: float, pid: int | None = None, brokers: int = 1) -> None:
+    """Block until the cluster answers a metadata request naming ``brokers`` brokers (or fail
+    with the reason)."""
     from confluent_kafka.admin import AdminClient  # local: heavy import, only for dev tooling
 
     deadline = time.monotonic() + timeout_s
@@ -207,7 +265,7 @@ def wait_ready(bootstrap: str, timeout_s: float, pid: int | None = None) -> None
             continue
         try:
             meta = admin.list_topics(timeout=2)
-            if meta.brokers:
+            if len(meta.brokers) >= brokers:
                 return
         except Exception as exc:  # confluent_kafka raises KafkaException for an unready broker
             last_error = str(exc)
@@ -216,78 +274,111 @@ def wait_ready(bootstrap: str, timeout_s: float, pid: int | None = None) -> None
 
 
 def start(settings: LocalKafkaSettings) -> BrokerStatus:
-    """Start the broker (resolving jars and formatting storage first) and wait until it serves."""
+    """Start the broker, or every node of a cluster that is not running (resolving jars and
+    formatting storage first), and wait until all of them serve."""
     current = status(settings)
     if current.running:
-        wait_ready(current.bootstrap, settings.start_timeout_s, current.pid)
+        wait_ready(current.bootstrap, settings.start_timeout_s, current.pid, settings.brokers)
         return current
     _require(
         "java", "Install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)."
     )
-    for port in (settings.port, settings.controller_port):
-        if _port_open(settings.host, port):
-            raise LocalKafkaError(
-                f"port {settings.host}:{port} is taken by another process; set "
-                "PRODCAT_LOCAL_KAFKA__PORT / PRODCAT_LOCAL_KAFKA__CONTROLLER_PORT"
-            )
     libs = ensure_jars(settings)
     classpath = f"{libs}/*"
-    (settings.home / "logs").mkdir(parents=True, exist_ok=True)
-    properties = settings.home / "server.properties"
-    properties.write_text(_server_properties(settings), encoding="utf-8")
-    _format_storage(settings, classpath, properties)
+    cluster_id = _cluster_id(settings) if settings.brokers > 1 else None
+    started: list[tuple[LocalKafkaSettings, int]] = []
+    for index, node in enumerate(nodes(settings)):
+        if _read_pid(node) is not None:
+            continue  # a cluster with a node down: only that node starts
+        for port in (node.port, node.controller_port):
+            if _port_open(node.host, port):
+                raise LocalKafkaError(
+                    f"port {node.host}:{port} is taken by another process; set "
+                    "PRODCAT_LOCAL_KAFKA__PORT / PRODCAT_LOCAL_KAFKA__CONTROLLER_PORT"
+                )
+        started.append((node, _spawn(node, classpath, index, settings.brokers, cluster_id)))
+    try:
+        first = started[0][1] if started else None
+        wait_ready(_bootstrap(settings), settings.start_timeout_s, first, settings.brokers)
+    except LocalKafkaError as exc:
+        tails = "\n".join(
+            (node.home / "logs" / "stdout.log").read_text(errors="replace")[-3000:]
+            for node, _ in started
+        )
+        stop(settings)
+        raise LocalKafkaError(f"{exc}\nbroker output:\n{tails}") from exc
+    return status(settings)
+
+
+def _spawn(
+    node: LocalKafkaSettings, classpath: str, index: int, brokers: int, cluster_id: str | None
+) -> int:
+    """Write a node's configuration, format its storage and start its JVM; its pid."""
+    (node.home / "logs").mkdir(parents=True, exist_ok=True)
+    properties = node.home / "server.properties"
+    properties.write_text(_server_properties(node, index, brokers), encoding="utf-8")
+    _format_storage(node, classpath, properties, cluster_id)
     cmd = [
         "java",
         "-Xms256m",
-        f"-Xmx{settings.heap}",
+        f"-Xmx{node.heap}",
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-        f"-Dkafka.logs.dir={settings.home / 'logs'}",
+        f"-Dkafka.logs.dir={node.home / 'logs'}",
         "-cp",
         classpath,
         "kafka.Kafka",
         str(properties),
     ]
-    out = (settings.home / "logs" / "stdout.log").open("ab")
+    out = (node.home / "logs" / "stdout.log").open("ab")
     proc = subprocess.Popen(  # the broker outlives this process by design
         cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
     )
     out.close()
     _CHILDREN[proc.pid] = proc
-    _pid_file(settings).write_text(str(proc.pid), encoding="utf-8")
-    logger.info("started Kafka pid %d on %s", proc.pid, _bootstrap(settings))
-    try:
-        wait_ready(_bootstrap(settings), settings.start_timeout_s, proc.pid)
-    except LocalKafkaError as exc:
-        tail = (settings.home / "logs" / "stdout.log").read_text(errors="replace")[-3000:]
-        stop(settings)
-        raise LocalKafkaError(f"{exc}\nbroker output:\n{tail}") from exc
-    return status(settings)
+    _pid_file(node).write_text(str(proc.pid), encoding="utf-8")
+    logger.info(
+        "started Kafka node %d (pid %d) on %s:%d", index + 1, proc.pid, node.host, node.port
+    )
+    return proc.pid
 
 
 def stop(settings: LocalKafkaSettings, timeout_s: float = 30.0) -> bool:
-    """Stop the broker (SIGTERM, then SIGKILL after ``timeout_s``); True if one was running."""
-    pid = _read_pid(settings)
-    if pid is None:
-        _pid_file(settings).unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
+    """Stop the broker or every node (SIGTERM to all at once, so that no node waits for a quorum
+    that is already leaving; SIGKILL after ``timeout_s``); True if any was running."""
+    running = [(node, _read_pid(node)) for node in nodes(settings)]
+    pids = [pid for _, pid in running if pid is not None]
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        _reap(pid)
-        time.sleep(0.2)
-    else:
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _alive(pid)]
+        if alive:
+            time.sleep(0.2)
+    for pid in alive:
         logger.warning("Kafka pid %d ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
         os.kill(pid, signal.SIGKILL)
         _reap(pid)
-    _pid_file(settings).unlink(missing_ok=True)
-    return True
+    for node, _ in running:
+        _pid_file(node).unlink(missing_ok=True)
+    return bool(pids)
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)  # our own child, if it exited, is collected (and forgotten) here
+    return pid in _CHILDREN or _process_running(pid)
+
+
+def _process_running(pid: int) -> bool:
+    """False for a process that is gone or a zombie (exited, not yet collected by its parent)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _reap(pid: int) -> None:

@@ -517,7 +517,7 @@ class EncoderSettings(_Section):
 
 
 class LocalKafkaSettings(_Section):
-    """The single-node broker that `prodcat dev kafka` runs from Maven Central jars."""
+    """The local broker (or cluster) that `prodcat dev kafka` runs from Maven Central jars."""
 
     home: Path = Path("var/kafka")
     jar_cache: Path = Path(".cache/kafka")
@@ -526,6 +526,13 @@ class LocalKafkaSettings(_Section):
     controller_port: int = Field(default=9093, ge=1, le=65535)
     heap: str = "1g"
     start_timeout_s: float = Field(default=90.0, gt=0)
+    brokers: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Nodes (broker + controller each); more than one: node i listens on port + 2i "
+        "and controller_port + 2i, with its data under home/node-<i>.",
+    )
 
 
 class Settings(BaseSettings):
