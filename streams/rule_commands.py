@@ -15,7 +15,6 @@ file given with ``--taxonomy``.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from prodcat.core.settings import Settings
 from prodcat.streams.taxonomy_store import load_taxonomy
+from prodcat.training.data_files import json_lines, read_truth
 from prodcat.training.exceptions import RuleError
 from prodcat.training.rule_seed import seed_any_language
 from prodcat.training.rules import RuleEngine, dump_rules, evaluate_rules, load_rules, seed_rules
@@ -68,18 +68,12 @@ def seed_rules_file(
     return len(rules), target
 
 
-def _json_lines(text: str) -> list[Mapping[str, Any] | None]:
-    rows: list[Mapping[str, Any] | None] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            raise RuleError(f"line {number}: not JSON: {exc}") from exc
-        is_product = isinstance(value, dict) and "dead_letter" not in value
-        rows.append(value if is_product else None)
-    return rows
+def _rows(path: Path) -> list[Mapping[str, Any] | None]:
+    """The JSON objects of a JSON-lines file; None for a dead letter or a line that is not one."""
+    return [
+        value if isinstance(value, dict) and "dead_letter" not in value else None
+        for _, value in json_lines(path)
+    ]
 
 
 def _is_products(path: Path) -> bool:
@@ -96,24 +90,21 @@ def labelled_rows(
     settings: Settings, data: Path, *, truth: Path | None = None, field: str = "category_path"
 ) -> tuple[list[Mapping[str, Any]], list[list[str]]]:
     """Products and their true paths (rows without a product or a path are left out)."""
+    rows: list[Mapping[str, Any] | None]
     if truth is None:
-        rows = _json_lines(data.read_text(encoding="utf-8"))
+        rows = _rows(data)
         paths = [split_path(row.get(field)) if row else [] for row in rows]
     else:
         if _is_products(data):
-            rows = _json_lines(data.read_text(encoding="utf-8"))
+            rows = _rows(data)
         else:
-            from prodcat.streams.feeds.commands import normalize_file
+            from prodcat.streams.feeds.commands import normalize_records
 
-            buffer = io.StringIO()
-            normalize_file(settings, data, feed=data.name.split(".")[0], out=buffer)
-            rows = _json_lines(buffer.getvalue())
-        by_row: dict[int, list[str]] = {}
-        for line in truth.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                item = json.loads(line)
-                by_row[int(item["row"])] = split_path(item.get("path"))
-        paths = [by_row.get(i, []) for i in range(len(rows))]
+            feed = data.name.split(".")[0]
+            records = normalize_records(settings, data, feed=feed)
+            rows = [None if "dead_letter" in record else record for record in records]
+        by_row = read_truth(truth)
+        paths = [list(by_row.get(i, ())) for i in range(len(rows))]
     kept = [(row, path) for row, path in zip(rows, paths, strict=True) if row and path]
     return [row for row, _ in kept], [path for _, path in kept]
 

@@ -137,7 +137,8 @@ def sniff_kind(path: Path) -> str:
     return "raw"
 
 
-def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
+def json_lines(path: Path) -> Iterable[tuple[int, Any]]:
+    """(line number, value) of every non-empty line of a JSON-lines file."""
     try:
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
@@ -153,7 +154,7 @@ def _json_lines(path: Path) -> Iterable[tuple[int, Any]]:
 def read_products(path: Path) -> list[dict[str, Any] | None]:
     """Product records, one per line in file order; ``None`` for a dead-letter line."""
     products: list[dict[str, Any] | None] = []
-    for number, value in _json_lines(path):
+    for number, value in json_lines(path):
         if isinstance(value, dict) and "dead_letter" in value:
             products.append(None)
         elif isinstance(value, dict) and "title" in value:
@@ -166,7 +167,7 @@ def read_products(path: Path) -> list[dict[str, Any] | None]:
 def read_snapshot_items(path: Path) -> list[LabelledProduct]:
     """The lines of a labels snapshot."""
     items: list[LabelledProduct] = []
-    for number, value in _json_lines(path):
+    for number, value in json_lines(path):
         if not isinstance(value, dict) or not isinstance(value.get("product"), dict):
             raise DatasetError(f"{path}:{number}: not a snapshot line (no product)")
         items.append(
@@ -180,7 +181,7 @@ def read_snapshot_items(path: Path) -> list[LabelledProduct]:
 def read_truth(path: Path) -> dict[int, tuple[str, ...]]:
     """A truth file: row number -> path (levels stripped, empty levels dropped)."""
     truth: dict[int, tuple[str, ...]] = {}
-    for number, value in _json_lines(path):
+    for number, value in json_lines(path):
         row = value.get("row") if isinstance(value, dict) else None
         levels = value.get("path") if isinstance(value, dict) else None
         if not isinstance(row, int) or isinstance(row, bool) or not isinstance(levels, list):

@@ -63,6 +63,7 @@ __all__ = [
     "inspect_file",
     "normalize_event",
     "normalize_file",
+    "normalize_records",
     "normalized",
     "override_profile",
     "parse_override",
@@ -280,6 +281,34 @@ def normalize_file(
 ) -> Counter[str]:
     """Write one JSON line per record of ``source`` to ``out``; counts by outcome."""
     counts: Counter[str] = Counter()
+    for result in normalize_records(
+        settings,
+        source,
+        feed=feed,
+        sample=sample,
+        overrides=overrides,
+        format=format,
+        encoding=encoding,
+    ):
+        dead = result.get("dead_letter")
+        counts[f"dead_letter/{dead['kind']}" if dead else "product"] += 1
+        out.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
+        out.write("\n")
+    return counts
+
+
+def normalize_records(
+    settings: Settings,
+    source: Source,
+    *,
+    feed: str | None,
+    sample: int | None = None,
+    overrides: Sequence[str] = (),
+    format: str | None = None,
+    encoding: str | None = None,
+) -> Iterator[Mapping[str, Any]]:
+    """Each record of ``source`` read through the profiles inferred from it: a Product record or
+    ``{"dead_letter": ...}``, in file order."""
     seen_at_ms = time.time_ns() // 1_000_000
     with profiled_events(
         settings,
@@ -290,18 +319,13 @@ def normalize_file(
         format=format,
         encoding=encoding,
     ) as opened:
-        for result in normalized(
+        yield from normalized(
             opened.events,
             opened.profiles,
             feed=opened.feed,
             seen_at_ms=seen_at_ms,
             google_taxonomy=opened.taxonomy,
-        ):
-            dead = result.get("dead_letter")
-            counts[f"dead_letter/{dead['kind']}" if dead else "product"] += 1
-            out.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")))
-            out.write("\n")
-    return counts
+        )
 
 
 def quiet_broken_pipe() -> None:
