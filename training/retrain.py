@@ -38,7 +38,6 @@ from prodcat.core.model_store import (
     CARD,
     ClassifierCard,
     available_versions,
-    load_card,
     next_version,
     write_models_config,
 )
@@ -186,20 +185,22 @@ MIN_DECISION_HOLDOUT = 50
 
 
 def holdout_card_entries(
-    version_dir: Path,
+    card: ClassifierCard,
+    outputs: tuple[list[str], np.ndarray[Any, Any]] | None,
     holdout: Sequence[LabelledProduct],
     vocabulary: Vocabulary,
     precision_target: float | None,
 ) -> dict[str, Any]:
-    """What the holdout teaches a candidate's card, with at least MIN_DECISION_HOLDOUT labelled
-    products (else nothing): ``calibration`` (the temperature that calibrates its confidences,
-    :mod:`prodcat.training.calibration`) and, with ``precision_target``, ``decisions`` (per-node
-    thresholds, :mod:`prodcat.training.decisions`)."""
-    rows = [item for item in holdout if item.exclusive]
-    if len(rows) < MIN_DECISION_HOLDOUT:
+    """What the holdout teaches a candidate's card (``outputs``: its :func:`_holdout_outputs` on
+    ``holdout``), with at least MIN_DECISION_HOLDOUT products (else nothing): ``calibration``
+    (the temperature that calibrates its confidences, :mod:`prodcat.training.calibration`) and,
+    with ``precision_target``, ``decisions`` (per-node thresholds,
+    :mod:`prodcat.training.decisions`). Holdout products all have an exclusive label
+    (:func:`split_holdout`)."""
+    rows = list(holdout)
+    if outputs is None or len(rows) < MIN_DECISION_HOLDOUT:
         return {}
-    card = ClassifierCard.from_dict(load_card(version_dir))
-    predicted, probs = _holdout_outputs(version_dir, rows)
+    predicted, probs = outputs
     index = {cid: i for i, cid in enumerate(card.class_ids)}
     truth_ids = np.array([index.get(item.exclusive or "", -1) for item in rows])
     temperature = fit_temperature(probs, truth_ids)
@@ -227,6 +228,10 @@ def holdout_metrics(version_dir: Path, holdout: Sequence[LabelledProduct]) -> di
     if not holdout:
         return {"holdout_size": 0.0}
     predicted, _ = _holdout_outputs(version_dir, holdout)
+    return _scored(predicted, holdout)
+
+
+def _scored(predicted: Sequence[str], holdout: Sequence[LabelledProduct]) -> dict[str, float]:
     truth = [item.exclusive or "" for item in holdout]
     return {
         "holdout_accuracy": accuracy(truth, predicted),
@@ -359,9 +364,11 @@ def retrain(
             version=version,
             drift_reference=drift_reference(candidate, data),
         )
-        options.append(
-            _Option(option_run, candidate, option_dir, holdout_metrics(option_dir, data.holdout))
-        )
+        # The exported model on the holdout, once: it scores the option and, if chosen, teaches
+        # its card the calibration and the back-off thresholds.
+        outputs = _holdout_outputs(option_dir, data.holdout) if data.holdout else None
+        metrics = _scored(outputs[0], data.holdout) if outputs else {"holdout_size": 0.0}
+        options.append(_Option(option_run, candidate, option_dir, metrics, outputs))
     if not options:
         assert failure is not None
         emit("rejected", version=version, reason=str(failure))
@@ -384,8 +391,9 @@ def retrain(
             ),
         )
         _record_choice(candidate_dir, options, chosen)
+    card = ClassifierCard.from_dict({"name": name, "version": version, **candidate.card})
     for key, value in holdout_card_entries(
-        candidate_dir, data.holdout, vocabulary, precision_target
+        card, chosen.outputs, data.holdout, vocabulary, precision_target
     ).items():
         _set_card(candidate_dir, key, value)
     train_metrics = {
@@ -439,12 +447,14 @@ def retrain(
 
 @dataclass
 class _Option:
-    """One trained config of a run: its candidate, where it was exported, its holdout metrics."""
+    """One trained config of a run: its candidate, where it was exported, its holdout metrics
+    and outputs."""
 
     run: RunConfig
     candidate: Candidate
     directory: Path
     metrics: dict[str, float]
+    outputs: tuple[list[str], np.ndarray[Any, Any]] | None = None  # on the holdout
 
 
 def choose(options: Sequence[_Option]) -> _Option:
