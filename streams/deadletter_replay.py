@@ -31,15 +31,15 @@ from confluent_kafka import (
     OFFSET_END,
     Consumer,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 from tqdm import tqdm
 
-from prodcat.core.kafka_config import librdkafka_config, producer_config, watermarks
+from prodcat.core.kafka_config import librdkafka_config, watermarks
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
 from prodcat.schemas.serde import serde_for
+from prodcat.streams.acked import AckedProducer, Headers
 from prodcat.streams.compacted import read_compacted, read_until_end
 from prodcat.streams.exceptions import StreamsError, TopicError
 
@@ -127,41 +127,6 @@ def _dead_letter_messages(
         consumer.close()
 
 
-class _Sender:
-    """A producer that raises the first delivery error at flush."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.producer = Producer(producer_config(settings.kafka, **{"acks": "all"}))
-        self.errors: list[str] = []
-
-    def _delivered(self, err: object, _msg: object) -> None:
-        if err is not None:
-            self.errors.append(str(err))
-
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, str | bytes | None]],
-    ) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    topic, value, key, headers=headers, on_delivery=self._delivered
-                )
-                break
-            except BufferError:
-                self.producer.poll(0.1)
-        self.producer.poll(0)
-
-    def flush(self) -> None:
-        remaining = self.producer.flush(60)
-        if remaining or self.errors:
-            detail = self.errors[0] if self.errors else f"{remaining} records not acknowledged"
-            raise StreamsError(f"replay not acknowledged by the broker: {detail}")
-
-
 def replay_dead_letters(
     settings: Settings,
     *,
@@ -182,7 +147,7 @@ def replay_dead_letters(
             f"{exc}; create it with `prodcat topics create` (it records what was replayed)"
         ) from exc
     report = ReplayReport(stage, dry_run=dry_run)
-    sender = None if dry_run else _Sender(settings)
+    sender = None if dry_run else AckedProducer(settings.kafka, what="replayed records", acks="all")
     markers: list[tuple[str, str, str]] = []
     bar = tqdm(unit="dl", desc=f"dead letters of {stage}", disable=not progress)
     for position, value in _dead_letter_messages(settings, since_ms, timeout_s):
@@ -211,9 +176,7 @@ def replay_dead_letters(
             continue
         target = str(letter["source_topic"])
         originals = (letter.get("original_headers") or {}).items()
-        headers: list[tuple[str, str | bytes | None]] = [
-            (k, v) for k, v in originals if k != REPLAY_HEADER
-        ]
+        headers: Headers = [(k, v) for k, v in originals if k != REPLAY_HEADER]
         headers.append((REPLAY_HEADER, position.encode()))
         if sender is not None:
             sender.send(target, letter.get("original_key"), original, headers)

@@ -24,14 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
-
 from prodcat.core.ids import label_key
-from prodcat.core.kafka_config import producer_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.records import Label
 from prodcat.schemas.serde import serde_for
+from prodcat.streams.acked import AckedProducer
 from prodcat.streams.compacted import read_compacted
 from prodcat.streams.deadletter import dead_letter
 from prodcat.streams.exceptions import StreamsError
@@ -75,23 +73,11 @@ class _Publisher:
         self.topics = topics
         self.labels = serde_for("Label", registry, topic=topics.labels)
         self.letters = serde_for("DeadLetter", registry, topic=topics.deadletter)
-        self.producer = Producer(producer_config(settings.kafka))
-        self.errors: list[str] = []
+        self.producer = AckedProducer(settings.kafka, what="labels and their dead letters")
         self.worker = f"{socket.gethostname()}:cli"
 
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self.errors.append(str(err))
-
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, key=key, value=value, on_delivery=self._delivered)
-                return
-            except BufferError:
-                self.producer.poll(0.5)
-            except KafkaException as exc:
-                raise StreamsError(f"cannot publish to {topic}: {exc}") from exc
+        self.producer.send(topic, key, value)
 
     def label(self, label: Label) -> str | None:
         """Publish a label; returns None, or the reason it cannot be encoded."""
@@ -123,8 +109,7 @@ class _Publisher:
         self._produce(self.topics.deadletter, None, self.letters.encode(record))
 
     def flush(self) -> None:
-        if self.producer.flush(60) or self.errors:
-            raise StreamsError(f"not every record was acknowledged: {self.errors[:3] or 'timeout'}")
+        self.producer.flush(60)
 
 
 def vocabulary_of(settings: Settings) -> Vocabulary:
