@@ -352,7 +352,12 @@ def load_data(
 
 def default_level(data: LabelledData, deepest: int = 3) -> int:
     """The deepest level (at most ``deepest``) most labelled examples reach."""
-    depths = sorted(len(example.raw_path) for example in data.examples)
-    if not depths:
+    if not data.examples:
         raise DatasetError(f"{data.source}: no labelled examples ({data.summary()})")
+    return level_of(data.examples, deepest)
+
+
+def level_of(examples: Sequence[Example], deepest: int = 3) -> int:
+    """The deepest level (at most ``deepest``) most of ``examples`` reach (they are not empty)."""
+    depths = sorted(len(example.raw_path) for example in examples)
     return max(1, min(deepest, depths[len(depths) // 2]))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from prodcat.core.model_store import ClassifierCard, available_versions, load_card
+from prodcat.training.data_files import level_of
 from prodcat.training.dataset import Example, demo_examples, model_inputs, protocol_split
 from prodcat.training.decisions import (
     Decision,
@@ -203,8 +204,7 @@ def _feed_rows(feed: str, examples: Sequence[Example]) -> list[str]:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    depths = sorted(len(e.path) for e in examples)
-    level = max(1, min(3, depths[len(depths) // 2]))  # as `train --data` picks it
+    level = level_of(examples)  # as `train --data` picks it
     split = protocol_split(examples, level)
     vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2))
     x = vectorizer.fit_transform([e.title for e in split.train])
