@@ -21,7 +21,7 @@ from prodcat.core.errors import ProdcatError
 from prodcat.core.ids import CATEGORY_ID_PATTERN, path_id
 from prodcat.training.taxonomy import CategoryTree
 
-__all__ = ["SUBTREE_ID_PATTERN", "SubtreeIds"]
+__all__ = ["SUBTREE_ID_PATTERN", "LiveTree", "SubtreeIds"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,40 @@ logger = logging.getLogger(__name__)
 SUBTREE_ID_PATTERN: Final = r"[A-Za-z0-9_.:\-]{1,80}"
 _PATH_ID: Final = re.compile(f"^{CATEGORY_ID_PATTERN}$")
 _CHECK_S: Final = 60.0
+
+
+class LiveTree:
+    """The configured taxonomy as ``taxonomy()`` gives it, asked for again at most every
+    ``check_s`` (the tree it had is kept when a re-read fails); None without a source."""
+
+    def __init__(
+        self,
+        taxonomy: Callable[[], CategoryTree | None] | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        check_s: float = _CHECK_S,
+        who: str = "api",
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.clock = clock
+        self.check_s = check_s
+        self.who = who
+        self._tree: CategoryTree | None = None
+        self._checked = -1e18
+        self._lock = threading.Lock()
+
+    def get(self) -> CategoryTree | None:
+        if self.taxonomy is None:
+            return None
+        with self._lock:
+            now = self.clock()
+            if now - self._checked >= self.check_s:
+                self._checked = now
+                try:
+                    self._tree = self.taxonomy()
+                except ProdcatError as exc:
+                    logger.warning("%s: cannot read the taxonomy: %s", self.who, exc)
+            return self._tree
 
 
 class SubtreeIds:
@@ -41,26 +75,11 @@ class SubtreeIds:
         clock: Callable[[], float] = time.monotonic,
         check_s: float = _CHECK_S,
     ) -> None:
-        self.taxonomy = taxonomy
-        self.clock = clock
-        self.check_s = check_s
-        self._tree: CategoryTree | None = None
-        self._checked = -1e18
-        self._lock = threading.Lock()
+        self.live = LiveTree(taxonomy, clock=clock, check_s=check_s)
 
     def tree(self) -> CategoryTree | None:
         """The live tree, re-read at most every ``check_s`` (kept when a re-read fails)."""
-        if self.taxonomy is None:
-            return None
-        with self._lock:
-            now = self.clock()
-            if now - self._checked >= self.check_s:
-                self._checked = now
-                try:
-                    self._tree = self.taxonomy()
-                except ProdcatError as exc:
-                    logger.warning("api: cannot read the taxonomy: %s", exc)
-            return self._tree
+        return self.live.get()
 
     def resolve(self, category: str) -> str | None:
         """The path id of ``category``: itself when it is one, else that of the taxonomy node

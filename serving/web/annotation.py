@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from prodcat.core.errors import ProdcatError
 from prodcat.core.ids import label_key
 from prodcat.core.settings import Settings
 from prodcat.schemas.records import Label
 from prodcat.schemas.serde import serde_for
+from prodcat.serving.subtrees import LiveTree
 from prodcat.serving.web.exceptions import ConflictError, InvalidInputError
 from prodcat.serving.web.leases import LeaseBook
 from prodcat.serving.web.metrics import WebMetrics
@@ -79,29 +79,17 @@ class VocabularyCache:
         self.model_base = settings.serving.model_base
         self.name = settings.serving.classifier
         self.clock = clock
-        self.taxonomy = taxonomy
-        self._tree: CategoryTree | None = None
-        self._tree_checked = -1e18
+        self.tree = LiveTree(taxonomy, clock=clock, check_s=_TAXONOMY_CHECK_S, who="ui")
         self._vocabulary: Vocabulary | None = None
         self._checked = -1e18
         self._lock = threading.Lock()
-
-    def _current_tree(self, now: float) -> CategoryTree | None:
-        if self.taxonomy is None or now - self._tree_checked < _TAXONOMY_CHECK_S:
-            return self._tree
-        self._tree_checked = now
-        try:
-            self._tree = self.taxonomy()
-        except ProdcatError as exc:  # keep the tree we have; the next check tries again
-            logger.warning("ui: cannot read the taxonomy: %s", exc)
-        return self._tree
 
     def get(self) -> Vocabulary:
         with self._lock:
             now = self.clock()
             if self._vocabulary is None or now - self._checked >= _VOCABULARY_CHECK_S:
                 self._checked = now
-                tree = self._current_tree(now)
+                tree = self.tree.get()
                 newest = newest_version(self.model_base, self.name)
                 if (
                     self._vocabulary is None
