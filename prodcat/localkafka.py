@@ -369,10 +369,10 @@ def stop(settings: LocalKafkaSettings, timeout_s: float = 30.0) -> bool:
 
 def _alive(pid: int) -> bool:
     _reap(pid)  # our own child, if it exited, is collected (and forgotten) here
-    return pid in _CHILDREN or _process_running(pid)
+    return pid in _CHILDREN or process_running(pid)
 
 
-def _process_running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """False for a process that is gone or a zombie (exited, not yet collected by its parent)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

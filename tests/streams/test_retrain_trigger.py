@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from prodcat.core.ids import label_key
+from prodcat.localkafka import process_running
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.retrain_trigger import JobRunner, LabelStage, TriggerState
@@ -132,14 +133,6 @@ asyncio.run(runner.run(1))
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_job_dies_with_a_trigger_killed_by_sigkill(tmp_path: Path) -> None:
     import os
@@ -153,13 +146,13 @@ def test_a_job_dies_with_a_trigger_killed_by_sigkill(tmp_path: Path) -> None:
     while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
         time.sleep(0.1)
     job = int(pid_file.read_text())
-    assert _alive(job)
+    assert process_running(job)
     os.kill(trigger.pid, signal.SIGKILL)
     trigger.wait()
     deadline = time.monotonic() + 10
-    while _alive(job) and time.monotonic() < deadline:
+    while process_running(job) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(job), "the job outlived its trigger"
+    assert not process_running(job), "the job outlived its trigger"
 
 
 def test_a_second_job_for_the_same_version_is_refused(tmp_path: Path) -> None:
