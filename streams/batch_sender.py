@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from prodcat.streams.partitioning import partition_for
+from prodcat.streams.partitioning import partitions_for
 
 
 class OutgoingRecord(Protocol):
@@ -53,30 +53,42 @@ class BatchSender:
     ) -> list[tuple[list[OutgoingRecord], BaseException]]:
         """Send ``records``; once every batch is acknowledged or failed, the failed batches'
         records with their error (empty when all were acknowledged)."""
+        by_topic: dict[str, list[OutgoingRecord]] = {}
+        for record in records:
+            if record.topic is not None:  # None: consumed without a Kafka output
+                by_topic.setdefault(record.topic, []).append(record)
         builders: dict[tuple[str, int], Any] = {}
         members: dict[tuple[str, int], list[OutgoingRecord]] = {}
         futures: list[asyncio.Future[Any]] = []
         groups: list[list[OutgoingRecord]] = []
-        for record in records:
-            if record.topic is None:  # consumed without a Kafka output
-                continue
-            n = await self._partition_count(record.topic)
-            key = record.key
-            partition = partition_for(key, n) if key else next(self._round_robin) % n
-            slot = (record.topic, partition)
-            builder = builders.get(slot)
-            if builder is None:
-                builder = builders[slot] = self.producer.create_batch()
-                members[slot] = []
-            headers = list(record.headers)
-            if builder.append(key=key, value=record.value, timestamp=None, headers=headers) is None:
-                # Full: submit it and start another (a record larger than a batch still fits alone).
-                futures.append(await self.producer.send_batch(builder, slot[0], partition=slot[1]))
-                groups.append(members[slot])
-                builder = builders[slot] = self.producer.create_batch()
-                members[slot] = []
-                builder.append(key=key, value=record.value, timestamp=None, headers=headers)
-            members[slot].append(record)
+        for topic, topic_records in by_topic.items():
+            n = await self._partition_count(topic)
+            keyed = [r.key for r in topic_records if r.key]
+            hashed = iter(partitions_for(keyed, n))
+            for record in topic_records:
+                key = record.key
+                partition = next(hashed) if key else next(self._round_robin) % n
+                slot = (topic, partition)
+                builder = builders.get(slot)
+                if builder is None:
+                    builder = builders[slot] = self.producer.create_batch()
+                    members[slot] = []
+                headers = record.headers
+                if not isinstance(headers, list):
+                    headers = list(headers)
+                if (
+                    builder.append(key=key, value=record.value, timestamp=None, headers=headers)
+                    is None
+                ):
+                    # Full: submit it and start another (a record larger than a batch still fits alone).
+                    futures.append(
+                        await self.producer.send_batch(builder, topic, partition=partition)
+                    )
+                    groups.append(members[slot])
+                    builder = builders[slot] = self.producer.create_batch()
+                    members[slot] = []
+                    builder.append(key=key, value=record.value, timestamp=None, headers=headers)
+                members[slot].append(record)
         for (topic, partition), builder in builders.items():
             if builder.record_count():
                 futures.append(await self.producer.send_batch(builder, topic, partition=partition))

@@ -108,8 +108,7 @@ class NormalizeStage:
         """The product (or dead letter) of one input: with ``profile`` read through it (from
         ``record`` when the caller has parsed the value already), else by the profile-free
         normaliser. ``seen(feed, product or None)`` is told every outcome (metrics)."""
-        hdrs = header_map(headers)
-        out_headers, feed = source_headers(hdrs, topic, partition, offset)
+        out_headers, feed = source_headers(headers, topic, partition, offset)
         source = Position(topic, partition, offset)
         product: Mapping[str, Any] | None = None
         try:
@@ -154,7 +153,9 @@ class NormalizeStage:
             )
         if seen is not None:
             seen(feed, None)
-        return self._dead_letter(key, value, hdrs, out_headers, feed, source, now_ms, kind, message)
+        return self._dead_letter(
+            key, value, header_map(headers), out_headers, feed, source, now_ms, kind, message
+        )
 
     def dead(self, record: Input, now_ms: int, kind: str, message: str) -> Outgoing:
         """The dead letter of ``record`` with reason ``kind``."""
@@ -216,13 +217,15 @@ def build_stage(settings: Settings) -> NormalizeStage:
 @dataclass(slots=True)
 class _FeedSeries:
     """One feed's labelled metric children (``labels()`` costs ~1 µs a call) and what the current
-    batch added to them (applied once per batch: a child's ``inc`` takes a lock)."""
+    batch added to them (applied once per batch: a child's ``inc`` takes a lock). ``filled``
+    counts products per coverage field, in the order of ``_COVERAGE``."""
 
+    label: str
     records: Any
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: list[Any] = field(default_factory=lambda: [None] * len(_COVERAGE))
     version: Any = None
     seen: int = 0
-    filled: dict[str, int] = field(default_factory=dict)
+    filled: list[int] = field(default_factory=lambda: [0] * len(_COVERAGE))
     latest_version: int | None = None
 
 
@@ -269,7 +272,7 @@ class NormalizeAgent(StageHandler):
         )
         self.follower = follower
         self.held: dict[str, list[_Held]] = {}
-        self._series: dict[str, _FeedSeries] = {}
+        self._series: dict[str | None, _FeedSeries] = {}
 
     @classmethod
     def for_settings(
@@ -445,18 +448,31 @@ class NormalizeAgent(StageHandler):
     # --- metrics ------------------------------------------------------------------------------
 
     def _seen(self, feed: str | None, product: Mapping[str, Any] | None) -> None:
-        assert self.feeds is not None
-        label = self._feed_label(feed)
-        series = self._series.get(label)
+        series = self._series.get(feed)
         if series is None:  # labelled children looked up once per feed, not per record
-            series = self._series[label] = _FeedSeries(self.feeds.records.labels(label))
+            assert self.feeds is not None
+            label = self._feed_label(feed)
+            series = self._series[feed] = _FeedSeries(label, self.feeds.records.labels(label))
         series.seen += 1
         if product is None:
             return
-        filled = series.filled
-        for name in _filled(product):
-            filled[name] = filled.get(name, 0) + 1
-        version = product.get("profile_version")
+        # Unrolled over _COVERAGE: this runs once per product.
+        get, filled = product.get, series.filled
+        if get("title"):
+            filled[0] += 1
+        if get("brand"):
+            filled[1] += 1
+        if get("category_path"):
+            filled[2] += 1
+        if get("price") is not None:
+            filled[3] += 1
+        if get("description"):
+            filled[4] += 1
+        if get("image_urls"):
+            filled[5] += 1
+        if get("product_url"):
+            filled[6] += 1
+        version = get("profile_version")
         if version is not None:
             series.latest_version = version
 
@@ -464,19 +480,23 @@ class NormalizeAgent(StageHandler):
         """Apply what this batch counted to the per-feed series."""
         if self.feeds is None:
             return
-        for label, series in self._series.items():
+        for series in self._series.values():
             if series.seen:
                 series.records.inc(series.seen)
                 series.seen = 0
-            for name, count in series.filled.items():
-                child = series.fields.get(name)
+            filled, children = series.filled, series.fields
+            for index, count in enumerate(filled):
+                if not count:
+                    continue
+                child = children[index]
                 if child is None:  # made when first filled, as before
-                    child = series.fields[name] = self.feeds.fields.labels(label, name)
+                    name = _COVERAGE[index]
+                    child = children[index] = self.feeds.fields.labels(series.label, name)
                 child.inc(count)
-            series.filled.clear()
+                filled[index] = 0
             if series.latest_version is not None:
                 if series.version is None:
-                    series.version = self.feeds.profile_version.labels(label)
+                    series.version = self.feeds.profile_version.labels(series.label)
                 series.version.set(series.latest_version)
                 series.latest_version = None
 
@@ -506,26 +526,9 @@ def _feed_of(record: Input) -> str:
     return "unknown"
 
 
-# (metric field name, Product field, filled when merely present rather than non-empty)
-_COVERAGE: tuple[tuple[str, str, bool], ...] = (
-    ("title", "title", False),
-    ("brand", "brand", False),
-    ("category", "category_path", False),
-    ("price", "price", True),
-    ("description", "description", False),
-    ("image", "image_urls", False),
-    ("url", "product_url", False),
-)
-
-
-def _filled(product: Mapping[str, Any]) -> list[str]:
-    """The coverage fields ``product`` fills."""
-    get = product.get
-    return [
-        name
-        for name, key, present in _COVERAGE
-        if (get(key) is not None if present else bool(get(key)))
-    ]
+#: The coverage series' field names, in the order ``NormalizeAgent._seen`` counts them (title,
+#: brand, category_path, price (present), description, image_urls, product_url).
+_COVERAGE: tuple[str, ...] = ("title", "brand", "category", "price", "description", "image", "url")
 
 
 def register_normalize(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:

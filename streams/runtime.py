@@ -254,7 +254,7 @@ class StageRuntime:
         owners = self.progress.snapshot(fetched)
         records = [m for messages in fetched.values() for m in messages]
         outputs = await self.process(records)
-        await self._send(outputs, {position(r): r for r in records})
+        await self._send(outputs, records)
         for tp, messages in fetched.items():
             part = owners.get(tp)
             if part is not None:
@@ -334,13 +334,13 @@ class StageRuntime:
             return
         if outputs is None:
             return
-        await self._send(outputs, {})
+        await self._send(outputs, ())
         await self._settle(outputs, {})
         if len(outputs):
             stage.observe(self.metrics, outputs, time.perf_counter() - started, None)
 
-    async def _send(self, outputs: Outputs, inputs: dict[Position, Input]) -> None:
-        """Send ``outputs`` (``inputs``: the batch's records by position, for dead letters)."""
+    async def _send(self, outputs: Outputs, records: Sequence[Input]) -> None:
+        """Send ``outputs`` (``records``: the batch's inputs, for dead letters)."""
         if not len(outputs):
             return
         rejected = await with_backoff(
@@ -358,6 +358,7 @@ class StageRuntime:
         )
         letters: list[Outgoing] = []
         lettered: set[Position] = set()
+        inputs = {position(r): r for r in records}
         for record in rejected:
             try:
                 await self._send_with_backoff([record])

@@ -53,13 +53,15 @@ def position(record: Input) -> Position:
     return Position(record.topic, record.partition, record.offset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outgoing:
     """One record to send for one input: a result, a dead letter (``error_kind`` set), or nothing.
 
     ``topic`` None means the input was consumed without a Kafka output (e.g. a vector written to
     Milvus, or a product without images); it is still counted. ``source`` names the input it
     answers (None for an output of no single input, e.g. an annotation request of a window).
+    Treat it as immutable: it is not declared frozen because a frozen dataclass is built four times
+    slower, and stages build one per input.
     """
 
     topic: str | None
@@ -127,11 +129,22 @@ def header_map(
 
 
 def source_headers(
-    headers: Mapping[str, bytes], topic: str, partition: int, offset: int
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+    topic: str,
+    partition: int,
+    offset: int,
 ) -> tuple[Headers, str | None]:
-    """Output headers (source position, feed passed through) and the feed name."""
+    """Output headers (source position, feed passed through) and the feed name. ``headers`` is
+    a :func:`header_map` or the record's own pairs (read without building a map: the last
+    ``feed`` header wins, as in the map)."""
     out: Headers = [(SOURCE_HEADER, f"{topic}/{partition}/{offset}".encode())]
-    feed_raw = headers.get(FEED_HEADER)
+    feed_raw: bytes | None = None
+    if isinstance(headers, Mapping):
+        feed_raw = headers.get(FEED_HEADER)
+    elif headers:
+        for name, value in headers:
+            if name == FEED_HEADER:
+                feed_raw = bytes(value) if value is not None else b""
     if feed_raw:
         out.append((FEED_HEADER, feed_raw))
     return out, feed_raw.decode("utf-8", "replace") if feed_raw else None
@@ -142,13 +155,14 @@ def record_batch(
 ) -> None:
     """Count a processed batch: inputs, outputs, dead letters by reason, skips, latency."""
     stage = metrics.stage
-    counts: dict[tuple[str, str | None, str | None], int] = {}
+    counts: dict[tuple[str | None, str | None, str | None], int] = {}
     total = 0
     for out in outgoing:
-        slot = (metrics.feed_label(out.feed), out.error_kind, out.skipped)
+        slot = (out.feed, out.error_kind, out.skipped)
         counts[slot] = counts.get(slot, 0) + 1
         total += 1
-    for (feed, kind, skipped), count in counts.items():
+    for (name, kind, skipped), count in counts.items():
+        feed = metrics.feed_label(name)
         metrics.events_in.labels(stage, feed).inc(count)
         if kind is not None:
             metrics.dead_letters.labels(stage, feed, kind).inc(count)
