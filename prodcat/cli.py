@@ -59,6 +59,35 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     replay_dl.add_argument("--dry-run", action="store_true", help="count, send nothing")
 
+    backfill = sub.add_parser(
+        "backfill",
+        help="re-score products already on products.normalized with the serving model "
+        "(resumable: --job)",
+    )
+    backfill.add_argument(
+        "--job", default=None,
+        help="job id: a new job by default (printed); an existing job's id resumes it",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--feed", action="append", default=[], help="only this feed's products; repeatable"
+    )
+    backfill.add_argument(
+        "--since", default=None,
+        help="only products written since: ISO time (2026-12-01T00:00) or hours ago (24h)",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--category", default=None,
+        help="only products now predicted in this category or below: an id (c_...) or a path "
+        "('Clothing > Shorts')",
+    )  # fmt: skip
+    backfill.add_argument(
+        "--rate", type=float, default=None,
+        help="products per second at most (default: backfill.rate; 0: unlimited)",
+    )  # fmt: skip
+    backfill.add_argument("--batch-size", type=int, default=None)
+    backfill.add_argument("--no-progress", action="store_true")
+    backfill.set_defaults(func=_backfill)
+
     worker = sub.add_parser("worker", help="run a Faust worker for one or more agent roles")
     worker.add_argument("roles", nargs="+", help="agent roles, e.g. normalize")
     worker.set_defaults(func=_worker)
@@ -467,6 +496,28 @@ def _since_ms(text: str | None) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
+
+
+def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.backfill import backfill
+
+    report = backfill(
+        settings,
+        job=args.job,
+        feeds=args.feed,
+        since_ms=_since_ms(args.since),
+        category=args.category,
+        rate=args.rate,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        on_start=lambda job, resumed: print(
+            f"backfill job {job} {'resumed' if resumed else 'started'} "
+            f"(resume it after an interruption with --job {job})",
+            flush=True,
+        ),
+    )
+    print(report.format())
+    return 0
 
 
 def _deadletters(settings: Settings, args: argparse.Namespace) -> int:

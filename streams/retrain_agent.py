@@ -14,7 +14,9 @@ updates the metrics and releases the labels the job covered, so their offsets ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 import time
 from collections.abc import Sequence, Set
 from typing import Any
@@ -34,6 +36,8 @@ from prodcat.streams.retrain_trigger import (
     LabelStage,
     Launcher,
     TriggerState,
+    die_with_parent,
+    kill_group,
 )
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs, Position
@@ -45,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "retrain"
 DECISIONS = {"promoted": 1.0, "rejected": 0.0, "failed": -1.0, "timeout": -1.0}
+BACKFILL_COMMAND: tuple[str, ...] = (sys.executable, "-m", "prodcat", "backfill")
 
 
 class RetrainTrigger(StageHandler):
@@ -80,6 +85,7 @@ class RetrainTrigger(StageHandler):
         self.events = serde_for("ModelEvent", registry, topic=topics.model_events)
         self.runner = runner or _launcher(settings)
         self._job: asyncio.Task[JobOutcome] | None = None
+        self.backfills = BackfillLauncher(settings)
         self._held: dict[int, list[int]] = {}  # partition → offsets of valid labels held
         self._next_check = time.monotonic()
 
@@ -131,6 +137,7 @@ class RetrainTrigger(StageHandler):
         if self._job is not None:
             self._job.cancel()
             await asyncio.gather(self._job, return_exceptions=True)
+        await self.backfills.stop()
 
     def _launch(self) -> None:
         cfg = self.settings.retrain
@@ -169,6 +176,8 @@ class RetrainTrigger(StageHandler):
             events.append(Outgoing(topic, key, self.events.encode(record), [], None, None))
         else:
             logger.info("retrain: job v%d %s: %s", job.version, job.outcome, job.reason)
+        if job.outcome == "promoted" and self.settings.backfill.after_promotion:
+            self.backfills.start(job.version)
         released: list[Position] = []
         for partition, end in self.state.finished().items():
             offsets = self._held.get(partition, [])
@@ -184,6 +193,66 @@ class RetrainTrigger(StageHandler):
         inputs = [out for out in outputs if out.topic != events]
         if inputs:
             super().observe(metrics, Outputs.of(inputs), seconds, oldest_ts)
+
+
+class BackfillLauncher:
+    """Starts ``prodcat backfill --job promoted-v<version>`` after a promotion (setting
+    ``backfill.after_promotion``), as a subprocess of the worker with the worker's settings; its
+    output goes to ``<work_dir>/jobs/v<version>/backfill.log``. A newer promotion stops the one
+    still running (the new job re-scores every product); stopping the worker stops it too, and the
+    job can be resumed by hand with the same ``--job``."""
+
+    def __init__(self, settings: Settings, command: Sequence[str] = BACKFILL_COMMAND) -> None:
+        self.work_dir = settings.retrain.work_dir
+        self.env = worker_env(settings)
+        self.command = tuple(command)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, version: int) -> None:
+        previous, self._task = self._task, None
+        if previous is not None and not previous.done():
+            logger.info("retrain: a newer promotion (v%d) stops the running backfill", version)
+            previous.cancel()
+        self._task = asyncio.create_task(self._run(version))
+
+    async def _run(self, version: int) -> None:
+        job = f"promoted-v{version}"
+        folder = self.work_dir / "jobs" / f"v{version}"
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder / "backfill.log"
+        logger.info("retrain: backfill %s started (log: %s)", job, log_path)
+        with log_path.open("ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                "--job",
+                job,
+                "--no-progress",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            kill_group(proc)
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.shield(proc.wait())
+            raise
+        if code == 0:
+            logger.info("retrain: backfill %s finished", job)
+        else:
+            logger.error(
+                "retrain: backfill %s failed with exit code %d (log: %s)", job, code, log_path
+            )
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def _launcher(settings: Settings) -> Launcher:

@@ -247,19 +247,19 @@ class JobRunner:
                 stderr=asyncio.subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             code = await asyncio.wait_for(proc.wait(), self.timeout_s)
         except TimeoutError:
-            _kill(proc)
+            kill_group(proc)
             await proc.wait()
             reason = f"job timed out after {self.timeout_s:g}s (log: {log_path})"
             return JobOutcome(
                 "timeout", version, reason, time.monotonic() - started, None, log_path
             )
         except asyncio.CancelledError:  # the worker is stopping: the job must not outlive it
-            _kill(proc)
+            kill_group(proc)
             with contextlib.suppress(ProcessLookupError):
                 await asyncio.shield(proc.wait())
             raise
@@ -278,7 +278,7 @@ class JobRunner:
         )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the job's process, before exec: SIGKILL it when the process that started it dies, so
     a trigger killed by SIGKILL leaves no job behind (it runs in its own session, out of reach of
     the trigger's process group). Linux only; elsewhere the job lock below still refuses a second
@@ -290,7 +290,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _kill(proc: asyncio.subprocess.Process) -> None:
+def kill_group(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 

@@ -21,7 +21,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PRODCAT_DATA_DIR"] = str(settings.data_dir)
     sections = ("kafka", "serde", "topics", "worker", "serving", "images", "milvus", "api")
-    for section in (*sections, "retrain", "sampler", "drift", "feeds"):
+    for section in (*sections, "retrain", "backfill", "sampler", "drift", "feeds"):
         for field, value in getattr(settings, section):
             name = f"PRODCAT_{section.upper()}__{field.upper()}"
             if value is None:

@@ -280,6 +280,23 @@ class UiSettings(_Section):
     )
 
 
+class BackfillSettings(_Section):
+    """``prodcat backfill``: re-scoring products already on ``products.normalized``."""
+
+    rate: float = Field(
+        default=500.0,
+        ge=0,
+        description="Products scored per second at most (0: as fast as the model goes), so the "
+        "live classify stage keeps its share of the model server and the broker.",
+    )
+    batch_size: int = Field(default=256, ge=1, description="Products per model call and commit.")
+    after_promotion: bool = Field(
+        default=False,
+        description="The retrain trigger starts a backfill of every product after it promotes "
+        "a model.",
+    )
+
+
 class RetrainSettings(_Section):
     """The retrain trigger agent, the training job it launches and the promotion gate.
 
@@ -557,6 +574,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     ui: UiSettings = UiSettings()
     retrain: RetrainSettings = RetrainSettings()
+    backfill: BackfillSettings = BackfillSettings()
     sampler: SamplerSettings = SamplerSettings()
     drift: DriftSettings = DriftSettings()
     feeds: FeedSettings = FeedSettings()

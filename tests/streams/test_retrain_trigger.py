@@ -169,3 +169,57 @@ def test_a_second_job_for_the_same_version_is_refused(tmp_path: Path) -> None:
             pass
     with job_lock(tmp_path / "v3"):  # released when the first job ended
         pass
+
+
+BACKFILL_STANDIN = """
+import os, sys, time
+from pathlib import Path
+job = sys.argv[sys.argv.index("--job") + 1]
+Path(os.environ["MARKS"], job).write_text(" ".join(sys.argv[1:]) + f" pid={os.getpid()}")
+time.sleep(float(os.environ.get("SLEEP", "0")))
+"""
+
+
+async def test_a_promotion_starts_a_backfill_and_a_newer_one_replaces_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from prodcat.core.settings import RetrainSettings, load_settings
+    from prodcat.streams.retrain_agent import BackfillLauncher
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("MARKS", str(marks))
+    monkeypatch.setenv("SLEEP", "60")
+    settings = load_settings(retrain=RetrainSettings(work_dir=tmp_path / "work"))
+    launcher = BackfillLauncher(settings, command=(sys.executable, "-c", BACKFILL_STANDIN))
+
+    async def mark(job: str) -> str:
+        for _ in range(200):
+            if (marks / job).exists():
+                return (marks / job).read_text()
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no backfill {job} started")
+
+    launcher.start(3)
+    first = await mark("promoted-v3")
+    assert first.startswith("--job promoted-v3 --no-progress")
+    first_pid = int(first.rsplit("pid=", 1)[1])
+    assert process_running(first_pid)
+
+    launcher.start(4)  # a newer promotion: the running backfill is stopped, the new one runs
+    second_pid = int((await mark("promoted-v4")).rsplit("pid=", 1)[1])
+    for _ in range(100):
+        if not process_running(first_pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not process_running(first_pid)
+    assert (tmp_path / "work" / "jobs" / "v4" / "backfill.log").exists()
+
+    await launcher.stop()  # the worker stopping: no backfill outlives it
+    for _ in range(100):
+        if not process_running(second_pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not process_running(second_pid)
