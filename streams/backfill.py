@@ -31,7 +31,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -255,10 +255,10 @@ def _plan(
         )
     partitions = sorted(meta.topics[topic].partitions)
     committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-    stored = [tp for tp in committed if tp.offset >= 0 and tp.metadata]
+    stored = [(tp, tp.metadata) for tp in committed if tp.offset >= 0 and tp.metadata]
     if stored:
-        starts = {tp.partition: tp.offset for tp in stored}
-        plan = BackfillPlan.from_metadata(stored[0].metadata, starts)
+        resumed_at = {tp.partition: tp.offset for tp, _ in stored}
+        plan = BackfillPlan.from_metadata(stored[0][1], resumed_at)
         given = feeds or since_ms is not None or category is not None
         if given and not plan.same_filters(feeds, since_ms, category):
             raise StreamsError(
@@ -341,7 +341,7 @@ def _run(
                 offset,
                 msg.key(),
                 msg.value(),
-                [(k, v or b"") for k, v in msg.headers() or ()],
+                _headers(msg.headers()),
                 msg.timestamp()[1],
             )
             why = _skip(record, feeds, wanted)
@@ -361,6 +361,13 @@ def _run(
                 time.sleep(ahead)
     bar.close()
     report.seconds = time.monotonic() - started
+
+
+def _headers(
+    headers: Mapping[str, str | bytes | None] | Sequence[tuple[str, str | bytes | None]] | None,
+) -> list[tuple[str, bytes]]:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in pairs]
 
 
 def _skip(record: _Input, feeds: set[bytes], wanted: set[bytes] | None) -> str | None:
