@@ -33,7 +33,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 from tqdm import tqdm
@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 #: The header of a backfilled prediction: the job that made it.
 BACKFILL_HEADER = "prodcat-backfill"
 _PLAN_VERSION = 1
+#: How long a commit or a read of committed offsets waits through a coordinator change.
+COORDINATOR_WAIT_S = 30.0
+T = TypeVar("T")
 
 
 def group_id(settings: Settings, job: str) -> str:
@@ -254,7 +257,9 @@ def _plan(
             "(create it with `prodcat topics create`)"
         )
     partitions = sorted(meta.topics[topic].partitions)
-    committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    committed = _retrying(
+        lambda: consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    )
     stored = [(tp, tp.metadata) for tp in committed if tp.offset >= 0 and tp.metadata]
     if stored:
         resumed_at = {tp.partition: tp.offset for tp, _ in stored}
@@ -286,10 +291,30 @@ def _plan(
 
 def _commit(consumer: Consumer, topic: str, offsets: dict[int, int], plan: BackfillPlan) -> None:
     metadata = plan.metadata()
-    consumer.commit(
-        offsets=[TopicPartition(topic, p, o, metadata=metadata) for p, o in offsets.items()],
-        asynchronous=False,
+    _retrying(
+        lambda: consumer.commit(
+            offsets=[TopicPartition(topic, p, o, metadata=metadata) for p, o in offsets.items()],
+            asynchronous=False,
+        )
     )
+
+
+def _retrying(call: Callable[[], T], timeout_s: float = COORDINATOR_WAIT_S) -> T:
+    """``call()``, tried again while the broker answers with a retriable error (a group's
+    coordinator moving or loading, right after the group is new): at most ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.retriable()
+            if not retriable or time.monotonic() + delay > deadline:
+                raise
+            logger.info("backfill: %s; trying again", error)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _run(

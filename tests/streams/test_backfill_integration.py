@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from prodcat.core.ids import path_id
 from prodcat.core.kafka_config import librdkafka_config
@@ -68,14 +68,24 @@ def _source(record: Record) -> tuple[int, int]:
 
 
 def _committed(settings: Settings, job: str) -> dict[int, int]:
-    consumer = Consumer(librdkafka_config(settings.kafka, **{"group.id": group_id(settings, job)}))
-    try:
-        topic = settings.topics.normalized
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-        return {tp.partition: tp.offset for tp in found}
-    finally:
-        consumer.close()
+    """The job's committed offsets, read by a new client each try (one whose coordinator lookup
+    went stale keeps answering NOT_COORDINATOR on a loaded machine)."""
+    topic = settings.topics.normalized
+    for attempt in range(20):
+        consumer = Consumer(
+            librdkafka_config(settings.kafka, **{"group.id": group_id(settings, job)})
+        )
+        try:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+            return {tp.partition: tp.offset for tp in found}
+        except KafkaException:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+        finally:
+            consumer.close()
+    raise AssertionError("unreachable")
 
 
 def test_a_killed_job_resumes_without_rescoring_what_it_committed(
