@@ -4,7 +4,7 @@
 set -eu
 role="${1:-}"
 case "$role" in
-  normalize|classify|embed|sample|drift) shift; exec prodcat worker "$role" "$@" ;;
+  normalize|classify|embed|sample|drift|mappings) shift; exec prodcat worker "$role" "$@" ;;
   retrain-trigger) shift; exec prodcat worker retrain "$@" ;;
   retrain-job) shift; exec prodcat retrain run "$@" ;;
   web) shift; exec prodcat ui "$@" ;;

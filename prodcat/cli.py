@@ -88,6 +88,32 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--no-progress", action="store_true")
     backfill.set_defaults(func=_backfill)
 
+    mappings = sub.add_parser(
+        "mappings", help="feed categories → our taxonomy: mine, approve (labels in bulk), reject"
+    )
+    mappings.set_defaults(func=_mappings)
+    mappings_sub = mappings.add_subparsers(dest="action", required=True)
+    mine = mappings_sub.add_parser("mine", help="the table of feed paths and the nodes they map to")
+    mine.add_argument("--feed", action="append", default=[], help="only this feed; repeatable")
+    mine.add_argument("--min-support", type=int, default=5, help="products per feed path at least")
+    mine.add_argument(
+        "--min-purity", type=float, default=0.8,
+        help="map to the deepest node with at least this share of the products' votes",
+    )  # fmt: skip
+    for action, text in (
+        ("approve", "map a feed path to a node and label its products (source mapping)"),
+        ("reject", "mark a feed path as not mapped"),
+    ):
+        decide = mappings_sub.add_parser(action, help=text)
+        decide.add_argument("--feed", required=True)
+        decide.add_argument("--path", required=True, help="the feed's category path: 'A > B'")
+        decide.add_argument("--annotator", default=None, help="who decided")
+        if action == "approve":
+            decide.add_argument(
+                "--to", default=None,
+                help="the node: a category id (c_...) or a path; default: the mined node",
+            )  # fmt: skip
+
     worker = sub.add_parser("worker", help="run a Faust worker for one or more agent roles")
     worker.add_argument("roles", nargs="+", help="agent roles, e.g. normalize")
     worker.set_defaults(func=_worker)
@@ -517,6 +543,27 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         ),
     )
     print(report.format())
+    return 0
+
+
+def _mappings(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams import mappings
+
+    if args.action == "mine":
+        rows = mappings.mine_table(
+            settings, feeds=args.feed, min_support=args.min_support, min_purity=args.min_purity
+        )
+        print(mappings.format_table(rows) if rows else "no feed path has enough scored products")
+        return 0
+    feed_path = [level.strip() for level in args.path.split(">") if level.strip()]
+    if args.action == "approve":
+        report = mappings.approve(
+            settings, feed=args.feed, feed_path=feed_path, to=args.to, annotator=args.annotator
+        )
+        print(report.format())
+    else:
+        mappings.reject(settings, feed=args.feed, feed_path=feed_path, annotator=args.annotator)
+        print(f"{args.feed}: {' > '.join(feed_path)} rejected")
     return 0
 
 

@@ -144,7 +144,7 @@ class Prediction(TypedDict):
 # --- labels ----------------------------------------------------------------------------------
 
 Objective = Literal["exclusive", "rule_based"]
-LabelSource = Literal["human", "rules", "import", "unknown"]
+LabelSource = Literal["human", "rules", "import", "mapping", "unknown"]
 
 
 class Label(TypedDict):

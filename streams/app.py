@@ -45,6 +45,12 @@ def _retrain(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     return register_retrain(app, settings, metrics)
 
 
+def _mappings(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
+    from prodcat.streams.mappings import register_mappings
+
+    return register_mappings(app, settings, metrics)
+
+
 #: Agents a worker can run, by role name. A worker runs the roles it is started with.
 AGENTS: dict[str, tuple[str, AgentFactory]] = {
     "normalize": ("normalize", register_normalize),
@@ -53,6 +59,7 @@ AGENTS: dict[str, tuple[str, AgentFactory]] = {
     "sample": ("sample", _sample),
     "retrain": ("retrain", _retrain),
     "drift": ("drift", register_drift),
+    "mappings": ("mappings", _mappings),
 }
 
 

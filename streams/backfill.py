@@ -202,19 +202,21 @@ def backfill(
     rate = cfg.rate if rate is None else rate
     size = batch_size or cfg.batch_size
     topic = settings.topics.normalized
+    group = group_id(settings, job)
     consumer = Consumer(
         librdkafka_config(
             settings.kafka,
             **{
-                "group.id": group_id(settings, job),
+                "group.id": f"{group}-reader",  # reads only; positions live in ``group``
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
             },
         )
     )
+    committer = _Committer(settings, group, topic)
     try:
-        plan, resumed = _plan(consumer, settings, job, tuple(feeds), since_ms, category)
+        plan, resumed = _plan(consumer, committer, settings, job, tuple(feeds), since_ms, category)
         report = BackfillReport(job, resumed=resumed)
         if on_start is not None:
             on_start(job, resumed)
@@ -223,6 +225,7 @@ def backfill(
         sender = AckedProducer(settings.kafka, what="backfilled predictions", acks="all")
         _run(
             consumer,
+            committer,
             topic,
             sender,
             stage,
@@ -237,11 +240,42 @@ def backfill(
         raise StreamsError(f"backfill of {topic}: {exc}") from exc
     finally:
         consumer.close()
+        committer.close()
     return report
+
+
+class _Committer:
+    """The job group's client: reads and commits its offsets (with the plan as metadata). A
+    retriable answer (the coordinator loading or moving) is tried again, with a new client each
+    time: one whose coordinator lookup went stale can keep answering NOT_COORDINATOR."""
+
+    def __init__(self, settings: Settings, group: str, topic: str) -> None:
+        self.config = librdkafka_config(
+            settings.kafka, **{"group.id": group, "enable.auto.commit": False}
+        )
+        self.topic = topic
+        self.client = Consumer(self.config)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _renew(self) -> None:
+        self.client.close()
+        self.client = Consumer(self.config)
+
+    def committed(self, partitions: Sequence[int]) -> list[TopicPartition]:
+        wanted = [TopicPartition(self.topic, p) for p in partitions]
+        return _retrying(lambda: self.client.committed(wanted, timeout=10), self._renew)
+
+    def commit(self, offsets: Mapping[int, int], plan: BackfillPlan) -> None:
+        metadata = plan.metadata()
+        commits = [TopicPartition(self.topic, p, o, metadata=metadata) for p, o in offsets.items()]
+        _retrying(lambda: self.client.commit(offsets=commits, asynchronous=False), self._renew)
 
 
 def _plan(
     consumer: Consumer,
+    committer: _Committer,
     settings: Settings,
     job: str,
     feeds: tuple[str, ...],
@@ -257,9 +291,7 @@ def _plan(
             "(create it with `prodcat topics create`)"
         )
     partitions = sorted(meta.topics[topic].partitions)
-    committed = _retrying(
-        lambda: consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-    )
+    committed = committer.committed(partitions)
     stored = [(tp, tp.metadata) for tp in committed if tp.offset >= 0 and tp.metadata]
     if stored:
         resumed_at = {tp.partition: tp.offset for tp, _ in stored}
@@ -285,23 +317,16 @@ def _plan(
                 ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset
             )
     plan = BackfillPlan(job, starts, ends, feeds, since_ms, category)
-    _commit(consumer, topic, starts, plan)
+    committer.commit(starts, plan)
     return plan, False
 
 
-def _commit(consumer: Consumer, topic: str, offsets: dict[int, int], plan: BackfillPlan) -> None:
-    metadata = plan.metadata()
-    _retrying(
-        lambda: consumer.commit(
-            offsets=[TopicPartition(topic, p, o, metadata=metadata) for p, o in offsets.items()],
-            asynchronous=False,
-        )
-    )
-
-
-def _retrying(call: Callable[[], T], timeout_s: float = COORDINATOR_WAIT_S) -> T:
-    """``call()``, tried again while the broker answers with a retriable error (a group's
-    coordinator moving or loading, right after the group is new): at most ``timeout_s``."""
+def _retrying(
+    call: Callable[[], T], renew: Callable[[], None], timeout_s: float = COORDINATOR_WAIT_S
+) -> T:
+    """``call()``, tried again (after ``renew()``) while the broker answers with a retriable
+    error (a group's coordinator moving or loading, right after the group is new): at most
+    ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     delay = 0.1
     while True:
@@ -314,11 +339,13 @@ def _retrying(call: Callable[[], T], timeout_s: float = COORDINATOR_WAIT_S) -> T
                 raise
             logger.info("backfill: %s; trying again", error)
             time.sleep(delay)
+            renew()
             delay = min(delay * 2, 2.0)
 
 
 def _run(
     consumer: Consumer,
+    committer: _Committer,
     topic: str,
     sender: AckedProducer,
     stage: ClassifyStage,
@@ -378,7 +405,7 @@ def _run(
         if batch:
             _score(stage, sender, batch, job_header, report)
         if advanced:  # after the broker acknowledged the batch's predictions
-            _commit(consumer, topic, advanced, plan)
+            committer.commit(advanced, plan)
         bar.update(read)
         if rate > 0 and batch:
             ahead = report.scored / rate - (time.monotonic() - started)

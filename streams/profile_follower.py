@@ -1,4 +1,5 @@
-"""Follows the compacted ``feeds.profiles`` topic into the normaliser's :class:`ProfileBook`.
+"""Follows compacted topics: :class:`TopicFollower`, and ``feeds.profiles`` into the normaliser's
+:class:`ProfileBook` (:class:`ProfileFollower`).
 
 Every normalise worker reads the whole topic (no consumer group: each needs every feed's profile)
 from the beginning when it starts, before it normalises anything, so a restarted worker applies
@@ -25,31 +26,25 @@ from prodcat.schemas.serde import AvroSerde
 from prodcat.streams.feeds.profile import FeedProfile
 from prodcat.streams.feeds.store import decode_profile, profile_serde
 
-__all__ = ["ProfileFollower"]
+__all__ = ["ProfileFollower", "TopicFollower"]
 
 logger = logging.getLogger(__name__)
 
 _POLL_MS = 500
 
 
-class ProfileFollower:
-    """Reads ``feeds.profiles`` and hands every decodable profile to ``adopt``."""
+class TopicFollower:
+    """Reads a (compacted) topic from its beginning up to its end at start, then follows it;
+    :meth:`handle` gets every record (override it). No consumer group: every process reads all."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        adopt: Callable[[FeedProfile], None],
-        *,
-        serde: AvroSerde | None = None,
-    ) -> None:
-        self.topic = settings.topics.profiles
-        self.adopt = adopt
-        self.serde = serde or profile_serde(settings)
+    def __init__(self, settings: Settings, topic: str, *, name: str) -> None:
+        self.topic = topic
+        self.name = name
         self._options: dict[str, Any] = {
             **aiokafka_config(settings.kafka),
             "group_id": None,
             "enable_auto_commit": False,
-            "client_id": f"{settings.worker.app_id}-profiles",
+            "client_id": f"{settings.worker.app_id}-{name}",
             "auto_offset_reset": "earliest",
         }
         self._consumer: AIOKafkaConsumer | None = None
@@ -68,8 +63,9 @@ class ProfileFollower:
         assigned = sorted(self.consumer.assignment())
         if not assigned:
             logger.warning(
-                "topic %s not found: feeds are profiled from scratch (run `prodcat topics create`)",
+                "topic %s not found: %s starts empty (run `prodcat topics create`)",
                 self.topic,
+                self.name,
             )
         else:
             ends = await self.consumer.end_offsets(assigned)
@@ -78,13 +74,13 @@ class ProfileFollower:
                 if all(positions[tp] >= ends[tp] for tp in assigned):
                     break
                 await self._poll()
-        logger.info("read %d feed profiles from %s", self.read, self.topic)
-        self._task = asyncio.create_task(self._follow(), name="profile-follower")
+        logger.info("read %d %s from %s", self.read, self.name, self.topic)
+        self._task = asyncio.create_task(self._follow(), name=f"{self.name}-follower")
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            raise RuntimeError("ProfileFollower.start() was not called")
+            raise RuntimeError(f"{type(self).__name__}.start() was not called")
         return self._consumer
 
     async def stop(self) -> None:
@@ -114,18 +110,41 @@ class ProfileFollower:
         batches = await self.consumer.getmany(timeout_ms=_POLL_MS)
         for messages in batches.values():
             for message in messages:
-                if message.value is None:
-                    continue
-                try:
-                    profile = decode_profile(self.serde, message.value)
-                except (SerdeError, KeyError, TypeError, ValueError) as exc:
-                    logger.error(
-                        "skipping an undecodable profile at %s/%d/%d: %s",
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                        exc,
-                    )
-                    continue
-                self.read += 1
-                self.adopt(profile)
+                if self.handle(message):
+                    self.read += 1
+
+    def handle(self, message: Any) -> bool:
+        """Take one record (an aiokafka ``ConsumerRecord``); True when it was used."""
+        raise NotImplementedError
+
+
+class ProfileFollower(TopicFollower):
+    """Reads ``feeds.profiles`` and hands every decodable profile to ``adopt``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        adopt: Callable[[FeedProfile], None],
+        *,
+        serde: AvroSerde | None = None,
+    ) -> None:
+        super().__init__(settings, settings.topics.profiles, name="feed profiles")
+        self.adopt = adopt
+        self.serde = serde or profile_serde(settings)
+
+    def handle(self, message: Any) -> bool:
+        if message.value is None:
+            return False
+        try:
+            profile = decode_profile(self.serde, message.value)
+        except (SerdeError, KeyError, TypeError, ValueError) as exc:
+            logger.error(
+                "skipping an undecodable profile at %s/%d/%d: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                exc,
+            )
+            return False
+        self.adopt(profile)
+        return True

@@ -78,6 +78,8 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         ),
         # dead letters already replayed, key = their position (streams/deadletter_replay.py)
         TopicSpec(names.replays, 1, dict(compact)),
+        # approved and rejected feed-category mappings, key = feed + feed path (streams/mappings.py)
+        TopicSpec(names.mappings, 1, dict(compact)),
     ]
 
 

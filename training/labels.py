@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 OBJECTIVES: Final = ("exclusive", "rule_based")
-SOURCES: Final = ("human", "rules", "import", "unknown")
+SOURCES: Final = ("human", "rules", "import", "mapping", "unknown")
 _WELL_FORMED_ID: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 

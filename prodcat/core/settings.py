@@ -91,6 +91,7 @@ class TopicNames(_Section):
     profiles: str = "feeds.profiles"
     taxonomy: str = "taxonomy"
     replays: str = "products.deadletter.replays"
+    mappings: str = "feeds.mappings"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )

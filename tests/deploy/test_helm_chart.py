@@ -37,6 +37,7 @@ INPUTS = {
     "embed": "normalized",
     "sample": "predictions",
     "drift": "predictions",
+    "mappings": "normalized",
 }
 RENDERS = list(KUBE_SCORE_CONFIG["renders"])
 

@@ -24,9 +24,11 @@ def test_specs_follow_the_design() -> None:
         "feeds.profiles",
         "taxonomy",
         "products.deadletter.replays",
+        "feeds.mappings",
     }
     assert specs["products.raw"].partitions == 6
     assert specs["products.deadletter.replays"].partitions == 1
+    assert specs["feeds.mappings"].partitions == 1
     assert specs["models.events"].partitions == 1
     assert specs["feeds.profiles"].partitions == 1
     assert specs["taxonomy"].partitions == 1

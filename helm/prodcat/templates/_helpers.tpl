@@ -124,6 +124,7 @@ classify: normalized
 embed: normalized
 sample: predictions
 drift: predictions
+mappings: normalized
 {{- end }}
 
 {{/* The Service of a TF Serving model ("classifier" or "embedder"). */}}
