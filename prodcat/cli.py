@@ -213,7 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     embedder.add_argument("--epochs", type=int, default=None, help="finetune: epochs")
 
     experiment = sub.add_parser("experiment", help="offline experiments")
-    experiment.add_argument("name", choices=["active-learning", "decisions", "accuracy-estimate"])
+    experiment.add_argument(
+        "name", choices=["active-learning", "decisions", "accuracy-estimate", "mappings"]
+    )
     experiment.add_argument(
         "--feeds", default="",
         help="accuracy-estimate: development feeds of <data_dir>/feeds to measure too, comma-separated",
@@ -246,6 +248,10 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="keep the complete curves already in curves.csv"
     )
     experiment.add_argument("--level", type=int, default=None, help="default: 3")
+    experiment.add_argument(
+        "--labels", type=int, default=1000,
+        help="mappings: products labelled by people before mining (random)",
+    )  # fmt: skip
     _data_arguments(experiment)
 
     serve = sub.add_parser("serve", help="serving processes")
@@ -762,6 +768,20 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
             feeds.append((feed, data.examples))
         print(accuracy_estimate_report(settings.data_dir, settings.serving.model_base,
                                        settings.serving.classifier, feeds))  # fmt: skip
+        return 0
+    if args.name == "mappings":
+        from prodcat.training import mapping_experiment
+        from prodcat.training.dataset import load_flipkart
+
+        data = _training_data(settings, args)
+        examples = data.examples if data is not None else load_flipkart(settings.data_dir)
+        name = args.data.stem if args.data is not None else "flipkart"
+        print(mapping_experiment.HEADER)
+        for seed in [int(s) for s in (args.seeds or "0").split(",")]:
+            result = mapping_experiment.run(
+                examples, level=args.level or 3, labels=args.labels, seed=seed
+            )
+            print(result.row(f"{name}, seed {seed}"))
         return 0
     if args.name == "decisions":
         from prodcat.training.decision_commands import decisions_report

@@ -50,3 +50,25 @@ def test_small_paths_are_left_out_and_disagreement_maps_to_the_top_root() -> Non
     [found] = mine(items, min_support=5, min_purity=0.8)
     assert (found.feed, found.path, found.purity) == ("b", ("Clothing",), 0.6)
     assert mine([Evidence("a", (), SHORTS)] * 10) == []  # no feed path: nothing to map
+
+
+def test_the_offline_experiment_counts_approvals_and_scores_mapping_labels() -> None:
+    from prodcat.training.dataset import Example
+    from prodcat.training.mapping_experiment import run
+
+    kinds = {
+        ("Shop", "Hosen", "Kurz"): ("Clothing", "Women", "Shorts"),
+        ("Shop", "Röcke"): ("Clothing", "Women", "Skirts"),
+        ("Shop", "Garten"): ("Garden", "Tools", "Hoses"),
+    }
+    words = {"Shorts": "denim shorts", "Skirts": "pleated skirt", "Hoses": "garden hose"}
+    examples = [
+        Example(f"p{i}-{n}", f"{words[path[-1]]} {i}", "brand", "", raw, path)
+        for n, (raw, path) in enumerate(kinds.items())
+        for i in range(60)
+    ]
+    result = run(examples, level=3, labels=30, seed=0)
+    assert (result.products, result.labelled, result.approved) == (180, 30, 3)
+    assert result.mapped_products == 150 and result.exact == 1.0 and result.on_path == 1.0
+    assert result.per_approval_mean == 50.0
+    assert "| x |" in result.row("x")
