@@ -11,7 +11,9 @@ logging) with its own aiokafka consumer group ``<app_id>-<stage>``:
    batch (counted the same way), then isolates the breaking record by bisection
    (:mod:`prodcat.streams.bisection`) and dead-letters it as ``internal_error`` (alert
    ``ProdcatInternalErrors``), so a bug neither loses the batch nor crash-loops;
-3. send every output; wait until the broker has acknowledged all of them. Which send errors are
+3. drop the outputs of partitions revoked while the batch was processed (their new owner answers
+   them; counted as ``prodcat_events_skipped_total{reason="revoked"}``), then send every output
+   and wait until the broker has acknowledged all of them. Which send errors are
    retried is decided by :func:`~prodcat.streams.delivery_errors.classify`: a fatal producer
    state rebuilds the producer; a **permanent** rejection (too large, not authorised, no such
    topic) dead-letters the input the output answers (``send_rejected: <error>``) and the batch
@@ -253,7 +255,7 @@ class StageRuntime:
         started = time.perf_counter()
         owners = self.progress.snapshot(fetched)
         records = [m for messages in fetched.values() for m in messages]
-        outputs = await self.process(records)
+        outputs = self._fenced(await self.process(records), owners)
         await self._send(outputs, records)
         for tp, messages in fetched.items():
             part = owners.get(tp)
@@ -270,6 +272,37 @@ class StageRuntime:
                 next_offset = messages[-1].offset + 1
                 highwater = self.consumer.highwater(tp)
                 self.metrics.set_lag(tp.topic, tp.partition, highwater, next_offset)
+
+    def _fenced(self, outputs: Outputs, owners: dict[TopicPartition, PartitionProgress]) -> Outputs:
+        """``outputs`` less those answering inputs of partitions revoked while the batch was
+        processed (their new owner re-reads them from the last commit): a worker that lost a
+        partition does not write a stale answer after the new owner's. What is still sent is
+        what answers partitions this worker owns when the send starts."""
+        current = self.progress.partitions
+        revoked = {tp for tp, part in owners.items() if current.get(tp) is not part}
+        if not revoked:
+            return outputs
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+
+        def kept(out: Outgoing) -> bool:
+            return out.source is None or (out.source.topic, out.source.partition) not in gone
+
+        fenced = Outputs(
+            [o for o in outputs.oks if kept(o)],
+            [o for o in outputs.dead if kept(o)],
+            [p for p in outputs.held if (p.topic, p.partition) not in gone],
+            [p for p in outputs.released if (p.topic, p.partition) not in gone],
+        )
+        dropped = len(outputs) - len(fenced)
+        if dropped:
+            logger.warning(
+                "%s: %d outputs of partitions revoked during their batch not sent (%s)",
+                self.stage.name,
+                dropped,
+                sorted(f"{tp.topic}/{tp.partition}" for tp in revoked),
+            )
+            self.metrics.skipped.labels(self.stage.name, "revoked").inc(dropped)
+        return fenced
 
     async def process(self, batch: Sequence[Input]) -> Outputs:
         """The stage's outputs for ``batch``. A transient error is retried with back-off; any
