@@ -777,10 +777,13 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         examples = data.examples if data is not None else load_flipkart(settings.data_dir)
         name = args.data.stem if args.data is not None else "flipkart"
         print(mapping_experiment.HEADER)
+        level = args.level or 3
+        if data is not None and args.level is None:
+            from prodcat.training.data_files import default_level
+
+            level = default_level(data)  # the deepest most rows reach
         for seed in [int(s) for s in (args.seeds or "0").split(",")]:
-            result = mapping_experiment.run(
-                examples, level=args.level or 3, labels=args.labels, seed=seed
-            )
+            result = mapping_experiment.run(examples, level=level, labels=args.labels, seed=seed)
             print(result.row(f"{name}, seed {seed}"))
         return 0
     if args.name == "decisions":

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prodcat.training.dataset import Example
+from prodcat.training.exceptions import TrainingError
 from prodcat.training.mappings import Evidence, mine
 
 
@@ -73,6 +74,11 @@ def run(
     from sklearn.svm import LinearSVC
 
     rows = [e for e in examples if len(e.path) >= level and e.raw_path]
+    if len(rows) < 2 * labels:
+        raise TrainingError(
+            f"{len(rows):,} products have both a feed category path and a truth {level} levels "
+            f"deep, too few for {labels:,} labels; try a lower --level or fewer --labels"
+        )
     truth = [tuple(e.path[:level]) for e in rows]
     rng = np.random.default_rng(seed)
     chosen = set(rng.choice(len(rows), size=min(labels, len(rows)), replace=False).tolist())
