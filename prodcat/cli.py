@@ -214,7 +214,8 @@ def _parser() -> argparse.ArgumentParser:
 
     experiment = sub.add_parser("experiment", help="offline experiments")
     experiment.add_argument(
-        "name", choices=["active-learning", "decisions", "accuracy-estimate", "mappings"]
+        "name",
+        choices=["active-learning", "decisions", "accuracy-estimate", "mappings", "firewall"],
     )
     experiment.add_argument(
         "--feeds", default="",
@@ -248,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="keep the complete curves already in curves.csv"
     )
     experiment.add_argument("--level", type=int, default=None, help="default: 3")
+    experiment.add_argument(
+        "--noise", default="0.05,0.15", help="firewall: injected label-noise rates, comma-separated"
+    )
     experiment.add_argument(
         "--labels", type=int, default=1000,
         help="mappings: products labelled by people before mining (random)",
@@ -768,6 +772,19 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
             feeds.append((feed, data.examples))
         print(accuracy_estimate_report(settings.data_dir, settings.serving.model_base,
                                        settings.serving.classifier, feeds))  # fmt: skip
+        return 0
+    if args.name == "firewall":
+        from prodcat.training import firewall_experiment
+        from prodcat.training.dataset import load_flipkart, protocol_split
+
+        data = _training_data(settings, args)
+        examples = data.examples if data is not None else load_flipkart(settings.data_dir)
+        split = protocol_split(examples, args.level or 3)
+        rates = [float(r) for r in args.noise.split(",") if r.strip()]
+        print(firewall_experiment.HEADER)
+        for seed in [int(s) for s in (args.seeds or "0").split(",")]:
+            for result in firewall_experiment.run(split, ["uniform", "sibling"], rates, seed):
+                print(result.row(), flush=True)
         return 0
     if args.name == "mappings":
         from prodcat.training import mapping_experiment
