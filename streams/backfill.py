@@ -35,17 +35,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from tqdm import tqdm
 
 from prodcat.core.ids import CATEGORY_ID_PATTERN, path_id
-from prodcat.core.kafka_config import librdkafka_config, watermarks
+from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.acked import AckedProducer
 from prodcat.streams.classify_agent import ClassifyStage, build_stage
-from prodcat.streams.compacted import read_compacted
+from prodcat.streams.compacted import read_compacted, time_range, topic_partitions
 from prodcat.streams.exceptions import StreamsError, TopicError
 from prodcat.streams.stage import FEED_HEADER
 
@@ -284,13 +284,7 @@ def _plan(
 ) -> tuple[BackfillPlan, bool]:
     """The job's stored plan (resumed), or a new one, stored before anything is scored."""
     topic = settings.topics.normalized
-    meta = consumer.list_topics(topic, timeout=10)
-    if topic not in meta.topics or meta.topics[topic].error is not None:
-        raise StreamsError(
-            f"topic {topic} does not exist on {settings.kafka.bootstrap_servers} "
-            "(create it with `prodcat topics create`)"
-        )
-    partitions = sorted(meta.topics[topic].partitions)
+    partitions = topic_partitions(consumer, topic, settings.kafka.bootstrap_servers)
     committed = committer.committed(partitions)
     stored = [(tp, tp.metadata) for tp in committed if tp.offset >= 0 and tp.metadata]
     if stored:
@@ -304,18 +298,7 @@ def _plan(
                 "filters, or start a new job (another --job)"
             )
         return plan, True
-    starts: dict[int, int] = {}
-    ends: dict[int, int] = {}
-    for partition in partitions:
-        starts[partition], ends[partition] = watermarks(consumer, TopicPartition(topic, partition))
-    if since_ms is not None:
-        found = consumer.offsets_for_times(
-            [TopicPartition(topic, p, since_ms) for p in partitions], timeout=10
-        )
-        for tp in found:
-            starts[tp.partition] = (
-                ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset
-            )
+    starts, ends = time_range(consumer, topic, partitions, since_ms)
     plan = BackfillPlan(job, starts, ends, feeds, since_ms, category)
     committer.commit(starts, plan)
     return plan, False

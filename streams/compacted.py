@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_END,
     Consumer,
     KafkaError,
     KafkaException,
@@ -34,6 +35,36 @@ class LiveRecords:
     values: dict[bytes, bytes] = field(default_factory=dict)
     keyless: int = 0
     end_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def topic_partitions(consumer: Consumer, topic: str, bootstrap: str) -> list[int]:
+    """The partitions of ``topic``; :class:`TopicError` (saying how to create it) if it is absent."""
+    meta = consumer.list_topics(topic, timeout=10)
+    if topic not in meta.topics or meta.topics[topic].error is not None:
+        raise TopicError(
+            f"topic {topic} does not exist on {bootstrap} (create it with `prodcat topics create`)"
+        )
+    return sorted(meta.topics[topic].partitions)
+
+
+def time_range(
+    consumer: Consumer, topic: str, partitions: Iterable[int], since_ms: int | None
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition, the first offset written at or after ``since_ms`` (None: the first there
+    is) and the end now: what :func:`read_until_end` reads."""
+    starts: dict[int, int] = {}
+    ends: dict[int, int] = {}
+    for partition in partitions:
+        starts[partition], ends[partition] = watermarks(consumer, TopicPartition(topic, partition))
+    if since_ms is not None:
+        found = consumer.offsets_for_times(
+            [TopicPartition(topic, p, since_ms) for p in starts], timeout=10
+        )
+        for tp in found:
+            starts[tp.partition] = (
+                ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset
+            )
+    return starts, ends
 
 
 def read_until_end(

@@ -28,19 +28,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
-    OFFSET_END,
     Consumer,
     KafkaException,
-    TopicPartition,
 )
 from tqdm import tqdm
 
-from prodcat.core.kafka_config import librdkafka_config, watermarks
+from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.acked import AckedProducer, Headers
-from prodcat.streams.compacted import read_compacted, read_until_end
+from prodcat.streams.compacted import (
+    read_compacted,
+    read_until_end,
+    time_range,
+    topic_partitions,
+)
 from prodcat.streams.exceptions import StreamsError, TopicError
 
 __all__ = ["REPLAY_HEADER", "ReplayReport", "replay_dead_letters"]
@@ -102,23 +105,8 @@ def _dead_letter_messages(
         )
     )
     try:
-        meta = consumer.list_topics(topic, timeout=10)
-        if topic not in meta.topics or meta.topics[topic].error is not None:
-            raise TopicError(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}")
-        partitions = sorted(meta.topics[topic].partitions)
-        ends: dict[int, int] = {}
-        starts: dict[int, int] = {}
-        for partition in partitions:
-            low, high = watermarks(consumer, TopicPartition(topic, partition))
-            ends[partition], starts[partition] = high, low
-        if since_ms is not None:
-            found = consumer.offsets_for_times(
-                [TopicPartition(topic, p, since_ms) for p in partitions], timeout=10
-            )
-            for tp in found:
-                starts[tp.partition] = (
-                    ends[tp.partition] if tp.offset in (-1, OFFSET_END) else tp.offset
-                )
+        partitions = topic_partitions(consumer, topic, settings.kafka.bootstrap_servers)
+        starts, ends = time_range(consumer, topic, partitions, since_ms)
         for msg in read_until_end(consumer, topic, starts, ends, timeout_s):
             yield _position(topic, msg.partition() or 0, msg.offset() or 0), msg.value() or b""
     except KafkaException as exc:

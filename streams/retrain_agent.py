@@ -36,8 +36,8 @@ from prodcat.streams.retrain_trigger import (
     LabelStage,
     Launcher,
     TriggerState,
-    die_with_parent,
     kill_group,
+    spawn_job,
 )
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs, Position
@@ -221,19 +221,7 @@ class BackfillLauncher:
         folder.mkdir(parents=True, exist_ok=True)
         log_path = folder / "backfill.log"
         logger.info("retrain: backfill %s started (log: %s)", job, log_path)
-        with log_path.open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                "--job",
-                job,
-                "--no-progress",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        proc = await spawn_job([*self.command, "--job", job, "--no-progress"], log_path, self.env)
         try:
             code = await proc.wait()
         except asyncio.CancelledError:

@@ -235,20 +235,8 @@ class JobRunner:
         log_path, result_path = folder / "job.log", folder / "result.json"
         result_path.unlink(missing_ok=True)
         started = time.monotonic()
-        with log_path.open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                "--version",
-                str(version),
-                "--result",
-                str(result_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+        args = [*self.command, "--version", str(version), "--result", str(result_path)]
+        proc = await spawn_job(args, log_path, self.env)
         try:
             code = await asyncio.wait_for(proc.wait(), self.timeout_s)
         except TimeoutError:
@@ -275,6 +263,23 @@ class JobRunner:
             return JobOutcome("failed", version, reason, seconds, None, log_path)
         return JobOutcome(
             outcome, int(result.get("version", version)), reason, seconds, result, log_path
+        )
+
+
+async def spawn_job(
+    args: Sequence[str], log_path: Path, env: Mapping[str, str]
+) -> asyncio.subprocess.Process:
+    """Start a job process: its own session (so :func:`kill_group` stops all of it), output
+    appended to ``log_path``, killed if this process dies (:func:`die_with_parent`)."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
 

@@ -40,3 +40,29 @@ def flipkart_products(data_dir: Path, count: int) -> list[tuple[dict[str, Any], 
         label = truth.get(product["source_id"])
         out.append((product, path_id(label.split(" > ")) if label else None))
     return out
+
+
+def product_records(data_dir: Path, start: int, count: int) -> list[tuple[bytes, bytes | None]]:
+    """Flipkart rows ``start`` .. ``start + count`` normalised: (product id, Avro Product)."""
+    from prodcat.schemas.serde import serde_for
+    from prodcat.streams.replay import dataset_events
+
+    serde = serde_for("Product")
+    out: list[tuple[bytes, bytes | None]] = []
+    for i, event in enumerate(dataset_events(data_dir, ["flipkart"], limit=start + count)):
+        if i >= start:
+            product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
+            out.append((product["product_id"].encode(), serde.encode(product)))
+    return out
+
+
+def with_model_copy(settings: Settings, tmp_path: Path, model_base: Path) -> Settings:
+    """``settings`` serving a copy of ``model_base`` (model batches of 64, no committee)."""
+    import shutil
+
+    from prodcat.core.settings import ServingSettings
+
+    base = tmp_path / "models"
+    shutil.copytree(model_base, base)
+    serving = ServingSettings(model_base=base, batch_size=64, committee_size=1)
+    return settings.model_copy(update={"serving": serving})

@@ -5,7 +5,6 @@ committed."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from prodcat.core.ids import path_id
 from prodcat.core.kafka_config import librdkafka_config
-from prodcat.core.settings import ServingSettings, Settings
+from prodcat.core.settings import Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.backfill import (
     BACKFILL_HEADER,
@@ -28,32 +27,13 @@ from prodcat.streams.backfill import (
     group_id,
 )
 from prodcat.streams.exceptions import StreamsError
-from prodcat.streams.normalize import normalize_event
 from prodcat.streams.readback import Record, read_topics
-from prodcat.streams.replay import dataset_events
 from prodcat.streams.stage import FEED_HEADER, SOURCE_HEADER
 from prodcat.streams.worker_process import worker_env
 from tests.conftest import TrainedClassifier
-from tests.streams.kafka_io import produce
+from tests.streams.kafka_io import produce, product_records, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _products(data_dir: Path, start: int, count: int) -> list[tuple[bytes, bytes | None]]:
-    serde = serde_for("Product")
-    out: list[tuple[bytes, bytes | None]] = []
-    for i, event in enumerate(dataset_events(data_dir, ["flipkart"], limit=start + count)):
-        if i >= start:
-            product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
-            out.append((product["product_id"].encode(), serde.encode(product)))
-    return out
-
-
-def _settings(settings: Settings, tmp_path: Path, classifier: TrainedClassifier) -> Settings:
-    base = tmp_path / "models"
-    shutil.copytree(classifier.model_base, base)
-    serving = ServingSettings(model_base=base, batch_size=64, committee_size=1)
-    return settings.model_copy(update={"serving": serving})
 
 
 def _predictions(settings: Settings, expected: int | None = None) -> list[Record]:
@@ -94,8 +74,8 @@ def test_a_killed_job_resumes_without_rescoring_what_it_committed(
     tmp_path: Path,
     trained_classifier: TrainedClassifier,
 ) -> None:
-    settings = _settings(pipeline_settings, tmp_path, trained_classifier)
-    products = _products(data_dir, 0, 400)
+    settings = with_model_copy(pipeline_settings, tmp_path, trained_classifier.model_base)
+    products = product_records(data_dir, 0, 400)
     produce(settings, settings.topics.normalized, products, {FEED_HEADER: b"shop"})
 
     command = [sys.executable, "-m", "prodcat", "backfill", "--job", "j1", "--rate", "40"]
@@ -120,7 +100,7 @@ def test_a_killed_job_resumes_without_rescoring_what_it_committed(
     assert 60 <= len(first) < len(products), "killed mid-way"
 
     # Products that arrive after the job started are the live stage's, not the job's.
-    later = _products(data_dir, 400, 30)
+    later = product_records(data_dir, 400, 30)
     produce(settings, settings.topics.normalized, later, {FEED_HEADER: b"shop"})
 
     report = backfill(settings, job="j1", rate=0, progress=False)
@@ -152,8 +132,8 @@ def test_filters_by_feed_and_by_predicted_category(
     tmp_path: Path,
     trained_classifier: TrainedClassifier,
 ) -> None:
-    settings = _settings(pipeline_settings, tmp_path, trained_classifier)
-    products = _products(data_dir, 0, 150)
+    settings = with_model_copy(pipeline_settings, tmp_path, trained_classifier.model_base)
+    products = product_records(data_dir, 0, 150)
     produce(settings, settings.topics.normalized, products[:100], {FEED_HEADER: b"shop_a"})
     produce(settings, settings.topics.normalized, products[100:], {FEED_HEADER: b"shop_b"})
 

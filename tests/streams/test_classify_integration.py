@@ -11,25 +11,13 @@ import pytest
 
 from prodcat.core.settings import ServingSettings, Settings
 from prodcat.schemas.serde import serde_for
-from prodcat.streams.normalize import normalize_event
 from prodcat.streams.readback import Record, read_topics
-from prodcat.streams.replay import dataset_events
 from tests.conftest import TrainedClassifier, free_port
-from tests.streams.kafka_io import produce
+from tests.streams.kafka_io import produce, product_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FEED = {"feed": b"t"}
-
-
-def _products(data_dir: Path, start: int, count: int) -> list[tuple[bytes, bytes | None]]:
-    serde = serde_for("Product")
-    out: list[tuple[bytes, bytes | None]] = []
-    for i, event in enumerate(dataset_events(data_dir, ["flipkart"], limit=start + count)):
-        if i >= start:
-            product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
-            out.append((product["product_id"].encode(), serde.encode(product)))
-    return out
 
 
 def _read(settings: Settings, expected: int, timeout_s: float = 120) -> list[Record]:
@@ -57,7 +45,7 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
     settings = _with_serving(
         pipeline_settings, model_base=base, poll_interval_s=0.5, batch_size=64, committee_size=2
     )
-    products = _products(data_dir, 0, 300)
+    products = product_records(data_dir, 0, 300)
     garbage = [(b"bad-1", b"not avro at all"), (b"bad-2", b"\xc3\x01" + b"\x00" * 12)]
     produce(settings, settings.topics.normalized, [*products, *garbage, (b"gone", None)], FEED)
     run_worker(settings, ["classify"], stage="classify")
@@ -85,7 +73,7 @@ def test_normalised_products_in_predictions_out_with_hot_swap(
     # A new version appears in the model store: the running worker swaps to it.
     trained_classifier.export(base)
     time.sleep(2.0)
-    more = _products(data_dir, 300, 50)
+    more = product_records(data_dir, 300, 50)
     produce(settings, settings.topics.normalized, more, FEED)
     outputs = _read(settings, expected=len(outputs) + len(more))
     swapped = [
@@ -116,7 +104,7 @@ def test_a_serving_outage_backs_off_and_loses_nothing(
         deadline_s=2,
         retries=1,
     )
-    products = _products(data_dir, 1000, 120)
+    products = product_records(data_dir, 1000, 120)
     produce(settings, settings.topics.normalized, products, FEED)
     run_worker(settings, ["classify"], stage="classify")
     time.sleep(5)  # the model server is down: nothing may come out, not even dead letters

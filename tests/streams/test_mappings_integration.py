@@ -4,7 +4,6 @@ a person's label is never overwritten; a rejected path labels nothing."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from prodcat.core.ids import label_key
-from prodcat.core.settings import ServingSettings, Settings
+from prodcat.core.settings import Settings
 from prodcat.schemas.records import Label
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.backfill import backfill
@@ -22,7 +21,7 @@ from prodcat.streams.readback import read_topics
 from prodcat.streams.replay import dataset_events
 from prodcat.streams.stage import FEED_HEADER
 from tests.conftest import TrainedClassifier
-from tests.streams.kafka_io import produce
+from tests.streams.kafka_io import produce, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,11 +56,7 @@ def test_an_approved_mapping_labels_existing_and_later_products_of_its_feed_path
     tmp_path: Path,
     trained_classifier: TrainedClassifier,
 ) -> None:
-    base = tmp_path / "models"
-    shutil.copytree(trained_classifier.model_base, base)
-    settings = pipeline_settings.model_copy(
-        update={"serving": ServingSettings(model_base=base, batch_size=64, committee_size=1)}
-    )
+    settings = with_model_copy(pipeline_settings, tmp_path, trained_classifier.model_base)
     catalogue = _products(data_dir, 900)
     paths = Counter(tuple(p["category_path"]) for p in catalogue[:600])
     recurring = {tuple(p["category_path"]) for p in catalogue[600:]} & set(paths)
