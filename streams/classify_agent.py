@@ -32,6 +32,7 @@ from prodcat.serving.exceptions import ModelInputError
 from prodcat.streams.bisection import bisect
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
+from prodcat.streams.mappings import Decision, DecisionFollower, agreement
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
 from prodcat.training.calibration import calibrated
@@ -67,6 +68,9 @@ class ClassifyStage:
         self.serving = serving
         self.metrics = metrics
         self.feed_label = feed_label or (lambda feed: feed or "unknown")
+        #: Approved feed-category mappings by key (a DecisionFollower keeps it current), whose
+        #: agreement with the predictions is counted; empty: none counted.
+        self.mappings: dict[str, Decision] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="classify-model")
 
     def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
@@ -143,7 +147,22 @@ class ClassifyStage:
             self._observe(self.metrics, output, records)
             if card.temperature is not None:
                 self._expect(self.metrics, output, products, card.temperature)
+            if self.mappings:
+                self._check_mappings(self.metrics, output, products, records)
         return list(records)
+
+    def _check_mappings(
+        self,
+        metrics: ModelMetrics,
+        output: ModelOutput,
+        products: list[Product],
+        records: Sequence[Prediction],
+    ) -> None:
+        """Count how many predictions of approved feed paths fall under the mapped node."""
+        for feed, (checked, agreed) in agreement(products, records, self.mappings).items():
+            label = self.feed_label(feed)
+            metrics.mapping_checked.labels(output.name, label).inc(checked)
+            metrics.mapping_agreed.labels(output.name, label).inc(agreed)
 
     def _expect(
         self,
@@ -214,11 +233,23 @@ def build_stage(
 
 
 class ClassifyAgent(StageHandler):
-    """``ClassifyStage`` for the stage runtime; the model runs in a worker thread."""
+    """``ClassifyStage`` for the stage runtime; the model runs in a worker thread. With a
+    ``follower``, approved feed-category mappings are followed into the stage."""
 
-    def __init__(self, stage: ClassifyStage, topic: str) -> None:
+    def __init__(
+        self, stage: ClassifyStage, topic: str, follower: DecisionFollower | None = None
+    ) -> None:
         super().__init__(STAGE, topic, stage.dead_letters)
         self.stage = stage
+        self.follower = follower
+
+    async def start(self) -> None:
+        if self.follower is not None:
+            await self.follower.start()
+
+    async def stop(self) -> None:
+        if self.follower is not None:
+            await self.follower.stop()
 
     async def process(self, batch: Sequence[Input]) -> Outputs:
         now_ms = time.time_ns() // 1_000_000
@@ -228,4 +259,6 @@ class ClassifyAgent(StageHandler):
 def register_classify(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:
     """Declare classification on ``app`` (a task of the stage runtime)."""
     stage = build_stage(settings, metrics=metrics.models(), feed_label=metrics.feed_label)
-    return register_stage(app, settings, metrics, ClassifyAgent(stage, settings.topics.normalized))
+    follower = DecisionFollower(settings, stage.mappings)
+    agent = ClassifyAgent(stage, settings.topics.normalized, follower)
+    return register_stage(app, settings, metrics, agent)

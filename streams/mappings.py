@@ -43,11 +43,13 @@ from prodcat.streams.label_commands import live_products
 from prodcat.streams.profile_follower import TopicFollower
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
-from prodcat.training.mappings import Candidate, Evidence, feed_path_key, mine
+from prodcat.training.mappings import Candidate, Evidence, feed_path_key, is_under, mine
 
 __all__ = [
     "Decision",
+    "DecisionFollower",
     "MappingStage",
+    "agreement",
     "approve",
     "decisions",
     "mine_table",
@@ -328,7 +330,9 @@ def mapping_label(product_id: str, category_id: str, annotator: str | None, now_
     }
 
 
-class _DecisionFollower(TopicFollower):
+class DecisionFollower(TopicFollower):
+    """Keeps ``approved`` (key → decision) equal to the approved mappings on ``feeds.mappings``."""
+
     def __init__(self, settings: Settings, approved: dict[str, Decision]) -> None:
         super().__init__(settings, settings.topics.mappings, name="feed mappings")
         self.approved = approved
@@ -348,6 +352,26 @@ class _DecisionFollower(TopicFollower):
         else:
             self.approved.pop(decision.key, None)
         return True
+
+
+def agreement(
+    products: Iterable[Mapping[str, Any]],
+    predictions: Iterable[Mapping[str, Any]],
+    approved: Mapping[str, Decision],
+) -> dict[str, tuple[int, int]]:
+    """Per feed, (products of an approved feed path, of them predicted at the mapped node or
+    below it): how pure an approved mapping still is, by the model's account."""
+    out: dict[str, tuple[int, int]] = {}
+    for product, prediction in zip(products, predictions, strict=True):
+        feed = str(product.get("feed") or "")
+        decision = approved.get(feed_path_key(feed, _feed_path(product)))
+        if decision is None:
+            continue
+        top = prediction.get("exclusive_top_k") or []
+        path = tuple(top[0].get("path") or ()) if top else ()
+        checked, agreed = out.get(feed, (0, 0))
+        out[feed] = (checked + 1, agreed + is_under(path, decision.path))
+    return out
 
 
 class _ProtectedFollower(TopicFollower):
@@ -384,7 +408,7 @@ class MappingStage(StageHandler):
         self.approved: dict[str, Decision] = {}
         self.protected: set[str] = set()
         self.followers = [
-            _DecisionFollower(settings, self.approved),
+            DecisionFollower(settings, self.approved),
             _ProtectedFollower(settings, self.protected, self.labels),
         ]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from prodcat.core.ids import path_id
 
-__all__ = ["Candidate", "Evidence", "feed_path_key", "mine"]
+__all__ = ["Candidate", "Evidence", "feed_path_key", "is_under", "mine"]
 
 #: Joins a feed and its category path into one key (``feeds.mappings``, the UI).
 KEY_SEPARATOR = "\x1f"
@@ -68,8 +68,9 @@ def _prefixes(path: Sequence[str]) -> list[tuple[str, ...]]:
     return [tuple(path[: depth + 1]) for depth in range(len(path))]
 
 
-def _under(path: Sequence[str], node: tuple[str, ...]) -> bool:
-    return len(path) >= len(node) and path_id(path[: len(node)]) == path_id(node)
+def is_under(path: Sequence[str], node: Sequence[str]) -> bool:
+    """Whether ``path`` is ``node`` or below it (names compared as category ids compare them)."""
+    return len(path) >= len(node) > 0 and path_id(path[: len(node)]) == path_id(node)
 
 
 def mine(
@@ -95,9 +96,11 @@ def mine(
                 names.setdefault(key, prefix)
         node = _deepest_pure(counts, names, len(votes), min_purity)
         purity = counts[path_id(node)] / len(votes)
-        agreement = sum(_under(item.predicted, node) for item in items) / len(items)
+        agreement = sum(is_under(item.predicted, node) for item in items) / len(items)
         labels = [item.labelled for item in items if item.labelled]
-        label_purity = sum(_under(path, node) for path in labels) / len(labels) if labels else None
+        label_purity = (
+            sum(is_under(path, node) for path in labels) / len(labels) if labels else None
+        )
         out.append(
             Candidate(
                 feed,

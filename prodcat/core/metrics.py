@@ -234,6 +234,19 @@ class ModelMetrics:
             ["model", "feed"],
             registry=registry,
         )
+        self.mapping_checked = Counter(
+            "prodcat_mapping_checked",
+            "Predictions of products whose feed path has an approved mapping (prodcat mappings).",
+            ["model", "feed"],
+            registry=registry,
+        )
+        self.mapping_agreed = Counter(
+            "prodcat_mapping_agreed",
+            "Of prodcat_mapping_checked_total, the predictions at the mapped node or below it: "
+            "divided by it over a window, the approved mappings' purity by the model's account.",
+            ["model", "feed"],
+            registry=registry,
+        )
         self.version = Gauge(
             "prodcat_model_version",
             "Model version that answered the last call.",

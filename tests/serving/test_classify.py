@@ -217,3 +217,43 @@ def test_calibrated_confidences_are_counted_per_feed() -> None:
         pytest.approx(2 * expected)
     )
     assert sample("prodcat_expected_predictions_total", {"model": "clf", "feed": "other"}) == 1
+
+
+def test_predictions_of_approved_feed_paths_are_checked_against_their_mapping() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from prodcat.core.metrics import ModelMetrics
+    from prodcat.streams.mappings import Decision
+    from prodcat.training.mappings import feed_path_key
+
+    products = serde_for("Product")
+    raw = b'{"title": "Shirt %d", "category": "Tops > Shirts"}'
+    records = [
+        _record(i, products.encode(normalize_event(raw % i, feed=feed, key=None, seen_at_ms=0)))
+        for i, feed in enumerate(["shop", "shop", "other", "unmapped"])
+    ]
+    registry = CollectorRegistry()
+    stage = ClassifyStage(
+        topic="products.predictions",
+        products=products,
+        predictions=serde_for("Prediction"),
+        dead_letters=DeadLetters("dl", serde_for("DeadLetter"), stage="classify", worker="w"),
+        backend=_FakeBackend(),
+        cards=_CalibratedCards(),
+        serving=ServingSettings(batch_size=8),
+        metrics=ModelMetrics(registry),
+    )
+    path = ("Tops", "Shirts")
+    stage.mappings.update(
+        {  # the model says c_a, path ("A",): shop's mapping agrees, other's does not
+            feed_path_key("shop", path): Decision("shop", path, "approved", "c_a", ("A",)),
+            feed_path_key("other", path): Decision("other", path, "approved", "c_c", ("C",)),
+        }
+    )
+    stage.process(records, now_ms=1)
+    sample = registry.get_sample_value
+    assert sample("prodcat_mapping_checked_total", {"model": "clf", "feed": "shop"}) == 2
+    assert sample("prodcat_mapping_agreed_total", {"model": "clf", "feed": "shop"}) == 2
+    assert sample("prodcat_mapping_checked_total", {"model": "clf", "feed": "other"}) == 1
+    assert sample("prodcat_mapping_agreed_total", {"model": "clf", "feed": "other"}) == 0
+    assert sample("prodcat_mapping_checked_total", {"model": "clf", "feed": "unmapped"}) is None
