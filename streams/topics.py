@@ -25,6 +25,10 @@ RAW_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 DEADLETTER_MAX_MESSAGE_BYTES = 12 * 1024 * 1024
 #: One record is a whole category tree (the Google taxonomy's 5,600 nodes are ~0.6 MB of Avro).
 TAXONOMY_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: Replicas of a new topic where the cluster has that many brokers (else one per broker), and the
+#: replicas that must acknowledge a write (acks=all) then: one broker may fail without data loss.
+DEFAULT_REPLICAS = 3
+DEFAULT_MIN_INSYNC = 2
 
 
 @dataclass(frozen=True)
@@ -88,19 +92,21 @@ def ensure_topics(
 ) -> dict[str, str]:
     """Create missing topics; check existing ones against their spec.
 
-    Returns ``{name: state}``: ``"created"``, ``"exists"``, or ``"exists; <warnings>"`` when an
-    existing topic has fewer replicas than ``kafka.replication_factor`` or a lower
-    ``min.insync.replicas`` than ``kafka.min_insync_replicas`` (durability below what was asked
-    for: reported and logged, the topic still works). Raises TopicError when a topic cannot be
+    New topics get :func:`durability`'s replicas and ``min.insync.replicas``. Returns
+    ``{name: state}``: ``"created"``, ``"exists"``, or ``"exists; <warnings>"`` when an existing
+    topic has fewer replicas or a lower ``min.insync.replicas`` than that (durability below what
+    was asked for: reported and logged, the topic still works). Raises TopicError when a topic cannot be
     created, or an existing one has fewer partitions than specified (more is accepted: partitions
     only grow), another cleanup policy (a compacted topic that deletes, or the reverse), or a
     smaller ``max.message.bytes`` than its spec (records the stages write would be refused).
     """
     admin = AdminClient(librdkafka_config(kafka))
     try:
-        existing = admin.list_topics(timeout=timeout_s).topics
+        cluster = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise TopicError(f"cannot list topics on {kafka.bootstrap_servers}: {exc}") from exc
+    existing = cluster.topics
+    replicas, min_insync = durability(kafka, len(cluster.brokers))
     result: dict[str, str] = {}
     missing: list[NewTopic] = []
     present: list[TopicSpec] = []
@@ -114,18 +120,20 @@ def ensure_topics(
             present.append(spec)
         else:
             config = dict(spec.config)
-            if kafka.min_insync_replicas is not None:
-                config["min.insync.replicas"] = str(kafka.min_insync_replicas)
+            if min_insync is not None:
+                config["min.insync.replicas"] = str(min_insync)
             missing.append(
                 NewTopic(
                     spec.name,
                     num_partitions=spec.partitions,
-                    replication_factor=kafka.replication_factor,
+                    replication_factor=replicas,
                     config=config,
                 )
             )
     for spec in present:
-        warnings = _check_existing(admin, kafka, spec, existing[spec.name], timeout_s)
+        warnings = _check_existing(
+            admin, (replicas, min_insync), spec, existing[spec.name], timeout_s
+        )
         result[spec.name] = "exists" + (f"; {'; '.join(warnings)}" if warnings else "")
     if missing:
         for name, future in admin.create_topics(missing, request_timeout=timeout_s).items():
@@ -144,8 +152,23 @@ def ensure_topics(
     return result
 
 
+def durability(kafka: KafkaSettings, brokers: int) -> tuple[int, int | None]:
+    """(replication factor, min.insync.replicas) of the topics prodcat creates: the settings', else
+    3 replicas with 2 in sync, or one replica per broker (and the broker's min.insync.replicas) on
+    a cluster of fewer than three brokers."""
+    replicas = kafka.replication_factor or max(1, min(DEFAULT_REPLICAS, brokers))
+    min_insync = kafka.min_insync_replicas
+    if min_insync is None and replicas >= DEFAULT_REPLICAS:
+        min_insync = DEFAULT_MIN_INSYNC
+    return replicas, min_insync
+
+
 def _check_existing(
-    admin: AdminClient, kafka: KafkaSettings, spec: TopicSpec, metadata: Any, timeout_s: float
+    admin: AdminClient,
+    wanted: tuple[int, int | None],
+    spec: TopicSpec,
+    metadata: Any,
+    timeout_s: float,
 ) -> list[str]:
     """An existing topic against ``spec``: raise on what breaks the stages, return warnings."""
     try:
@@ -172,14 +195,13 @@ def _check_existing(
             "--alter --entity-type topics ...) or recreate it, then run `prodcat topics create`"
         )
     warnings: list[str] = []
+    want_replicas, least = wanted
     replicas = min((len(p.replicas) for p in metadata.partitions.values()), default=0)
-    if replicas < kafka.replication_factor:
+    if replicas < want_replicas:
         warnings.append(
-            f"replication factor {replicas} < {kafka.replication_factor} "
-            "(PRODCAT_KAFKA__REPLICATION_FACTOR)"
+            f"replication factor {replicas} < {want_replicas} (PRODCAT_KAFKA__REPLICATION_FACTOR)"
         )
     isr = value.get("min.insync.replicas")
-    least = kafka.min_insync_replicas
     if least is not None and isr is not None and int(isr) < least:
         warnings.append(f"min.insync.replicas {isr} < {least} (PRODCAT_KAFKA__MIN_INSYNC_REPLICAS)")
     for warning in warnings:

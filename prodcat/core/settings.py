@@ -48,12 +48,17 @@ class KafkaSettings(_Section):
         description="PEM bundle of the CAs that sign the brokers' certificates (SSL, SASL_SSL); "
         "default: the system's trust store.",
     )
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of the topics prodcat creates, and the least it accepts on existing "
+        "ones; default: 3, or one per broker on a smaller cluster.",
+    )
     min_insync_replicas: int | None = Field(
         default=None,
         ge=1,
         description="min.insync.replicas of the topics prodcat creates, and the least it accepts "
-        "on existing ones; default: the broker's.",
+        "on existing ones; default: 2 where topics get 3 replicas or more, else the broker's.",
     )
 
     @field_validator("ssl_cafile")

@@ -149,11 +149,15 @@ def test_topics_are_those_of_streams_topics(rendered: dict[str, list[Doc]]) -> N
     replicas = yaml.safe_load((CHART / "ci" / "production-values.yaml").read_text())["kafka"][
         "replicationFactor"
     ]
+    in_sync = yaml.safe_load((CHART / "values.yaml").read_text())["kafka"]["minInsyncReplicas"]
     topics = {
         t["spec"]["topicName"]: (t["spec"]["partitions"], t["spec"]["config"])
         for t in _of(production, "KafkaTopic").values()
     }
-    assert topics == specs
+    assert topics == {
+        name: (n, {**config, "min.insync.replicas": str(in_sync)})
+        for name, (n, config) in specs.items()
+    }
     assert {t["spec"]["replicas"] for t in _of(production, "KafkaTopic").values()} == {replicas}
     compacted = {n for n, (_, config) in topics.items() if config["cleanup.policy"] == "compact"}
     assert {"products.normalized", "products.predictions", "labels"} <= compacted

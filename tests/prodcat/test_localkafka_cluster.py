@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from prodcat import localkafka
-from prodcat.core.settings import LocalKafkaSettings
+from prodcat.core.settings import KafkaSettings, LocalKafkaSettings
+from prodcat.streams.topics import TopicSpec, ensure_topics
 
 pytestmark = [pytest.mark.integration]
 
@@ -50,6 +51,17 @@ def test_a_three_node_cluster_keeps_serving_when_a_leader_dies(tmp_path: Path) -
         assert len(bootstrap.split(",")) == 3
         admin = AdminClient({"bootstrap.servers": bootstrap})
         assert len(admin.list_topics(timeout=10).brokers) == 3
+
+        # prodcat's own topics on this cluster, with default settings: 3 replicas, 2 in sync.
+        own = TopicSpec(f"own-{uuid.uuid4().hex[:6]}", 2, {"cleanup.policy": "compact"})
+        assert ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), [own]) == {
+            own.name: "created"
+        }
+        meta = admin.list_topics(own.name, timeout=10).topics[own.name]
+        assert {len(p.replicas) for p in meta.partitions.values()} == {3}
+        resource = ConfigResource("topic", own.name)
+        configs = next(iter(admin.describe_configs([resource]).values())).result(timeout=10)
+        assert configs["min.insync.replicas"].value == "2"
         topic = f"replicated-{uuid.uuid4().hex[:6]}"
         spec = NewTopic(topic, 1, replication_factor=3, config={"min.insync.replicas": "2"})
         admin.create_topics([spec])[topic].result(timeout=30)

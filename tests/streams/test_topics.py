@@ -105,3 +105,16 @@ def test_existing_topics_are_checked_against_their_spec(kafka_bootstrap: str) ->
     (state,) = ensure_topics(durable, [fine]).values()
     assert state.startswith("exists; ")
     assert "replication factor 1 < 3" in state and "min.insync.replicas 1 < 2" in state
+
+
+def test_new_topics_default_to_three_replicas_two_in_sync_where_the_cluster_allows() -> None:
+    from prodcat.core.settings import KafkaSettings
+    from prodcat.streams.topics import durability
+
+    kafka = KafkaSettings()
+    assert durability(kafka, 1) == (1, None)  # one broker: one replica, the broker's min.insync
+    assert durability(kafka, 2) == (2, None)
+    assert durability(kafka, 3) == (3, 2)
+    assert durability(kafka, 9) == (3, 2)
+    assert durability(kafka.model_copy(update={"replication_factor": 2}), 9) == (2, None)
+    assert durability(kafka.model_copy(update={"min_insync_replicas": 1}), 3) == (3, 1)
