@@ -783,8 +783,8 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         rates = [float(r) for r in args.noise.split(",") if r.strip()]
         print(firewall_experiment.HEADER)
         for seed in [int(s) for s in (args.seeds or "0").split(",")]:
-            for result in firewall_experiment.run(split, ["uniform", "sibling"], rates, seed):
-                print(result.row(), flush=True)
+            for outcome in firewall_experiment.run(split, ["uniform", "sibling"], rates, seed):
+                print(outcome.row(), flush=True)
         return 0
     if args.name == "mappings":
         from prodcat.training import mapping_experiment
