@@ -241,15 +241,8 @@ class ClassifyAgent(StageHandler):
     ) -> None:
         super().__init__(STAGE, topic, stage.dead_letters)
         self.stage = stage
-        self.follower = follower
-
-    async def start(self) -> None:
-        if self.follower is not None:
-            await self.follower.start()
-
-    async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
+        if follower is not None:
+            self.followers.append(follower)
 
     async def process(self, batch: Sequence[Input]) -> Outputs:
         now_ms = time.time_ns() // 1_000_000

@@ -412,14 +412,6 @@ class MappingStage(StageHandler):
             _ProtectedFollower(settings, self.protected, self.labels),
         ]
 
-    async def start(self) -> None:
-        for follower in self.followers:
-            await follower.start()
-
-    async def stop(self) -> None:
-        for follower in self.followers:
-            await follower.stop()
-
     def on_revoked(self, partitions: Set[Any]) -> None:
         """Nothing held."""
 

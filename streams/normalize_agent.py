@@ -270,7 +270,8 @@ class NormalizeAgent(StageHandler):
         self._feed_label: Callable[[str | None], str] = (
             metrics.feed_label if metrics is not None else _no_label
         )
-        self.follower = follower
+        if follower is not None:
+            self.followers.append(follower)
         self.held: dict[str, list[_Held]] = {}
         self._series: dict[str | None, _FeedSeries] = {}
 
@@ -309,18 +310,10 @@ class NormalizeAgent(StageHandler):
             google_taxonomy=taxonomy,
             metrics=metrics,
         )
-        agent.follower = ProfileFollower(settings, agent.adopt, serde=agent.profile_serde)
+        agent.followers.append(ProfileFollower(settings, agent.adopt, serde=agent.profile_serde))
         return agent
 
     # --- lifecycle ----------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self.follower is not None:
-            await self.follower.start()
-
-    async def stop(self) -> None:
-        if self.follower is not None:
-            await self.follower.stop()
 
     def adopt(self, profile: FeedProfile) -> None:
         """A profile read from ``feeds.profiles`` (an override, another worker's, our own)."""

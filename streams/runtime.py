@@ -93,6 +93,9 @@ class StageHandler:
         self.name = name
         self.topic = topic
         self.dead_letters = dead_letters
+        #: Topic followers (``start()``/``stop()``, e.g. a ``TopicFollower``) the default
+        #: :meth:`start` starts in order and :meth:`stop` stops in reverse.
+        self.followers: list[Any] = []
 
     def process(self, batch: Sequence[Input]) -> Outputs | Awaitable[Outputs]:
         """The outputs of ``batch`` (records in offset order per partition). Raise only
@@ -107,10 +110,16 @@ class StageHandler:
         """Drop what the stage holds of ``partitions``: another consumer re-reads them."""
 
     async def start(self) -> None:
-        """Before the consumer joins its group (e.g. rebuild state, open HTTP sessions)."""
+        """Before the consumer joins its group (e.g. rebuild state, open HTTP sessions); by
+        default, start the followers."""
+        for follower in self.followers:
+            await follower.start()
 
     async def stop(self) -> None:
-        """After the consumer left its group (the worker stopping)."""
+        """After the consumer left its group (the worker stopping); by default, stop the
+        followers."""
+        for follower in reversed(self.followers):
+            await follower.stop()
 
     def observe(
         self, metrics: StageMetrics, outputs: Outputs, seconds: float, oldest_ts: float | None

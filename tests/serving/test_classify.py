@@ -184,6 +184,20 @@ class _CalibratedCards(_Cards):
         return {"exported_at": 0}
 
 
+def _metered_stage(metrics: Any) -> ClassifyStage:
+    """A stage over the fake backend and calibrated cards that counts into ``metrics``."""
+    return ClassifyStage(
+        topic="products.predictions",
+        products=serde_for("Product"),
+        predictions=serde_for("Prediction"),
+        dead_letters=DeadLetters("dl", serde_for("DeadLetter"), stage="classify", worker="w"),
+        backend=_FakeBackend(),
+        cards=_CalibratedCards(),
+        serving=ServingSettings(batch_size=8),
+        metrics=metrics,
+    )
+
+
 def test_calibrated_confidences_are_counted_per_feed() -> None:
     from prometheus_client import CollectorRegistry
 
@@ -197,17 +211,7 @@ def test_calibrated_confidences_are_counted_per_feed() -> None:
         for i, feed in enumerate(["shop", "shop", "other"])
     ]  # fmt: skip
     registry = CollectorRegistry()
-    metrics = ModelMetrics(registry)
-    stage = ClassifyStage(
-        topic="products.predictions",
-        products=products,
-        predictions=serde_for("Prediction"),
-        dead_letters=DeadLetters("dl", serde_for("DeadLetter"), stage="classify", worker="w"),
-        backend=_FakeBackend(),
-        cards=_CalibratedCards(),
-        serving=ServingSettings(batch_size=8),
-        metrics=metrics,
-    )
+    stage = _metered_stage(ModelMetrics(registry))
     stage.process(records, now_ms=1)
     expected = float(calibrated(np.array([[0.6, 0.3, 0.1]]), 2.0).max())
     assert expected < 0.6  # a temperature above 1 softens the confidence
@@ -233,16 +237,7 @@ def test_predictions_of_approved_feed_paths_are_checked_against_their_mapping() 
         for i, feed in enumerate(["shop", "shop", "other", "unmapped"])
     ]
     registry = CollectorRegistry()
-    stage = ClassifyStage(
-        topic="products.predictions",
-        products=products,
-        predictions=serde_for("Prediction"),
-        dead_letters=DeadLetters("dl", serde_for("DeadLetter"), stage="classify", worker="w"),
-        backend=_FakeBackend(),
-        cards=_CalibratedCards(),
-        serving=ServingSettings(batch_size=8),
-        metrics=ModelMetrics(registry),
-    )
+    stage = _metered_stage(ModelMetrics(registry))
     path = ("Tops", "Shirts")
     stage.mappings.update(
         {  # the model says c_a, path ("A",): shop's mapping agrees, other's does not
