@@ -57,7 +57,12 @@ def test_a_three_node_cluster_keeps_serving_when_a_leader_dies(tmp_path: Path) -
         assert ensure_topics(KafkaSettings(bootstrap_servers=bootstrap), [own]) == {
             own.name: "created"
         }
-        meta = admin.list_topics(own.name, timeout=10).topics[own.name]
+        deadline = time.monotonic() + 30
+        while True:  # the new topic's partitions reach every broker's metadata in a moment
+            meta = admin.list_topics(own.name, timeout=10).topics[own.name]
+            if len(meta.partitions) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert {len(p.replicas) for p in meta.partitions.values()} == {3}
         resource = ConfigResource("topic", own.name)
         configs = next(iter(admin.describe_configs([resource]).values())).result(timeout=10)
