@@ -21,12 +21,14 @@ import asyncio
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import faust
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from prodcat.core.kafka_config import aiokafka_config, librdkafka_config
@@ -55,6 +57,8 @@ if TYPE_CHECKING:  # Milvus only for the density strategy, imported lazily
 logger = logging.getLogger(__name__)
 
 STAGE = "sample"
+#: First wait after the state follower failed (doubled per failure, at most 30 s).
+FOLLOW_RETRY_S = 0.5
 
 
 def _now_ms() -> int:
@@ -191,6 +195,7 @@ class StateFollower:
                 "AnnotationRequest", registry, topic=topics.annotation_requests
             ),
         }
+        self._pending: deque[tuple[str, Any]] = deque()
         self.consumer = AIOKafkaConsumer(
             **aiokafka_config(settings.kafka),
             group_id=None,
@@ -223,17 +228,42 @@ class StateFollower:
         )
 
     async def follow(self) -> None:
+        """Keep following; an outage of the schema registry or the broker is waited out (the
+        records not yet applied are kept and applied first), never the end of the follower."""
+        delay = FOLLOW_RETRY_S
         while True:
-            await self._poll()
+            try:
+                await self._poll()
+                delay = FOLLOW_RETRY_S
+            except asyncio.CancelledError:
+                raise
+            except (RegistryError, KafkaError) as exc:
+                logger.warning(
+                    "%s: following the state failed (%s: %s); %d records wait; retrying in %.1fs",
+                    STAGE,
+                    type(exc).__name__,
+                    exc,
+                    len(self._pending),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _poll(self) -> int:
+        """Apply the records left by a failed try, then the next fetched ones, in order."""
+        count = self._apply_pending()
         fetched = await self.consumer.getmany(timeout_ms=500, max_records=10_000)
-        count = 0
         for tp, messages in fetched.items():
-            serde = self.serdes[tp.topic]
-            for message in messages:
-                count += 1
-                self._apply(tp.topic, serde, message)
+            self._pending.extend((tp.topic, message) for message in messages)
+        return count + self._apply_pending()
+
+    def _apply_pending(self) -> int:
+        count = 0
+        while self._pending:
+            topic, message = self._pending[0]
+            self._apply(topic, self.serdes[topic], message)  # may raise: the record stays
+            self._pending.popleft()
+            count += 1
         return count
 
     def _apply(self, topic: str, serde: AvroSerde, message: Any) -> None:
