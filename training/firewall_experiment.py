@@ -47,16 +47,10 @@ HEADER = (
 
 
 def _features(split: Split) -> tuple[object, object]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_union
+    from prodcat.training.al_learner import WordCharFeatures
 
-    union = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-    )
-    train = union.fit_transform([f"{e.title} {e.brand or ''}" for e in split.train])
-    test = union.transform([f"{e.title} {e.brand or ''}" for e in split.test])
-    return train, test
+    features = WordCharFeatures([f"{e.title} {e.brand or ''}" for e in split.train])
+    return features.pool, features.transform([f"{e.title} {e.brand or ''}" for e in split.test])
 
 
 def _noisy(

@@ -69,9 +69,9 @@ def run(
     min_purity: float = 0.8,
     approve_purity: float = 0.9,
 ) -> MappingResult:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_union
     from sklearn.svm import LinearSVC
+
+    from prodcat.training.al_learner import WordCharFeatures
 
     rows = [e for e in examples if len(e.path) >= level and e.raw_path]
     if len(rows) < 2 * labels:
@@ -83,10 +83,7 @@ def run(
     rng = np.random.default_rng(seed)
     chosen = set(rng.choice(len(rows), size=min(labels, len(rows)), replace=False).tolist())
     texts = [f"{e.title} {e.brand or ''}".strip() for e in rows]
-    features = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
-    ).fit_transform(texts)
+    features = WordCharFeatures(texts).pool
     train = sorted(chosen)
     model = LinearSVC(C=1.0, random_state=seed).fit(
         features[train], [" > ".join(truth[i]) for i in train]
