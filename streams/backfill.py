@@ -38,7 +38,7 @@ from typing import NamedTuple, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from tqdm import tqdm
 
-from prodcat.core.ids import CATEGORY_ID_PATTERN, path_id
+from prodcat.core.ids import category_reference, path_id
 from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
@@ -149,14 +149,12 @@ class _Input(NamedTuple):
 
 def category_id(text: str) -> str:
     """``--category``: a category id as it is, or a path ``A > B`` as its id."""
-    import re
-
-    if re.fullmatch(CATEGORY_ID_PATTERN, text.strip()):
-        return text.strip()
-    levels = [level.strip() for level in text.split(">") if level.strip()]
-    if not levels:
-        raise StreamsError(f"--category {text!r}: give a category id (c_...) or a path (A > B)")
-    return path_id(levels)
+    try:
+        return category_reference(text)[0]
+    except ValueError as exc:
+        raise StreamsError(
+            f"--category {text!r}: give a category id (c_...) or a path (A > B)"
+        ) from exc
 
 
 def products_under(settings: Settings, category: str) -> set[bytes]:

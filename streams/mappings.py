@@ -22,13 +22,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from prodcat.core.ids import CATEGORY_ID_PATTERN, label_key, path_id
+from prodcat.core.ids import category_reference, label_key
 from prodcat.core.metrics import StageMetrics
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
@@ -228,19 +228,19 @@ class ApproveReport:
 
 def _node(target: str, catalogue: _Catalogue) -> tuple[str, tuple[str, ...]]:
     """``--to``: a category id (its path known from predictions) or a path ``A > B``."""
-    import re
-
-    text = target.strip()
-    if re.fullmatch(CATEGORY_ID_PATTERN, text):
-        if text not in catalogue.paths:
-            raise StreamsError(
-                f"--to {text}: no prediction names this category; give its path (A > B)"
-            )
-        return text, catalogue.paths[text]
-    levels = tuple(level.strip() for level in text.split(">") if level.strip())
-    if not levels:
-        raise StreamsError(f"--to {target!r}: give a category id (c_...) or a path (A > B)")
-    return path_id(levels), levels
+    try:
+        category, levels = category_reference(target)
+    except ValueError as exc:
+        raise StreamsError(
+            f"--to {target!r}: give a category id (c_...) or a path (A > B)"
+        ) from exc
+    if levels:
+        return category, levels
+    if category not in catalogue.paths:
+        raise StreamsError(
+            f"--to {category}: no prediction names this category; give its path (A > B)"
+        )
+    return category, catalogue.paths[category]
 
 
 def approve(
@@ -411,9 +411,6 @@ class MappingStage(StageHandler):
             DecisionFollower(settings, self.approved),
             _ProtectedFollower(settings, self.protected, self.labels),
         ]
-
-    def on_revoked(self, partitions: Set[Any]) -> None:
-        """Nothing held."""
 
     def process(self, batch: Sequence[Input]) -> Outputs:
         now_ms = time.time_ns() // 1_000_000

@@ -17,6 +17,7 @@ from typing import Final
 __all__ = [
     "CATEGORY_ID_PATTERN",
     "KEY_SEPARATOR",
+    "category_reference",
     "display_name",
     "label_key",
     "normalize_name",
@@ -52,6 +53,18 @@ def path_id(levels: Sequence[str]) -> str:
     """The stable id of a path-built node: ``c_`` + 12 hex of SHA-1 of the normalised path."""
     key = ">".join(normalize_name(level) for level in levels)
     return "c_" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
+def category_reference(text: str) -> tuple[str, tuple[str, ...]]:
+    """A category as a person names it: a category id as it is (levels unknown: ``()``), or a
+    path ``A > B`` as its id and levels. :class:`ValueError` when it is neither."""
+    stripped = text.strip()
+    if re.fullmatch(CATEGORY_ID_PATTERN, stripped):
+        return stripped, ()
+    levels = tuple(level.strip() for level in stripped.split(">") if level.strip())
+    if not levels:
+        raise ValueError(f"{text!r} is neither a category id (c_...) nor a path (A > B)")
+    return path_id(levels), levels
 
 
 def label_key(product_id: str, objective: str) -> bytes:
