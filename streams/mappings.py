@@ -18,7 +18,6 @@ later, the same way. **Reject** stores the decision; nothing is labelled.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from prodcat.core.ids import category_reference, label_key
 from prodcat.core.metrics import StageMetrics
 from prodcat.core.settings import Settings
 from prodcat.schemas.exceptions import SerdeError
-from prodcat.schemas.records import Label, Product
+from prodcat.schemas.records import Product
 from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.streams.acked import AckedProducer, produce_acknowledged
 from prodcat.streams.compacted import read_compacted
@@ -43,10 +42,18 @@ from prodcat.streams.label_commands import live_products
 from prodcat.streams.profile_follower import TopicFollower
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
-from prodcat.training.mappings import Candidate, Evidence, feed_path_key, is_under, mine
+from prodcat.training.mappings import (
+    PROTECTED_SOURCES,
+    Candidate,
+    Decision,
+    Evidence,
+    feed_path_key,
+    is_under,
+    mapping_label,
+    mine,
+)
 
 __all__ = [
-    "Decision",
     "DecisionFollower",
     "MappingStage",
     "agreement",
@@ -60,50 +67,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STAGE = "mappings"
-#: Label sources a mapping never overwrites.
-PROTECTED_SOURCES = frozenset({"human", "import"})
-
-
-@dataclass(frozen=True)
-class Decision:
-    """An operator's decision on one (feed, feed path)."""
-
-    feed: str
-    feed_path: tuple[str, ...]
-    status: str  # "approved" | "rejected"
-    category_id: str | None = None
-    path: tuple[str, ...] = ()
-    decided_by: str | None = None
-    decided_at: int = 0
-
-    @property
-    def key(self) -> str:
-        return feed_path_key(self.feed, self.feed_path)
-
-    def to_json(self) -> bytes:
-        data = {
-            "feed": self.feed,
-            "feed_path": list(self.feed_path),
-            "status": self.status,
-            "category_id": self.category_id,
-            "path": list(self.path),
-            "decided_by": self.decided_by,
-            "decided_at": self.decided_at,
-        }
-        return json.dumps(data, ensure_ascii=False).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Decision:
-        data = json.loads(raw)
-        return cls(
-            feed=str(data["feed"]),
-            feed_path=tuple(str(level) for level in data["feed_path"]),
-            status=str(data["status"]),
-            category_id=data.get("category_id"),
-            path=tuple(str(level) for level in data.get("path") or ()),
-            decided_by=data.get("decided_by"),
-            decided_at=int(data.get("decided_at") or 0),
-        )
 
 
 def decisions(settings: Settings) -> dict[str, Decision]:
@@ -271,7 +234,9 @@ def approve(
                 f"no scored product of feed {feed!r} has the path {' > '.join(feed_path)!r}: "
                 "see `prodcat mappings mine`, or choose the node with --to"
             )
-        category_id, path = found[0].category_id, found[0].path
+        # the id predictions give the node (a taxonomy's own id), else its path id
+        ids = {path: category for category, path in catalogue.paths.items()}
+        category_id, path = ids.get(found[0].path, found[0].category_id), found[0].path
     now_ms = time.time_ns() // 1_000_000
     decision = Decision(feed, feed_path, "approved", category_id, path, annotator, now_ms)
     _store(settings, decision)
@@ -313,21 +278,6 @@ def _store(settings: Settings, decision: Decision) -> None:
         what=f"the mapping decision of {decision.feed}",
         acks="all",
     )
-
-
-def mapping_label(product_id: str, category_id: str, annotator: str | None, now_ms: int) -> Label:
-    return {
-        "product_id": product_id,
-        "objective": "exclusive",
-        "category_ids": [category_id],
-        "source": "mapping",
-        "annotator": annotator,
-        "strategy": None,
-        "score": None,
-        "time_taken_ms": None,
-        "model_version": None,
-        "labelled_at": now_ms,
-    }
 
 
 class DecisionFollower(TopicFollower):

@@ -13,19 +13,35 @@ and finds the node of our tree they belong to:
   mapped node's vote share, ``agreement`` = share of the products whose *prediction* is the node
   or below it (the model's agreement with the mapping), ``label_purity`` = the same among labels.
 
-Pure functions over :class:`Evidence`; reading the topics is :mod:`prodcat.streams.mappings`.
+An operator's :class:`Decision` on a row (JSON on the compacted ``feeds.mappings`` topic) and the
+``Label`` an approved mapping gives a product (:func:`mapping_label`) are defined here, for the
+``mappings`` worker and the CLI (:mod:`prodcat.streams.mappings`) and the web UI's Mappings screen
+(:mod:`prodcat.serving.web.mappings`) alike. Pure functions; reading topics is theirs.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from prodcat.core.ids import path_id
+from prodcat.schemas.records import Label
 
-__all__ = ["Candidate", "Evidence", "feed_path_key", "is_under", "mine"]
+__all__ = [
+    "PROTECTED_SOURCES",
+    "Candidate",
+    "Decision",
+    "Evidence",
+    "feed_path_key",
+    "is_under",
+    "mapping_label",
+    "mine",
+]
 
+#: Label sources a mapping never overwrites (a person's or an import's).
+PROTECTED_SOURCES = frozenset({"human", "import"})
 #: Joins a feed and its category path into one key (``feeds.mappings``, the UI).
 KEY_SEPARATOR = "\x1f"
 
@@ -129,3 +145,60 @@ def _deepest_pure(
         return chosen[2]
     roots = [(count, path) for depth, count, path in pure if depth == 1]
     return max(roots)[1]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An operator's decision on one (feed, feed path)."""
+
+    feed: str
+    feed_path: tuple[str, ...]
+    status: str  # "approved" | "rejected"
+    category_id: str | None = None
+    path: tuple[str, ...] = ()
+    decided_by: str | None = None
+    decided_at: int = 0
+
+    @property
+    def key(self) -> str:
+        return feed_path_key(self.feed, self.feed_path)
+
+    def to_json(self) -> bytes:
+        data = {
+            "feed": self.feed,
+            "feed_path": list(self.feed_path),
+            "status": self.status,
+            "category_id": self.category_id,
+            "path": list(self.path),
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+        }
+        return json.dumps(data, ensure_ascii=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Decision:
+        data = json.loads(raw)
+        return cls(
+            feed=str(data["feed"]),
+            feed_path=tuple(str(level) for level in data["feed_path"]),
+            status=str(data["status"]),
+            category_id=data.get("category_id"),
+            path=tuple(str(level) for level in data.get("path") or ()),
+            decided_by=data.get("decided_by"),
+            decided_at=int(data.get("decided_at") or 0),
+        )
+
+
+def mapping_label(product_id: str, category_id: str, annotator: str | None, now_ms: int) -> Label:
+    return {
+        "product_id": product_id,
+        "objective": "exclusive",
+        "category_ids": [category_id],
+        "source": "mapping",
+        "annotator": annotator,
+        "strategy": None,
+        "score": None,
+        "time_taken_ms": None,
+        "model_version": None,
+        "labelled_at": now_ms,
+    }

@@ -280,6 +280,9 @@ class UiSettings(_Section):
         default=20, ge=1, le=200, description="Rows in search results and lists."
     )
     neighbours: int = Field(default=12, ge=1, le=100, description="Neighbours shown per query.")
+    mapping_rows: int = Field(
+        default=500, ge=10, le=10_000, description="Rows the Mappings screen shows at most."
+    )
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest upload.")
     login_attempts_per_minute: int = Field(
         default=10, ge=1, description="Failed logins allowed per user name and minute."

@@ -22,6 +22,7 @@ from prodcat.serving.image_fetch import ImageFetcher
 from prodcat.serving.web.annotation import AnnotationService
 from prodcat.serving.web.auth import LoginThrottle, Session, SessionCodec, Users
 from prodcat.serving.web.follower import TopicFollower
+from prodcat.serving.web.mappings import MappingService
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.similarity import SimilarityService
 from prodcat.serving.web.view import TopicView
@@ -40,6 +41,7 @@ class WebParts:
     view: TopicView
     annotation: AnnotationService
     similarity: SimilarityService
+    mappings: MappingService
     metrics: WebMetrics
     follower: TopicFollower | None = None
 

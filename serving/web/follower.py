@@ -2,7 +2,8 @@
 
 Like the sampler's state follower, but in a thread of the web process with a librdkafka consumer
 without a consumer group: every web process reads everything (``products.normalized``,
-``annotation.requests``, ``labels``, ``similarity.judgements``). It reports ready once it has read
+``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions``,
+``feeds.mappings``). It reports ready once it has read
 up to the end offsets it found at start; pages say "catching up" until then. Records it cannot
 decode are counted and logged with topic/partition/offset and skipped: the UI only reads these
 topics, their producers own dead-lettering.
@@ -36,7 +37,10 @@ class TopicFollower:
         topics, registry = settings.topics, settings.serde.registry_url
         self.kafka = settings.kafka
         self.view = view
-        self._apply: dict[str, tuple[AvroSerde, Callable[[Any, Any, bytes | None], None]]] = {
+        # topic → (its Avro serde, None for JSON values, applied raw; what to do with a record)
+        self._apply: dict[
+            str, tuple[AvroSerde | None, Callable[[Any, Any, bytes | None], None]]
+        ] = {
             topics.normalized: (
                 serde_for("Product", registry, topic=topics.normalized),
                 lambda key, record, _raw: view.apply_product(key, record),
@@ -56,6 +60,16 @@ class TopicFollower:
                 lambda key, record, _raw: (
                     view.apply_judgement(key, record) if key is not None else None
                 ),
+            ),
+            topics.predictions: (
+                serde_for("Prediction", registry, topic=topics.predictions),
+                lambda key, record, _raw: (
+                    view.apply_prediction(key, record) if key is not None else None
+                ),
+            ),
+            topics.mappings: (
+                None,
+                lambda key, _record, raw: view.apply_mapping(key, raw) if key is not None else None,
             ),
         }
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -159,7 +173,7 @@ class TopicFollower:
         serde, apply = self._apply[topic]
         raw = message.value()
         try:
-            record = None if raw is None else serde.decode(raw)
+            record = None if raw is None or serde is None else serde.decode(raw)
         except RegistryError:
             raise
         except SerdeError as exc:

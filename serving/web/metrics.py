@@ -38,6 +38,18 @@ class WebMetrics:
             registry=registry,
         )
 
+        self.mapping_decisions = Counter(
+            "prodcat_mapping_decisions",
+            "Feed-category mapping decisions taken on the Mappings screen, by status.",
+            ["status"],
+            registry=registry,
+        )
+        self.mapping_labels = Counter(
+            "prodcat_mapping_ui_labels",
+            "Labels (source mapping) written by approvals on the Mappings screen.",
+            registry=registry,
+        )
+
     def set_depth(self, depth: dict[str, int]) -> None:
         """Set the queue depth per strategy; strategies that emptied go to 0."""
         seen = {labels[0] for labels in self._depth_labels()}

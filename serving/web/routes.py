@@ -15,7 +15,15 @@ from typing import Any, Final
 from fastapi import Response
 from fastapi.responses import HTMLResponse
 
-from prodcat.serving.web.endpoints import annotation, auth, health, images, pages, similarity
+from prodcat.serving.web.endpoints import (
+    annotation,
+    auth,
+    health,
+    images,
+    mappings,
+    pages,
+    similarity,
+)
 
 __all__ = ["ROUTES", "Route"]
 
@@ -47,6 +55,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/progress", pages.progress_page, "progress_page", _HTML),
     Route("GET", "/similar", pages.similar_page, "similar_page", _HTML),
     Route("GET", "/report", pages.report_page, "report_page", _HTML),
+    Route("GET", "/mappings", pages.mappings_page, "mappings_page", _HTML),
     # annotation API
     Route("GET", "/ui/api/next", annotation.next_item, "next_item"),
     Route("POST", "/ui/api/label", annotation.label, "label"),
@@ -59,6 +68,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/ui/api/similar", similarity.similar_to_product, "similar_to_product"),
     Route("POST", "/ui/api/similar", similarity.similar_to_upload, "similar_to_upload"),
     Route("POST", "/ui/api/judgements", similarity.judge, "judge"),
+    # feed-category mappings API
+    Route("GET", "/ui/api/mappings", mappings.table, "mappings"),
+    Route("POST", "/ui/api/mappings/approve", mappings.approve, "approve_mapping"),
+    Route("POST", "/ui/api/mappings/reject", mappings.reject, "reject_mapping"),
     # images
     Route("GET", "/img/{product_id}", images.image, "image"),
 )

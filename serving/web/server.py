@@ -24,6 +24,7 @@ from prodcat.serving.web.app import WebParts, create_web_app
 from prodcat.serving.web.auth import SessionCodec, Users, load_or_create_secret
 from prodcat.serving.web.follower import TopicFollower
 from prodcat.serving.web.leases import LeaseBook
+from prodcat.serving.web.mappings import MappingService
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
 from prodcat.serving.web.similarity import SimilarityService
@@ -67,16 +68,18 @@ def web_parts(
     try:
         metrics = WebMetrics(registry)
         leases = LeaseBook(ui.lease_ttl_s, ui.skip_ttl_s)
+        annotation = AnnotationService(
+            settings, view, leases, publisher, metrics, taxonomy=taxonomy
+        )
         parts = WebParts(
             settings=ui,
             images=settings.images,
             users=Users(ui.users_file),
             codec=SessionCodec(session_secret(settings), ui.session_ttl_s),
             view=view,
-            annotation=AnnotationService(
-                settings, view, leases, publisher, metrics, taxonomy=taxonomy
-            ),
+            annotation=annotation,
             similarity=SimilarityService(settings, view, store, embedder, publisher, metrics),
+            mappings=MappingService(settings, view, publisher, annotation.vocabulary, metrics),
             metrics=metrics,
             follower=follower,
         )

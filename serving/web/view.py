@@ -1,7 +1,8 @@
 """The web UI's local view of its topics: a SQLite file rebuilt from Kafka at every start.
 
 The follower (:mod:`prodcat.serving.web.follower`) applies every record of ``products.normalized``,
-``annotation.requests``, ``labels`` and ``similarity.judgements`` here; pages only read. Kafka
+``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions`` and
+``feeds.mappings`` here; pages only read. Kafka
 stays the source of truth: the file is a cache, recreated empty when the process starts. SQLite
 keeps memory bounded whatever the topics hold (a queue of tens of thousands of requests, millions
 of products), and gives the product-title search an index: a table of (word, product) pairs, so a
@@ -10,7 +11,8 @@ query's first word is a range scan of that index and its other words filter the 
 
 What the tables hold: the card fields of each product (not the whole record), the newest request
 per product, the live label per key (with its encoded value, so an undo can restore it), the
-category prefixes seen on products (for subtree filters), and the live judgements.
+category prefixes seen on products (for subtree filters), the live judgements, each product's
+top-1 predicted category and the feed-category mapping decisions (for the Mappings screen).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Final
 
 from prodcat.core.ids import path_id
 from prodcat.serving.vector_plan import CATEGORY_LEVELS
+from prodcat.training.mappings import PROTECTED_SOURCES, Decision
 
 DESCRIPTION_CHARS: Final = 1500
 UNCERTAINTY: Final = "uncertainty"  # the queue filter meaning "every strategy but random"
@@ -47,6 +50,10 @@ CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective T
     category_id TEXT, source TEXT, annotator TEXT, strategy TEXT, time_taken_ms INTEGER,
     labelled_at INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE INDEX labels_time ON labels (source, labelled_at);
+CREATE INDEX products_feed_path ON products (feed, category_path);
+CREATE TABLE predicted (product_id TEXT PRIMARY KEY, category_id TEXT NOT NULL,
+    path TEXT NOT NULL);
+CREATE TABLE mappings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id TEXT,
     model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
@@ -56,6 +63,12 @@ CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id 
 #: apply_request and apply_label, so queue reads never look past answered requests.
 _OPEN = "r.open = 1"
 _ANSWERING = "/exclusive"  # the label key suffix (training.labels.label_key) that answers a request
+#: The product ``p`` has an exclusive label from a person or an import (a mapping never overwrites).
+_PROTECTED = (
+    "EXISTS (SELECT 1 FROM labels l WHERE l.key = p.product_id || '/exclusive' AND l.source IN ("
+    + ",".join(f"'{source}'" for source in sorted(PROTECTED_SOURCES))
+    + "))"
+)
 
 
 @dataclass(frozen=True)
@@ -264,6 +277,29 @@ class TopicView:
                 ),
             )
 
+    def apply_prediction(self, key: bytes, prediction: Mapping[str, Any] | None) -> None:
+        """A record of ``products.predictions``: its top-1 exclusive category is kept."""
+        pid = key.decode("utf-8", "replace")
+        top = (prediction or {}).get("exclusive_top_k") or []
+        with self._lock:
+            if not top or not top[0].get("path"):
+                self._db.execute("DELETE FROM predicted WHERE product_id = ?", (pid,))
+                return
+            self._db.execute(
+                "INSERT OR REPLACE INTO predicted VALUES (?,?,?)",
+                (pid, str(top[0]["category_id"]), json.dumps(top[0]["path"], ensure_ascii=False)),
+            )
+
+    def apply_mapping(self, key: bytes, value: bytes | None) -> None:
+        """A record of ``feeds.mappings`` (JSON :class:`~prodcat.training.mappings.Decision`)."""
+        text = key.decode("utf-8", "replace")
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM mappings WHERE key = ?", (text,))
+                return
+            Decision.from_json(value)  # a value that does not parse raises before it is kept
+            self._db.execute("INSERT OR REPLACE INTO mappings VALUES (?,?)", (text, value))
+
     # -- the queue ------------------------------------------------------------------------------
 
     def open_requests(self, strategy: str | None = None) -> Iterator[QueuedRequest]:
@@ -368,6 +404,61 @@ class TopicView:
     def category_path(self, category_id: str) -> str | None:
         rows = self._rows("SELECT path FROM categories WHERE category_id = ?", (category_id,))
         return rows[0]["path"] if rows else None
+
+    # -- feed-category mappings -----------------------------------------------------------------
+
+    def mapping_evidence(self, feed: str | None = None) -> list[dict[str, Any]]:
+        """Products grouped by (feed, feed path, top-1 predicted path, protected label's
+        category): ``n`` products each. Mining reads these groups, not every product."""
+        where, params = ("AND p.feed = ?", (feed,)) if feed else ("", ())
+        rows = self._rows(
+            "SELECT coalesce(p.feed, '') AS feed, p.category_path AS feed_path, "
+            "pr.path AS predicted, l.category_id AS labelled, count(*) AS n FROM products p "
+            "LEFT JOIN predicted pr ON pr.product_id = p.product_id "
+            "LEFT JOIN labels l ON l.key = p.product_id || '/exclusive' AND l.source IN ("
+            + ",".join("?" * len(PROTECTED_SOURCES))
+            + f") WHERE p.category_path != '[]' {where} GROUP BY 1, 2, 3, 4",
+            (*sorted(PROTECTED_SOURCES), *params),
+        )
+        return [
+            {
+                "feed": row["feed"],
+                "feed_path": tuple(json.loads(row["feed_path"])),
+                "predicted": tuple(json.loads(row["predicted"])) if row["predicted"] else (),
+                "labelled": row["labelled"],
+                "n": row["n"],
+            }
+            for row in rows
+        ]
+
+    def predicted_paths(self) -> dict[str, tuple[str, ...]]:
+        """Category id → path of every top-1 prediction (how labels' ids read as paths when no
+        vocabulary knows them)."""
+        rows = self._rows("SELECT category_id, min(path) AS path FROM predicted GROUP BY 1")
+        return {row["category_id"]: tuple(json.loads(row["path"])) for row in rows}
+
+    def feeds(self) -> list[str]:
+        rows = self._rows(
+            "SELECT DISTINCT feed FROM products WHERE feed IS NOT NULL AND category_path != '[]' "
+            "ORDER BY 1"
+        )
+        return [row[0] for row in rows]
+
+    def feed_path_products(self, feed: str, feed_path: list[str]) -> tuple[list[str], int]:
+        """Product ids of ``feed_path`` of ``feed`` that a mapping may label, and how many others
+        have a label from a person or an import."""
+        rows = self._rows(
+            f"SELECT p.product_id, {_PROTECTED} AS protected FROM products p "
+            "WHERE p.feed = ? AND p.category_path = ? ORDER BY p.product_id",
+            (feed, json.dumps(list(feed_path), ensure_ascii=False)),
+        )
+        free = [row["product_id"] for row in rows if not row["protected"]]
+        return free, len(rows) - len(free)
+
+    def mapping_decisions(self) -> dict[str, Decision]:
+        rows = self._rows("SELECT value FROM mappings")
+        decisions = (Decision.from_json(row["value"]) for row in rows)
+        return {decision.key: decision for decision in decisions}
 
     # -- progress and the report ----------------------------------------------------------------
 

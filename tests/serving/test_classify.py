@@ -227,8 +227,7 @@ def test_predictions_of_approved_feed_paths_are_checked_against_their_mapping() 
     from prometheus_client import CollectorRegistry
 
     from prodcat.core.metrics import ModelMetrics
-    from prodcat.streams.mappings import Decision
-    from prodcat.training.mappings import feed_path_key
+    from prodcat.training.mappings import Decision, feed_path_key
 
     products = serde_for("Product")
     raw = b'{"title": "Shirt %d", "category": "Tops > Shirts"}'

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from prodcat.streams.mappings import Decision, agreement
-from prodcat.training.mappings import feed_path_key, is_under
+from prodcat.streams.mappings import agreement
+from prodcat.training.mappings import Decision, feed_path_key, is_under
 
 SHORTS = ("Clothing", "Women", "Shorts")
 

@@ -1,4 +1,5 @@
-"""The server-rendered pages: annotate, progress, similar and report (``/`` goes to annotate)."""
+"""The server-rendered pages: annotate, progress, similar, report and mappings (``/`` goes to
+annotate)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from prodcat.serving.web.dependencies import ANNOTATOR, STRATEGY, WEB
+from prodcat.serving.web.mappings import SORTS
 from prodcat.serving.web.report import KS, precision_report
 from prodcat.serving.web.view import UNCERTAINTY
 
@@ -67,3 +69,8 @@ def report_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
     return web.page(
         request, "report.html", reports=reports, ks=KS, judgements=view.judgement_count()
     )
+
+
+def mappings_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
+    """The table itself is fetched by ``mappings.js`` (``/ui/api/mappings``)."""
+    return web.page(request, "mappings.html", feeds=web.parts.view.feeds(), sorts=SORTS)

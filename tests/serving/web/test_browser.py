@@ -4,7 +4,10 @@
 right fields lands on ``labels``; a second annotator is never handed the same product; ``s``
 skips, ``u`` undoes (a tombstone), ``/`` searches the categories. (2) An uploaded image shows its
 neighbours, a category restriction keeps them in the subtree, a judgement lands on
-``similarity.judgements`` and the report counts it. The tests take the screenshots in ``docs/``.
+``similarity.judgements`` and the report counts it. (3) The Mappings screen mines feed paths from
+predictions and labels on the topics; ``a`` approves (decision on ``feeds.mappings``, a mapping
+label for every product of the path but the one a person labelled), ``c`` approves another node,
+``r`` rejects. The tests take the screenshots in ``docs/``.
 
 Chromium is Debian's (``make system-deps``), driven by Playwright's Python package with
 ``executable_path``; no browser is downloaded.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import shutil
 import threading
 import time
@@ -316,8 +320,118 @@ def test_similarity_upload_judgement_and_report(ui: Ui, browser: Any) -> None:
     page.context.close()
 
 
+def _prediction(product_id: str, category_id: str, path: str) -> dict[str, Any]:
+    return {
+        "product_id": product_id, "content_hash": None, "model_name": "classifier",
+        "model_version": 1,
+        "exclusive_top_k": [{"category_id": category_id, "path": path.split(" > "),
+                             "probability": 0.9}],
+        "rule_based_positives": [],
+        "uncertainty": {"least_confidence": 0.1, "margin": 0.8, "entropy": 0.3,
+                        "vote_entropy": None, "kl_consensus": None},
+        "predicted_at": 1_000,
+    }  # fmt: skip
+
+
+def test_mappings_screen_approve_choose_and_reject_by_keyboard(ui: Ui, browser: Any) -> None:
+    topics = ui.settings.topics
+    (c0, path0), (c1, path1), (c2, path2) = ui.classes
+    # (feed, feed path, products, predicted class of each): sorted by support, 7, 6, 5
+    plan = [
+        ("shop-a", ["Damen", "Schuhe"], [(c0, path0)] * 6 + [(c1, path1)]),
+        ("shop-b", ["Kinder"], [(c2, path2)] * 6),
+        ("shop-a", ["Damen", "Taschen"], [(c1, path1)] * 5),
+    ]
+    products, predictions = serde_for("Product"), serde_for("Prediction")
+    product_records, prediction_records, of_path = [], [], {}
+    rows = iter(ui.catalogue)
+    for feed, feed_path, predicted in plan:
+        ids = []
+        for category_id, path in predicted:
+            product = _product(next(rows), ui.images)
+            pid = f"{feed}-{product['product_id']}"
+            product.update(product_id=pid, feed=feed, category_path=feed_path)
+            product_records.append((pid.encode(), products.encode(product)))
+            prediction_records.append((pid.encode(),
+                                       predictions.encode(_prediction(pid, category_id, path))))  # fmt: skip
+            ids.append(pid)
+        of_path[" > ".join(feed_path)] = ids
+    person = of_path["Damen > Schuhe"][-1]  # predicted c1, labelled c0 by a person: kept
+    human = {"product_id": person, "objective": "exclusive", "category_ids": [c0],
+             "source": "human", "annotator": "bob", "strategy": "random", "score": 0.0,
+             "time_taken_ms": 3_000, "model_version": 1, "labelled_at": 2_000}  # fmt: skip
+    produce(ui.settings, topics.normalized, product_records)
+    produce(ui.settings, topics.predictions, prediction_records)
+    produce(ui.settings, topics.labels,
+            [(f"{person}/exclusive".encode(), serde_for("Label").encode(human))])  # fmt: skip
+
+    page = _login(browser, ui, "alice", "/mappings")
+    deadline = time.monotonic() + 30
+    while page.locator("#rows tr").count() < 3:  # the follower reads the new records
+        assert time.monotonic() < deadline, "the mined rows did not appear"
+        time.sleep(0.5)
+        page.reload()
+        page.wait_for_selector("body[data-loaded='1']")
+    table = page.locator("#rows tr")
+    first = table.nth(0)
+    assert first.get_attribute("aria-selected") == "true"
+    cells = [first.locator("td").nth(i).inner_text() for i in range(7)]
+    assert cells == ["shop-a", "Damen \u203a Schuhe", path0.replace(" > ", " \u203a "),
+                     "7", "1", "100%", "86%"]  # fmt: skip
+
+    page.keyboard.press("a")  # approve the mined node
+    page.wait_for_selector("#rows tr:nth-child(1) td.decision.approved")
+    page.wait_for_selector("#rows tr:nth-child(2)[aria-selected='true']")
+    page.keyboard.press("c")  # another node for "Kinder": the search, then Enter
+    page.keyboard.type(path1)
+    choice = page.locator("#results li").first
+    choice.wait_for()
+    chosen = choice.get_attribute("data-category-id")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#rows tr:nth-child(2) td.decision.approved")
+    page.wait_for_selector("#rows tr:nth-child(3)[aria-selected='true']")
+    page.keyboard.press("r")
+    page.wait_for_selector("#rows tr:nth-child(3) td.decision.rejected")
+    page.screenshot(path=str(DOCS / "ui-mappings.png"))
+
+    labels = {}
+    for record in read_topics(ui.settings.kafka, [topics.labels], timeout_s=30, idle_s=1.0):
+        if record.value is not None:
+            labels[record.key] = serde_for("Label").decode(record.value)
+    mapped = {label["product_id"]: label for label in labels.values()
+              if label["source"] == "mapping"}  # fmt: skip
+    shoes, kids = of_path["Damen > Schuhe"], of_path["Kinder"]
+    assert set(mapped) == set(shoes[:-1]) | set(kids)  # not the person's, nothing rejected
+    assert {mapped[pid]["category_ids"][0] for pid in shoes[:-1]} == {c0}
+    assert {mapped[pid]["category_ids"][0] for pid in kids} == {chosen}
+    assert all(label["annotator"] == "alice" and label["objective"] == "exclusive"
+               for label in mapped.values())  # fmt: skip
+    assert labels[f"{person}/exclusive".encode()]["source"] == "human"
+
+    decisions = {}
+    for record in read_topics(ui.settings.kafka, [topics.mappings], timeout_s=30, idle_s=1.0):
+        decisions[record.key] = json.loads(record.value)
+    by_path = {tuple(d["feed_path"]): d for d in decisions.values()}
+    assert by_path[("Damen", "Schuhe")]["status"] == "approved"
+    assert by_path[("Damen", "Schuhe")]["category_id"] == c0
+    assert by_path[("Kinder",)]["category_id"] == chosen
+    assert by_path[("Damen", "Taschen")]["status"] == "rejected"
+    assert by_path[("Damen", "Taschen")]["decided_by"] == "alice"
+
+    csrf = page.get_attribute('meta[name="csrf-token"]', "content")
+    body = {"feed": "shop-a", "feed_path": ["Damen", "Taschen"], "category_id": "c_000000000000"}
+    assert page.request.post("/ui/api/mappings/approve", data=body).status == 403  # no token
+    unknown = page.request.post("/ui/api/mappings/approve", data=body,
+                                headers={"X-CSRF-Token": csrf})  # fmt: skip
+    assert unknown.status == 422
+    metrics = httpx.get(f"{ui.url}/metrics").text
+    assert 'prodcat_mapping_decisions_total{status="approved"} 2.0' in metrics
+    assert "prodcat_mapping_ui_labels_total 12.0" in metrics
+    page.context.close()
+
+
 def test_http_guards_auth_csrf_and_uploads(ui: Ui, data_dir: Path) -> None:
-    """The same server over plain HTTP: no anonymous reads or writes, no write without the
+    """(Last: it throttles logins for a minute.) The same server over plain HTTP: no anonymous reads or writes, no write without the
     session's CSRF token or from another site, login throttled, uploads capped and sniffed."""
     with httpx.Client(base_url=ui.url) as anonymous:
         first = anonymous.get("/ui/api/next")

@@ -71,6 +71,7 @@ def parts(tmp_path: Path) -> WebParts:
         view=TopicView(),
         annotation=None,  # type: ignore[arg-type]
         similarity=Similarity(),  # type: ignore[arg-type]
+        mappings=None,  # type: ignore[arg-type]
         metrics=metrics,
     )
 
