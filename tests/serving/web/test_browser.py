@@ -431,8 +431,9 @@ def test_mappings_screen_approve_choose_and_reject_by_keyboard(ui: Ui, browser: 
 
 
 def test_http_guards_auth_csrf_and_uploads(ui: Ui, data_dir: Path) -> None:
-    """(Last: it throttles logins for a minute.) The same server over plain HTTP: no anonymous reads or writes, no write without the
-    session's CSRF token or from another site, login throttled, uploads capped and sniffed."""
+    """The same server over plain HTTP: no anonymous reads or writes, no write without the
+    session's CSRF token or from another site, login throttled, uploads capped and sniffed.
+    (The module's last test: logins stay throttled for a minute after it.)"""
     with httpx.Client(base_url=ui.url) as anonymous:
         first = anonymous.get("/ui/api/next")
         assert first.status_code == 401
