@@ -350,6 +350,35 @@ def _taxonomy_parser(sub: Any) -> None:
     diff.add_argument("old", help="sequence number or version hash (prefix)")
     diff.add_argument("new")
     diff.set_defaults(func=_taxonomy)
+    changes = {
+        "rename": "rename a node (its subtree's paths follow)",
+        "move": "move a node under another parent (or to the roots)",
+        "merge": "merge a node into another: its labels, rules and model column follow",
+        "split": "give a node new children (its labels stay, as partial labels)",
+    }
+    for op, text in changes.items():
+        change = taxonomy_sub.add_parser(op, help=text)
+        change.add_argument("node", help="the node: an id or a path ('A > B')")
+        if op == "rename":
+            change.add_argument("--name", required=True, help="the new name")
+        elif op == "move":
+            where = change.add_mutually_exclusive_group(required=True)
+            where.add_argument("--parent", help="the new parent: an id or a path")
+            where.add_argument("--root", action="store_true", help="make it a root")
+        elif op == "merge":
+            change.add_argument("--into", required=True, help="the node that absorbs it")
+        else:
+            change.add_argument("--into", dest="parts", action="append", required=True,
+                                help="a new child's name (give two or more)")  # fmt: skip
+        change.add_argument("--by", default=None, help="who asks (kept on the event)")
+        change.add_argument("--no-model", dest="model", action="store_false",
+                            help="do not write a remapped version of the served classifier")  # fmt: skip
+        change.add_argument("--backfill", action="store_true",
+                            help="then re-score the products predicted under the node")  # fmt: skip
+        change.add_argument("--dry-run", action="store_true", help="report only; write nothing")
+        change.set_defaults(func=_taxonomy_change, op=op)
+    history = taxonomy_sub.add_parser("changes", help="the changes on taxonomy.events")
+    history.set_defaults(func=_taxonomy_change, op="list")
 
 
 def _rules_parser(sub: Any) -> None:
@@ -754,6 +783,34 @@ def _taxonomy(settings: Settings, args: argparse.Namespace) -> int:
                                        min_count=args.min_count, out=args.out))  # fmt: skip
     else:
         print(commands.diff_taxonomy(settings, args.old, args.new))
+    return 0
+
+
+def _taxonomy_change(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.taxonomy_changes import change_taxonomy, read_changes
+    from prodcat.training.taxonomy_changes import Change
+
+    if args.op == "list":
+        for event in read_changes(settings):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(event.get("at") or 0) / 1000))
+            print(f"{when}  {event['change_id']}  {event['op']} {event['node']}  "
+                  f"labels {sum((event.get('labels') or {}).values())}  "
+                  f"rules {event.get('rules', 0)}  model v{event.get('model_version') or '-'}")  # fmt: skip
+        return 0
+    change = Change(
+        op=args.op,
+        node=args.node,
+        name=getattr(args, "name", None),
+        parent=None if getattr(args, "root", False) else getattr(args, "parent", None),
+        into=getattr(args, "into", None),
+        parts=tuple(getattr(args, "parts", None) or ()),
+        by=args.by,
+        at=time.time_ns() // 1_000_000,
+    )
+    report = change_taxonomy(
+        settings, change, model=args.model, backfill=args.backfill, dry_run=args.dry_run
+    )
+    print(report.format())
     return 0
 
 

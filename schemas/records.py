@@ -147,6 +147,15 @@ Objective = Literal["exclusive", "rule_based"]
 LabelSource = Literal["human", "rules", "import", "mapping", "unknown"]
 
 
+class LabelRevision(TypedDict):
+    """What a label said before a taxonomy change rewrote it."""
+
+    category_ids: list[str]
+    labelled_at: int
+    change: str
+    changed_at: int
+
+
 class Label(TypedDict):
     """``prodcat.Label`` (schemas/label.avsc), topic labels."""
 
@@ -160,6 +169,7 @@ class Label(TypedDict):
     time_taken_ms: int | None
     model_version: int | None
     labelled_at: int
+    history: NotRequired[list[LabelRevision]]
 
 
 # --- annotation.requests ---------------------------------------------------------------------

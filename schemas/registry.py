@@ -46,6 +46,7 @@ ParsedSchema: TypeAlias = dict[str, Any] | list[Any] | str
 
 _PACKAGE = "prodcat.schemas"
 _SUFFIX = ".avsc"
+_PREVIOUS = "previous"  # earlier versions of the shipped schemas, for decoding old records
 # Logical types the binary codec leaves as their underlying type, so that records carry
 # plain int milliseconds both ways instead of fastavro's datetime objects.
 _RAW_LOGICAL_TYPES = frozenset({"timestamp-millis"})
@@ -74,6 +75,20 @@ def _index() -> dict[str, tuple[str, str]]:
         for alias in (entry.name[: -len(_SUFFIX)], name, full):
             index[alias] = target
     return index
+
+
+@functools.cache
+def _previous_schemas() -> tuple[str, ...]:
+    """Earlier versions of shipped schemas (``previous/*.avsc``): records written by an earlier
+    release still decode (resolved to the shipped schema, new fields at their defaults)."""
+    folder = resources.files(_PACKAGE).joinpath(_PREVIOUS)
+    if not folder.is_dir():
+        return ()
+    return tuple(
+        entry.read_text(encoding="utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(_SUFFIX)
+    )
 
 
 def _lookup(name: str) -> tuple[str, str]:
@@ -155,6 +170,8 @@ class SchemaStore:
         if include_shipped:
             for name in schema_names():
                 self.register(load_schema_dict(name))
+            for previous in _previous_schemas():
+                self.register(previous)
         for schema in schemas:
             self.register(schema)
 

@@ -32,11 +32,12 @@ from prodcat.serving.exceptions import ModelInputError
 from prodcat.streams.bisection import bisect
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
-from prodcat.streams.mappings import Decision, DecisionFollower, agreement
+from prodcat.streams.mappings import DecisionFollower, agreement
 from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
 from prodcat.training.calibration import calibrated
 from prodcat.training.inputs import model_inputs
+from prodcat.training.mappings import Decision
 
 logger = logging.getLogger(__name__)
 

@@ -84,6 +84,9 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         TopicSpec(names.replays, 1, dict(compact)),
         # approved and rejected feed-category mappings, key = feed + feed path (streams/mappings.py)
         TopicSpec(names.mappings, 1, dict(compact)),
+        # taxonomy changes (rename, move, merge, split) with their id maps and reports, key =
+        # change id, kept forever (streams/taxonomy_changes.py)
+        TopicSpec(names.taxonomy_events, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}),
     ]
 
 

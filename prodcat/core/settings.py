@@ -97,6 +97,7 @@ class TopicNames(_Section):
     taxonomy: str = "taxonomy"
     replays: str = "products.deadletter.replays"
     mappings: str = "feeds.mappings"
+    taxonomy_events: str = "taxonomy.events"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )
