@@ -196,7 +196,7 @@ def change_taxonomy(
         serving = settings.serving
         written = remap_classifier(
             serving.model_base, serving.classifier, applied.ids, applied.after,
-            reason=f"taxonomy change {change.change_id}: {change.describe()}",
+            moved=applied.moved, reason=f"taxonomy change {change.change_id}: {change.describe()}",
         )  # fmt: skip
         report.model_version = None if written is None else written[1]
     if backfill and not dry_run and change.op != "split":

@@ -52,16 +52,20 @@ class Remap:
 
 
 def _head(
-    entries: Sequence[Mapping[str, Any]], ids: Mapping[str, str], tree: CategoryTree
+    entries: Sequence[Mapping[str, Any]],
+    ids: Mapping[str, str],
+    tree: CategoryTree,
+    moved: frozenset[str],
 ) -> tuple[Remap, list[dict[str, Any]]]:
-    """(remap, new card entries) of one head's card entries ({id, path})."""
+    """(remap, new card entries) of one head's card entries ({id, path}); an entry keeps its
+    path unless its node was re-identified or moved."""
     new_entries: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     columns: list[int] = []
     for entry in entries:
         old = str(entry["id"])
         new = ids.get(old, old)
-        node = tree.get(new)
+        node = tree.get(new) if new != old or new in moved else None
         path = " > ".join(node.path) if node is not None else str(entry.get("path", ""))
         if new not in index:
             index[new] = len(new_entries)
@@ -73,13 +77,16 @@ def _head(
 
 
 def plan_remap(
-    card: Mapping[str, Any], ids: Mapping[str, str], tree: CategoryTree
+    card: Mapping[str, Any],
+    ids: Mapping[str, str],
+    tree: CategoryTree,
+    moved: frozenset[str] = frozenset(),
 ) -> tuple[Remap, Remap, dict[str, Any]]:
     """The remaps of both heads and the new card (classes and nodes renamed, merged)."""
-    classes, new_classes = _head(card.get("classes") or [], ids, tree)
+    classes, new_classes = _head(card.get("classes") or [], ids, tree, moved)
     nodes_in = [n if isinstance(n, Mapping) else {"id": n, "path": ""}
                 for n in card.get("rule_based_nodes") or []]  # fmt: skip
-    nodes, new_nodes = _head(nodes_in, ids, tree)
+    nodes, new_nodes = _head(nodes_in, ids, tree, moved)
     new_card = {k: v for k, v in card.items() if k not in ("name", "version", "exported_at")}
     new_card["classes"], new_card["rule_based_nodes"] = new_classes, new_nodes
     decisions = card.get("decisions")
@@ -92,10 +99,17 @@ def plan_remap(
 
 
 def remap_classifier(
-    model_base: Path, name: str, ids: Mapping[str, str], tree: CategoryTree, *, reason: str
+    model_base: Path,
+    name: str,
+    ids: Mapping[str, str],
+    tree: CategoryTree,
+    *,
+    moved: frozenset[str] = frozenset(),
+    reason: str,
 ) -> tuple[Path, int] | None:
     """A new version of the newest version of ``name`` with its classes remapped through
-    ``ids`` onto ``tree``; None when nothing in its card changes (no class id or path moves)."""
+    ``ids`` onto ``tree`` (``moved``: nodes whose path changed, their ids kept); None when
+    nothing in its card changes."""
     import tensorflow as tf
 
     model_dir = model_base / name
@@ -104,7 +118,7 @@ def remap_classifier(
         return None
     source = model_dir / str(versions[-1])
     card = load_card(source)
-    classes, nodes, new_card = plan_remap(card, ids, tree)
+    classes, nodes, new_card = plan_remap(card, ids, tree, moved)
     unchanged = (
         classes.identity
         and nodes.identity
