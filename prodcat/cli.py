@@ -949,9 +949,16 @@ def _ui(settings: Settings, args: argparse.Namespace) -> int:
         print(add_user(settings, args.name, password_stdin=args.password_stdin))
         return 0
     from prodcat.serving.web.server import run_ui
+    from prodcat.streams.taxonomy_changes import change_taxonomy
     from prodcat.streams.taxonomy_store import configured_taxonomy
 
-    return run_ui(settings, args.host, args.port, taxonomy=lambda: configured_taxonomy(settings))
+    return run_ui(
+        settings,
+        args.host,
+        args.port,
+        taxonomy=lambda: configured_taxonomy(settings),
+        apply_change=lambda change: change_taxonomy(settings, change, backfill=True).as_json(),
+    )
 
 
 def _models(settings: Settings, args: argparse.Namespace) -> int:

@@ -51,6 +51,11 @@ class LiveTree:
         self._checked = -1e18
         self._lock = threading.Lock()
 
+    def expire(self) -> None:
+        """Read the tree again at the next :meth:`get` (after a change this process made)."""
+        with self._lock:
+            self._checked = -1e18
+
     def get(self) -> CategoryTree | None:
         if self.taxonomy is None:
             return None

@@ -106,9 +106,17 @@ class Applied:
     added: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        """The event's record: the change, the versions and the id map."""
+        """The event's record: the change (with the paths its nodes had), the versions and the
+        id map."""
+        named = {"node": self.change.node, "parent": self.change.parent, "into": self.change.into}
+        paths = {
+            f"{what}_path": list(self.before[node_id].path)
+            for what, node_id in named.items()
+            if node_id is not None and node_id in self.before
+        }
         return {
             **self.change.to_dict(),
+            **paths,
             "before": self.before.version,
             "after": self.after.version,
             "ids": dict(sorted(self.ids.items())),

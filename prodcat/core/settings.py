@@ -285,6 +285,11 @@ class UiSettings(_Section):
         default=500, ge=10, le=10_000, description="Rows the Mappings screen shows at most."
     )
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest upload.")
+    taxonomy_editors: tuple[str, ...] = Field(
+        default=(),
+        description="Annotators who may rename, move, merge and split taxonomy nodes on the "
+        "Taxonomy page (a JSON list); empty: nobody, the page only shows the tree and changes.",
+    )
     login_attempts_per_minute: int = Field(
         default=10, ge=1, description="Failed logins allowed per user name and minute."
     )

@@ -84,6 +84,12 @@ class VocabularyCache:
         self._checked = -1e18
         self._lock = threading.Lock()
 
+    def expire(self) -> None:
+        """Read the tree and the vocabulary again at the next :meth:`get`."""
+        self.tree.expire()
+        with self._lock:
+            self._checked = -1e18
+
     def get(self) -> Vocabulary:
         with self._lock:
             now = self.clock()

@@ -1,9 +1,10 @@
 """The web UI's FastAPI app: pages, their JSON endpoints, sessions, CSRF and security headers.
 
 Pages (server-rendered): ``/login``, ``/annotate``, ``/progress``, ``/similar``, ``/report``,
-``/mappings``. JSON under ``/ui/api/``: ``next``, ``label``, ``skip``, ``undo``, ``categories``,
-``products``, ``subtrees``, ``similar`` (GET by product, POST an upload), ``judgements``,
-``mappings`` (GET the table, POST ``approve`` and ``reject``). Product images are
+``/mappings``, ``/taxonomy``. JSON under ``/ui/api/``: ``next``, ``label``, ``skip``, ``undo``,
+``categories``, ``products``, ``subtrees``, ``similar`` (GET by product, POST an upload),
+``judgements``, ``mappings`` (GET the table, POST ``approve`` and ``reject``), ``taxonomy/nodes``
+and ``taxonomy/changes`` (GET the history, POST a change). Product images are
 fetched through the guarded image fetcher and served from ``/img/{product_id}``; CSS and
 JavaScript from ``/static`` (no CDN; the Content-Security-Policy allows only this origin).
 ``/healthz`` and ``/metrics`` as in the API.

@@ -25,6 +25,7 @@ from prodcat.serving.web.follower import TopicFollower
 from prodcat.serving.web.mappings import MappingService
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.similarity import SimilarityService
+from prodcat.serving.web.taxonomy import TaxonomyService
 from prodcat.serving.web.view import TopicView
 
 HERE = Path(__file__).parent
@@ -42,6 +43,7 @@ class WebParts:
     annotation: AnnotationService
     similarity: SimilarityService
     mappings: MappingService
+    taxonomy: TaxonomyService
     metrics: WebMetrics
     follower: TopicFollower | None = None
 

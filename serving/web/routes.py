@@ -23,6 +23,7 @@ from prodcat.serving.web.endpoints import (
     mappings,
     pages,
     similarity,
+    taxonomy,
 )
 
 __all__ = ["ROUTES", "Route"]
@@ -56,6 +57,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/similar", pages.similar_page, "similar_page", _HTML),
     Route("GET", "/report", pages.report_page, "report_page", _HTML),
     Route("GET", "/mappings", pages.mappings_page, "mappings_page", _HTML),
+    Route("GET", "/taxonomy", pages.taxonomy_page, "taxonomy_page", _HTML),
     # annotation API
     Route("GET", "/ui/api/next", annotation.next_item, "next_item"),
     Route("POST", "/ui/api/label", annotation.label, "label"),
@@ -72,6 +74,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/ui/api/mappings", mappings.table, "mappings"),
     Route("POST", "/ui/api/mappings/approve", mappings.approve, "approve_mapping"),
     Route("POST", "/ui/api/mappings/reject", mappings.reject, "reject_mapping"),
+    # taxonomy API
+    Route("GET", "/ui/api/taxonomy/nodes", taxonomy.nodes, "taxonomy_nodes"),
+    Route("GET", "/ui/api/taxonomy/changes", taxonomy.changes, "taxonomy_changes"),
+    Route("POST", "/ui/api/taxonomy/changes", taxonomy.change, "taxonomy_change"),
     # images
     Route("GET", "/img/{product_id}", images.image, "image"),
 )

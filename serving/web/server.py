@@ -28,6 +28,7 @@ from prodcat.serving.web.mappings import MappingService
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
 from prodcat.serving.web.similarity import SimilarityService
+from prodcat.serving.web.taxonomy import ApplyChange, TaxonomyService
 from prodcat.serving.web.view import TopicView
 from prodcat.training.taxonomy import CategoryTree
 
@@ -49,10 +50,12 @@ def web_parts(
     embedder: ModelBackend | None = None,
     registry: CollectorRegistry | None = None,
     taxonomy: Callable[[], CategoryTree | None] | None = None,
+    apply_change: ApplyChange | None = None,
 ) -> Iterator[WebParts]:
     """Everything the app needs, started (the follower runs), and closed on exit. ``store`` and
     ``embedder`` may be injected (tests); otherwise they come from the settings. ``taxonomy``
-    gives the configured tree (labels and the category search use its nodes)."""
+    gives the configured tree (labels and the category search use its nodes); ``apply_change``
+    applies a taxonomy change everywhere (the Taxonomy page; None: the page only shows)."""
     ui = settings.ui
     own_store, own_embedder = store is None, embedder is None
     view = TopicView(ui.state_dir / f"view-{os.getpid()}.sqlite")
@@ -80,11 +83,17 @@ def web_parts(
             annotation=annotation,
             similarity=SimilarityService(settings, view, store, embedder, publisher, metrics),
             mappings=MappingService(settings, view, publisher, annotation.vocabulary, metrics),
+            taxonomy=TaxonomyService(
+                view, annotation.vocabulary, ui.taxonomy_editors, apply_change
+            ),
             metrics=metrics,
             follower=follower,
         )
         follower.start()
-        yield parts
+        try:
+            yield parts
+        finally:
+            parts.taxonomy.close()
     finally:
         follower.stop()
         publisher.close()
@@ -100,6 +109,7 @@ def run_ui(
     host: str | None = None,
     port: int | None = None,
     taxonomy: Callable[[], CategoryTree | None] | None = None,
+    apply_change: ApplyChange | None = None,
 ) -> int:
     import uvicorn
 
@@ -107,7 +117,7 @@ def run_ui(
     if not Users(ui.users_file).names():
         logger.warning("no annotator accounts in %s: add one with `prodcat ui user add NAME`",
                        ui.users_file)  # fmt: skip
-    with web_parts(settings, taxonomy=taxonomy) as parts:
+    with web_parts(settings, taxonomy=taxonomy, apply_change=apply_change) as parts:
         app = create_web_app(parts)
         host, port = host or ui.host, port if port is not None else ui.port
         print(f"prodcat UI on http://{host}:{port}/ (annotation: /annotate, similarity: /similar)",

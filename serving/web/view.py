@@ -1,8 +1,8 @@
 """The web UI's local view of its topics: a SQLite file rebuilt from Kafka at every start.
 
 The follower (:mod:`prodcat.serving.web.follower`) applies every record of ``products.normalized``,
-``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions`` and
-``feeds.mappings`` here; pages only read. Kafka
+``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions``,
+``feeds.mappings`` and ``taxonomy.events`` here; pages only read. Kafka
 stays the source of truth: the file is a cache, recreated empty when the process starts. SQLite
 keeps memory bounded whatever the topics hold (a queue of tens of thousands of requests, millions
 of products), and gives the product-title search an index: a table of (word, product) pairs, so a
@@ -12,7 +12,8 @@ query's first word is a range scan of that index and its other words filter the 
 What the tables hold: the card fields of each product (not the whole record), the newest request
 per product, the live label per key (with its encoded value, so an undo can restore it), the
 category prefixes seen on products (for subtree filters), the live judgements, each product's
-top-1 predicted category and the feed-category mapping decisions (for the Mappings screen).
+top-1 predicted category and the feed-category mapping decisions (for the Mappings screen), and
+the taxonomy changes (for the Taxonomy page).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ CREATE INDEX products_feed_path ON products (feed, category_path);
 CREATE TABLE predicted (product_id TEXT PRIMARY KEY, category_id TEXT NOT NULL,
     path TEXT NOT NULL);
 CREATE TABLE mappings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE taxonomy_events (change_id TEXT PRIMARY KEY, at INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id TEXT,
     model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
@@ -300,6 +302,19 @@ class TopicView:
             Decision.from_json(value)  # a value that does not parse raises before it is kept
             self._db.execute("INSERT OR REPLACE INTO mappings VALUES (?,?)", (text, value))
 
+    def apply_taxonomy_event(self, key: bytes, value: bytes | None) -> None:
+        """A record of ``taxonomy.events`` (JSON: a change, its id map and its report)."""
+        text = key.decode("utf-8", "replace")
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM taxonomy_events WHERE change_id = ?", (text,))
+                return
+            event = json.loads(value)
+            self._db.execute(
+                "INSERT OR REPLACE INTO taxonomy_events VALUES (?,?,?)",
+                (text, int(event.get("at") or 0), value),
+            )
+
     # -- the queue ------------------------------------------------------------------------------
 
     def open_requests(self, strategy: str | None = None) -> Iterator[QueuedRequest]:
@@ -459,6 +474,13 @@ class TopicView:
         rows = self._rows("SELECT value FROM mappings")
         decisions = (Decision.from_json(row["value"]) for row in rows)
         return {decision.key: decision for decision in decisions}
+
+    def taxonomy_events(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest taxonomy changes, newest first."""
+        rows = self._rows(
+            "SELECT value FROM taxonomy_events ORDER BY at DESC, change_id LIMIT ?", (limit,)
+        )
+        return [json.loads(row["value"]) for row in rows]
 
     # -- progress and the report ----------------------------------------------------------------
 

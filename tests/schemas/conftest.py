@@ -226,6 +226,14 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "time_taken_ms": 4_200,
             "model_version": 17,
             "labelled_at": SEEN_AT,
+            "history": [
+                {
+                    "category_ids": ["c-11"],
+                    "labelled_at": SEEN_AT - 5,
+                    "change": "3b2f0c1d9e8a",
+                    "changed_at": SEEN_AT,
+                },
+            ],
         },
         {
             "product_id": "p-0",
@@ -238,6 +246,7 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "time_taken_ms": None,
             "model_version": None,
             "labelled_at": 0,
+            "history": [],
         },
     ],
     "AnnotationRequest": [

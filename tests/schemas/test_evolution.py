@@ -232,3 +232,13 @@ def test_reader_before_committee_scores_ignores_them(
     )
 
     assert set(decoded["uncertainty"]) == {"least_confidence", "margin", "entropy"}
+
+
+def test_labels_of_the_earlier_release_decode_with_an_empty_history(single_object: Encoder) -> None:
+    """``schemas/previous/label-1.avsc`` ships so that labels written before ``history`` existed
+    still decode in the default store."""
+    old = _without(load_schema_dict("Label"), "history")
+    record = {k: v for k, v in RECORDS["Label"][0].items() if k != "history"}
+    data = single_object(old, record)
+    assert data[2:10] in default_store()
+    assert serde_for("Label").decode(data) == {**record, "history": []}

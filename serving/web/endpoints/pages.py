@@ -1,5 +1,5 @@
-"""The server-rendered pages: annotate, progress, similar, report and mappings (``/`` goes to
-annotate)."""
+"""The server-rendered pages: annotate, progress, similar, report, mappings and taxonomy (``/``
+goes to annotate)."""
 
 from __future__ import annotations
 
@@ -74,3 +74,8 @@ def report_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
 def mappings_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
     """The table itself is fetched by ``mappings.js`` (``/ui/api/mappings``)."""
     return web.page(request, "mappings.html", feeds=web.parts.view.feeds(), sorts=SORTS)
+
+
+def taxonomy_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
+    """Nodes and changes are fetched by ``taxonomy.js`` (``/ui/api/taxonomy/...``)."""
+    return web.page(request, "taxonomy.html", can_edit=web.parts.taxonomy.can_edit(user))

@@ -72,6 +72,7 @@ def parts(tmp_path: Path) -> WebParts:
         annotation=None,  # type: ignore[arg-type]
         similarity=Similarity(),  # type: ignore[arg-type]
         mappings=None,  # type: ignore[arg-type]
+        taxonomy=None,  # type: ignore[arg-type]
         metrics=metrics,
     )
 
