@@ -162,7 +162,8 @@ def test_an_editor_renames_a_node_by_keyboard_and_it_is_applied_everywhere(site:
             done = page.locator("#changes tr[data-state='done']")
             done.wait_for()
             cells = [done.locator("td").nth(i).inner_text() for i in range(8)]
-            assert cells[1] == f"rename {' \u203a '.join(old.path)} → Renamed Node"
+            shown = " \u203a ".join(old.path)
+            assert cells[1] == f"rename {shown} → Renamed Node"
             assert cells[2:6] == ["alice", "1", "0", "v2"] and cells[7] == "done"
             rescored = int(cells[6])
             assert rescored > 0
