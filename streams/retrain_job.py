@@ -101,6 +101,7 @@ def _run_locked(
         emit=EventPublisher(settings, name),
         alternatives=alternatives,
         precision_target=cfg.precision_target,
+        warm_start=cfg.warm_start,
     )
     if result_path is not None:
         result_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ The SavedModel's ``serving_default`` signature takes the raw product fields as s
 (``model_card.json`` beside ``saved_model.pb``) holds the class and node ids, their paths, the
 hyperparameters, the data and the metrics; ``drift_reference.json`` beside it (when the caller
 has held-out predictions, which every training path has) is what the drift agent compares live
-predictions with (``prodcat.training.drift``).
+predictions with (``prodcat.training.drift``); ``model.keras`` is the Keras model itself, what a
+later training may warm-start from (``prodcat.training.warm_start``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prodcat.core.model_store import export_version
 from prodcat.training.drift import DriftReference
 from prodcat.training.exceptions import TrainingError
 from prodcat.training.models import EXCLUSIVE, RULE_BASED, TEXT_FIELDS
+from prodcat.training.warm_start import KERAS_FILE
 
 
 def export_model(
@@ -72,6 +74,7 @@ def export_model(
 
     def write(tmp: Path) -> None:
         archive.write_out(str(tmp), verbose=False)
+        model.save(tmp / KERAS_FILE)  # what the next training may warm-start from
         if drift_reference is not None:
             drift_reference.write(tmp)
 

@@ -8,9 +8,11 @@ the larger of theirs. :func:`remap_classifier` writes a new version of the model
 matrix, and whose card names the new classes; the weights are the current version's. The
 backends serve it like any other version (hot swap), TF Serving included.
 
-What it does not carry over: the per-node decision thresholds of merged classes (the target's
-are kept) and the drift reference (the drift agent has none for the new version until the next
-retrain). The next retrain trains on the rewritten labels and the new tree's classes.
+The Keras model (``model.keras``) is copied along with, in the card, the class of each of its
+output columns (``columns``), so the next training can warm-start from it
+(:mod:`prodcat.training.warm_start`). What it does not carry over: the per-node decision
+thresholds of merged classes (the target's are kept) and the drift reference (the drift agent
+has none for the new version until the next retrain).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from prodcat.core.model_store import (
 from prodcat.training.exceptions import TrainingError
 from prodcat.training.models import TEXT_FIELDS
 from prodcat.training.taxonomy import CategoryTree
+from prodcat.training.warm_start import head_columns
 
 __all__ = ["Remap", "plan_remap", "remap_classifier"]
 
@@ -128,6 +131,9 @@ def remap_classifier(
     if unchanged:
         return None
     new_card["remapped_from"] = {"version": versions[-1], "reason": reason}
+    # the class of each output column of the Keras model copied along (for warm starts)
+    before = head_columns(card)
+    new_card["columns"] = {head: [ids.get(c, c) for c in before[head]] for head in before}
     loaded = tf.saved_model.load(str(source))
     serve = loaded.signatures.get("serving_default")
     if serve is None:

@@ -52,6 +52,7 @@ from prodcat.training.labels import LabelledProduct, Vocabulary, in_holdout
 from prodcat.training.models import EXCLUSIVE, ModelConfig, build_model, join_texts
 from prodcat.training.train_command import RunConfig
 from prodcat.training.trainer import Trainer, TrainingData, predict
+from prodcat.training.warm_start import warm_model, warm_source
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +98,14 @@ class Candidate:
 
 
 def train_candidate(
-    items: Sequence[LabelledProduct], vocabulary: Vocabulary, run: RunConfig
+    items: Sequence[LabelledProduct],
+    vocabulary: Vocabulary,
+    run: RunConfig,
+    warm: tuple[Path, str, str] | None = None,
 ) -> Candidate:
-    """Train a model on the labelled products (exclusive and rule-based labels)."""
+    """Train a model on the labelled products (exclusive and rule-based labels). ``warm``:
+    (model base, name, ``PRODCAT_RETRAIN__WARM_START`` mode): start from the served model's
+    weights when the mode says so (:mod:`prodcat.training.warm_start`)."""
     import keras
 
     class_ids = sorted({item.exclusive for item in items if item.exclusive})
@@ -128,7 +134,13 @@ def train_candidate(
         y_rule=y_rule if rule_ids else None,
         has_rule=np.asarray(y_rule.any(axis=1)) if rule_ids else None,
     )
-    model = build_model(model_config, len(class_ids), len(rule_ids), join_texts(x, model_config))
+    source = warm_source(*warm, model_config) if warm is not None else None
+    if source is not None:
+        model = warm_model(source, class_ids, rule_ids)
+    else:
+        model = build_model(
+            model_config, len(class_ids), len(rule_ids), join_texts(x, model_config)
+        )
     started = time.perf_counter()
     history = Trainer(model, run.training).fit(data, progress=False)
     seconds = time.perf_counter() - started
@@ -148,6 +160,8 @@ def train_candidate(
         "rule_based_nodes": [{"id": n, "path": vocabulary.path(n)} for n in rule_ids],
         "inputs": ["title", "brand", "category_text", "description"],
     }
+    if source is not None:
+        card["warm_start"] = {"from_version": int(source.name)}
     return Candidate(model, class_ids, rule_ids, card, seconds)
 
 
@@ -330,6 +344,7 @@ def retrain(
     emit: EventSink,
     alternatives: Sequence[RunConfig] = (),
     precision_target: float | None = None,
+    warm_start: str = "after_change",
 ) -> RetrainResult:
     """Train, evaluate and gate one candidate; ``emit(event, **fields)`` reports each step.
 
@@ -338,7 +353,9 @@ def retrain(
     tie or without a holdout); the card's ``chosen_from`` lists every option's holdout metrics.
     ``precision_target``: the candidate's card gets per-node thresholds for it, chosen on the
     holdout (``decisions``), so its predictions carry the deepest category that meets it; the
-    card also gets the temperature that calibrates its confidences (``calibration``)."""
+    card also gets the temperature that calibrates its confidences (``calibration``).
+    ``warm_start``: when a candidate starts from the served model's weights (``after_change``,
+    ``always``, ``never``; :mod:`prodcat.training.warm_start`)."""
     data = split_holdout(items, holdout_fraction, fixed_holdout)
     logger.info(
         "retrain v%d: %d training, %d holdout products", version, len(data.train), len(data.holdout)
@@ -347,7 +364,9 @@ def retrain(
     failure: TrainingError | None = None
     for index, option_run in enumerate([run, *alternatives]):
         try:
-            candidate = train_candidate(data.train, vocabulary, option_run)
+            candidate = train_candidate(
+                data.train, vocabulary, option_run, (model_base, name, warm_start)
+            )
         except TrainingError as exc:
             logger.warning("retrain v%d: %s: %s", version, option_run.source, exc)
             failure = failure or exc

@@ -336,6 +336,12 @@ class RetrainSettings(_Section):
         "'[\"training/configs/linear.yaml\"]'); the candidate is the one with the best holdout "
         "accuracy (few labels favour a linear model, many the CNN).",
     )
+    warm_start: Literal["after_change", "always", "never"] = Field(
+        default="after_change",
+        description="When a candidate starts from the served model's weights, its heads "
+        "remapped onto the candidate's classes: after_change (the served version was written by "
+        "a taxonomy change), always, never (training/warm_start.py).",
+    )
     precision_target: float | None = Field(
         default=0.95,
         gt=0,
