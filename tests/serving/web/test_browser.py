@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,35 @@ def _chromium() -> str:
     return path
 
 
+def unique_topics(partitions: int = 2) -> TopicNames:
+    """Every topic under a fresh prefix: a test module's own pipeline on the shared broker."""
+    uid = uuid.uuid4().hex[:10]
+    base = TopicNames()
+    return TopicNames(**{f: f"t{uid}.{getattr(base, f)}" for f in TopicNames.model_fields
+                         if f != "partitions"}, partitions=partitions)  # fmt: skip
+
+
+@contextmanager
+def serving(parts: Any) -> Iterator[str]:
+    """The web app over ``parts`` on a free loopback port, once its view has caught up; its URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_web_app(parts), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not (server.started and parts.follower.ready.is_set()):
+        assert time.monotonic() < deadline, "the UI did not start"
+        assert thread.is_alive(), "uvicorn stopped"
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 def _product(row: dict[str, str], images: Path) -> dict[str, Any]:
     return {
         "product_id": f"m{row['id']}", "feed": "thumbnails", "source_id": row["id"],
@@ -109,10 +139,7 @@ def ui(
     (models / "classifier").symlink_to(trained_classifier.model_base / "classifier")
     (models / "image_embedder").symlink_to(embedder_model_base / "image_embedder")
     images = (data_dir / "myntra" / "images").resolve()
-    uid = uuid.uuid4().hex[:10]
-    base = TopicNames()
-    topics = TopicNames(**{f: f"t{uid}.{getattr(base, f)}" for f in TopicNames.model_fields
-                           if f != "partitions"}, partitions=2)  # fmt: skip
+    topics = unique_topics()
     settings = load_settings(
         data_dir=data_dir,
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
@@ -146,23 +173,8 @@ def ui(
     vocabulary = load_vocabulary(models, "classifier")
     classes = list(vocabulary.classes.items())[:3]
 
-    port = free_port()
-    with web_parts(settings, store=store, embedder=embedder) as parts:
-        server = uvicorn.Server(
-            uvicorn.Config(create_web_app(parts), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not (server.started and parts.follower.ready.is_set()):
-            assert time.monotonic() < deadline, "the UI did not start"
-            assert thread.is_alive(), "uvicorn stopped"
-            time.sleep(0.1)
-        try:
-            yield Ui(settings, f"http://127.0.0.1:{port}", catalogue, images, classes)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
+    with web_parts(settings, store=store, embedder=embedder) as parts, serving(parts) as url:
+        yield Ui(settings, url, catalogue, images, classes)
     store.close()
     embedder.close()
 

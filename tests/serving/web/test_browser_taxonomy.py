@@ -8,15 +8,11 @@ offers the new name; an annotator who is not an editor cannot change anything. T
 from __future__ import annotations
 
 import shutil
-import threading
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from prodcat.core.ids import label_key, path_id
 from prodcat.core.model_store import available_versions
@@ -25,14 +21,12 @@ from prodcat.core.settings import (
     MilvusSettings,
     ServingSettings,
     Settings,
-    TopicNames,
     UiSettings,
     load_settings,
 )
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.backends import InProcessBackend
 from prodcat.serving.vector_store import VectorStore
-from prodcat.serving.web.app import create_web_app
 from prodcat.serving.web.auth import Users
 from prodcat.serving.web.server import web_parts
 from prodcat.streams.backfill import backfill
@@ -42,8 +36,8 @@ from prodcat.streams.taxonomy_changes import change_taxonomy
 from prodcat.streams.taxonomy_store import configured_taxonomy, current_taxonomy, publish_taxonomy
 from prodcat.streams.topics import ensure_topics, topic_specs
 from prodcat.training.taxonomy import CategoryTree
-from tests.conftest import TrainedClassifier, free_port
-from tests.serving.web.test_browser import DOCS, PASSWORD, _chromium
+from tests.conftest import TrainedClassifier
+from tests.serving.web.test_browser import DOCS, PASSWORD, _chromium, serving, unique_topics
 from tests.streams.kafka_io import produce, product_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.browser]
@@ -65,10 +59,7 @@ def site(
     root = tmp_path_factory.mktemp("taxonomy-ui")
     models = root / "models"
     shutil.copytree(trained_classifier.model_base, models)
-    uid = uuid.uuid4().hex[:10]
-    base = TopicNames()
-    topics = TopicNames(**{f: f"t{uid}.{getattr(base, f)}" for f in TopicNames.model_fields
-                           if f != "partitions"}, partitions=2)  # fmt: skip
+    topics = unique_topics()
     settings = load_settings(
         data_dir=data_dir,
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
@@ -102,26 +93,12 @@ def site(
 
     store = VectorStore(settings.milvus)
     embedder = InProcessBackend(embedder_model_base, "image_embedder", poll_interval_s=None)
-    port = free_port()
     with web_parts(
         settings, store=store, embedder=embedder,
         taxonomy=lambda: configured_taxonomy(settings),
         apply_change=lambda change: change_taxonomy(settings, change, backfill=True).as_json(),
-    ) as parts:  # fmt: skip
-        server = uvicorn.Server(
-            uvicorn.Config(create_web_app(parts), host="127.0.0.1", port=port, log_level="warning")
-        )
-        thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not (server.started and parts.follower.ready.is_set()):
-            assert time.monotonic() < deadline, "the UI did not start"
-            time.sleep(0.1)
-        try:
-            yield Site(settings, f"http://127.0.0.1:{port}", tree, node)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=15)
+    ) as parts, serving(parts) as url:  # fmt: skip
+        yield Site(settings, url, tree, node)
     store.close()
     embedder.close()
 
