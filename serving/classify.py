@@ -19,6 +19,7 @@ from prodcat.serving.committee import committee_scores
 from prodcat.serving.exceptions import ModelSignatureError
 from prodcat.training import acquisition
 from prodcat.training.decisions import DecisionModel
+from prodcat.training.mappings import is_under
 
 Array = np.ndarray[Any, Any]
 EXCLUSIVE_PROBS = "exclusive_probs"
@@ -50,12 +51,16 @@ def predictions(
     rule_threshold: float,
     now_ms: int,
     committee: Sequence[tuple[ClassifierCard, ModelOutput]] = (),
+    within: Sequence[tuple[str, ...]] | None = None,
 ) -> list[Prediction]:
     """One ``Prediction`` record per product, from the outputs of ``card``'s model version.
 
     ``committee``: older versions' outputs (with their cards) for the same products; with at least
     one, the uncertainty holds the committee's vote entropy and KL to the consensus (the members
     aligned on ``card``'s classes, see ``prodcat.serving.committee``), otherwise those are null.
+    ``within``: per product, a node of the tree it is known to belong to (an approved
+    feed-category mapping), or ``()``: its exclusive probabilities are conditioned on that subtree
+    (:func:`restrict`) before anything is computed from them.
     """
     probs = output.outputs.get(EXCLUSIVE_PROBS)
     if probs is None or probs.shape != (len(products), len(card.class_ids)):
@@ -64,6 +69,8 @@ def predictions(
             f"{output.name} v{output.version}: {EXCLUSIVE_PROBS} has shape {shape}, expected "
             f"({len(products)}, {len(card.class_ids)}) from its model card"
         )
+    if within is not None and any(within):
+        probs = restrict(probs, card, within)
     rules = output.outputs.get(RULE_BASED_PROBS)
     if rules is None or rules.shape[1] != len(card.rule_ids):
         rules = np.zeros((len(products), 0), dtype=np.float32)
@@ -126,6 +133,35 @@ def predictions(
             }
         )
     return records
+
+
+@functools.lru_cache(maxsize=4096)
+def _subtree_mask(card: ClassifierCard, node: tuple[str, ...]) -> Array | None:
+    """The classes of ``card`` at ``node`` or below it; else (a node deeper than the classes) the
+    deepest class on its path (an internal class means "none of my children"); None when
+    neither exists."""
+    under = np.array([is_under(path, node) for path in card.class_paths], dtype=bool)
+    if under.any():
+        return under
+    depths = [len(path) if is_under(node, path) else 0 for path in card.class_paths]
+    deepest = max(depths, default=0)
+    return np.array(depths) == deepest if deepest else None
+
+
+def restrict(probs: Array, card: ClassifierCard, within: Sequence[tuple[str, ...]]) -> Array:
+    """Each row conditioned on its node's subtree: the probabilities of the classes outside it
+    set to 0, the rest renormalised (a row whose subtree the model gives no mass keeps its own)."""
+    out = np.array(probs, dtype=np.float64, copy=True)
+    for row, node in enumerate(within):
+        mask = _subtree_mask(card, tuple(node)) if node else None
+        if mask is None:
+            continue
+        mass = float(out[row, mask].sum())
+        if mass <= 0.0:
+            continue
+        out[row, ~mask] = 0.0
+        out[row, mask] /= mass
+    return out.astype(probs.dtype, copy=False)
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import numpy as np
 
 from prodcat.core.metrics import ModelMetrics, StageMetrics
-from prodcat.core.model_store import CardStore
+from prodcat.core.model_store import CardStore, ClassifierCard
 from prodcat.core.settings import ServingSettings, Settings
 from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.records import Prediction, Product
@@ -37,7 +38,7 @@ from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
 from prodcat.training.calibration import calibrated
 from prodcat.training.inputs import model_inputs
-from prodcat.training.mappings import Decision
+from prodcat.training.mappings import Decision, feed_path_key
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class ClassifyStage:
         output, members = outputs
         card = self.cards.classifier(output.name, output.version)
         committee = [(self.cards.classifier(m.name, m.version), m) for m in members]
+        prior = self.serving.mapping_prior and bool(self.mappings)
+        within = self._mapped_nodes(products) if prior else None
         records = predictions(
             products,
             output,
@@ -143,24 +146,37 @@ class ClassifyStage:
             rule_threshold=self.serving.rule_threshold,
             now_ms=now_ms,
             committee=committee,
+            within=within,
         )
         if self.metrics is not None:
             self._observe(self.metrics, output, records)
             if card.temperature is not None:
                 self._expect(self.metrics, output, products, card.temperature)
             if self.mappings:
-                self._check_mappings(self.metrics, output, products, records)
+                self._check_mappings(self.metrics, output, card, products)
         return list(records)
+
+    def _mapped_nodes(self, products: list[Product]) -> list[tuple[str, ...]]:
+        """Per product, the node its approved feed-category mapping names, or ``()``."""
+        out: list[tuple[str, ...]] = []
+        for product in products:
+            path = tuple(str(level) for level in product.get("category_path") or ())
+            decision = self.mappings.get(feed_path_key(str(product.get("feed") or ""), path))
+            out.append(decision.path if decision is not None else ())
+        return out
 
     def _check_mappings(
         self,
         metrics: ModelMetrics,
         output: ModelOutput,
+        card: ClassifierCard,
         products: list[Product],
-        records: Sequence[Prediction],
     ) -> None:
-        """Count how many predictions of approved feed paths fall under the mapped node."""
-        for feed, (checked, agreed) in agreement(products, records, self.mappings).items():
+        """Count how many products of approved feed paths the model, on its own (before any
+        mapping prior), predicts under the mapped node."""
+        top = np.asarray(output.outputs[EXCLUSIVE_PROBS]).argmax(axis=1)
+        own = [{"exclusive_top_k": [{"path": list(card.class_paths[i])}]} for i in top]
+        for feed, (checked, agreed) in agreement(products, own, self.mappings).items():
             label = self.feed_label(feed)
             metrics.mapping_checked.labels(output.name, label).inc(checked)
             metrics.mapping_agreed.labels(output.name, label).inc(agreed)

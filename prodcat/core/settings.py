@@ -164,6 +164,12 @@ class ServingSettings(_Section):
     )
     batch_size: int = Field(default=512, ge=1, description="Products per model call.")
     batch_within_s: float = Field(default=0.05, gt=0, description="Flush a partial batch after.")
+    mapping_prior: bool = Field(
+        default=False,
+        description="Condition the exclusive probabilities of a product whose feed path has an "
+        "approved feed-category mapping on the mapped node's subtree (the model then chooses "
+        "within it); the mapping-agreement metric still reads the model's own top class.",
+    )
 
 
 class ImageSettings(_Section):

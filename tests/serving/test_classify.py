@@ -251,3 +251,48 @@ def test_predictions_of_approved_feed_paths_are_checked_against_their_mapping() 
     assert sample("prodcat_mapping_checked_total", {"model": "clf", "feed": "other"}) == 1
     assert sample("prodcat_mapping_agreed_total", {"model": "clf", "feed": "other"}) == 0
     assert sample("prodcat_mapping_checked_total", {"model": "clf", "feed": "unmapped"}) is None
+
+
+def test_a_mapping_prior_conditions_the_prediction_on_the_mapped_subtree() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from prodcat.core.metrics import ModelMetrics
+    from prodcat.training.mappings import Decision, feed_path_key
+
+    products = serde_for("Product")
+    raw = b'{"title": "Shirt %d", "category": "Tops > Shirts"}'
+    records = [
+        _record(i, products.encode(normalize_event(raw % i, feed=feed, key=None, seen_at_ms=0)))
+        for i, feed in enumerate(["shop", "other", "unmapped"])
+    ]
+    registry = CollectorRegistry()
+    stage = _metered_stage(ModelMetrics(registry))
+    stage.serving = stage.serving.model_copy(update={"mapping_prior": True})
+    path = ("Tops", "Shirts")
+    stage.mappings.update(
+        {
+            feed_path_key("shop", path): Decision("shop", path, "approved", "c_b", ("A", "B")),
+            feed_path_key("other", path): Decision("other", path, "approved", "c_c", ("C",)),
+        }
+    )
+    out = stage.process(records, now_ms=1)
+    tops = [serde_for("Prediction").decode(o.value)["exclusive_top_k"] for o in out]
+    # the model alone: A 0.6, A > B 0.3, C 0.1
+    assert (tops[0][0]["category_id"], tops[0][0]["probability"]) == ("c_b", pytest.approx(1.0))
+    assert [t["probability"] for t in tops[0][1:]] == [0.0, 0.0]
+    assert (tops[1][0]["category_id"], tops[1][0]["probability"]) == ("c_c", pytest.approx(1.0))
+    assert (tops[2][0]["category_id"], tops[2][0]["probability"]) == ("c_a", pytest.approx(0.6))
+    sample = registry.get_sample_value  # agreement still reads the model's own top class (A)
+    assert sample("prodcat_mapping_agreed_total", {"model": "clf", "feed": "shop"}) == 0
+    assert sample("prodcat_mapping_agreed_total", {"model": "clf", "feed": "other"}) == 0
+
+
+def test_a_node_deeper_than_the_classes_restricts_to_the_classes_on_its_path() -> None:
+    from prodcat.serving.classify import restrict
+
+    probs = np.array([[0.6, 0.3, 0.1], [0.6, 0.3, 0.1], [0.6, 0.3, 0.1]], dtype=np.float32)
+    out = restrict(probs, CARD, [("A", "B", "Deep"), ("Z",), ()])
+    np.testing.assert_allclose(out[0], [0.0, 1.0, 0.0])  # A > B is on the path of A > B > Deep
+    np.testing.assert_allclose(out[1], probs[1])  # no class there: the model's own
+    np.testing.assert_allclose(out[2], probs[2])
+    assert out.dtype == np.float32
