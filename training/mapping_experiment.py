@@ -12,7 +12,9 @@ On a labelled catalogue (Flipkart, or ``--data FEED --truth TRUTH``) as a new cu
 
 Reported: approvals, products labelled per approval, the accuracy of the mapping-derived labels
 against the truth (exact node at the level, and "on the path": the node, when shallower, is an
-ancestor of the truth), and the model's own accuracy on the same products, for comparison.
+ancestor of the truth), the model's own accuracy on the same products, for comparison, and the
+model's accuracy with the mapping as a prior (its best class within the mapped node's subtree, as
+``PRODCAT_SERVING__MAPPING_PRIOR`` does in the classify stage).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from prodcat.training.dataset import Example
 from prodcat.training.exceptions import TrainingError
-from prodcat.training.mappings import Evidence, mine
+from prodcat.training.mappings import Evidence, is_under, mine
 
 
 @dataclass
@@ -41,21 +43,22 @@ class MappingResult:
     on_path: float  # the mapped node is the truth node or one of its ancestors
     model_exact: float  # the model's own predictions on the same products
     shallower: int  # mapping labels above the level (backed off to a parent)
+    prior_exact: float = 0.0  # the model's best class within the mapped subtree
 
     def row(self, name: str) -> str:
         return (
             f"| {name} | {self.products:,} | {self.labelled:,} | {self.approved:,} of "
             f"{self.candidates:,} | {self.mapped_products:,} | {self.per_approval_median:,.0f} "
             f"({self.per_approval_mean:,.1f}) | {self.exact:.4f} | {self.on_path:.4f} | "
-            f"{self.model_exact:.4f} | {self.shallower:,} |"
+            f"{self.model_exact:.4f} | {self.prior_exact:.4f} | {self.shallower:,} |"
         )
 
 
 HEADER = (
     "| data | products | labelled by people | approved mappings (of rows) | products labelled by "
     "mappings | per approval, median (mean) | mapping labels = truth | on the truth's path | "
-    "model on the same products | backed off to a parent |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "model on the same products | model with the mapping as a prior | backed off to a parent |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -112,13 +115,23 @@ def run(
         members = by_path.get(feed_path, [])
         sizes.append(len(members))
         mapped.extend(members)
-    exact = on_path = model_exact = shallower = 0
-    for i in mapped:
+    exact = on_path = model_exact = shallower = prior_exact = 0
+    classes = [tuple(str(c).split(" > ")) for c in model.classes_]
+    scores = model.decision_function(features[mapped]) if mapped else np.zeros((0, 0))
+    if scores.ndim == 1:  # two classes: one column, positive = the second
+        scores = np.stack([-scores, scores], axis=1)
+    for row, i in enumerate(mapped):
         node = approved[tuple(rows[i].raw_path)].path
         exact += node == truth[i]
         on_path += truth[i][: len(node)] == node
         shallower += len(node) < level
         model_exact += predicted[i] == truth[i]
+        inside = [j for j, c in enumerate(classes) if is_under(c, node)]
+        if not inside:  # a node deeper than the classes: the deepest class on its path
+            on = [(len(c), j) for j, c in enumerate(classes) if is_under(node, c)]
+            inside = [j for depth, j in on if depth == max(on)[0]] if on else []
+        best = max(inside, key=lambda j: scores[row, j]) if inside else int(scores[row].argmax())
+        prior_exact += classes[best] == truth[i]
     n = len(mapped) or 1
     return MappingResult(
         products=len(rows),
@@ -132,4 +145,5 @@ def run(
         on_path=on_path / n,
         model_exact=model_exact / n,
         shallower=shallower,
+        prior_exact=prior_exact / n,
     )

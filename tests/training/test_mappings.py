@@ -71,4 +71,5 @@ def test_the_offline_experiment_counts_approvals_and_scores_mapping_labels() -> 
     assert (result.products, result.labelled, result.approved) == (180, 30, 3)
     assert result.mapped_products == 150 and result.exact == 1.0 and result.on_path == 1.0
     assert result.per_approval_mean == 50.0
+    assert result.prior_exact == 1.0  # the model's best class within each mapped node
     assert "| x |" in result.row("x")
