@@ -131,3 +131,42 @@ def test_derive_seed_and_rule_labels(
         "Süt Ürünleri > Peynir",
     }
     assert "c" not in found
+
+
+def test_change_commands_rename_merge_and_list(
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``prodcat taxonomy rename|merge|split|changes`` through the CLI: a dry run writes nothing;
+    a rename and a merge store new versions and rewrite the rules; ``changes`` lists them."""
+    truth = tmp_path / "shop.truth.jsonl"
+    truth.write_text(
+        '{"row": 0, "path": ["Süt Ürünleri", "Peynir"]}\n'
+        '{"row": 1, "path": ["İçecekler", "Maden Suyu"]}\n'
+        '{"row": 2, "path": ["İçecekler", "Meyve Suyu"]}\n',
+        encoding="utf-8",
+    )
+    assert main(["taxonomy", "derive", "--from", str(truth)]) == 0
+    assert main(["rules", "seed"]) == 0
+    capsys.readouterr()
+    assert main(["taxonomy", "rename", "İçecekler", "--name", "Drinks", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("would rename")
+    assert len(read_taxonomies(settings)) == 1
+    assert main(["taxonomy", "rename", "İçecekler", "--name", "Drinks", "--by", "ops"]) == 0
+    out = capsys.readouterr().out
+    assert "nodes re-identified: 3" in out and "live as v2" in out
+    assert main(["taxonomy", "merge", "Drinks > Meyve Suyu", "--into", "Drinks > Maden Suyu"]) == 0
+    assert "live as v3" in capsys.readouterr().out
+    tree = load_taxonomy(settings)
+    assert sorted(" > ".join(n.path) for n in tree) == [
+        "Drinks", "Drinks > Maden Suyu", "Süt Ürünleri", "Süt Ürünleri > Peynir",
+    ]  # fmt: skip
+    assert "Drinks" in (tmp_path / "rules.yaml").read_text(encoding="utf-8")
+    assert main(["taxonomy", "split", "Drinks", "--into", "Hot"]) == 2  # refused: one part
+    assert "two or more" in caplog.text
+    capsys.readouterr()
+    assert main(["taxonomy", "changes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[3] for line in lines] == ["rename", "merge"]
