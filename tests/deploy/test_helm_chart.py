@@ -499,3 +499,20 @@ def test_bad_values_are_rejected(setting: str, message: str) -> None:
     proc = _helm("template", RELEASE, ".", "--set", setting)
     assert proc.returncode != 0
     assert message in proc.stderr
+
+
+def test_taxonomy_editors_get_the_model_store_read_write() -> None:
+    """The Taxonomy page writes remapped model versions: with editors the web pod mounts the
+    model store read-write and knows them; without, read-only (and the API pod always)."""
+
+    def mounts(docs: list[Doc], component: str) -> dict[str, Doc]:
+        pod = _of(docs, "Deployment")[f"{FULLNAME}-{component}"]["spec"]["template"]["spec"]
+        return {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+
+    default = _template()
+    assert mounts(default, "web")["models"]["readOnly"] is True
+    assert _config_env(default)["PRODCAT_UI__TAXONOMY_EDITORS"] == "[]"
+    editors = _template("--set", "web.taxonomyEditors={alice,bob}")
+    assert mounts(editors, "web")["models"]["readOnly"] is False
+    assert mounts(editors, "api")["models"]["readOnly"] is True
+    assert json.loads(_config_env(editors)["PRODCAT_UI__TAXONOMY_EDITORS"]) == ["alice", "bob"]

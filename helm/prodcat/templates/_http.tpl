@@ -1,7 +1,8 @@
 {{/*
 An HTTP process of the prodcat image (the web UI or the API): Deployment, Service, PDB, Ingress.
 Arguments: root, component ("web" or "api"), spec (its values), args, volumes, mounts (YAML
-lists), strategy ("" or "Recreate"), target (TF Serving host:port for the embedder, or "").
+lists), strategy ("" or "Recreate"), target (TF Serving host:port for the embedder, or ""),
+writeModels (mount the model store read-write; default read-only).
 */}}
 {{- define "prodcat.http" -}}
 {{- $root := .root }}
@@ -83,7 +84,7 @@ spec:
           securityContext:
             {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
           volumeMounts:
-            {{- include "prodcat.volumeMounts" (dict "root" $root "writeModels" false) | trim | nindent 12 }}
+            {{- include "prodcat.volumeMounts" (dict "root" $root "writeModels" (default false .writeModels)) | trim | nindent 12 }}
             {{- with .mounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
