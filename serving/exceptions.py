@@ -25,6 +25,14 @@ class BackendUnavailableError(ServingError, TransientError):
     """The model server could not be reached or did not answer within its deadline."""
 
 
+class ModelCardUnavailableError(ServingError, TransientError):
+    """The served version has no readable model card (being written, deleted, corrupt).
+
+    A deployment problem, not the input's fault: stages wait for it (back-off, counted retries)
+    rather than dead-letter every product while it lasts.
+    """
+
+
 class ImageFetchError(ServingError):
     """An image could not be fetched or is not an image; ``kind`` is the dead-letter reason.
 
@@ -58,6 +66,7 @@ class ModelInputError(ServingError):
 __all__ = [
     "BackendUnavailableError",
     "ImageFetchError",
+    "ModelCardUnavailableError",
     "ModelInputError",
     "ModelNotFoundError",
     "ModelSignatureError",

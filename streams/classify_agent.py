@@ -29,7 +29,11 @@ from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.serving.backends import ModelBackend, ModelOutput, create_backend
 from prodcat.serving.classify import EXCLUSIVE_PROBS, predictions
 from prodcat.serving.committee import predict_with_committee
-from prodcat.serving.exceptions import ModelInputError
+from prodcat.serving.exceptions import (
+    ModelCardUnavailableError,
+    ModelInputError,
+    ModelNotFoundError,
+)
 from prodcat.streams.bisection import bisect
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
@@ -134,8 +138,11 @@ class ClassifyStage:
         now_ms: int,
     ) -> list[Prediction | str]:
         output, members = outputs
-        card = self.cards.classifier(output.name, output.version)
-        committee = [(self.cards.classifier(m.name, m.version), m) for m in members]
+        try:
+            card = self.cards.classifier(output.name, output.version)
+            committee = [(self.cards.classifier(m.name, m.version), m) for m in members]
+        except ModelNotFoundError as exc:  # the served version's card: wait, do not dead-letter
+            raise ModelCardUnavailableError(str(exc)) from exc
         prior = self.serving.mapping_prior and bool(self.mappings)
         within = self._mapped_nodes(products) if prior else None
         records = predictions(

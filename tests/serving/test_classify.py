@@ -296,3 +296,37 @@ def test_a_node_deeper_than_the_classes_restricts_to_the_classes_on_its_path() -
     np.testing.assert_allclose(out[1], probs[1])  # no class there: the model's own
     np.testing.assert_allclose(out[2], probs[2])
     assert out.dtype == np.float32
+
+
+def test_a_missing_model_card_is_waited_for_not_dead_lettered(tmp_path: Any) -> None:
+    """The served version's card unreadable (being written, deleted): a transient error the
+    runtime retries with back-off; once the card is back the same batch is scored."""
+    import json
+
+    from prodcat.core.errors import TransientError
+
+    products = serde_for("Product")
+    records = [_record(0, products.encode(normalize_event(b'{"title": "Shirt"}', feed="shop",
+                                                          key=None, seen_at_ms=0)))]  # fmt: skip
+    stage = ClassifyStage(
+        topic="products.predictions",
+        products=products,
+        predictions=serde_for("Prediction"),
+        dead_letters=DeadLetters("dl", serde_for("DeadLetter"), stage="classify", worker="w"),
+        backend=_FakeBackend(),
+        cards=CardStore(tmp_path),
+        serving=ServingSettings(batch_size=8),
+    )
+    with pytest.raises(TransientError, match="model card"):
+        stage.process(records, now_ms=1)
+    card = tmp_path / "clf" / "3"
+    card.mkdir(parents=True)
+    classes = zip(CARD.class_ids, CARD.class_paths, strict=True)
+    nodes = zip(CARD.rule_ids, CARD.rule_paths, strict=True)
+    written = {
+        "classes": [{"id": i, "path": " > ".join(p)} for i, p in classes],
+        "rule_based_nodes": [{"id": i, "path": " > ".join(p)} for i, p in nodes],
+    }
+    (card / "model_card.json").write_text(json.dumps(written))
+    (out,) = stage.process(records, now_ms=1)
+    assert out.topic == "products.predictions"
