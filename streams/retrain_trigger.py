@@ -34,9 +34,11 @@ from typing import Any, Protocol
 from prodcat.core.errors import ProdcatError
 from prodcat.schemas.records import Label
 from prodcat.schemas.serde import AvroSerde
+from prodcat.serving.exceptions import ModelCardUnavailableError
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import decode_records
 from prodcat.streams.stage import Outgoing
+from prodcat.training.exceptions import TrainingError
 from prodcat.training.labels import (
     LabelError,
     Vocabulary,
@@ -144,11 +146,15 @@ class LabelStage:
         self._vocabulary: Vocabulary | None = None
 
     def vocabulary(self) -> Vocabulary:
+        """The labels' vocabulary; a served card that cannot be read (being written, corrupt) is
+        waited for (a transient error: the runtime retries), never a reason to dead-letter."""
         current = self._vocabulary
         if current is None or current.version != newest_version(self.model_base, self.name):
-            current = self._vocabulary = load_vocabulary(
-                self.model_base, self.name, self._taxonomy()
-            )
+            try:
+                loaded = load_vocabulary(self.model_base, self.name, self._taxonomy())
+            except TrainingError as exc:
+                raise ModelCardUnavailableError(str(exc)) from exc
+            current = self._vocabulary = loaded
         return current
 
     def _taxonomy(self) -> CategoryTree | None:

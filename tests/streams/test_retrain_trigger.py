@@ -92,6 +92,36 @@ def test_the_label_stage_counts_valid_labels_and_dead_letters_the_rest(tmp_path:
     assert results[0][1] is not None and results[0][1]["product_id"] == "p1"
 
 
+def test_a_corrupt_served_card_is_waited_for_not_a_reason_to_dead_letter_labels(
+    tmp_path: Path,
+) -> None:
+    """The newest served version's card unreadable (a half-written or corrupt file): the batch
+    raises a transient error (the runtime retries it with back-off) instead of the bug path
+    dead-lettering every label as ``internal_error``; once the card is readable it validates."""
+    from prodcat.core.errors import TransientError
+
+    version = tmp_path / "classifier" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    (version / "model_card.json").write_text("{not json", encoding="utf-8")
+    serde = serde_for("Label")
+    stage = LabelStage(
+        labels=serde,
+        dead_letters=DeadLetters("dlq", serde_for("DeadLetter"), stage="labels", worker=None),
+        model_base=tmp_path,
+        name="classifier",
+    )
+    label = {"product_id": "p1", "objective": "exclusive", "category_ids": ["c_0123456789ab"],
+             "source": "human", "labelled_at": 1}  # fmt: skip
+    records = [_Record(label_key("p1", "exclusive"), serde.encode(label), offset=0)]
+    with pytest.raises(TransientError, match="model card"):
+        stage.process(records, now_ms=5)
+    card = {"classes": [{"id": "c_0123456789ab", "path": "A"}], "rule_based_nodes": []}
+    (version / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    ((out, valid),) = stage.process(records, now_ms=5)
+    assert out.topic is None and valid is not None and valid["product_id"] == "p1"
+
+
 def _runner(tmp_path: Path, code: str, timeout_s: float = 30) -> JobRunner:
     return JobRunner(
         work_dir=tmp_path, env={}, timeout_s=timeout_s, command=(sys.executable, "-c", code)
