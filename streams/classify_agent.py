@@ -42,7 +42,7 @@ from prodcat.streams.runtime import StageHandler, register_stage
 from prodcat.streams.stage import Input, Outgoing, Outputs
 from prodcat.training.calibration import calibrated
 from prodcat.training.inputs import model_inputs
-from prodcat.training.mappings import Decision, feed_path_key
+from prodcat.training.mappings import Decision, decision_of
 
 logger = logging.getLogger(__name__)
 
@@ -165,12 +165,8 @@ class ClassifyStage:
 
     def _mapped_nodes(self, products: list[Product]) -> list[tuple[str, ...]]:
         """Per product, the node its approved feed-category mapping names, or ``()``."""
-        out: list[tuple[str, ...]] = []
-        for product in products:
-            path = tuple(str(level) for level in product.get("category_path") or ())
-            decision = self.mappings.get(feed_path_key(str(product.get("feed") or ""), path))
-            out.append(decision.path if decision is not None else ())
-        return out
+        decisions = (decision_of(self.mappings, product) for product in products)
+        return [decision.path if decision is not None else () for decision in decisions]
 
     def _check_mappings(
         self,
@@ -182,7 +178,7 @@ class ClassifyStage:
         """Count how many products of approved feed paths the model, on its own (before any
         mapping prior), predicts under the mapped node."""
         top = np.asarray(output.outputs[EXCLUSIVE_PROBS]).argmax(axis=1)
-        own = [{"exclusive_top_k": [{"path": list(card.class_paths[i])}]} for i in top]
+        own = [card.class_paths[i] for i in top]
         for feed, (checked, agreed) in agreement(products, own, self.mappings).items():
             label = self.feed_label(feed)
             metrics.mapping_checked.labels(output.name, label).inc(checked)

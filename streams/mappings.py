@@ -47,7 +47,8 @@ from prodcat.training.mappings import (
     Candidate,
     Decision,
     Evidence,
-    feed_path_key,
+    decision_of,
+    feed_path_of,
     is_under,
     mapping_label,
     mine,
@@ -132,10 +133,6 @@ def _catalogue(settings: Settings) -> _Catalogue:
     return _Catalogue(products, predicted, labelled, protected, paths)
 
 
-def _feed_path(product: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(str(level) for level in product.get("category_path") or ())
-
-
 def mine_table(
     settings: Settings,
     *,
@@ -148,7 +145,7 @@ def mine_table(
     evidence = (
         Evidence(
             str(product.get("feed") or ""),
-            _feed_path(product),
+            feed_path_of(product),
             catalogue.predicted.get(product_id, ()),
             catalogue.labelled.get(product_id, ()),
         )
@@ -226,7 +223,7 @@ def approve(
                 feed, feed_path, catalogue.predicted.get(pid, ()), catalogue.labelled.get(pid, ())
             )
             for pid, product in catalogue.products.items()
-            if product.get("feed") == feed and _feed_path(product) == feed_path
+            if product.get("feed") == feed and feed_path_of(product) == feed_path
         ]
         found = mine(evidence, min_support=1, min_purity=min_purity)
         if not found:
@@ -244,7 +241,7 @@ def approve(
     serde = serde_for("Label", settings.serde.registry_url, topic=settings.topics.labels)
     sender = AckedProducer(settings.kafka, what="mapping labels", acks="all")
     for product_id, product in sorted(catalogue.products.items()):
-        if product.get("feed") != feed or _feed_path(product) != feed_path:
+        if product.get("feed") != feed or feed_path_of(product) != feed_path:
             continue
         if product_id in catalogue.protected:
             report.skipped["labelled by a person or an import"] += 1
@@ -306,19 +303,17 @@ class DecisionFollower(TopicFollower):
 
 def agreement(
     products: Iterable[Mapping[str, Any]],
-    predictions: Iterable[Mapping[str, Any]],
+    predicted: Iterable[Sequence[str]],
     approved: Mapping[str, Decision],
 ) -> dict[str, tuple[int, int]]:
-    """Per feed, (products of an approved feed path, of them predicted at the mapped node or
-    below it): how pure an approved mapping still is, by the model's account."""
+    """Per feed, (products of an approved feed path, of them whose predicted top-1 path is the
+    mapped node or below it): how pure an approved mapping still is, by the model's account."""
     out: dict[str, tuple[int, int]] = {}
-    for product, prediction in zip(products, predictions, strict=True):
-        feed = str(product.get("feed") or "")
-        decision = approved.get(feed_path_key(feed, _feed_path(product)))
+    for product, path in zip(products, predicted, strict=True):
+        decision = decision_of(approved, product)
         if decision is None:
             continue
-        top = prediction.get("exclusive_top_k") or []
-        path = tuple(top[0].get("path") or ()) if top else ()
+        feed = str(product.get("feed") or "")
         checked, agreed = out.get(feed, (0, 0))
         out[feed] = (checked + 1, agreed + is_under(path, decision.path))
     return out
@@ -371,8 +366,7 @@ class MappingStage(StageHandler):
             if product is None:
                 out.append(item.output(None, skipped="deleted"))
                 continue
-            feed = str(product.get("feed") or item.feed or "")
-            decision = self.approved.get(feed_path_key(feed, _feed_path(product)))
+            decision = decision_of(self.approved, product, item.feed)
             product_id = str(product["product_id"])
             if decision is None or decision.category_id is None:
                 out.append(item.output(None, skipped="unmapped"))

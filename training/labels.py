@@ -146,6 +146,11 @@ class Vocabulary:
         """The category's path (``A > B > C``); the id itself when unknown (open vocabulary)."""
         return self.classes.get(category_id) or self.nodes.get(category_id) or category_id
 
+    def levels(self, category_id: str) -> tuple[str, ...]:
+        """The levels of a known category's path; ``()`` when the id is not known."""
+        path = self.classes.get(category_id) or self.nodes.get(category_id) or ""
+        return tuple(level.strip() for level in path.split(" > ") if level.strip())
+
     def resolve(self, text: str) -> str:
         """An id for ``text``: a known id as is, a known path (``A > B``) as its node's id (a
         taxonomy's own id, e.g. Google's ``421``), another path as its stable path id."""

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prodcat.core.ids import path_id
 from prodcat.schemas.records import Label
@@ -34,7 +35,9 @@ __all__ = [
     "Candidate",
     "Decision",
     "Evidence",
+    "decision_of",
     "feed_path_key",
+    "feed_path_of",
     "is_under",
     "mapping_label",
     "mine",
@@ -78,6 +81,20 @@ class Candidate:
     @property
     def key(self) -> str:
         return feed_path_key(self.feed, self.feed_path)
+
+
+def feed_path_of(product: Mapping[str, Any]) -> tuple[str, ...]:
+    """A product's own category path (``Product.category_path``), as strings."""
+    return tuple(str(level) for level in product.get("category_path") or ())
+
+
+def decision_of(
+    decisions: Mapping[str, Decision], product: Mapping[str, Any], feed: str | None = None
+) -> Decision | None:
+    """The decision on the product's (feed, feed path), if any; ``feed`` when the product names
+    none (e.g. its record's feed header)."""
+    name = str(product.get("feed") or feed or "")
+    return decisions.get(feed_path_key(name, feed_path_of(product)))
 
 
 def _prefixes(path: Sequence[str]) -> list[tuple[str, ...]]:

@@ -92,23 +92,25 @@ class MappingService:
 
     # -- the table ------------------------------------------------------------------------------
 
-    def _evidence(self, feed: str | None) -> Iterator[Evidence]:
+    def _evidence(
+        self, feed: str | None, predicted: dict[str, tuple[str, ...]]
+    ) -> Iterator[Evidence]:
+        """The view's products as votes; ``predicted``: category id → path of the predictions
+        (for label ids the vocabulary does not hold)."""
         vocabulary = self.vocabulary.get()
-        predicted = self.view.predicted_paths()
         for group in self.view.mapping_evidence(feed):
-            labelled: tuple[str, ...] = ()
-            if group["labelled"]:
-                category_id = group["labelled"]
-                known = vocabulary.path(category_id)
-                if known != category_id:
-                    labelled = tuple(level.strip() for level in known.split(" > "))
-                else:  # an id the vocabulary does not hold: as a prediction names it, if one does
-                    labelled = predicted.get(category_id, ())
+            category_id = group["labelled"]
+            labelled = (
+                vocabulary.levels(category_id) or predicted.get(category_id, ())
+                if category_id
+                else ()
+            )
             item = Evidence(group["feed"], group["feed_path"], group["predicted"], labelled)
             yield from [item] * group["n"]
 
-    def _category_id(self, path: tuple[str, ...], ids: dict[tuple[str, ...], str]) -> str:
+    def _category_id(self, path: tuple[str, ...], predicted: dict[str, tuple[str, ...]]) -> str:
         """The id of a node of our tree: the one predictions give it, else the vocabulary's."""
+        ids = {levels: category_id for category_id, levels in predicted.items()}
         return ids.get(path) or self.vocabulary.get().resolve(" > ".join(path))
 
     def table(
@@ -122,10 +124,12 @@ class MappingService:
         """The mined rows (``limit`` of them, in ``sort`` order) with their decisions."""
         if sort not in SORTS:
             raise InvalidInputError(f"sort by one of {', '.join(SORTS)}, not {sort!r}")
-        mined = mine(self._evidence(feed), min_support=min_support, min_purity=MIN_PURITY)
+        predicted = self.view.predicted_paths()
+        mined = mine(
+            self._evidence(feed, predicted), min_support=min_support, min_purity=MIN_PURITY
+        )
         mined.sort(key=lambda c: (-getattr(c, sort), -c.support, c.feed, c.feed_path))
         decisions = self.view.mapping_decisions()
-        ids = {path: category_id for category_id, path in self.view.predicted_paths().items()}
         rows = []
         for candidate in mined[:limit]:
             decision = decisions.get(candidate.key)
@@ -134,7 +138,7 @@ class MappingService:
                     "key": candidate.key,
                     "feed": candidate.feed,
                     "feed_path": list(candidate.feed_path),
-                    "category_id": self._category_id(candidate.path, ids),
+                    "category_id": self._category_id(candidate.path, predicted),
                     "path": list(candidate.path),
                     "support": candidate.support,
                     "labelled": candidate.labelled,
@@ -153,8 +157,10 @@ class MappingService:
 
     # -- decisions ------------------------------------------------------------------------------
 
-    def _mined(self, feed: str, feed_path: tuple[str, ...]) -> Candidate:
-        evidence = (e for e in self._evidence(feed) if e.feed_path == feed_path)
+    def _mined(
+        self, feed: str, feed_path: tuple[str, ...], predicted: dict[str, tuple[str, ...]]
+    ) -> Candidate:
+        evidence = (e for e in self._evidence(feed, predicted) if e.feed_path == feed_path)
         found = mine(evidence, min_support=1, min_purity=MIN_PURITY)
         if not found:
             raise InvalidInputError(
@@ -169,21 +175,22 @@ class MappingService:
         """Approve ``feed_path`` of ``feed`` → its mined node, or ``category_id`` (a node of the
         taxonomy or a class of the served model), then label its products."""
         path_of = tuple(feed_path)
+        predicted = self.view.predicted_paths()
         if category_id is None:
-            candidate = self._mined(feed, path_of)
-            ids = {path: cid for cid, path in self.view.predicted_paths().items()}
-            category_id, path = self._category_id(candidate.path, ids), candidate.path
+            candidate = self._mined(feed, path_of, predicted)
+            category_id, path = self._category_id(candidate.path, predicted), candidate.path
         else:
             vocabulary = self.vocabulary.get()
-            known = vocabulary.path(category_id)
-            if not vocabulary.knows(category_id, exclusive=True) or known == category_id:
-                path = self.view.predicted_paths().get(category_id, ())
-                if not path:
-                    raise InvalidInputError(
-                        f"unknown category {category_id!r}: choose one the category search offers"
-                    )
-            else:
-                path = tuple(level.strip() for level in known.split(" > "))
+            known = (
+                vocabulary.levels(category_id)
+                if vocabulary.knows(category_id, exclusive=True)
+                else ()
+            )
+            path = known or predicted.get(category_id, ())
+            if not path:
+                raise InvalidInputError(
+                    f"unknown category {category_id!r}: choose one the category search offers"
+                )
         now_ms = _now_ms()
         decision = Decision(feed, path_of, "approved", category_id, path, annotator, now_ms)
         self._store(decision)

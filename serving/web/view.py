@@ -65,11 +65,12 @@ CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id 
 #: apply_request and apply_label, so queue reads never look past answered requests.
 _OPEN = "r.open = 1"
 _ANSWERING = "/exclusive"  # the label key suffix (training.labels.label_key) that answers a request
-#: The product ``p`` has an exclusive label from a person or an import (a mapping never overwrites).
-_PROTECTED = (
-    "EXISTS (SELECT 1 FROM labels l WHERE l.key = p.product_id || '/exclusive' AND l.source IN ("
+#: The label ``l`` is the exclusive label of product ``p`` from a person or an import (a mapping
+#: never overwrites one).
+_PROTECTED_LABEL = (
+    f"l.key = p.product_id || '{_ANSWERING}' AND l.source IN ("
     + ",".join(f"'{source}'" for source in sorted(PROTECTED_SOURCES))
-    + "))"
+    + ")"
 )
 
 
@@ -430,10 +431,9 @@ class TopicView:
             "SELECT coalesce(p.feed, '') AS feed, p.category_path AS feed_path, "
             "pr.path AS predicted, l.category_id AS labelled, count(*) AS n FROM products p "
             "LEFT JOIN predicted pr ON pr.product_id = p.product_id "
-            "LEFT JOIN labels l ON l.key = p.product_id || '/exclusive' AND l.source IN ("
-            + ",".join("?" * len(PROTECTED_SOURCES))
-            + f") WHERE p.category_path != '[]' {where} GROUP BY 1, 2, 3, 4",
-            (*sorted(PROTECTED_SOURCES), *params),
+            f"LEFT JOIN labels l ON {_PROTECTED_LABEL} "
+            f"WHERE p.category_path != '[]' {where} GROUP BY 1, 2, 3, 4",
+            params,
         )
         return [
             {
@@ -463,7 +463,8 @@ class TopicView:
         """Product ids of ``feed_path`` of ``feed`` that a mapping may label, and how many others
         have a label from a person or an import."""
         rows = self._rows(
-            f"SELECT p.product_id, {_PROTECTED} AS protected FROM products p "
+            f"SELECT p.product_id, EXISTS (SELECT 1 FROM labels l WHERE {_PROTECTED_LABEL}) "
+            "AS protected FROM products p "
             "WHERE p.feed = ? AND p.category_path = ? ORDER BY p.product_id",
             (feed, json.dumps(list(feed_path), ensure_ascii=False)),
         )

@@ -8,8 +8,9 @@ from prodcat.training.mappings import Decision, feed_path_key, is_under
 SHORTS = ("Clothing", "Women", "Shorts")
 
 
-def _prediction(path: tuple[str, ...]) -> dict:
-    return {"exclusive_top_k": [{"category_id": "c", "path": list(path), "probability": 0.9}]}
+def _prediction(path: tuple[str, ...]) -> tuple[str, ...]:
+    """A prediction's top-1 path, as the classify stage passes it."""
+    return path
 
 
 def test_products_of_approved_paths_are_checked_against_the_mapped_node() -> None:
