@@ -29,6 +29,7 @@ its own subtree) is refused before anything is written, with what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -154,10 +155,7 @@ def _rewrite_rules(path: Path, applied: Applied, *, dry_run: bool) -> int:
         node = applied.after[new_id]
         if new_id != rule.category or node.path != rule.path:
             changed += 1
-            rule = type(rule)(
-                new_id, rule.phrases, rule.regex, rule.field, rule.unless, rule.case_sensitive,
-                node.path,
-            )  # fmt: skip
+            rule = dataclasses.replace(rule, category=new_id, path=node.path)
         out.append(rule)
     if changed and not dry_run:
         text = path.read_text(encoding="utf-8")

@@ -22,7 +22,6 @@ Pure functions; applying a change to the topics, the rules file and the served m
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,7 @@ from typing import Any, Final
 
 from prodcat.core.ids import display_name, normalize_name, path_id
 from prodcat.training.exceptions import TaxonomyError
-from prodcat.training.taxonomy import CategoryNode, CategoryTree, _assemble, _Spec
+from prodcat.training.taxonomy import CategoryTree, _assemble, _Spec
 
 __all__ = ["OPERATIONS", "Applied", "Change", "apply_change", "remap_ids", "resolve_change"]
 
@@ -59,6 +58,16 @@ class Change:
         if self.op == "merge":
             return f"merge {self.node} into {self.into}"
         return f"split {self.node} into {', '.join(repr(p) for p in self.parts)}"
+
+    def node_paths(self, tree: CategoryTree) -> dict[str, list[str]]:
+        """The paths the change's nodes have in ``tree`` (``node_path``, ``parent_path``,
+        ``into_path``), for people reading the change."""
+        named = {"node": self.node, "parent": self.parent, "into": self.into}
+        return {
+            f"{what}_path": list(tree[node_id].path)
+            for what, node_id in named.items()
+            if node_id is not None and node_id in tree
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,15 +117,9 @@ class Applied:
     def as_json(self) -> dict[str, Any]:
         """The event's record: the change (with the paths its nodes had), the versions and the
         id map."""
-        named = {"node": self.change.node, "parent": self.change.parent, "into": self.change.into}
-        paths = {
-            f"{what}_path": list(self.before[node_id].path)
-            for what, node_id in named.items()
-            if node_id is not None and node_id in self.before
-        }
         return {
             **self.change.to_dict(),
-            **paths,
+            **self.change.node_paths(self.before),
             "before": self.before.version,
             "after": self.after.version,
             "ids": dict(sorted(self.ids.items())),
@@ -193,15 +196,17 @@ class _Editable:
     def path(self, node_id: str) -> tuple[str, ...]:
         return tuple(self.nodes[i].name for i in reversed(self.ancestors(node_id)))
 
-    def tree(self) -> tuple[CategoryTree, dict[str, str]]:
-        """The new tree and the old id → new id of every node whose id changed."""
+    def tree(self, before: CategoryTree) -> tuple[CategoryTree, dict[str, str], frozenset[str]]:
+        """The new tree, the old id → new id of every node whose id changed, and the new ids of
+        the nodes of ``before`` whose path changed."""
+        paths = {old: self.path(old) for old in self.nodes}
         new_ids = {
-            old: old if node.own_id else path_id(self.path(old)) for old, node in self.nodes.items()
+            old: old if node.own_id else path_id(paths[old]) for old, node in self.nodes.items()
         }
         specs = [
             _Spec(
                 new_ids[old],
-                self.path(old),
+                paths[old],
                 None if node.parent is None else new_ids[node.parent],
                 node.count,
             )
@@ -209,7 +214,10 @@ class _Editable:
         ]
         tree = CategoryTree(_assemble(specs), source=self.source)
         changed = {old: new for old, new in new_ids.items() if old != new}
-        return tree, changed
+        moved = frozenset(
+            new_ids[old] for old in self.nodes if old in before and before[old].path != paths[old]
+        )
+        return tree, changed, moved
 
 
 def _name(name: str | None, what: str) -> str:
@@ -287,7 +295,7 @@ def apply_change(tree: CategoryTree, change: Change) -> Applied:
             added.append(child.id)
     else:
         raise TaxonomyError(f"unknown change {change.op!r}: one of {', '.join(OPERATIONS)}")
-    after, changed = edit.tree()
+    after, changed, moved = edit.tree(tree)
     ids = dict(changed)
     for gone, target in edit.merged.items():  # chains: a merged child's target may be re-ided
         while target in edit.merged:
@@ -296,18 +304,4 @@ def apply_change(tree: CategoryTree, change: Change) -> Applied:
     added_ids = tuple(changed.get(temp, temp) for temp in added)
     for temp in added:
         ids.pop(temp, None)
-    moved = frozenset(
-        n.id for n in after if (before := _old(tree, n, ids)) is None or before.path != n.path
-    )
-    return Applied(change, tree, after, ids, moved - set(added_ids), added_ids)
-
-
-def _old(tree: CategoryTree, node: CategoryNode, ids: Mapping[str, str]) -> CategoryNode | None:
-    """The node of the old tree that ``node`` of the new tree was."""
-    if node.id in tree and node.id not in ids:
-        return tree[node.id]
-    return next((tree[old] for old, new in ids.items() if new == node.id and old in tree), None)
-
-
-def change_json(applied: Applied) -> bytes:
-    return json.dumps(applied.as_json(), ensure_ascii=False).encode()
+    return Applied(change, tree, after, ids, moved, added_ids)

@@ -119,13 +119,12 @@ class TaxonomyService:
             apply_change(tree, change)  # refused here, with the reason, before the job starts
         except (TaxonomyError, ValueError) as exc:
             raise InvalidInputError(str(exc)) from exc
-        paths = {
-            f"{what}_path": list(tree[node_id].path)
-            for what, node_id in (("node", change.node), ("parent", change.parent),
-                                  ("into", change.into))
-            if node_id is not None
-        }  # fmt: skip
-        job = {**change.to_dict(), **paths, "state": "running", "describe": change.describe()}
+        job = {
+            **change.to_dict(),
+            **change.node_paths(tree),
+            "state": "running",
+            "describe": change.describe(),
+        }
         with self._lock:
             self._jobs[change.change_id] = job
         self._runner.submit(self._run, change)
