@@ -34,8 +34,9 @@ class AckedProducer:
             self.errors.append(str(err))
 
     def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers | None = None
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> None:
+        """Queue one record (``value`` None: a tombstone)."""
         self.topics.add(topic)
         while True:
             try:

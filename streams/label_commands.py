@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,8 @@ class Snapshot:
     counts: SnapshotCounts
     vocabulary: Vocabulary
     label_offsets: dict[int, int]
+    #: product id → its live exclusive label (joined with a product)
+    exclusive_labels: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _decoded_labels(
@@ -228,11 +230,12 @@ def materialise_snapshot(settings: Settings) -> Snapshot:
     vocabulary = vocabulary_of(settings)
     labels = read_compacted(settings.kafka, settings.topics.labels)
     products = live_products(settings)
+    exclusive: dict[str, Mapping[str, Any]] = {}
     items, counts = join_snapshot(
-        _decoded_labels(labels.values.items(), settings), products, vocabulary
+        _decoded_labels(labels.values.items(), settings), products, vocabulary, exclusive
     )
     if labels.keyless:
         counts.invalid["key_mismatch"] += labels.keyless
         counts.labels += labels.keyless
     logger.info("snapshot: %s", counts.as_dict())
-    return Snapshot(items, counts, vocabulary, labels.end_offsets)
+    return Snapshot(items, counts, vocabulary, labels.end_offsets, exclusive)

@@ -1,10 +1,11 @@
 """``prodcat retrain run``: the training job the retrain trigger launches (or a person runs).
 
-Materialise the labelled snapshot from the compacted topics, train a candidate, evaluate it and
+Materialise the labelled snapshot from the compacted topics, screen its labels with the label
+firewall (:mod:`prodcat.streams.firewall`: suspects held for review), train a candidate, evaluate it and
 the serving version on the fixed holdout, gate, export (:func:`prodcat.training.retrain.retrain`), and
 publish each step as a ``ModelEvent``. A gate rejection is a decision, not a failure: the job exits
 0 either way and writes its result (``--result``) as JSON for the trigger. Everything a job leaves
-lies under ``<work_dir>/jobs/v<version>/`` (snapshot, result) and ``<work_dir>/candidates/``.
+lies under ``<work_dir>/jobs/v<version>/`` (snapshot, firewall, result) and ``<work_dir>/candidates/``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from prodcat.core.settings import Settings
 from prodcat.streams.exceptions import RetrainJobError
+from prodcat.streams.firewall import apply_firewall
 from prodcat.streams.label_commands import materialise_snapshot
 from prodcat.streams.model_events import EventPublisher
 from prodcat.training.labels import (
@@ -82,13 +84,17 @@ def _run_locked(
     cfg, name = settings.retrain, settings.serving.classifier
     model_base = settings.serving.model_base
     snapshot = materialise_snapshot(settings)
-    write_snapshot(snapshot.items, folder / "snapshot.jsonl")
+    # the label firewall: suspect labels are published and (mode hold) left out of the job
+    items, _ = apply_firewall(
+        settings, snapshot.items, snapshot.exclusive_labels, version=version, folder=folder
+    )
+    write_snapshot(items, folder / "snapshot.jsonl")  # what the job trains and evaluates on
     (folder / "snapshot_counts.json").write_text(
         json.dumps({**snapshot.counts.as_dict(), "label_offsets": snapshot.label_offsets}),
         encoding="utf-8",
     )
     result = retrain(
-        snapshot.items,
+        items,
         vocabulary=snapshot.vocabulary,
         run=run,
         model_base=model_base,

@@ -87,6 +87,9 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         # taxonomy changes (rename, move, merge, split) with their id maps and reports, key =
         # change id, kept forever (streams/taxonomy_changes.py)
         TopicSpec(names.taxonomy_events, 1, {"cleanup.policy": "delete", "retention.ms": "-1"}),
+        # labels the firewall holds and people's reviews of them, key = the label's key
+        # (streams/firewall.py, the web UI's Review queue)
+        TopicSpec(names.suspects, n, dict(compact)),
     ]
 
 

@@ -13,19 +13,45 @@ did not train on label ``i``) and the given labels ``y``:
    lower is more suspect.
 
 :func:`out_of_sample_probabilities` makes ``p`` by K-fold cross-fitting (TF-IDF + LinearSVC, its
-margins through a softmax); the stream path can use the committee's probabilities instead.
+margins through a softmax).
+
+:func:`screen` is the firewall of the retraining job (``streams/firewall.py`` applies it): every
+live exclusive label is judged on cross-fitted probabilities from the labelled products' titles
+and brands; a suspect label becomes a :class:`SuspectLabel` (held until a person confirms or
+corrects it in the web UI's Review queue). A label a person confirmed is never held again (until
+it changes); a held label the firewall no longer suspects is cleared.
 Written for prodcat from the paper's definitions (no code taken from the reference library).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Suspects", "find_suspects", "out_of_sample_probabilities"]
+from prodcat.core.ids import label_key
+
+__all__ = [
+    "HELD",
+    "LabelFacts",
+    "Screening",
+    "SuspectLabel",
+    "Suspects",
+    "find_suspects",
+    "out_of_sample_probabilities",
+    "screen",
+]
+
+#: Statuses of a record on ``labels.suspect``: held by the firewall, or confirmed by a person
+#: (a correction is a new label that is confirmed at once). A cleared suspect is a tombstone.
+HELD: Final = "held"
+CONFIRMED: Final = "confirmed"
+STATUSES: Final = (HELD, CONFIRMED)
 
 Array = np.ndarray
 
@@ -44,8 +70,14 @@ class Suspects:
         return int(self.mask.sum())
 
 
-def find_suspects(labels: Sequence[int] | Array, probabilities: Array) -> Suspects:
-    """Confident learning over ``probabilities`` (n rows by classes, rows out of sample)."""
+def find_suspects(
+    labels: Sequence[int] | Array, probabilities: Array, *, min_class_count: int = 1
+) -> Suspects:
+    """Confident learning over ``probabilities`` (n rows by classes, rows out of sample).
+
+    ``min_class_count``: a class with fewer labels has no threshold (it never becomes a confident
+    class) and its labels are not judged: too few examples to say what is typical of it (a new
+    class enters with a single label)."""
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)
     n, classes = p.shape
@@ -54,11 +86,12 @@ def find_suspects(labels: Sequence[int] | Array, probabilities: Array) -> Suspec
     sums = np.bincount(y, weights=p[np.arange(n), y], minlength=classes)
     counts = np.bincount(y, minlength=classes)
     # A class no example is labelled with has no threshold: it never becomes a confident class.
-    thresholds = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    judged = counts >= max(1, min_class_count)
+    thresholds = np.where(judged, sums / np.maximum(counts, 1), np.inf)
     above = p >= thresholds[None, :]
     masked = np.where(above, p, -np.inf)
     confident = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
-    mask = (confident >= 0) & (confident != y)
+    mask = (confident >= 0) & (confident != y) & judged[y]
     return Suspects(mask, confident, p[np.arange(n), y], thresholds)
 
 
@@ -97,3 +130,147 @@ def out_of_sample_probabilities(
             margins = np.stack([-margins, margins], axis=1)
         out[np.ix_(held, model.classes_)] = _softmax(margins / temperature)
     return out
+
+
+# -- the retraining job's firewall -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelFacts:
+    """A live exclusive label as the firewall sees it, with its product's text."""
+
+    product_id: str
+    category_id: str
+    source: str
+    annotator: str | None
+    labelled_at: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SuspectLabel:
+    """A record of ``labels.suspect`` (JSON, key = the label's key): a label the firewall holds,
+    with the model's evidence, or a person's confirmation of it."""
+
+    product_id: str
+    category_id: str  # what the label says
+    source: str
+    annotator: str | None
+    labelled_at: int  # of the label judged: a newer label is judged afresh
+    status: str
+    suggested_id: str | None  # the confident class the evidence points to
+    self_confidence: float  # out-of-sample probability of the label's own class
+    suggested_probability: float
+    flagged_at: int
+    flagged_by: str
+    reviewed_by: str | None = None
+    reviewed_at: int | None = None
+    previous_category_id: str | None = None  # a correction: what the held label said
+
+    @property
+    def key(self) -> bytes:
+        return label_key(self.product_id, "exclusive")
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes | str) -> SuspectLabel:
+        data = json.loads(value)
+        if data.get("status") not in STATUSES:
+            raise ValueError(f"unknown suspect status {data.get('status')!r}")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def covers(self, facts: LabelFacts) -> bool:
+        """Whether this record is about that very label (same time and category)."""
+        return (self.labelled_at, self.category_id) == (facts.labelled_at, facts.category_id)
+
+
+@dataclass
+class Screening:
+    """What the firewall decided for one snapshot."""
+
+    screened: int = 0
+    skipped: str | None = None  # why nothing was judged (too few labels)
+    held: list[SuspectLabel] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)  # product ids no longer suspect
+    confirmed: int = 0  # labels a person confirmed: judged by nobody
+    by_source: Counter[str] = field(default_factory=Counter)
+    by_annotator: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def held_ids(self) -> set[str]:
+        return {s.product_id for s in self.held}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "screened": self.screened,
+            "skipped": self.skipped,
+            "held": len(self.held),
+            "cleared": len(self.cleared),
+            "confirmed": self.confirmed,
+            "held_by_source": dict(self.by_source),
+            "held_by_annotator": dict(self.by_annotator),
+        }
+
+
+def screen(
+    labels: Sequence[LabelFacts],
+    reviews: Mapping[str, SuspectLabel],
+    *,
+    flagged_by: str,
+    now_ms: int,
+    min_labels: int = 200,
+    min_class_count: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+) -> Screening:
+    """Judge every label of ``labels`` but those a person confirmed (``reviews``: product id →
+    its record on ``labels.suspect``); every label trains the cross-fitted models."""
+    result = Screening(screened=len(labels))
+    previously_held = {pid for pid, r in reviews.items() if r.status == HELD}
+    exempt = np.array(
+        [
+            (r := reviews.get(f.product_id)) is not None and r.status == CONFIRMED and r.covers(f)
+            for f in labels
+        ],
+        dtype=bool,
+    )
+    result.confirmed = int(exempt.sum())
+    if len(labels) < min_labels:
+        result.skipped = f"{len(labels)} exclusive labels, fewer than {min_labels}"
+        result.cleared = sorted(previously_held)
+        return result
+    from prodcat.training.al_learner import WordCharFeatures
+
+    classes = sorted({f.category_id for f in labels})
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[f.category_id] for f in labels], dtype=np.int64)
+    features = WordCharFeatures([f.text for f in labels]).pool
+    p = out_of_sample_probabilities(features, y, len(classes), folds=folds, seed=seed)
+    found = find_suspects(y, p, min_class_count=max(min_class_count, folds))
+    rows = np.arange(len(labels))
+    for i in rows[found.mask & ~exempt]:
+        facts, suggested = labels[i], int(found.confident[i])
+        before = reviews.get(facts.product_id)
+        again = before is not None and before.status == HELD and before.covers(facts)
+        result.held.append(
+            SuspectLabel(
+                product_id=facts.product_id,
+                category_id=facts.category_id,
+                source=facts.source,
+                annotator=facts.annotator,
+                labelled_at=facts.labelled_at,
+                status=HELD,
+                suggested_id=classes[suggested],
+                self_confidence=round(float(found.self_confidence[i]), 6),
+                suggested_probability=round(float(p[i, suggested]), 6),
+                flagged_at=before.flagged_at if again and before else now_ms,
+                flagged_by=before.flagged_by if again and before else flagged_by,
+            )
+        )
+        result.by_source[facts.source] += 1
+        result.by_annotator[facts.annotator or "-"] += 1
+    result.cleared = sorted(previously_held - result.held_ids)
+    return result

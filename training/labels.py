@@ -337,10 +337,13 @@ def join_snapshot(
     labels: Iterable[tuple[bytes | None, Mapping[str, Any] | LabelError]],
     products: Mapping[str, Mapping[str, Any]],
     vocabulary: Vocabulary,
+    exclusive_labels: dict[str, Mapping[str, Any]] | None = None,
 ) -> tuple[list[LabelledProduct], SnapshotCounts]:
     """Join live labels (key, decoded label or its decode error) with live products by id.
 
     Products come out sorted by ``product_id`` so a snapshot of the same topics is the same file.
+    ``exclusive_labels``, when given, receives each joined product's exclusive label (its source,
+    annotator and time: what the label firewall needs).
     """
     counts = SnapshotCounts(products=len(products))
     exclusive: dict[str, str] = {}
@@ -361,6 +364,8 @@ def join_snapshot(
         counts.valid[label["objective"]] += 1
         if label["objective"] == "exclusive":
             exclusive[product_id] = label["category_ids"][0]
+            if exclusive_labels is not None:
+                exclusive_labels[product_id] = label
         else:
             rule_based[product_id] = tuple(label["category_ids"])
     ids = sorted(set(exclusive) | set(rule_based))

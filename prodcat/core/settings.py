@@ -98,6 +98,7 @@ class TopicNames(_Section):
     replays: str = "products.deadletter.replays"
     mappings: str = "feeds.mappings"
     taxonomy_events: str = "taxonomy.events"
+    suspects: str = "labels.suspect"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )
@@ -363,6 +364,19 @@ class RetrainSettings(_Section):
     )
     holdout_fraction: float = Field(
         default=0.2, gt=0, lt=1, description="Share of labelled products held out (by id hash)."
+    )
+    firewall: Literal["hold", "flag", "off"] = Field(
+        default="hold",
+        description="The label firewall of each job (confident learning on cross-fitted "
+        "probabilities, training/firewall.py): hold = suspect exclusive labels go to "
+        "`labels.suspect` and the web UI's Review queue and are left out of training and the "
+        "holdout until a person confirms them; flag = the same, but still trained on; off.",
+    )
+    firewall_min_labels: int = Field(
+        default=200,
+        ge=10,
+        description="The firewall judges labels only when a snapshot has at least this many "
+        "exclusive labels (fewer cross-fit too weakly), and only labels of classes with 5 or more.",
     )
     work_dir: Path = Field(
         default=Path("var/retrain"), description="Snapshots, candidates and job logs."

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from prodcat.training.firewall import find_suspects, out_of_sample_probabilities
+from prodcat.training.firewall import (
+    CONFIRMED,
+    HELD,
+    LabelFacts,
+    SuspectLabel,
+    find_suspects,
+    out_of_sample_probabilities,
+    screen,
+)
 
 
 def test_a_label_the_model_confidently_disagrees_with_is_suspect() -> None:
@@ -46,3 +56,79 @@ def test_cross_fitted_probabilities_find_flipped_labels() -> None:
     assert len(hits) / found.count >= 0.6  # precision
     clean = find_suspects(y, out_of_sample_probabilities(x, y, 3, folds=5, temperature=0.5))
     assert clean.count <= 3  # clean labels are (almost) never held
+
+
+def test_a_class_with_too_few_labels_is_not_judged() -> None:
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.9, 0.1]])
+    y = [0, 0, 0, 1]  # class 1 has one label (a new class)
+    # Judged, its threshold (0.1) is so low that a plain 0 with p = 0.4 looks like a 1.
+    assert find_suspects(y, p).mask.tolist() == [False, False, True, True]
+    # Not judged: class 1 is never a confident class and its label is not held.
+    assert find_suspects(y, p, min_class_count=2).mask.tolist() == [False] * 4
+
+
+_WORDS = {
+    "shoes": "running shoe sneaker sole lace",
+    "watches": "analog watch strap dial quartz",
+    "mugs": "ceramic coffee mug handle cup",
+    "lamps": "desk lamp bulb shade led",
+    "socks": "cotton ankle socks pair woven",
+}
+
+
+def _facts(n_per_class: int = 60, flips: int = 12) -> tuple[list[LabelFacts], set[str]]:
+    rng = np.random.default_rng(3)
+    classes = sorted(_WORDS)
+    facts, wrong = [], set()
+    for c in classes:
+        for i in range(n_per_class):
+            words = rng.choice(_WORDS[c].split(), size=3, replace=False)
+            pid = f"{c}-{i}"
+            facts.append(LabelFacts(pid, c, "human", f"ann{i % 3}", 1000 + i, " ".join(words)))
+    for index in rng.choice(len(facts), size=flips, replace=False):
+        f = facts[index]
+        other = classes[(classes.index(f.category_id) + 1) % len(classes)]
+        facts[index] = LabelFacts(f.product_id, other, "rules", None, f.labelled_at, f.text)
+        wrong.add(f.product_id)
+    return facts, wrong
+
+
+def test_screening_holds_wrong_labels_with_evidence_and_respects_reviews() -> None:
+    facts, wrong = _facts()
+    first = screen(facts, {}, flagged_by="retrain v2", now_ms=5, min_labels=100)
+    held = {s.product_id: s for s in first.held}
+    assert len(set(held) & wrong) >= 10 and len(set(held) - wrong) <= 3
+    some = held[sorted(set(held) & wrong)[0]]
+    assert some.status == HELD and some.suggested_id == some.product_id.split("-")[0]
+    assert some.suggested_probability > some.self_confidence
+    assert (some.flagged_by, some.flagged_at, some.source) == ("retrain v2", 5, "rules")
+    assert first.by_source["rules"] == sum(s.source == "rules" for s in first.held)
+    assert SuspectLabel.from_json(some.to_json()) == some
+
+    # A person confirmed one held label; another was held by an older job but its label has
+    # since been corrected (so it is no longer suspect); the rest were held before.
+    reviews = {s.product_id: s for s in first.held}
+    confirmed = replace(some, status=CONFIRMED, reviewed_by="ann0", reviewed_at=9)
+    reviews[some.product_id] = confirmed
+    corrected_id = sorted(set(held) & wrong)[1]
+    fixed = [
+        replace(f, category_id=f.product_id.split("-")[0], labelled_at=99)
+        if f.product_id == corrected_id
+        else f
+        for f in facts
+    ]
+    second = screen(fixed, reviews, flagged_by="retrain v3", now_ms=7, min_labels=100)
+    again = {s.product_id: s for s in second.held}
+    assert some.product_id not in again and second.confirmed == 1
+    assert corrected_id in second.cleared and corrected_id not in again
+    kept = sorted(set(again) & set(held))[0]
+    assert (again[kept].flagged_by, again[kept].flagged_at) == ("retrain v2", 5)  # held since
+    # A confirmation covers that label only: a newer label of the product is judged afresh.
+    assert not confirmed.covers(replace(facts[0], labelled_at=1))
+
+    few = screen(fixed[:50], reviews, flagged_by="retrain v4", now_ms=8, min_labels=100)
+    assert few.held == [] and "fewer than 100" in (few.skipped or "")
+    # nothing is held while too few labels are judged
+    assert set(few.cleared) == {pid for pid, r in reviews.items() if r.status == HELD}
+    with pytest.raises(ValueError, match="status"):
+        SuspectLabel.from_json(replace(some, status="maybe").to_json())
