@@ -24,6 +24,7 @@ from prodcat.serving.web.auth import LoginThrottle, Session, SessionCodec, Users
 from prodcat.serving.web.follower import TopicFollower
 from prodcat.serving.web.mappings import MappingService
 from prodcat.serving.web.metrics import WebMetrics
+from prodcat.serving.web.review import ReviewService
 from prodcat.serving.web.similarity import SimilarityService
 from prodcat.serving.web.taxonomy import TaxonomyService
 from prodcat.serving.web.view import TopicView
@@ -44,6 +45,7 @@ class WebParts:
     similarity: SimilarityService
     mappings: MappingService
     taxonomy: TaxonomyService
+    review: ReviewService
     metrics: WebMetrics
     follower: TopicFollower | None = None
 

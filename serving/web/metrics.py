@@ -50,6 +50,26 @@ class WebMetrics:
             registry=registry,
         )
 
+        self.reviews = Counter(
+            "prodcat_label_reviews",
+            "Held labels reviewed in the Review queue, by decision (confirmed, corrected) and the "
+            "label's source.",
+            ["decision", "source"],
+            registry=registry,
+        )
+        self.suspects_held = Gauge(
+            "prodcat_labels_held",
+            "Labels the firewall holds for review, by source.",
+            ["source"],
+            registry=registry,
+        )
+
+    def set_suspects(self, held: dict[str, int]) -> None:
+        """Set the held labels per source; sources with none left go to 0."""
+        seen = {s.labels["source"] for m in self.suspects_held.collect() for s in m.samples}
+        for source in seen | set(held):
+            self.suspects_held.labels(source).set(held.get(source, 0))
+
     def set_depth(self, depth: dict[str, int]) -> None:
         """Set the queue depth per strategy; strategies that emptied go to 0."""
         seen = {labels[0] for labels in self._depth_labels()}

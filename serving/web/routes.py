@@ -22,6 +22,7 @@ from prodcat.serving.web.endpoints import (
     images,
     mappings,
     pages,
+    review,
     similarity,
     taxonomy,
 )
@@ -58,6 +59,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/report", pages.report_page, "report_page", _HTML),
     Route("GET", "/mappings", pages.mappings_page, "mappings_page", _HTML),
     Route("GET", "/taxonomy", pages.taxonomy_page, "taxonomy_page", _HTML),
+    Route("GET", "/review", pages.review_page, "review_page", _HTML),
     # annotation API
     Route("GET", "/ui/api/next", annotation.next_item, "next_item"),
     Route("POST", "/ui/api/label", annotation.label, "label"),
@@ -78,6 +80,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/ui/api/taxonomy/nodes", taxonomy.nodes, "taxonomy_nodes"),
     Route("GET", "/ui/api/taxonomy/changes", taxonomy.changes, "taxonomy_changes"),
     Route("POST", "/ui/api/taxonomy/changes", taxonomy.change, "taxonomy_change"),
+    # review queue API (labels the firewall holds)
+    Route("GET", "/ui/api/review", review.queue, "review_queue"),
+    Route("POST", "/ui/api/review/confirm", review.confirm, "review_confirm"),
+    Route("POST", "/ui/api/review/correct", review.correct, "review_correct"),
     # images
     Route("GET", "/img/{product_id}", images.image, "image"),
 )

@@ -27,6 +27,7 @@ from prodcat.serving.web.leases import LeaseBook
 from prodcat.serving.web.mappings import MappingService
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
+from prodcat.serving.web.review import ReviewService
 from prodcat.serving.web.similarity import SimilarityService
 from prodcat.serving.web.taxonomy import ApplyChange, TaxonomyService
 from prodcat.serving.web.view import TopicView
@@ -86,6 +87,7 @@ def web_parts(
             taxonomy=TaxonomyService(
                 view, annotation.vocabulary, ui.taxonomy_editors, apply_change
             ),
+            review=ReviewService(settings, view, publisher, annotation.vocabulary, metrics),
             metrics=metrics,
             follower=follower,
         )

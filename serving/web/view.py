@@ -2,7 +2,7 @@
 
 The follower (:mod:`prodcat.serving.web.follower`) applies every record of ``products.normalized``,
 ``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions``,
-``feeds.mappings`` and ``taxonomy.events`` here; pages only read. Kafka
+``feeds.mappings``, ``taxonomy.events`` and ``labels.suspect`` here; pages only read. Kafka
 stays the source of truth: the file is a cache, recreated empty when the process starts. SQLite
 keeps memory bounded whatever the topics hold (a queue of tens of thousands of requests, millions
 of products), and gives the product-title search an index: a table of (word, product) pairs, so a
@@ -12,8 +12,8 @@ query's first word is a range scan of that index and its other words filter the 
 What the tables hold: the card fields of each product (not the whole record), the newest request
 per product, the live label per key (with its encoded value, so an undo can restore it), the
 category prefixes seen on products (for subtree filters), the live judgements, each product's
-top-1 predicted category and the feed-category mapping decisions (for the Mappings screen), and
-the taxonomy changes (for the Taxonomy page).
+top-1 predicted category and the feed-category mapping decisions (for the Mappings screen), the
+taxonomy changes (for the Taxonomy page) and the labels the firewall holds (for the Review queue).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from prodcat.core.ids import path_id
+from prodcat.core.ids import KEY_SEPARATOR, path_id
 from prodcat.serving.vector_plan import CATEGORY_LEVELS
+from prodcat.training.firewall import HELD, SuspectLabel
 from prodcat.training.mappings import PROTECTED_SOURCES, Decision
 
 DESCRIPTION_CHARS: Final = 1500
@@ -56,6 +57,9 @@ CREATE TABLE predicted (product_id TEXT PRIMARY KEY, category_id TEXT NOT NULL,
     path TEXT NOT NULL);
 CREATE TABLE mappings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE taxonomy_events (change_id TEXT PRIMARY KEY, at INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE TABLE suspects (product_id TEXT PRIMARY KEY, status TEXT NOT NULL, source TEXT NOT NULL,
+    annotator TEXT, flagged_at INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE INDEX suspects_held ON suspects (status, flagged_at, product_id);
 CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id TEXT,
     model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
@@ -315,6 +319,47 @@ class TopicView:
                 "INSERT OR REPLACE INTO taxonomy_events VALUES (?,?,?)",
                 (text, int(event.get("at") or 0), value),
             )
+
+    def apply_suspect(self, key: bytes, value: bytes | None) -> None:
+        """A record of ``labels.suspect`` (JSON :class:`~prodcat.training.firewall.SuspectLabel`;
+        key = the label's key, a tombstone when the firewall cleared it)."""
+        product_id = key.decode("utf-8", "replace").rsplit(KEY_SEPARATOR, 1)[0]
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM suspects WHERE product_id = ?", (product_id,))
+                return
+            record = SuspectLabel.from_json(value)  # one that does not parse raises, unkept
+            self._db.execute(
+                "INSERT OR REPLACE INTO suspects VALUES (?,?,?,?,?,?)",
+                (
+                    record.product_id,
+                    record.status,
+                    record.source,
+                    record.annotator,
+                    record.flagged_at,
+                    value,
+                ),
+            )
+
+    def held_suspects(self, limit: int) -> list[SuspectLabel]:
+        """Labels the firewall holds, longest held first."""
+        rows = self._rows(
+            "SELECT value FROM suspects WHERE status = ? ORDER BY flagged_at, product_id LIMIT ?",
+            (HELD, limit),
+        )
+        return [SuspectLabel.from_json(r["value"]) for r in rows]
+
+    def suspect(self, product_id: str) -> SuspectLabel | None:
+        rows = self._rows("SELECT value FROM suspects WHERE product_id = ?", (product_id,))
+        return SuspectLabel.from_json(rows[0]["value"]) if rows else None
+
+    def suspect_counts(self) -> list[dict[str, Any]]:
+        """Held and confirmed labels per status, source and annotator."""
+        rows = self._rows(
+            "SELECT status, source, COALESCE(annotator, '-') AS annotator, COUNT(*) AS n "
+            "FROM suspects GROUP BY status, source, annotator ORDER BY status, source, annotator"
+        )
+        return [dict(r) for r in rows]
 
     # -- the queue ------------------------------------------------------------------------------
 

@@ -17,5 +17,7 @@ def healthz(web: WEB) -> JSONResponse:
 
 
 def prometheus(web: WEB) -> Response:
-    web.parts.annotation.depth()  # the queue-depth gauge is read at scrape time
+    web.parts.annotation.depth()  # the queue-depth and held-label gauges are read at scrape time
+    if web.parts.review is not None:
+        web.parts.review.counts()
     return Response(generate_latest(web.parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

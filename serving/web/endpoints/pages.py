@@ -1,5 +1,5 @@
-"""The server-rendered pages: annotate, progress, similar, report, mappings and taxonomy (``/``
-goes to annotate)."""
+"""The server-rendered pages: annotate, progress, similar, report, mappings, taxonomy and review
+(``/`` goes to annotate)."""
 
 from __future__ import annotations
 
@@ -79,3 +79,8 @@ def mappings_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
 def taxonomy_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
     """Nodes and changes are fetched by ``taxonomy.js`` (``/ui/api/taxonomy/...``)."""
     return web.page(request, "taxonomy.html", can_edit=web.parts.taxonomy.can_edit(user))
+
+
+def review_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
+    """The held labels are fetched by ``review.js`` (``/ui/api/review``)."""
+    return web.page(request, "review.html")

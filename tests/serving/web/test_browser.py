@@ -7,7 +7,10 @@ neighbours, a category restriction keeps them in the subtree, a judgement lands 
 ``similarity.judgements`` and the report counts it. (3) The Mappings screen mines feed paths from
 predictions and labels on the topics; ``a`` approves (decision on ``feeds.mappings``, a mapping
 label for every product of the path but the one a person labelled), ``c`` approves another node,
-``r`` rejects. The tests take the screenshots in ``docs/``.
+``r`` rejects. (4) The Review queue shows the labels the firewall holds on ``labels.suspect``;
+``y`` confirms, ``s`` takes the model's category, ``/`` chooses another (a new label on
+``labels``, the record confirmed); a label changed after it was held is refused. The tests take
+the screenshots in ``docs/``.
 
 Chromium is Debian's (``make system-deps``), driven by Playwright's Python package with
 ``executable_path``; no browser is downloaded.
@@ -439,6 +442,103 @@ def test_mappings_screen_approve_choose_and_reject_by_keyboard(ui: Ui, browser: 
     metrics = httpx.get(f"{ui.url}/metrics").text
     assert 'prodcat_mapping_decisions_total{status="approved"} 2.0' in metrics
     assert "prodcat_mapping_ui_labels_total 12.0" in metrics
+    page.context.close()
+
+
+def test_review_queue_confirm_take_and_choose_by_keyboard(ui: Ui, browser: Any) -> None:
+    topics = ui.settings.topics
+    (c0, _), (c1, _), (c2, path2) = ui.classes
+    products, label_serde = serde_for("Product"), serde_for("Label")
+    # (label, its source and annotator, the model's category): held in this order
+    plan = [(c1, "human", "bob", c0), (c1, "rules", None, c2), (c0, "human", "bob", c1),
+            (c2, "import", None, c0)]  # fmt: skip
+    rows = iter(ui.catalogue[-len(plan) :])
+    product_records, label_records, suspect_records, ids = [], [], [], []
+    for index, (category, source, annotator, suggested) in enumerate(plan):
+        product = _product(next(rows), ui.images)
+        pid = f"rv-{product['product_id']}"
+        product["product_id"] = pid
+        ids.append(pid)
+        key = f"{pid}/exclusive".encode()
+        label = {"product_id": pid, "objective": "exclusive", "category_ids": [category],
+                 "source": source, "annotator": annotator, "labelled_at": 5_000 + index}  # fmt: skip
+        held = {"product_id": pid, "category_id": category, "source": source,
+                "annotator": annotator, "labelled_at": 5_000 + index, "status": "held",
+                "suggested_id": suggested, "self_confidence": 0.05, "suggested_probability": 0.9,
+                "flagged_at": 10 + index, "flagged_by": "retrain v7"}  # fmt: skip
+        if index == 3:  # relabelled after it was held: the next job judges it, not a reviewer
+            label["labelled_at"] = 9_000
+        product_records.append((pid.encode(), products.encode(product)))
+        label_records.append((key, label_serde.encode(label)))
+        suspect_records.append((key, json.dumps(held).encode()))
+    produce(ui.settings, topics.normalized, product_records)
+    produce(ui.settings, topics.labels, label_records)
+    produce(ui.settings, topics.suspects, suspect_records)
+
+    page = _login(browser, ui, "alice", "/review")
+    deadline = time.monotonic() + 30
+    while page.locator("#held-count").inner_text() != "4 held":  # the follower reads them
+        assert time.monotonic() < deadline, "the held labels did not appear"
+        time.sleep(0.5)
+        page.reload()
+        page.wait_for_selector("body[data-loaded='1']")
+    assert page.locator("#p-id").inner_text() == ids[0]
+    assert page.locator("#l-by").inner_text() == "human / bob"
+    assert page.locator("#s-prob").inner_text() == "90%"
+    source_rows = page.locator("#by-source tr").all_inner_texts()
+    assert [r.split("\t")[0] for r in source_rows] == ["human", "import", "rules"]
+
+    page.keyboard.press("y")  # the label is right
+    page.wait_for_selector(f"#p-id:text('{ids[1]}')")
+    page.keyboard.press("s")  # take the model's category
+    page.wait_for_selector(f"#p-id:text('{ids[2]}')")
+    page.keyboard.press("/")  # choose another
+    page.keyboard.type(path2)
+    choice = page.locator("#results li").first
+    choice.wait_for()
+    chosen = choice.get_attribute("data-category-id")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#p-id:text('{ids[3]}')")
+    page.wait_for_selector("#confirmed-count:text('3 reviewed')")
+    page.screenshot(path=str(DOCS / "ui-review.png"))
+
+    # The fourth label changed after it was held: refused, still held.
+    csrf = page.get_attribute('meta[name="csrf-token"]', "content")
+    stale = page.request.post("/ui/api/review/confirm", data={"product_id": ids[3]},
+                              headers={"X-CSRF-Token": csrf})  # fmt: skip
+    assert stale.status == 409 and "changed after it was held" in stale.text()
+    assert page.request.post("/ui/api/review/confirm", data={"product_id": ids[0]}).status == 403
+
+    suspects = {}
+    for record in read_topics(ui.settings.kafka, [topics.suspects], timeout_s=30, idle_s=1.0):
+        suspects[record.key.decode().split("/")[0]] = json.loads(record.value)
+    assert [suspects[pid]["status"] for pid in ids] == ["confirmed"] * 3 + ["held"]
+    assert all(suspects[pid]["reviewed_by"] == "alice" for pid in ids[:3])
+    assert suspects[ids[0]]["category_id"] == c1 and suspects[ids[0]]["labelled_at"] == 5_000
+    assert (suspects[ids[1]]["category_id"], suspects[ids[1]]["previous_category_id"]) == (c2, c1)
+    assert (suspects[ids[2]]["category_id"], suspects[ids[2]]["previous_category_id"]) == (
+        chosen,
+        c0,
+    )
+    labels = {}
+    for record in read_topics(ui.settings.kafka, [topics.labels], timeout_s=30, idle_s=1.0):
+        if record.value is not None:
+            labels[record.key.decode().split("/")[0]] = label_serde.decode(record.value)
+    assert labels[ids[0]]["labelled_at"] == 5_000  # confirmed: unchanged
+    for pid, category in ((ids[1], c2), (ids[2], chosen)):
+        label = labels[pid]
+        assert (label["category_ids"], label["source"], label["annotator"], label["strategy"]) == (
+            [category],
+            "human",
+            "alice",
+            "review",
+        )
+        assert label["labelled_at"] == suspects[pid]["labelled_at"]  # the confirmation covers it
+    metrics = httpx.get(f"{ui.url}/metrics").text
+    assert 'prodcat_label_reviews_total{decision="confirmed",source="human"} 1.0' in metrics
+    assert 'prodcat_label_reviews_total{decision="corrected",source="rules"} 1.0' in metrics
+    assert 'prodcat_labels_held{source="import"} 1.0' in metrics
+    assert 'prodcat_labels_held{source="rules"} 0.0' in metrics
     page.context.close()
 
 

@@ -73,6 +73,7 @@ def parts(tmp_path: Path) -> WebParts:
         similarity=Similarity(),  # type: ignore[arg-type]
         mappings=None,  # type: ignore[arg-type]
         taxonomy=None,  # type: ignore[arg-type]
+        review=None,  # type: ignore[arg-type]
         metrics=metrics,
     )
 

@@ -319,6 +319,7 @@ def test_queue_reads_and_writes_wait_until_the_view_has_caught_up(
         similarity=SimilarityService(settings, view, None, None, None, metrics),  # type: ignore[arg-type]
         mappings=None,  # type: ignore[arg-type]
         taxonomy=None,  # type: ignore[arg-type]
+        review=None,  # type: ignore[arg-type]
         metrics=metrics,
         follower=follower,
     )
