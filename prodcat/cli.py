@@ -842,6 +842,18 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         for seed in [int(s) for s in (args.seeds or "0").split(",")]:
             for outcome in firewall_experiment.run(split, ["uniform", "sibling"], rates, seed):
                 print(outcome.row(), flush=True)
+        if data is None:  # the keyword rules' own labels (the demo rules are Flipkart's)
+            from prodcat.training.dataset import tree_of_examples
+            from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
+
+            tree = tree_of_examples(examples)
+            engine = RuleEngine(load_rules(DEMO_RULES, tree), tree)
+            print("\n" + firewall_experiment.RULES_HEADER)
+            for seed in [int(s) for s in (args.seeds or "0").split(",")]:
+                for outcome in firewall_experiment.run_rules(
+                    split, engine, tree, [0, 1000, 2000], seed
+                ):
+                    print(outcome.row(), flush=True)
         return 0
     if args.name == "mappings":
         from prodcat.training import mapping_experiment

@@ -52,6 +52,12 @@ __all__ = [
 HELD: Final = "held"
 CONFIRMED: Final = "confirmed"
 STATUSES: Final = (HELD, CONFIRMED)
+#: The label sources the screening model learns from when they are enough (``min_labels``):
+#: labels made by a system (rules, mappings, imports of another system's output) are judged by a
+#: model of people's labels, which does not share their systematic mistakes.
+TRUSTED_SOURCES: Final = frozenset({"human"})
+#: The highest per-class threshold (a probability this high is confident for any class).
+MAX_THRESHOLD: Final = 0.99
 
 Array = np.ndarray
 
@@ -71,13 +77,18 @@ class Suspects:
 
 
 def find_suspects(
-    labels: Sequence[int] | Array, probabilities: Array, *, min_class_count: int = 1
+    labels: Sequence[int] | Array,
+    probabilities: Array,
+    *,
+    min_class_count: int = 1,
+    learned: Array | None = None,
 ) -> Suspects:
     """Confident learning over ``probabilities`` (n rows by classes, rows out of sample).
 
     ``min_class_count``: a class with fewer labels has no threshold (it never becomes a confident
     class) and its labels are not judged: too few examples to say what is typical of it (a new
-    class enters with a single label)."""
+    class enters with a single label). ``learned``: the rows whose labels the model learned from
+    (default: all); a class none of them has is not judged either (the model cannot know it)."""
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)
     n, classes = p.shape
@@ -85,10 +96,12 @@ def find_suspects(
         raise ValueError(f"{len(y)} labels for {n} rows of probabilities")
     sums = np.bincount(y, weights=p[np.arange(n), y], minlength=classes)
     counts = np.bincount(y, minlength=classes)
+    taught = counts if learned is None else np.bincount(y[learned], minlength=classes)
     # A class no example is labelled with has no threshold: it never becomes a confident class.
-    judged = counts >= max(1, min_class_count)
+    judged = (counts >= max(1, min_class_count)) & (taught > 0)
     thresholds = np.where(judged, sums / np.maximum(counts, 1), np.inf)
-    above = p >= thresholds[None, :]
+    # A saturated class (mean 1.0) would need 1.0 again: 0.99 is confident enough for any.
+    above = p >= np.minimum(thresholds, MAX_THRESHOLD)[None, :]
     masked = np.where(above, p, -np.inf)
     confident = np.where(above.any(axis=1), masked.argmax(axis=1), -1)
     mask = (confident >= 0) & (confident != y) & judged[y]
@@ -102,6 +115,29 @@ def _softmax(scores: Array) -> Array:
     return out
 
 
+def _fitted_probabilities(
+    features: sp.spmatrix | Array,
+    y: Array,
+    train: Array,
+    held: Array,
+    out: Array,
+    seed: int,
+    temperature: float,
+) -> None:
+    """``out[held]`` from a LinearSVC fitted on the rows ``train``."""
+    from sklearn.svm import LinearSVC
+
+    classes = np.unique(y[train])
+    if len(classes) < 2:
+        out[np.ix_(held, classes)] = 1.0
+        return
+    model = LinearSVC(C=1.0, random_state=seed).fit(features[train], y[train])
+    margins = model.decision_function(features[held])
+    if margins.ndim == 1:  # two classes: one margin
+        margins = np.stack([-margins, margins], axis=1)
+    out[np.ix_(held, model.classes_)] = _softmax(margins / temperature)
+
+
 def out_of_sample_probabilities(
     features: sp.spmatrix | Array,
     labels: Sequence[int] | Array,
@@ -110,25 +146,27 @@ def out_of_sample_probabilities(
     folds: int = 5,
     seed: int = 0,
     temperature: float = 0.1,
+    trusted: Array | None = None,
 ) -> Array:
-    """``p[i, k]`` for every row from a LinearSVC fitted on the other folds (stratified where a
-    class has enough rows); margins → softmax(margin / ``temperature``)."""
+    """``p[i, k]`` for every row from a LinearSVC that did not train on row ``i``'s label;
+    margins → softmax(margin / ``temperature``).
+
+    Without ``trusted``, K-fold cross-fitting over every row. With ``trusted`` (a boolean mask:
+    the labels a model may learn from, e.g. people's), trusted rows are cross-fitted among
+    themselves and every other row is scored by a model fitted on all trusted rows: labels made
+    by a system (keyword rules, feed mappings) are wrong as a function of the text itself, so a
+    model fitted on them reproduces their mistakes instead of exposing them."""
     from sklearn.model_selection import KFold
-    from sklearn.svm import LinearSVC
 
     y = np.asarray(labels, dtype=np.int64)
     out = np.zeros((len(y), n_classes))
+    rows = np.arange(len(y)) if trusted is None else np.flatnonzero(trusted)
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, held in splitter.split(np.zeros(len(y))):
-        classes = np.unique(y[train])
-        if len(classes) < 2:
-            out[np.ix_(held, classes)] = 1.0
-            continue
-        model = LinearSVC(C=1.0, random_state=seed).fit(features[train], y[train])
-        margins = model.decision_function(features[held])
-        if margins.ndim == 1:  # two classes: one margin
-            margins = np.stack([-margins, margins], axis=1)
-        out[np.ix_(held, model.classes_)] = _softmax(margins / temperature)
+    for train, held in splitter.split(rows):
+        _fitted_probabilities(features, y, rows[train], rows[held], out, seed, temperature)
+    if trusted is not None and (~trusted).any():
+        others = np.flatnonzero(~trusted)
+        _fitted_probabilities(features, y, rows, others, out, seed, temperature)
     return out
 
 
@@ -192,6 +230,7 @@ class Screening:
     """What the firewall decided for one snapshot."""
 
     screened: int = 0
+    reference: int = 0  # labels the screening model learned from (people's, when enough)
     skipped: str | None = None  # why nothing was judged (too few labels)
     held: list[SuspectLabel] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)  # product ids no longer suspect
@@ -206,6 +245,7 @@ class Screening:
     def as_dict(self) -> dict[str, Any]:
         return {
             "screened": self.screened,
+            "reference": self.reference,
             "skipped": self.skipped,
             "held": len(self.held),
             "cleared": len(self.cleared),
@@ -227,7 +267,9 @@ def screen(
     seed: int = 0,
 ) -> Screening:
     """Judge every label of ``labels`` but those a person confirmed (``reviews``: product id →
-    its record on ``labels.suspect``); every label trains the cross-fitted models."""
+    its record on ``labels.suspect``). The screening model learns from people's labels
+    (:data:`TRUSTED_SOURCES`, cross-fitted among themselves) when there are ``min_labels`` of
+    them, else from every label (cross-fitted)."""
     result = Screening(screened=len(labels))
     previously_held = {pid for pid, r in reviews.items() if r.status == HELD}
     exempt = np.array(
@@ -248,8 +290,14 @@ def screen(
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[f.category_id] for f in labels], dtype=np.int64)
     features = WordCharFeatures([f.text for f in labels]).pool
-    p = out_of_sample_probabilities(features, y, len(classes), folds=folds, seed=seed)
-    found = find_suspects(y, p, min_class_count=max(min_class_count, folds))
+    trusted = np.array([f.source in TRUSTED_SOURCES for f in labels], dtype=bool)
+    if trusted.sum() < min_labels:  # too few people's labels to teach alone: every label does
+        trusted = np.ones(len(labels), dtype=bool)
+    result.reference = int(trusted.sum())
+    p = out_of_sample_probabilities(
+        features, y, len(classes), folds=folds, seed=seed, trusted=trusted
+    )
+    found = find_suspects(y, p, min_class_count=max(min_class_count, folds), learned=trusted)
     rows = np.arange(len(labels))
     for i in rows[found.mask & ~exempt]:
         facts, suggested = labels[i], int(found.confident[i])

@@ -169,3 +169,52 @@ def test_predictions_in_annotation_requests_out(pipeline_settings: Settings, run
     assert metric("prodcat_events_in_total", stage="sample") == len(wave1) + 4 + len(wave2)
     assert metric("prodcat_sampler_state_records_total", outcome="ok") >= 6 + 4 + 5 + 1
     assert proc.poll() is None
+
+
+def test_backed_off_and_abstained_predictions_are_requested_first(
+    pipeline_settings: Settings, run_worker
+) -> None:
+    """The model could not name a category at its precision target for three products: they are
+    requested before six products whose decided predictions are more uncertain by margin."""
+    sampler = SamplerSettings(
+        strategy="margin",
+        random_share=0.0,
+        batch_size=3,
+        window_s=2.0,
+        max_per_minute=60,
+        pending_ttl_s=TTL_S,
+        diversity_radius=0.0,
+    )
+    settings = pipeline_settings.model_copy(update={"sampler": sampler})
+    serde = serde_for("Prediction")
+    now = time.time_ns() // 1_000_000
+
+    def decided(pid: str, probs: list[float], kind: str) -> tuple[bytes, bytes]:
+        record = prediction(pid, probs, at=now)
+        path = ["C0"] if kind == "backed_off" else []
+        record["decision"] = {
+            "kind": kind,
+            "category_id": None if kind == "abstained" else ("c0" if kind == "leaf" else "p0"),
+            "path": path if kind != "leaf" else ["C0"],
+            "probability": probs[0],
+            "target": 0.95,
+        }
+        return pid.encode(), serde.encode(record)
+
+    records = [decided(f"T{i}", [0.5, 0.5], "leaf") for i in range(6)]  # the most uncertain
+    records += [decided("B1", [0.8, 0.2], "backed_off"), decided("B2", [0.85, 0.15], "backed_off")]
+    records += [decided("A1", [0.7, 0.3], "abstained")]
+    proc = run_worker(settings, ["sample"], stage="sample")
+    produce(settings, settings.topics.predictions, records)
+    outputs = read_topics(
+        settings.kafka, [settings.topics.annotation_requests], expected=3, timeout_s=60
+    )
+    requests = {
+        d["product_id"]: d
+        for d in (serde_for("AnnotationRequest").decode(r.value) for r in outputs)
+    }
+    assert set(requests) == {"B1", "B2", "A1"}
+    assert requests["B1"]["decision"] == "backed_off" and requests["B1"]["partial_path"] == ["C0"]
+    assert requests["A1"]["decision"] == "abstained" and requests["A1"]["partial_path"] == []
+    assert all(d["strategy"] == "margin" for d in requests.values())
+    assert proc.poll() is None

@@ -132,3 +132,29 @@ def test_screening_holds_wrong_labels_with_evidence_and_respects_reviews() -> No
     assert set(few.cleared) == {pid for pid, r in reviews.items() if r.status == HELD}
     with pytest.raises(ValueError, match="status"):
         SuspectLabel.from_json(replace(some, status="maybe").to_json())
+
+
+def test_a_systematic_mistake_is_found_by_a_model_of_peoples_labels() -> None:
+    """A keyword rule labels every product with "cup" in its title as a watch: a model fitted on
+    every label learns the rule's mistake and finds little; one fitted on people's labels only
+    sees mugs (the screening's default when people labelled enough)."""
+    facts, _ = _facts(flips=0)
+    rng = np.random.default_rng(5)
+    systematic = set()
+    for i, f in enumerate(facts):
+        if f.category_id == "mugs" and "cup" in f.text.split():
+            facts[i] = replace(f, category_id="watches", source="rules", annotator=None)
+            systematic.add(f.product_id)
+        elif rng.random() < 0.2:  # other rule labels, right
+            facts[i] = replace(f, source="rules", annotator=None)
+    assert len(systematic) >= 20
+    found = screen(facts, {}, flagged_by="v", now_ms=0, min_labels=100)
+    held = {s.product_id for s in found.held}
+    assert found.reference == sum(f.source == "human" for f in facts)
+    assert len(held & systematic) >= 0.9 * len(systematic)
+    assert len(held - systematic) <= 3
+    assert {s.suggested_id for s in found.held if s.product_id in systematic} == {"mugs"}
+    # Every label teaching (too few people's labels): the rule's mistake is learnt, not found.
+    everyone = screen(facts, {}, flagged_by="v", now_ms=0, min_labels=290)
+    assert everyone.reference == len(facts)
+    assert len({s.product_id for s in everyone.held} & systematic) <= 0.5 * len(systematic)
