@@ -850,10 +850,10 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
             engine = RuleEngine(load_rules(DEMO_RULES, tree), tree)
             print("\n" + firewall_experiment.RULES_HEADER)
             for seed in [int(s) for s in (args.seeds or "0").split(",")]:
-                for outcome in firewall_experiment.run_rules(
+                for screened in firewall_experiment.run_rules(
                     split, engine, tree, [0, 1000, 2000], seed
                 ):
-                    print(outcome.row(), flush=True)
+                    print(screened.row(), flush=True)
         return 0
     if args.name == "mappings":
         from prodcat.training import mapping_experiment

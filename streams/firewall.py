@@ -24,7 +24,7 @@ from prodcat.core.ids import label_key
 from prodcat.core.settings import Settings
 from prodcat.streams.acked import AckedProducer
 from prodcat.streams.compacted import read_compacted
-from prodcat.training.firewall import LabelFacts, Screening, SuspectLabel, screen
+from prodcat.training.firewall import JOB_FLAG, LabelFacts, Screening, SuspectLabel, screen
 from prodcat.training.labels import LabelledProduct
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def apply_firewall(
     screening = screen(
         label_facts(items, labels),
         read_reviews(settings),
-        flagged_by=f"retrain v{version}",
+        flagged_by=f"{JOB_FLAG} v{version}",
         now_ms=time.time_ns() // 1_000_000,
         min_labels=settings.retrain.firewall_min_labels,
     )

@@ -90,6 +90,8 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         # labels the firewall holds and people's reviews of them, key = the label's key
         # (streams/firewall.py, the web UI's Review queue)
         TopicSpec(names.suspects, n, dict(compact)),
+        # second annotators' labels of double-labelled products, key = product id (web UI)
+        TopicSpec(names.second_opinions, n, dict(compact)),
     ]
 
 

@@ -56,6 +56,9 @@ STATUSES: Final = (HELD, CONFIRMED)
 #: labels made by a system (rules, mappings, imports of another system's output) are judged by a
 #: model of people's labels, which does not share their systematic mistakes.
 TRUSTED_SOURCES: Final = frozenset({"human"})
+#: ``flagged_by`` of the holds a retraining job's screening makes (``"retrain v<N>"``); other
+#: holds (a disagreement of two annotators) are kept until decided.
+JOB_FLAG: Final = "retrain"
 #: The highest per-class threshold (a probability this high is confident for any class).
 MAX_THRESHOLD: Final = 0.99
 
@@ -272,17 +275,27 @@ def screen(
     them, else from every label (cross-fitted)."""
     result = Screening(screened=len(labels))
     previously_held = {pid for pid, r in reviews.items() if r.status == HELD}
-    exempt = np.array(
-        [
-            (r := reviews.get(f.product_id)) is not None and r.status == CONFIRMED and r.covers(f)
-            for f in labels
-        ],
-        dtype=bool,
+    # Holds people's processes made (two annotators disagreeing) stay until someone decides or
+    # the label changes: they are not the screening's to clear.
+    for f in labels:
+        r = reviews.get(f.product_id)
+        ours = r is not None and r.flagged_by.startswith(JOB_FLAG)
+        if r is not None and r.status == HELD and not ours and r.covers(f):
+            result.held.append(r)
+            result.by_source[r.source] += 1
+            result.by_annotator[r.annotator or "-"] += 1
+    decided = result.held_ids
+    confirmed = [
+        (r := reviews.get(f.product_id)) is not None and r.status == CONFIRMED and r.covers(f)
+        for f in labels
+    ]
+    result.confirmed = sum(confirmed)
+    exempt = np.array(confirmed, dtype=bool) | np.array(
+        [f.product_id in decided for f in labels], dtype=bool
     )
-    result.confirmed = int(exempt.sum())
     if len(labels) < min_labels:
         result.skipped = f"{len(labels)} exclusive labels, fewer than {min_labels}"
-        result.cleared = sorted(previously_held)
+        result.cleared = sorted(previously_held - decided)
         return result
     from prodcat.training.al_learner import WordCharFeatures
 

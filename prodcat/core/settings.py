@@ -99,6 +99,7 @@ class TopicNames(_Section):
     mappings: str = "feeds.mappings"
     taxonomy_events: str = "taxonomy.events"
     suspects: str = "labels.suspect"
+    second_opinions: str = "labels.second"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )
@@ -292,6 +293,14 @@ class UiSettings(_Section):
         default=500, ge=10, le=10_000, description="Rows the Mappings screen shows at most."
     )
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest upload.")
+    double_label_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of the products people label that a second annotator labels again, "
+        "blind (chosen by product id); agreement (kappa) on the progress page, disagreements "
+        "held for adjudication in the Review queue. 0: none.",
+    )
     taxonomy_editors: tuple[str, ...] = Field(
         default=(),
         description="Annotators who may rename, move, merge and split taxonomy nodes on the "

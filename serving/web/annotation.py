@@ -17,6 +17,7 @@ Only the annotator's own label can be undone, and only while it is still the liv
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -35,6 +36,8 @@ from prodcat.serving.web.leases import LeaseBook
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
 from prodcat.serving.web.view import QueuedRequest, TopicView
+from prodcat.training.agreement import DISAGREEMENT, Pair, agreement_report
+from prodcat.training.firewall import HELD, SuspectLabel
 from prodcat.training.labels import (
     LabelError,
     Vocabulary,
@@ -137,6 +140,10 @@ class AnnotationService:
         taxonomy: Callable[[], CategoryTree | None] | None = None,
     ) -> None:
         self.topic = settings.topics.labels
+        self.second_topic, self.suspects_topic = (
+            settings.topics.second_opinions,
+            settings.topics.suspects,
+        )
         self.serde = serde_for("Label", settings.serde.registry_url, topic=settings.topics.labels)
         self.view = view
         self.leases = leases
@@ -154,9 +161,17 @@ class AnnotationService:
         oldest open request nobody else holds; leased to them."""
         lease = self.leases.current(annotator)
         if lease is not None:
-            request = self.view.open_request(lease.product_id)
+            request = self.view.open_request(lease.product_id) or self.view.second_opinion_pending(
+                lease.product_id, annotator
+            )
             if request is not None and _fits(request, strategy):
                 return self._card(request, annotator)
+        # Second opinions first: a disagreement waits for them before anyone adjudicates it.
+        for request in self.view.second_opinion_requests(annotator):
+            if _fits(request, strategy) and self.leases.available(request.product_id, annotator):
+                card = self._card(request, annotator)
+                if card is not None:
+                    return card
         for request in self.view.open_requests(strategy):
             if self.leases.available(request.product_id, annotator):
                 card = self._card(request, annotator)
@@ -190,7 +205,28 @@ class AnnotationService:
             "decision": request.decision,
             "partial_path": request.partial_path,
             "lease_s": round(self.leases.ttl_s),
+            # labelled once already: this annotator's label is a blind second opinion
+            "second_opinion": self.view.open_request(request.product_id) is None,
         }
+
+    def agreement(self) -> dict[str, Any]:
+        """How far the annotators of double-labelled products agree (kappa overall, per
+        annotator and per category) and how many disagreements wait for adjudication."""
+        pairs = [
+            Pair(r["product_id"], r["first_annotator"], r["first_category_id"], r["annotator"],
+                 r["category_id"])
+            for r in self.view.second_opinions()
+        ]  # fmt: skip
+        pending = 0
+        for pair in pairs:
+            if pair.first != pair.second:
+                suspect = self.view.suspect(pair.product_id)
+                pending += suspect is not None and suspect.status == HELD
+        report = agreement_report(pairs, pending)
+        vocabulary = self.vocabulary.get()
+        for row in report["categories"]:
+            row["path"] = vocabulary.path(row["category_id"])
+        return report
 
     def depth(self) -> dict[str, int]:
         depth = self.view.depth()
@@ -211,6 +247,9 @@ class AnnotationService:
             )
         request = self.view.open_request(product_id)
         if request is None:
+            second = self.view.second_opinion_pending(product_id, annotator)
+            if second is not None:
+                return self._second_opinion(annotator, second, category_id, held, lease.started)
             self.leases.release(product_id, annotator)
             raise ConflictError(f"{product_id} is not in the queue (labelled or never requested)")
         taken_ms = None
@@ -245,6 +284,81 @@ class AnnotationService:
                 Undoable(key, product_id, labelled_at, previous.value if previous else None)
             )
         self.metrics.labels.labels(request.strategy).inc()
+        if taken_ms is not None:
+            self.metrics.seconds.observe(taken_ms / 1000)
+        return label
+
+    def _second_opinion(
+        self,
+        annotator: str,
+        request: QueuedRequest,
+        category_id: str,
+        held: Any,
+        started: float,
+    ) -> Label:
+        """A blind second label of a double-labelled product: stored on ``labels.second``
+        (``labels`` keeps the first); a disagreement holds the first label for adjudication
+        (``labels.suspect``, the Review queue)."""
+        product_id = request.product_id
+        key = label_key(product_id, OBJECTIVE)
+        live = self.view.live_label(key)
+        if live is None:
+            self.leases.release(product_id, annotator)
+            raise ConflictError(f"the label of {product_id} was removed; not labelled twice")
+        first = self.serde.decode(live.value)
+        now_ms = _now_ms()
+        taken_ms = None
+        if held is not None and held.product_id == product_id:
+            taken_ms = max(0, int((self.leases.clock() - started) * 1000))
+        label: Label = {
+            "product_id": product_id,
+            "objective": OBJECTIVE,
+            "category_ids": [category_id],
+            "source": "human",
+            "annotator": annotator,
+            "strategy": request.strategy,
+            "score": request.score,
+            "time_taken_ms": taken_ms,
+            "model_version": request.model_version,
+            "labelled_at": now_ms,
+        }
+        try:
+            label = validate_label(label, self.vocabulary.get(), key)
+        except LabelError as exc:
+            raise InvalidInputError(exc.message) from exc
+        first_category = first["category_ids"][0]
+        opinion = {
+            "product_id": product_id,
+            "annotator": annotator,
+            "category_id": label["category_ids"][0],
+            "labelled_at": now_ms,
+            "time_taken_ms": taken_ms,
+            "first_annotator": first.get("annotator") or "",
+            "first_category_id": first_category,
+            "first_labelled_at": first["labelled_at"],
+        }
+        value = json.dumps(opinion, ensure_ascii=False, sort_keys=True).encode()
+        agreed = opinion["category_id"] == first_category
+        if not agreed:  # held for adjudication before the opinion is kept (never lost between)
+            suspect = SuspectLabel(
+                product_id=product_id,
+                category_id=first_category,
+                source=str(first.get("source") or "human"),
+                annotator=first.get("annotator"),
+                labelled_at=int(first["labelled_at"]),
+                status=HELD,
+                suggested_id=opinion["category_id"],
+                self_confidence=0.5,  # one annotator of two
+                suggested_probability=0.5,
+                flagged_at=now_ms,
+                flagged_by=f"{DISAGREEMENT} ({annotator})",
+            )
+            self.publisher.send(self.suspects_topic, suspect.key, suspect.to_json())
+            self.view.apply_suspect(suspect.key, suspect.to_json())
+        self.publisher.send(self.second_topic, product_id.encode(), value)
+        self.view.apply_second_opinion(product_id.encode(), value)
+        self.leases.release(product_id, annotator)
+        self.metrics.second_opinions.labels("true" if agreed else "false").inc()
         if taken_ms is not None:
             self.metrics.seconds.observe(taken_ms / 1000)
         return label

@@ -3,10 +3,10 @@
 Like the sampler's state follower, but in a thread of the web process with a librdkafka consumer
 without a consumer group: every web process reads everything (``products.normalized``,
 ``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions``,
-``feeds.mappings``, ``taxonomy.events``, ``labels.suspect``). It reports ready once it has read
-up to the end offsets it found at start; pages say "catching up" until then. Records it cannot
-decode are counted and logged with topic/partition/offset and skipped: the UI only reads these
-topics, their producers own dead-lettering.
+``feeds.mappings``, ``taxonomy.events``, ``labels.suspect``, ``labels.second``). It reports ready
+once it has read up to the end offsets it found at start; pages say "catching up" until then.
+Records it cannot decode are counted and logged with topic/partition/offset and skipped: the UI
+only reads these topics, their producers own dead-lettering.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ class TopicFollower:
             topics.suspects: (
                 None,
                 lambda key, _record, raw: view.apply_suspect(key, raw) if key is not None else None,
+            ),
+            topics.second_opinions: (
+                None,
+                lambda key, _record, raw: (
+                    view.apply_second_opinion(key, raw) if key is not None else None
+                ),
             ),
         }
         self.counts: Counter[tuple[str, str]] = Counter()

@@ -57,6 +57,12 @@ class WebMetrics:
             ["decision", "source"],
             registry=registry,
         )
+        self.second_opinions = Counter(
+            "prodcat_second_opinions",
+            "Blind second labels of double-labelled products, by whether they agreed with the first.",
+            ["agreed"],
+            registry=registry,
+        )
         self.suspects_held = Gauge(
             "prodcat_labels_held",
             "Labels the firewall holds for review, by source.",

@@ -59,7 +59,9 @@ def web_parts(
     applies a taxonomy change everywhere (the Taxonomy page; None: the page only shows)."""
     ui = settings.ui
     own_store, own_embedder = store is None, embedder is None
-    view = TopicView(ui.state_dir / f"view-{os.getpid()}.sqlite")
+    view = TopicView(
+        ui.state_dir / f"view-{os.getpid()}.sqlite", double_share=ui.double_label_share
+    )
     publisher = Publisher(settings.kafka)
     follower = TopicFollower(settings, view)
     registry = registry or CollectorRegistry()

@@ -2,7 +2,8 @@
 
 The follower (:mod:`prodcat.serving.web.follower`) applies every record of ``products.normalized``,
 ``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions``,
-``feeds.mappings``, ``taxonomy.events`` and ``labels.suspect`` here; pages only read. Kafka
+``feeds.mappings``, ``taxonomy.events``, ``labels.suspect`` and ``labels.second`` here; pages only
+read. Kafka
 stays the source of truth: the file is a cache, recreated empty when the process starts. SQLite
 keeps memory bounded whatever the topics hold (a queue of tens of thousands of requests, millions
 of products), and gives the product-title search an index: a table of (word, product) pairs, so a
@@ -29,6 +30,7 @@ from typing import Any, Final
 
 from prodcat.core.ids import KEY_SEPARATOR, path_id
 from prodcat.serving.vector_plan import CATEGORY_LEVELS
+from prodcat.training.agreement import double_labelled
 from prodcat.training.firewall import HELD, SuspectLabel
 from prodcat.training.mappings import PROTECTED_SOURCES, Decision
 
@@ -45,7 +47,8 @@ CREATE INDEX title_words_product ON title_words (product_id);
 CREATE TABLE categories (category_id TEXT PRIMARY KEY, path TEXT NOT NULL, depth INTEGER NOT NULL);
 CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, score REAL NOT NULL,
     suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER,
-    open INTEGER NOT NULL, decision TEXT, partial_path TEXT NOT NULL DEFAULT '[]');
+    open INTEGER NOT NULL, decision TEXT, partial_path TEXT NOT NULL DEFAULT '[]',
+    double INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX requests_open_order ON requests (open, requested_at, product_id);
 CREATE INDEX requests_open_strategy ON requests (open, strategy);
 CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective TEXT NOT NULL,
@@ -60,6 +63,9 @@ CREATE TABLE taxonomy_events (change_id TEXT PRIMARY KEY, at INTEGER NOT NULL, v
 CREATE TABLE suspects (product_id TEXT PRIMARY KEY, status TEXT NOT NULL, source TEXT NOT NULL,
     annotator TEXT, flagged_at INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE INDEX suspects_held ON suspects (status, flagged_at, product_id);
+CREATE TABLE second_opinions (product_id TEXT PRIMARY KEY, annotator TEXT NOT NULL,
+    category_id TEXT NOT NULL, first_annotator TEXT NOT NULL, first_category_id TEXT NOT NULL,
+    labelled_at INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id TEXT,
     model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
@@ -138,7 +144,10 @@ def _like(word: str) -> str:
 class TopicView:
     """The SQLite view; every method is thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: Path | str = ":memory:") -> None:
+    def __init__(self, path: Path | str = ":memory:", *, double_share: float = 0.0) -> None:
+        """``double_share``: the share of requested products that two annotators label
+        (:func:`~prodcat.training.agreement.double_labelled`)."""
+        self.double_share = double_share
         if str(path) != ":memory:":
             Path(path).unlink(missing_ok=True)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +221,7 @@ class TopicView:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,"
-                "NOT EXISTS (SELECT 1 FROM labels WHERE key = ?),?,?)",
+                "NOT EXISTS (SELECT 1 FROM labels WHERE key = ?),?,?,?)",
                 (
                     request["product_id"],
                     request["strategy"],
@@ -224,6 +233,7 @@ class TopicView:
                     request["product_id"] + _ANSWERING,
                     request.get("decision"),
                     json.dumps(request.get("partial_path") or [], ensure_ascii=False),
+                    double_labelled(request["product_id"], self.double_share),
                 ),
             )
 
@@ -360,6 +370,54 @@ class TopicView:
             "FROM suspects GROUP BY status, source, annotator ORDER BY status, source, annotator"
         )
         return [dict(r) for r in rows]
+
+    def apply_second_opinion(self, key: bytes, value: bytes | None) -> None:
+        """A record of ``labels.second`` (JSON: a second annotator's label; key = product id)."""
+        product_id = key.decode("utf-8", "replace")
+        with self._lock:
+            if value is None:
+                self._db.execute("DELETE FROM second_opinions WHERE product_id = ?", (product_id,))
+                return
+            data = json.loads(value)
+            self._db.execute(
+                "INSERT OR REPLACE INTO second_opinions VALUES (?,?,?,?,?,?,?)",
+                (
+                    product_id,
+                    str(data["annotator"]),
+                    str(data["category_id"]),
+                    str(data["first_annotator"]),
+                    str(data["first_category_id"]),
+                    int(data["labelled_at"]),
+                    value,
+                ),
+            )
+
+    def second_opinion_requests(self, annotator: str) -> list[QueuedRequest]:
+        """Double-labelled requests a person other than ``annotator`` answered (the label is
+        theirs, not a review's) and nobody has labelled a second time: oldest answer first."""
+        rows = self._rows(
+            "SELECT r.* FROM requests r JOIN labels l ON l.key = r.product_id || ? "
+            "WHERE r.double = 1 AND l.source = 'human' AND coalesce(l.strategy, '') != 'review' "
+            "AND coalesce(l.annotator, '') NOT IN ('', ?) AND NOT EXISTS "
+            "(SELECT 1 FROM second_opinions s WHERE s.product_id = r.product_id) "
+            "ORDER BY l.labelled_at, r.product_id LIMIT 200",
+            (_ANSWERING, annotator),
+        )
+        return [_queued(row) for row in rows]
+
+    def second_opinion_pending(self, product_id: str, annotator: str) -> QueuedRequest | None:
+        """The request of ``product_id`` if ``annotator`` may label it a second time."""
+        for request in self.second_opinion_requests(annotator):
+            if request.product_id == product_id:
+                return request
+        return None
+
+    def second_opinions(self) -> list[dict[str, Any]]:
+        rows = self._rows(
+            "SELECT product_id, first_annotator, first_category_id, annotator, category_id "
+            "FROM second_opinions ORDER BY product_id"
+        )
+        return [dict(row) for row in rows]
 
     # -- the queue ------------------------------------------------------------------------------
 

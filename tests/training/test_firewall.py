@@ -158,3 +158,19 @@ def test_a_systematic_mistake_is_found_by_a_model_of_peoples_labels() -> None:
     everyone = screen(facts, {}, flagged_by="v", now_ms=0, min_labels=290)
     assert everyone.reference == len(facts)
     assert len({s.product_id for s in everyone.held} & systematic) <= 0.5 * len(systematic)
+
+
+def test_a_hold_two_annotators_made_stays_until_decided() -> None:
+    facts, _ = _facts(flips=0)
+    target = facts[0]
+    disagreement = SuspectLabel(
+        target.product_id, target.category_id, "human", target.annotator, target.labelled_at,
+        HELD, "mugs", 0.5, 0.5, 1, "double labelling (bob)",
+    )  # fmt: skip
+    reviews = {target.product_id: disagreement}
+    for min_labels in (100, 10_000):  # judged or not, the screening keeps it
+        found = screen(facts, reviews, flagged_by="retrain v5", now_ms=2, min_labels=min_labels)
+        assert disagreement in found.held and target.product_id not in found.cleared
+    relabelled = [replace(target, labelled_at=99), *facts[1:]]
+    found = screen(relabelled, reviews, flagged_by="retrain v5", now_ms=2, min_labels=100)
+    assert target.product_id in found.cleared  # the label changed: the hold is gone

@@ -54,6 +54,8 @@ def progress_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
         strategies=stats["strategies"],
         annotators=stats["annotators"],
         leased=web.parts.annotation.leases.leased_count(),
+        agreement=web.parts.annotation.agreement(),
+        double_share=web.ui.double_label_share,
     )
 
 

@@ -34,7 +34,8 @@
     $("p-brand").textContent = p.brand || "";
     $("p-price").textContent = money(p);
     $("p-feed").textContent = p.feed || "?";
-    $("p-strategy").textContent = item.strategy;
+    $("p-strategy").textContent = item.second_opinion ? `${item.strategy} · second opinion` : item.strategy;
+    $("p-strategy").title = item.second_opinion ? "someone else labelled it; label it as you see it" : "";
     $("p-score").textContent = `score ${Number(item.score).toFixed(3)}`;
     $("p-path").textContent = (p.category_path || []).length ? "feed: " + p.category_path.join(" › ") : "";
     $("p-description").textContent = p.description || "";

@@ -38,6 +38,12 @@
     text("l-prob", pct(row.label.probability));
     text("s-path", row.suggested.path || row.suggested.category_id);
     text("s-prob", pct(row.suggested.probability));
+    // a disagreement of two annotators: the other one's label, not the model's
+    const people = row.flagged_by.startsWith("double labelling");
+    text("s-title", people ? "The second annotator says" : "The model says");
+    text("l-prob-label", people ? "one annotator of two" : "the model's probability");
+    $("l-prob").hidden = people;
+    $("s-prob-line").hidden = people;
   }
 
   async function load() {

@@ -150,7 +150,12 @@ def ui(
         serving=ServingSettings(model_base=models),
         images=ImageSettings(file_roots=(images,)),
         milvus=MilvusSettings(uri=str(root / "milvus" / "v.db")),
-        ui=UiSettings(users_file=root / "users.json", state_dir=root / "state", lease_ttl_s=600),
+        ui=UiSettings(
+            users_file=root / "users.json",
+            state_dir=root / "state",
+            lease_ttl_s=600,
+            double_label_share=0.0,
+        ),
     )
     ensure_topics(settings.kafka, topic_specs(settings.topics))
     users = Users(settings.ui.users_file)
@@ -540,6 +545,86 @@ def test_review_queue_confirm_take_and_choose_by_keyboard(ui: Ui, browser: Any) 
     assert 'prodcat_labels_held{source="import"} 1.0' in metrics
     assert 'prodcat_labels_held{source="rules"} 0.0' in metrics
     page.context.close()
+
+
+def test_double_labelling_agreement_and_adjudication(ui: Ui, browser: Any, tmp_path: Path) -> None:
+    """Every product labelled twice (its own server and topics): bob labels alice's products
+    blind, one alike and one not; the progress page shows kappa; the disagreement is held and
+    carol adjudicates it in the Review queue."""
+    topics = unique_topics()
+    settings = ui.settings.model_copy(update={
+        "topics": topics,
+        "milvus": MilvusSettings(uri=str(tmp_path / "milvus" / "v.db")),
+        "ui": ui.settings.ui.model_copy(update={"double_label_share": 1.0,
+                                                "state_dir": tmp_path / "state"}),
+    })  # fmt: skip
+    ensure_topics(settings.kafka, topic_specs(topics))
+    requests = serde_for("AnnotationRequest")
+    (c0, _), (c1, _), _ = ui.classes
+    suggestions = [{"category_id": cid, "path": path.split(" > "), "probability": prob}
+                   for (cid, path), prob in zip(ui.classes, (0.5, 0.3, 0.2), strict=True)]  # fmt: skip
+    rows = ui.catalogue[20:22]
+    ids = [f"m{row['id']}" for row in rows]
+    produce(settings, topics.normalized, [
+        (pid.encode(), serde_for("Product").encode(_product(row, ui.images)))
+        for pid, row in zip(ids, rows, strict=True)
+    ])  # fmt: skip
+    produce(settings, topics.annotation_requests, [
+        (pid.encode(), requests.encode({"product_id": pid, "strategy": "margin", "score": 0.5,
+                                        "suggestions": suggestions, "model_name": "classifier",
+                                        "model_version": 1, "requested_at": 1_000 + i}))
+        for i, pid in enumerate(ids)
+    ])  # fmt: skip
+    with web_parts(settings) as parts, serving(parts) as url:
+        here = Ui(settings, url, ui.catalogue, ui.images, ui.classes)
+        alice = _login(browser, here, "alice", "/annotate")
+        for pid in ids:  # both labelled c0 by alice
+            alice.wait_for_selector(f"body[data-product-id='{pid}']")
+            alice.keyboard.press("1")
+        alice.wait_for_selector("#empty:not([hidden])")  # not hers to label twice
+
+        bob = _login(browser, here, "bob", "/annotate")
+        bob.wait_for_selector(f"body[data-product-id='{ids[0]}']")
+        assert "second opinion" in bob.inner_text("#p-strategy")
+        bob.keyboard.press("1")  # alike
+        bob.wait_for_selector(f"body[data-product-id='{ids[1]}']")
+        bob.keyboard.press("2")  # not alike
+        bob.wait_for_selector("#empty:not([hidden])")
+
+        labels = {r.key: serde_for("Label").decode(r.value)
+                  for r in here.read(topics.labels, 2)}  # fmt: skip
+        assert {(v["product_id"], v["category_ids"][0], v["annotator"])
+                for v in labels.values()} == {(ids[0], c0, "alice"), (ids[1], c0, "alice")}  # fmt: skip
+        opinions = {json.loads(r.value)["product_id"]: json.loads(r.value)
+                    for r in here.read(topics.second_opinions, 2)}  # fmt: skip
+        assert (opinions[ids[0]]["category_id"], opinions[ids[1]]["category_id"]) == (c0, c1)
+        assert opinions[ids[1]]["first_annotator"] == "alice"
+        (held,) = [json.loads(r.value) for r in here.read(topics.suspects, 1)]
+        assert (held["product_id"], held["status"], held["category_id"]) == (ids[1], "held", c0)
+        assert (held["suggested_id"], held["flagged_by"]) == (c1, "double labelling (bob)")
+
+        alice.goto("/progress")
+        assert alice.inner_text("#kappa") == "kappa 0.00"  # 1 of 2 alike: no better than chance
+        assert "1 of 2 products labelled alike" in alice.inner_text("#agreement-counts")
+        assert "1 disagreements wait" in alice.inner_text("#agreement-counts")
+        alice.locator("#agreement").screenshot(path=str(DOCS / "ui-agreement.png"))
+
+        carol = _login(browser, here, "carol", "/review")
+        carol.wait_for_selector(f"#p-id:text('{ids[1]}')")
+        assert carol.text_content("#s-title") == "The second annotator says"
+        assert carol.inner_text("#l-by") == "human / alice"
+        carol.keyboard.press("s")  # bob was right
+        carol.wait_for_selector("#empty:not([hidden])")
+        final = serde_for("Label").decode(here.read(topics.labels, 3)[-1].value)
+        assert (final["product_id"], final["category_ids"], final["annotator"]) == (
+            ids[1], [c1], "carol")  # fmt: skip
+        alice.goto("/progress")
+        assert "0 disagreements wait" in alice.inner_text("#agreement-counts")
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'prodcat_second_opinions_total{agreed="true"} 1.0' in metrics
+        assert 'prodcat_second_opinions_total{agreed="false"} 1.0' in metrics
+        for page in (alice, bob, carol):
+            page.context.close()
 
 
 def test_http_guards_auth_csrf_and_uploads(ui: Ui, data_dir: Path) -> None:
