@@ -50,6 +50,10 @@ from prodcat.training.taxonomy import CategoryTree
 logger = logging.getLogger(__name__)
 
 OBJECTIVE: Final = "exclusive"
+#: The sampler's uniform share (its requests measure the model's accuracy without bias).
+RANDOM_STRATEGY: Final = "random"
+#: How far back the labelled accuracy of the random share looks.
+LABELLED_ACCURACY_WINDOW_MS: Final = 7 * 24 * 3_600_000
 _VOCABULARY_CHECK_S = 10.0
 _TAXONOMY_CHECK_S = 60.0
 
@@ -227,6 +231,28 @@ class AnnotationService:
         for row in report["categories"]:
             row["path"] = vocabulary.path(row["category_id"])
         return report
+
+    def labelled_accuracy(self, since_ms: int) -> dict[str, tuple[int, int]]:
+        """Per feed, (correct, labels): how often the model's top-1 suggestion of a random-strategy
+        request agreed with the person's answer (the label at the suggestion's node or above it
+        counts as agreeing). Random requests are a uniform sample, so this is the model's accuracy
+        measured with labels, beside the label-free estimate."""
+        vocabulary = self.vocabulary.get()
+        out: dict[str, list[int]] = {}
+        for row in self.view.answered_requests(RANDOM_STRATEGY, since_ms):
+            if not row["suggestions"]:
+                continue
+            top = row["suggestions"][0]
+            label = row["category_id"]
+            levels = vocabulary.levels(label)
+            path = tuple(top.get("path") or ())
+            agreed = top["category_id"] == label or (bool(levels) and path[: len(levels)] == levels)
+            slot = out.setdefault(row["feed"], [0, 0])
+            slot[0] += agreed
+            slot[1] += 1
+        accuracy = {feed: (c, n) for feed, (c, n) in out.items()}
+        self.metrics.set_labelled_accuracy(accuracy)
+        return accuracy
 
     def depth(self) -> dict[str, int]:
         depth = self.view.depth()

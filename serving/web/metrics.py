@@ -63,12 +63,35 @@ class WebMetrics:
             ["agreed"],
             registry=registry,
         )
+        self.labelled_accuracy = Gauge(
+            "prodcat_labelled_accuracy",
+            "Share of the random-strategy requests answered in the last 7 days whose top-1 "
+            "suggestion the person's label agreed with, per feed: the model's accuracy measured "
+            "with labels (beside the label-free estimate).",
+            ["feed"],
+            registry=registry,
+        )
+        self.labelled_accuracy_labels = Gauge(
+            "prodcat_labelled_accuracy_labels",
+            "Random-strategy labels of the last 7 days behind prodcat_labelled_accuracy, per feed.",
+            ["feed"],
+            registry=registry,
+        )
         self.suspects_held = Gauge(
             "prodcat_labels_held",
             "Labels the firewall holds for review, by source.",
             ["source"],
             registry=registry,
         )
+
+    def set_labelled_accuracy(self, accuracy: dict[str, tuple[int, int]]) -> None:
+        """Per feed: (correct, labels) of the random share over the window; a feed without
+        labels in the window any more has no figure (NaN) and 0 labels."""
+        seen = {s.labels["feed"] for m in self.labelled_accuracy.collect() for s in m.samples}
+        for feed in seen | set(accuracy):
+            correct, labels = accuracy.get(feed, (0, 0))
+            self.labelled_accuracy.labels(feed).set(correct / labels if labels else float("nan"))
+            self.labelled_accuracy_labels.labels(feed).set(labels)
 
     def set_suspects(self, held: dict[str, int]) -> None:
         """Set the held labels per source; sources with none left go to 0."""

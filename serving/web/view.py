@@ -612,6 +612,20 @@ class TopicView:
             "annotators": [dict(row) for row in annotators],
         }
 
+    def answered_requests(self, strategy: str, since_ms: int) -> list[dict[str, Any]]:
+        """People's exclusive labels since ``since_ms`` that answered a request of ``strategy``:
+        the feed, the label's category and the suggestions the request carried (the model's
+        top-k when it was asked, by the version the labeller saw)."""
+        rows = self._rows(
+            "SELECT coalesce(p.feed, '') AS feed, l.category_id, r.suggestions, r.model_version "
+            "FROM labels l JOIN requests r ON l.key = r.product_id || ? "
+            "LEFT JOIN products p ON p.product_id = r.product_id "
+            "WHERE l.source = 'human' AND l.strategy = ? AND l.labelled_at >= ? "
+            "AND l.category_id IS NOT NULL",
+            (_ANSWERING, strategy, since_ms),
+        )
+        return [{**dict(row), "suggestions": json.loads(row["suggestions"])} for row in rows]
+
     def judged_pairs(self) -> list[dict[str, Any]]:
         """Per query setting and neighbour: its rank (the best shown) and the share of annotators
         who found it relevant."""

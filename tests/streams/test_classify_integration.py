@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter
@@ -12,6 +13,7 @@ import pytest
 from prodcat.core.settings import ServingSettings, Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.readback import Record, read_topics
+from prodcat.streams.worker_process import scrape_metric, wait_metric
 from tests.conftest import TrainedClassifier, free_port
 from tests.streams.kafka_io import produce, product_records
 
@@ -119,3 +121,55 @@ def test_a_serving_outage_backs_off_and_loses_nothing(
     assert len(outputs) == len(products)
     assert all(r.topic == settings.topics.predictions for r in outputs)
     assert {r.key for r in outputs} == {k for k, _ in products}
+
+
+def test_the_label_free_accuracy_estimate_moves_when_a_shifted_feed_arrives(
+    pipeline_settings: Settings,
+    run_worker,
+    data_dir: Path,
+    tmp_path: Path,
+    trained_classifier: TrainedClassifier,
+) -> None:
+    """A calibrated version (its card's temperature) scores the products of a feed like the
+    training data, then a feed whose titles carry none of the words the model knows: the
+    estimate (expected correct / predictions, per feed) is lower for the shifted feed and the
+    overall estimate falls when it arrives."""
+    base = tmp_path / "models"
+    shutil.copytree(trained_classifier.model_base, base)
+    card_path = base / "classifier" / "1" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 1.0}
+    card_path.write_text(json.dumps(card))
+    settings = _with_serving(pipeline_settings, model_base=base, batch_size=64)
+    serde = serde_for("Product")
+    like, shifted = [], []
+    for key, value in product_records(data_dir, 2000, 150):
+        product = serde.decode(value)
+        like.append((key, serde.encode({**product, "feed": "like"})))
+        words = [f"zq{abs(hash(w)) % 997}" for w in product["title"].split()]
+        moved = {**product, "feed": "shifted", "title": " ".join(words), "brand": None,
+                 "description": None, "category_path": []}  # fmt: skip
+        shifted.append(
+            (key + b"-s", serde.encode({**moved, "product_id": moved["product_id"] + "-s"}))
+        )
+    proc = run_worker(settings, ["classify"], stage="classify")
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
+
+    def estimate(feed: str) -> float:
+        correct = scrape_metric(host, port, "prodcat_expected_correct_total",
+                                model="classifier", feed=feed)  # fmt: skip
+        count = scrape_metric(host, port, "prodcat_expected_predictions_total",
+                              model="classifier", feed=feed)  # fmt: skip
+        return correct / count
+
+    produce(settings, settings.topics.normalized, like)
+    wait_metric(proc, host, port, "prodcat_expected_predictions_total", len(like),
+                timeout_s=120, model="classifier", feed="like")  # fmt: skip
+    before = estimate("like")
+    produce(settings, settings.topics.normalized, shifted)
+    wait_metric(proc, host, port, "prodcat_expected_predictions_total", len(shifted),
+                timeout_s=120, model="classifier", feed="shifted")  # fmt: skip
+    after = estimate("shifted")
+    assert after < before - 0.1, (before, after)
+    overall = (before * len(like) + after * len(shifted)) / (len(like) + len(shifted))
+    assert overall < before - 0.05

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from prodcat.serving.web.annotation import LABELLED_ACCURACY_WINDOW_MS
 from prodcat.serving.web.dependencies import WEB
 
 
@@ -17,7 +20,10 @@ def healthz(web: WEB) -> JSONResponse:
 
 
 def prometheus(web: WEB) -> Response:
-    web.parts.annotation.depth()  # the queue-depth and held-label gauges are read at scrape time
+    # the queue depth, held labels and labelled accuracy are read at scrape time
+    annotation = web.parts.annotation
+    annotation.depth()
+    annotation.labelled_accuracy(time.time_ns() // 1_000_000 - LABELLED_ACCURACY_WINDOW_MS)
     if web.parts.review is not None:
         web.parts.review.counts()
     return Response(generate_latest(web.parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -341,3 +342,34 @@ def test_queue_reads_and_writes_wait_until_the_view_has_caught_up(
         assert leases.holder("p0") is None  # nothing was handed out
         follower.ready.set()
         assert client.get("/ui/api/next").json()["item"]["product_id"] == "p0"
+
+
+def test_the_random_share_measures_the_models_accuracy_with_labels() -> None:
+    """Answers to random requests against the top-1 suggestion they carried, per feed: an exact
+    match or a label at the suggestion's node or above agrees; other strategies do not count."""
+    view = TopicView()
+    settings = Settings(ui=UiSettings(), serving=ServingSettings())
+    service = AnnotationService(settings, view, LeaseBook(60, 600), None,  # type: ignore[arg-type]
+                                WebMetrics(CollectorRegistry()), FixedVocabulary())  # fmt: skip
+    answers = {  # product: (feed, strategy, label)
+        "r1": ("f", "random", "c_aaaaaaaaaaaa"),  # the top-1 itself
+        "r2": ("f", "random", "c_cccccccccccc"),  # A > C, deeper than the top-1 (A): disagrees
+        "r3": ("f", "random", "c_dddddddddddd"),  # another node: disagrees
+        "r4": ("g", "random", "c_aaaaaaaaaaaa"),
+        "m1": ("f", "margin", "c_dddddddddddd"),  # not a random request: not counted
+    }
+    for pid, (feed, strategy, category) in answers.items():
+        view.apply_product(pid.encode(), {**product(pid, "t", []), "feed": feed})
+        view.apply_request(request(pid, strategy, 1))
+        put_label(view, {**label(pid, at=10), "strategy": strategy, "category_ids": [category]})
+    assert service.labelled_accuracy(since_ms=0) == {"f": (1, 3), "g": (1, 1)}
+    metrics = service.metrics
+    assert metrics.labelled_accuracy.labels("f")._value.get() == pytest.approx(1 / 3)
+    deeper = request("r5", "random", 1)
+    deeper["suggestions"].reverse()  # top-1: A > B
+    view.apply_request(deeper)
+    put_label(view, {**label("r5", at=10), "strategy": "random"})  # A, above it: agrees
+    assert service.labelled_accuracy(since_ms=0)[""] == (1, 1)  # r5 has no product: no feed
+    assert service.labelled_accuracy(since_ms=11) == {}  # nothing in the window: no figure
+    assert math.isnan(metrics.labelled_accuracy.labels("f")._value.get())
+    assert metrics.labelled_accuracy_labels.labels("f")._value.get() == 0
