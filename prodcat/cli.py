@@ -669,7 +669,10 @@ def _embedder(settings: Settings, args: argparse.Namespace) -> int:
         )
         print(f"exported {target}")
     elif args.action == "evaluate":
-        print(json.dumps(image_commands.evaluate_embedder(settings.data_dir, args.weights)))
+        report = image_commands.evaluate_embedder(
+            settings.data_dir, args.weights, max_pixels=settings.images.max_pixels
+        )
+        print(json.dumps(report))
     else:
         out = args.out or settings.serving.model_base / "image_embedder_finetuned.weights.h5"
         params = {"epochs": args.epochs} if args.epochs else {}

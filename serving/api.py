@@ -40,11 +40,11 @@ from prometheus_client import (
 )
 from pydantic import BaseModel
 
+from prodcat.core.image_header import ImageTooLargeError, check_pixels
 from prodcat.core.settings import ApiSettings, ImageSettings
 from prodcat.serving.backends import ModelBackend
 from prodcat.serving.exceptions import ModelInputError, TransientError
 from prodcat.serving.image_fetch import sniff_media_type
-from prodcat.serving.image_header import ImageTooLargeError, check_pixels
 from prodcat.serving.request_limits import (
     FORM_OVERHEAD_BYTES,
     Refusal,

@@ -3,12 +3,12 @@
 :class:`ImageFetcher` fetches ``http``, ``https`` and (inside configured roots) ``file`` URLs. Every
 hop of a redirect chain is re-checked against the address guard of :mod:`prodcat.serving.url_guard`, whose
 resolver sits inside the aiohttp connector so that only checked addresses are ever connected to.
-Sizes, pixel dimensions (read from the header, before any decoding: :mod:`.image_header`) and the
-time per try are bounded, and the media type comes from the bytes themselves, never from
-``Content-Type``. Every failure is an :class:`ImageFetchError` whose ``kind`` is the
-dead-letter reason. A transient failure (timeout, connection error, HTTP 429 or 5xx) is tried again
-``retries`` times, waiting ``retry_backoff_s`` doubled each time (or the server's ``Retry-After``),
-at most ``max_retry_wait_s``; only then is it an error.
+Sizes, pixel dimensions (read from the header, before any decoding:
+:mod:`prodcat.core.image_header`) and the time per try are bounded, and the media type comes
+from the bytes themselves, never from ``Content-Type``. Every failure is an
+:class:`ImageFetchError` whose ``kind`` is the dead-letter reason. A transient failure (timeout,
+connection error, HTTP 429 or 5xx) is tried again ``retries`` times, waiting ``retry_backoff_s``
+doubled each time (or the server's ``Retry-After``), at most ``max_retry_wait_s``; only then is it an error.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Self
 import aiohttp
 from yarl import URL
 
+from prodcat.core.image_header import ImageTooLargeError, check_pixels
 from prodcat.core.settings import ImageSettings
 from prodcat.serving.exceptions import ImageFetchError
-from prodcat.serving.image_header import ImageTooLargeError, check_pixels
 from prodcat.serving.url_guard import AddressPolicy, GuardedResolver, parse_ip_host
 
 logger = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from prodcat.core.errors import ModelStoreError
+from prodcat.core.image_header import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels
 from prodcat.core.model_store import export_version
 from prodcat.training.exceptions import TrainingError
 
@@ -176,9 +177,15 @@ def embed_bytes(
 
 
 def embed_files(
-    paths: Iterable[Path], model_or_fn: keras.Model | BytesEmbedFn, batch_size: int = 64
+    paths: Iterable[Path],
+    model_or_fn: keras.Model | BytesEmbedFn,
+    batch_size: int = 64,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Embed image files; ``model_or_fn`` is a :func:`build_embedder` model or a bytes function."""
+    """Embed image files; ``model_or_fn`` is a :func:`build_embedder` model or a bytes function.
+    A file whose header announces more than ``max_pixels`` is refused before anything is decoded
+    (a decompression bomb among training images)."""
     fn = bytes_embedder(model_or_fn) if isinstance(model_or_fn, keras.Model) else model_or_fn
     data = []
     for path in paths:
@@ -186,6 +193,13 @@ def embed_files(
             data.append(Path(path).read_bytes())
         except OSError as exc:
             raise EmbedderError(f"cannot read image {path}: {exc}") from exc
+        try:
+            check_pixels(data[-1], max_pixels)
+        except ImageTooLargeError as exc:
+            raise EmbedderError(
+                f"image {path} is too large to decode ({exc}): remove it, or raise "
+                "PRODCAT_IMAGES__MAX_PIXELS if it is a real photo"
+            ) from exc
     return embed_bytes(data, fn, batch_size)
 
 

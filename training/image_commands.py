@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prodcat.core.image_header import DEFAULT_MAX_PIXELS
 from prodcat.training.embedder import (
     build_embedder,
     embed_files,
@@ -51,18 +52,19 @@ def evaluate_embedder(
     image_size: int | None = None,
     k: int = 10,
     batch_size: int = 64,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Precision@k (global and within masterCategory) and NN top-1 on all Myntra thumbnails.
 
     ``weights`` defaults to the pretrained file; ``image_size`` to the one in the weights'
-    ``.meta.json``, else 224.
+    ``.meta.json``, else 224. An image announcing more than ``max_pixels`` is refused.
     """
     path = _resolve(data_dir, weights)
     size = image_size or int(weights_meta(path).get("image_size", DEFAULT_IMAGE_SIZE))
     images = load_myntra_images(data_dir)
     model = build_embedder(path, size)
     start = time.perf_counter()
-    embeddings = embed_files(images.paths, model, batch_size)
+    embeddings = embed_files(images.paths, model, batch_size, max_pixels=max_pixels)
     seconds = time.perf_counter() - start
     report = evaluate_embeddings(embeddings, images.article_types, images.master_categories, k)
     logger.info("embedder %s at %d px: %s", path.name, size, report)

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prodcat.core.errors import ConfigError
+from prodcat.core.image_header import DEFAULT_MAX_PIXELS
 
 #: Files shipped inside the package (read-only): training configs, rules, schemas.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +204,7 @@ class ImageSettings(_Section):
     max_redirects: int = Field(default=3, ge=0)
     concurrency: int = Field(default=16, ge=1, description="Images fetched at once per worker.")
     max_pixels: int = Field(
-        default=40_000_000,
+        default=DEFAULT_MAX_PIXELS,
         ge=1,
         description="Largest width * height accepted, read from the image header before any "
         "decoding (decompression bombs: a 16000x16000 PNG is a few KB).",

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from prodcat.core.image_header import ImageTooLargeError, check_pixels, image_size
 from prodcat.core.settings import ImageSettings
 from prodcat.serving.exceptions import ImageFetchError
 from prodcat.serving.image_fetch import ImageFetcher
-from prodcat.serving.image_header import ImageTooLargeError, check_pixels, image_size
 
 LIMIT = ImageSettings().max_pixels
 

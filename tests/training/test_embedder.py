@@ -135,6 +135,26 @@ def test_embed_files_matches_the_savedmodel(
     np.testing.assert_allclose(local, embed(signature, jpegs), atol=1e-5)
 
 
+def test_a_pixel_bomb_among_training_images_is_refused_before_decoding(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    from tests.serving.test_image_header import png_bomb
+
+    good = data_dir / "myntra" / "images" / f"{IDS[0]}.jpg"
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb())
+    calls: list[int] = []
+
+    def fn(data: Any) -> np.ndarray:  # never reached: the header check comes first
+        calls.append(len(data))
+        return np.zeros((len(data), EMBEDDING_DIM), dtype=np.float32)
+
+    with pytest.raises(EmbedderError, match=r"too large to decode.*MAX_PIXELS"):
+        embed_files([good, bomb], fn)
+    assert calls == []
+    assert embed_files([good], fn).shape == (1, EMBEDDING_DIM)
+
+
 def test_second_export_gets_version_2_and_the_size_of_finetuned_weights(
     exported: tuple[Path, Path], weights: Path, tmp_path: Path
 ) -> None:

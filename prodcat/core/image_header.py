@@ -12,6 +12,7 @@ which rejects it (it cannot know a size either).
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 __all__ = ["ImageTooLargeError", "check_pixels", "image_size"]
 
@@ -19,6 +20,10 @@ __all__ = ["ImageTooLargeError", "check_pixels", "image_size"]
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 # Markers without a length field.
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+#: The default of ``PRODCAT_IMAGES__MAX_PIXELS``: the largest width * height accepted.
+DEFAULT_MAX_PIXELS: Final = 40_000_000
 
 
 class ImageTooLargeError(ValueError):
