@@ -294,6 +294,18 @@ class UiSettings(_Section):
         default=500, ge=10, le=10_000, description="Rows the Mappings screen shows at most."
     )
     max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="Largest upload.")
+    keep_view: bool = Field(
+        default=True,
+        description="Keep the local view of the topics in `state_dir` between starts, with the "
+        "offsets it read, and catch up from there (false: rebuild it from the beginning at "
+        "every start).",
+    )
+    view_max_age_s: float = Field(
+        default=20 * 3600,
+        gt=0,
+        description="A kept view older than this is rebuilt (compacted topics drop tombstones "
+        "after delete.retention.ms, one day by default).",
+    )
     double_label_share: float = Field(
         default=0.05,
         ge=0,

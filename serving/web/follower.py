@@ -88,11 +88,19 @@ class TopicFollower:
                 ),
             ),
         }
+        assert set(self._apply) == set(self.topics_of(settings)), "topics_of is out of date"
         self.counts: Counter[tuple[str, str]] = Counter()
         self.ready = threading.Event()
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ui-follower", daemon=True)
+
+    @staticmethod
+    def topics_of(settings: Settings) -> list[str]:
+        """The topics the follower reads."""
+        t = settings.topics
+        return [t.normalized, t.annotation_requests, t.labels, t.judgements, t.predictions,
+                t.mappings, t.taxonomy_events, t.suspects, t.second_opinions]  # fmt: skip
 
     def start(self) -> None:
         self._thread.start()
@@ -136,9 +144,11 @@ class TopicFollower:
                 _low, high = watermarks(consumer, tp)
                 ends[(tp.topic, tp.partition)] = high
             consumer.assign(partitions)
-            # A restart after an error reads everything again into a view that already holds
-            # it: every apply is idempotent (latest value per key), so that is harmless.
-            pending = {tp for tp, end in ends.items() if end > 0}
+            # Reading resumes where the view's checkpoint says (a kept view), else from the
+            # beginning; a restart after an error may read again what the view holds: every
+            # apply is idempotent (latest value per key), so that is harmless.
+            starts = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+            pending = {tp for tp, end in ends.items() if end > max(starts[tp], 0)}
             started, read = time.monotonic(), 0
             if not pending:
                 self._caught_up(started, read)
@@ -147,6 +157,8 @@ class TopicFollower:
                 with self.view.batch():
                     for message in messages:
                         read += self._one(message, pending, ends)
+                    if messages:
+                        self.view.save_offsets(_next_offsets(messages))
                 if pending:
                     # Positions, not only offsets read: the last records of a compacted
                     # partition may be gone, and nothing may be left to read at its end.
@@ -171,8 +183,9 @@ class TopicFollower:
         missing = [t for t in self._apply if t not in metadata.topics]
         if missing:
             raise KafkaException(f"topics {missing} do not exist (run `prodcat topics create`)")
+        saved = self.view.offsets()
         return [
-            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            TopicPartition(topic, partition, saved.get((topic, partition), OFFSET_BEGINNING))
             for topic in self._apply
             for partition in sorted(metadata.topics[topic].partitions)
         ]
@@ -206,3 +219,13 @@ class TopicFollower:
             return 1
         self.counts[(topic, "ok")] += 1
         return 1
+
+
+def _next_offsets(messages: list[Any]) -> dict[tuple[str, int], int]:
+    """The next offset to read of each partition in ``messages``."""
+    out: dict[tuple[str, int], int] = {}
+    for message in messages:
+        if message.error() is None:
+            key = (message.topic(), message.partition())
+            out[key] = max(out.get(key, 0), message.offset() + 1)
+    return out

@@ -8,10 +8,13 @@ either stop the embed worker first or point ``PRODCAT_MILVUS__URI`` at a ``milvu
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import IO
 
 from prometheus_client import CollectorRegistry
 
@@ -59,9 +62,7 @@ def web_parts(
     applies a taxonomy change everywhere (the Taxonomy page; None: the page only shows)."""
     ui = settings.ui
     own_store, own_embedder = store is None, embedder is None
-    view = TopicView(
-        ui.state_dir / f"view-{os.getpid()}.sqlite", double_share=ui.double_label_share
-    )
+    view, lock = open_view(settings)
     publisher = Publisher(settings.kafka)
     follower = TopicFollower(settings, view)
     registry = registry or CollectorRegistry()
@@ -106,6 +107,46 @@ def web_parts(
         if own_store:
             store.close()
         view.close()
+        if lock is not None:
+            lock.close()
+
+
+def open_view(settings: Settings) -> tuple[TopicView, IO[str] | None]:
+    """The UI's view: the kept file ``<state_dir>/view.sqlite`` (caught up from its checkpoint)
+    when this process can hold its lock and ``keep_view`` is on, else a file of its own, rebuilt
+    from the beginning (another UI process on the same folder, e.g. while a pod is replaced).
+    Returns the view and the lock's handle (closing it releases the lock)."""
+    ui = settings.ui
+    if ui.keep_view:
+        ui.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = (ui.state_dir / "view.lock").open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            logger.warning("another UI process holds %s: rebuilding a view of its own",
+                           ui.state_dir / "view.sqlite")  # fmt: skip
+        else:
+            identity = json.dumps(
+                {
+                    "bootstrap": settings.kafka.bootstrap_servers,
+                    "topics": sorted(TopicFollower.topics_of(settings)),
+                    "double_share": ui.double_label_share,
+                },
+                sort_keys=True,
+            )
+            view = TopicView(
+                ui.state_dir / "view.sqlite",
+                double_share=ui.double_label_share,
+                keep=True,
+                identity=identity,
+                max_age_s=ui.view_max_age_s,
+            )
+            logger.info("ui view %s: %s", view.path,
+                        "reused from its checkpoint" if view.reused else "rebuilt")  # fmt: skip
+            return view, handle
+    path = ui.state_dir / f"view-{os.getpid()}.sqlite"
+    return TopicView(path, double_share=ui.double_label_share), None
 
 
 def run_ui(

@@ -19,10 +19,13 @@ taxonomy changes (for the Taxonomy page) and the labels the firewall holds (for 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +73,21 @@ CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id 
     model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
 """
+
+#: Where a kept view got to (see TopicView): the identity it was written for, when it was last
+#: saved, and the next offset of every partition it has read.
+_CHECKPOINT_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition));
+"""
+
+
+def _remove(path: Path) -> None:
+    """The file and its write-ahead log."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
 
 #: A request is open while its product has no exclusive label. The flag is kept by
 #: apply_request and apply_label, so queue reads never look past answered requests.
@@ -142,27 +160,98 @@ def _like(word: str) -> str:
 
 
 class TopicView:
-    """The SQLite view; every method is thread-safe (one connection behind a lock)."""
+    """The SQLite view; every method is thread-safe (one connection behind a lock).
 
-    def __init__(self, path: Path | str = ":memory:", *, double_share: float = 0.0) -> None:
+    With ``keep`` the file outlives the process: it holds, in the same transactions as the
+    records, the next offset of every partition read (:meth:`offsets`, :meth:`save_offsets`), so
+    the next start catches up from there instead of from the beginning. A kept file is reused
+    only when it was written for the same ``identity`` (the brokers and topics it follows), by
+    this schema, at most ``max_age_s`` ago (a compacted topic drops tombstones after its
+    ``delete.retention.ms``, one day by default: an older view could keep deleted records), and
+    opens cleanly; otherwise it is rebuilt from the beginning. ``reused`` says which happened."""
+
+    def __init__(
+        self,
+        path: Path | str = ":memory:",
+        *,
+        double_share: float = 0.0,
+        keep: bool = False,
+        identity: str = "",
+        max_age_s: float = 20 * 3600,
+    ) -> None:
         """``double_share``: the share of requested products that two annotators label
         (:func:`~prodcat.training.agreement.double_labelled`)."""
         self.double_share = double_share
-        if str(path) != ":memory:":
-            Path(path).unlink(missing_ok=True)
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.keep = keep and str(path) != ":memory:"
+        self._identity = hashlib.sha256(f"{_SCHEMA}\n{identity}".encode()).hexdigest()
+        self.reused = False
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if self.keep:
+                self.reused = self._reusable(Path(path), max_age_s)
+            if not self.reused:
+                _remove(Path(path))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.executescript(_SCHEMA)
+        if self.keep:  # survives a crash: the checkpoint and the records commit together
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        else:
+            self._db.execute("PRAGMA journal_mode = OFF")
+            self._db.execute("PRAGMA synchronous = OFF")
+        if not self.reused:
+            self._db.executescript(_SCHEMA + _CHECKPOINT_SCHEMA)
+            self._db.execute(
+                "INSERT INTO meta VALUES ('identity', ?), ('saved_at', '0')", (self._identity,)
+            )
         self._lock = threading.RLock()
+
+    def _reusable(self, path: Path, max_age_s: float) -> bool:
+        """Whether a kept file may be reused (see the class)."""
+        if not path.is_file():
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(str(path))) as db:
+                if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    return False
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error:
+            return False
+        age_s = time.time() - int(meta.get("saved_at", "0")) / 1000
+        return meta.get("identity") == self._identity and age_s <= max_age_s
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to read of each partition the view has read (a kept view)."""
+        rows = self._rows("SELECT topic, partition, next FROM offsets")
+        return {(row["topic"], row["partition"]): row["next"] for row in rows}
+
+    def save_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Record where each partition's reading got to; call it inside the :meth:`batch` that
+        applied the records, so both commit together."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO offsets VALUES (?,?,?)",
+                [(topic, partition, offset) for (topic, partition), offset in offsets.items()],
+            )
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'saved_at'", (str(int(time.time() * 1000)),)
+            )
+
+    def size_bytes(self) -> int:
+        """The view's file size (0 in memory)."""
+        if str(self.path) == ":memory:":
+            return 0
+        return sum(
+            f.stat().st_size
+            for f in (Path(f"{self.path}{suffix}") for suffix in ("", "-wal"))
+            if f.is_file()
+        )
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-        if str(self.path) != ":memory:":
-            Path(self.path).unlink(missing_ok=True)
+        if str(self.path) != ":memory:" and not self.keep:
+            _remove(Path(self.path))
 
     def batch(self) -> _Batch:
         """A transaction for many applies (the follower applies each poll in one)."""

@@ -60,9 +60,11 @@ spec:
             - name: http
               containerPort: {{ $spec.port }}
               protocol: TCP
+          # Listening is enough to have started: the web UI catches up with its topics after
+          # that (minutes for a large catalogue the first time), and readiness keeps traffic
+          # away until it has.
           startupProbe:
-            httpGet:
-              path: /healthz
+            tcpSocket:
               port: http
             periodSeconds: 5
             failureThreshold: 60
