@@ -26,6 +26,7 @@ import re
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +43,10 @@ UNCERTAINTY: Final = "uncertainty"  # the queue filter meaning "every strategy b
 
 _SCHEMA = """
 CREATE TABLE products (product_id TEXT PRIMARY KEY, title TEXT NOT NULL, brand TEXT,
-    price REAL, currency TEXT, description TEXT, image_url TEXT NOT NULL, feed TEXT,
+    price REAL, currency TEXT, description BLOB, image_url TEXT NOT NULL, feed TEXT,
     category_path TEXT NOT NULL, retailer TEXT, product_url TEXT, search_text TEXT NOT NULL);
 CREATE TABLE title_words (word TEXT NOT NULL, product_id TEXT NOT NULL,
     PRIMARY KEY (word, product_id)) WITHOUT ROWID;
-CREATE INDEX title_words_product ON title_words (product_id);
 CREATE TABLE categories (category_id TEXT PRIMARY KEY, path TEXT NOT NULL, depth INTEGER NOT NULL);
 CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, score REAL NOT NULL,
     suggestions TEXT NOT NULL, model_name TEXT, model_version INTEGER, requested_at INTEGER,
@@ -265,18 +265,30 @@ class TopicView:
 
     # -- applying records -----------------------------------------------------------------------
 
+    def _forget_words(self, pid: str) -> None:
+        """Remove the product's title words from the word index (found from its stored title:
+        no second index by product is kept)."""
+        rows = self._rows("SELECT title, brand FROM products WHERE product_id = ?", (pid,))
+        if rows:
+            old = words(f"{rows[0]['title']} {rows[0]['brand'] or ''}")
+            self._db.executemany(
+                "DELETE FROM title_words WHERE word = ? AND product_id = ?", [(w, pid) for w in old]
+            )
+
     def apply_product(self, key: bytes | None, product: Mapping[str, Any] | None) -> None:
         with self._lock:
             if product is None:
                 if key is not None:
                     pid = key.decode("utf-8", "replace")
+                    self._forget_words(pid)
                     self._db.execute("DELETE FROM products WHERE product_id = ?", (pid,))
-                    self._db.execute("DELETE FROM title_words WHERE product_id = ?", (pid,))
                 return
             pid = product["product_id"]
             price = product.get("price") or {}
             path = list(product.get("category_path") or [])
             text = f"{product['title']} {product.get('brand') or ''}"
+            description = (product.get("description") or "")[:DESCRIPTION_CHARS]
+            self._forget_words(pid)
             self._db.execute(
                 "INSERT OR REPLACE INTO products VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -285,7 +297,7 @@ class TopicView:
                     product.get("brand"),
                     price.get("value"),
                     price.get("currency"),
-                    (product.get("description") or "")[:DESCRIPTION_CHARS] or None,
+                    zlib.compress(description.encode(), 6) if description else None,
                     next(iter(product.get("image_urls") or ()), ""),
                     product.get("feed"),
                     json.dumps(path, ensure_ascii=False),
@@ -294,7 +306,6 @@ class TopicView:
                     " ".join(words(text, 200)),
                 ),
             )
-            self._db.execute("DELETE FROM title_words WHERE product_id = ?", (pid,))
             self._db.executemany(
                 "INSERT OR IGNORE INTO title_words VALUES (?,?)", [(w, pid) for w in words(text)]
             )
@@ -762,5 +773,7 @@ def _queued(row: sqlite3.Row) -> QueuedRequest:
 def _product(row: sqlite3.Row) -> dict[str, Any]:
     product = dict(row)
     product["category_path"] = json.loads(product["category_path"])
+    if product["description"] is not None:  # kept compressed: most of a product's bytes
+        product["description"] = zlib.decompress(product["description"]).decode()
     del product["search_text"]
     return product
