@@ -25,8 +25,11 @@ def test_specs_follow_the_design() -> None:
         "taxonomy",
         "products.deadletter.replays",
         "feeds.mappings",
+        "labels.suspect",
+        "labels.second",
     }
     assert specs["products.raw"].partitions == 6
+    assert specs["labels.suspect"].partitions == specs["labels.second"].partitions == 6
     assert specs["products.deadletter.replays"].partitions == 1
     assert specs["feeds.mappings"].partitions == 1
     assert specs["models.events"].partitions == 1
