@@ -1,7 +1,7 @@
 """Vector store search latency and recall@10, per-query plan vs fixed ANN vs FLAT, same run.
 
     nice -n 10 .venv/bin/python bench/milvus_search.py [--rows 100000] [--queries 200] [--uri PATH|URL]
-        [--exact-max-rows 50000] [--no-flat]
+        [--exact-max-rows 50000] [--no-flat] [--server]
 
 1. Synthetic 1280-d unit vectors, clustered like image embeddings: a shared mean direction plus a
    centre per category path (hierarchical: siblings share their parent's offset) plus noise. The
@@ -16,7 +16,9 @@
    (``VectorStore.search``: plan + gRPC + hits) and scored against exact numpy search over the
    same rows. "fixed ANN" sends the same filter with the unrestricted search's ``nprobe``, i.e. a
    store without the per-query choice.
-Prints a markdown table. The default ``--uri`` is a fresh milvus-lite directory under /tmp.
+Prints a markdown table. The default ``--uri`` is a fresh milvus-lite directory under /tmp;
+``--server`` starts a Milvus standalone server on loopback instead (:mod:`prodcat.localmilvus`,
+HNSW: the "fixed ANN" row, an IVF setting, is left out).
 """
 
 from __future__ import annotations
@@ -200,10 +202,17 @@ def main() -> None:
     parser.add_argument("--exact-max-rows", type=int, default=MilvusSettings().exact_max_rows)
     parser.add_argument("--no-flat", action="store_true", help="skip the FLAT baseline collection")
     parser.add_argument("--data-dir", type=Path, default=load_settings().data_dir)
+    parser.add_argument("--server", action="store_true", help="a local Milvus standalone server")
     args = parser.parse_args()
 
     scratch = None if args.uri else Path(tempfile.mkdtemp(prefix="milvus-bench-"))
-    uri = args.uri or str(Path(str(scratch)) / "bench.db")
+    server = None
+    if args.server:
+        from prodcat import localmilvus
+
+        server = localmilvus.start(Path(str(scratch)) / "server")
+        print(f"Milvus server started in {server.seconds_to_start:.1f} s", flush=True)
+    uri = server.uri if server else args.uri or str(Path(str(scratch)) / "bench.db")
     base = [tuple(e.path) for e in load_flipkart(args.data_dir)]
     paths = [base[i % len(base)] for i in range(args.rows)]
     ids = [f"p{i:07d}" for i in range(args.rows)]
@@ -246,7 +255,8 @@ def main() -> None:
         for kind, cats in kinds.items()
     }
     runners = {label: store_runner(store) for label, store in stores.items()}
-    runners[f"fixed ANN (nprobe={NPROBE})"] = fixed_ann_runner(client, "bench_auto")
+    if server is None:
+        runners[f"fixed ANN (nprobe={NPROBE})"] = fixed_ann_runner(client, "bench_auto")
     lines = [
         "| store | query | p50 ms | p99 ms | recall@10 | first ms |",
         "|---|---|---:|---:|---:|---:|",
@@ -271,10 +281,13 @@ def main() -> None:
         store.drop()
         store.close()
     client.close()
-    if scratch is not None:
+    if server is not None:
+        server.stop()
+    elif scratch is not None:
         from milvus_lite.server_manager import server_manager_instance
 
         server_manager_instance.release_server(uri)
+    if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 

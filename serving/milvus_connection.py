@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+import grpc
 from pymilvus import MilvusClient, MilvusException
 
 from prodcat.serving.exceptions import VectorStoreError, VectorStoreUnavailableError
@@ -25,6 +26,15 @@ __all__ = ["NOT_LOADED", "connect", "is_local", "release", "translate_errors"]
 NOT_LOADED: Final = 101  # Milvus ErrCollectionNotLoaded
 _CONNECT_FAILED: Final = 2  # pymilvus Status.CONNECT_FAILED
 _UNAVAILABLE_WORDS: Final = ("unavailable", "deadline", "timed out", "timeout", "connect")
+#: gRPC statuses of a server that is down, stalled or overloaded (transient).
+_UNAVAILABLE_CODES: Final = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+    }
+)
 _lock = threading.Lock()
 _users: Counter[str] = Counter()
 
@@ -47,6 +57,12 @@ def translate_errors(action: str, where: str) -> Iterator[None]:
             message += "; another process may hold its LOCK (share it via `milvus-lite server`)"
             raise VectorStoreError(message) from exc
         if exc.code == _CONNECT_FAILED or any(word in lowered for word in _UNAVAILABLE_WORDS):
+            raise VectorStoreUnavailableError(message) from exc
+        raise VectorStoreError(message) from exc
+    except grpc.RpcError as exc:  # some pymilvus calls let gRPC's own errors through
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        message = f"milvus {action} ({where}): gRPC {code}: {exc}"
+        if code in _UNAVAILABLE_CODES:
             raise VectorStoreUnavailableError(message) from exc
         raise VectorStoreError(message) from exc
     except OSError as exc:

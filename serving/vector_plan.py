@@ -14,7 +14,8 @@ milvus-lite the store uses IVF_FLAT and chooses per query:
 The estimate comes from :class:`CategoryStats`, a deterministic sample of the collection (rows
 whose ``sample_bucket`` is below a cut-off) refreshed now and then: cheap per query, and a stale
 or missing estimate errs towards the exact path. A Milvus server's indexes handle filters
-themselves (they switch to brute force for selective filters), so there HNSW is used as is.
+themselves (they switch to brute force for selective filters), so there HNSW is used with a beam
+(``ef``) widened by the share of rows a broad restriction keeps.
 ``bench/milvus_search.py`` measures the three kinds of query against a FLAT and a fixed-ANN baseline.
 """
 
@@ -173,11 +174,14 @@ def plan_search(
     expr = category_filter(category_id, level)
     if index_type == "FLAT":
         return SearchPlan(expr, {}, exact=True)
-    if index_type == "HNSW" and backend == "server":
-        return SearchPlan(expr, {"ef": max(HNSW_EF, k)}, exact=False)
-
     estimated = stats.estimate(category_id) if stats is not None else None
     share = estimated / stats.total if stats is not None and estimated and stats.total else 0.0
+    if index_type == "HNSW" and backend == "server":
+        # The server brute-forces selective filters itself; a broad one is searched in the graph,
+        # where the filter discards most of the beam: widen it by the share the filter keeps
+        # (ef 64 gave recall@10 0.90 on level-1 categories of 5-30% at 100k rows).
+        ef = HNSW_EF if share <= 0 else min(HNSW_EF_MAX, math.ceil(HNSW_EF / share))
+        return SearchPlan(expr, {"ef": max(ef, k)}, exact=False, estimated_rows=estimated)
     if index_type == "IVF_FLAT":
         if estimated is None or estimated <= exact_max_rows or share <= 0:
             return SearchPlan(expr, {"nprobe": nlist}, exact=True, estimated_rows=estimated)

@@ -125,8 +125,10 @@ def to_hit(raw: Any) -> Hit:
     """A :class:`Hit` from one pymilvus search hit (IP distance = cosine for unit vectors)."""
     entity = raw.get("entity") or {}
     shown = str(entity.get("category_path") or "")
+    # the primary key comes under its field name (milvus-lite, 2.4+ servers) or as ``id`` (2.3)
+    keys = raw.keys()
     return Hit(
-        product_id=str(raw["product_id"]),
+        product_id=str(raw["product_id"] if "product_id" in keys else raw["id"]),
         score=float(raw["distance"]),
         category_path=shown.split(PATH_SEPARATOR) if shown else [],
         image_url=str(entity.get("image_url") or ""),

@@ -288,8 +288,8 @@ class VectorStore:
             self._index = self._index_type()
         if self._index == "IVF_FLAT":
             stats = self._category_stats()  # nprobe depends on the rows in play, even unrestricted
-        elif self._index == "HNSW" and backend == "lite" and category_id is not None:
-            stats = self._category_stats()
+        elif self._index == "HNSW" and category_id is not None:
+            stats = self._category_stats()  # the beam widens with the restriction's share
         else:
             stats = None
         try:

@@ -259,6 +259,11 @@ def test_plan_without_estimates_is_exact() -> None:
         index_type="HNSW", backend="server", k=200, exact_max_rows=0, category_id=cid
     )
     assert server.params == {"ef": 200}
+    # a broad restriction on a server: the beam widens by the share it keeps (60% here)
+    wide = plan_search(
+        index_type="HNSW", backend="server", k=10, exact_max_rows=0, category_id=cid, stats=big
+    )
+    assert wide.params == {"ef": 107} and wide.expr == f'cat_1 == "{cid}"'
 
 
 def test_unreachable_server_is_unavailable() -> None:
