@@ -272,33 +272,22 @@ class AnnotationService:
                 f"{product_id} is being labelled by {self.leases.holder(product_id)}"
             )
         request = self.view.open_request(product_id)
-        if request is None:
-            second = self.view.second_opinion_pending(product_id, annotator)
-            if second is not None:
-                return self._second_opinion(annotator, second, category_id, held, lease.started)
-            self.leases.release(product_id, annotator)
-            raise ConflictError(f"{product_id} is not in the queue (labelled or never requested)")
+        # the time from the card shown to the label, when the annotator held this product's card
         taken_ms = None
         if held is not None and held.product_id == product_id:
             taken_ms = max(0, int((self.leases.clock() - lease.started) * 1000))
+        if request is None:
+            second = self.view.second_opinion_pending(product_id, annotator)
+            if second is not None:
+                return self._second_opinion(annotator, second, category_id, taken_ms)
+            self.leases.release(product_id, annotator)
+            raise ConflictError(f"{product_id} is not in the queue (labelled or never requested)")
         key = label_key(product_id, OBJECTIVE)
         labelled_at = _now_ms()
-        label: Label = {
-            "product_id": product_id,
-            "objective": OBJECTIVE,
-            "category_ids": [category_id],
-            "source": "human",
-            "annotator": annotator,
-            "strategy": request.strategy,
-            "score": request.score,
-            "time_taken_ms": taken_ms,
-            "model_version": request.model_version,
-            "labelled_at": labelled_at,
-        }
-        try:
-            label = validate_label(label, self.vocabulary.get(), key)
-        except LabelError as exc:
-            raise InvalidInputError(exc.message) from exc
+        label = human_label(
+            self.vocabulary.get(), product_id, category_id, annotator, labelled_at,
+            request=request, taken_ms=taken_ms,
+        )  # fmt: skip
         value = self.serde.encode(label)
         previous = self.view.live_label(key)
         self.publisher.send(self.topic, key, value)
@@ -315,43 +304,22 @@ class AnnotationService:
         return label
 
     def _second_opinion(
-        self,
-        annotator: str,
-        request: QueuedRequest,
-        category_id: str,
-        held: Any,
-        started: float,
+        self, annotator: str, request: QueuedRequest, category_id: str, taken_ms: int | None
     ) -> Label:
         """A blind second label of a double-labelled product: stored on ``labels.second``
         (``labels`` keeps the first); a disagreement holds the first label for adjudication
         (``labels.suspect``, the Review queue)."""
         product_id = request.product_id
-        key = label_key(product_id, OBJECTIVE)
-        live = self.view.live_label(key)
+        live = self.view.live_label(label_key(product_id, OBJECTIVE))
         if live is None:
             self.leases.release(product_id, annotator)
             raise ConflictError(f"the label of {product_id} was removed; not labelled twice")
         first = self.serde.decode(live.value)
         now_ms = _now_ms()
-        taken_ms = None
-        if held is not None and held.product_id == product_id:
-            taken_ms = max(0, int((self.leases.clock() - started) * 1000))
-        label: Label = {
-            "product_id": product_id,
-            "objective": OBJECTIVE,
-            "category_ids": [category_id],
-            "source": "human",
-            "annotator": annotator,
-            "strategy": request.strategy,
-            "score": request.score,
-            "time_taken_ms": taken_ms,
-            "model_version": request.model_version,
-            "labelled_at": now_ms,
-        }
-        try:
-            label = validate_label(label, self.vocabulary.get(), key)
-        except LabelError as exc:
-            raise InvalidInputError(exc.message) from exc
+        label = human_label(
+            self.vocabulary.get(), product_id, category_id, annotator, now_ms,
+            request=request, taken_ms=taken_ms,
+        )  # fmt: skip
         first_category = first["category_ids"][0]
         opinion = {
             "product_id": product_id,
@@ -423,6 +391,38 @@ class AnnotationService:
         request = self.view.open_request(last.product_id)
         card = None if request is None else self._card(request, annotator)
         return {"product_id": last.product_id, "card": card}
+
+
+def human_label(
+    vocabulary: Vocabulary,
+    product_id: str,
+    category_id: str,
+    annotator: str,
+    labelled_at: int,
+    *,
+    request: QueuedRequest | None = None,
+    strategy: str | None = None,
+    taken_ms: int | None = None,
+) -> Label:
+    """A person's exclusive label, validated against ``vocabulary`` (an unknown category is an
+    :class:`InvalidInputError`); with ``request``, the request it answers (strategy, score, the
+    model version whose suggestions were shown)."""
+    label: Label = {
+        "product_id": product_id,
+        "objective": OBJECTIVE,
+        "category_ids": [category_id],
+        "source": "human",
+        "annotator": annotator,
+        "strategy": request.strategy if request is not None else strategy,
+        "score": request.score if request is not None else None,
+        "time_taken_ms": taken_ms,
+        "model_version": request.model_version if request is not None else None,
+        "labelled_at": labelled_at,
+    }
+    try:
+        return validate_label(label, vocabulary, label_key(product_id, OBJECTIVE))
+    except LabelError as exc:
+        raise InvalidInputError(exc.message) from exc
 
 
 def _fits(request: QueuedRequest, strategy: str | None) -> bool:

@@ -25,15 +25,13 @@ from typing import Any, Final
 
 from prodcat.core.ids import label_key
 from prodcat.core.settings import Settings
-from prodcat.schemas.records import Label
 from prodcat.schemas.serde import serde_for
-from prodcat.serving.web.annotation import VocabularyCache
-from prodcat.serving.web.exceptions import ConflictError, InvalidInputError
+from prodcat.serving.web.annotation import VocabularyCache, human_label
+from prodcat.serving.web.exceptions import ConflictError
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
 from prodcat.serving.web.view import TopicView
 from prodcat.training.firewall import CONFIRMED, HELD, SuspectLabel
-from prodcat.training.labels import LabelError, validate_label
 
 logger = logging.getLogger(__name__)
 
@@ -149,22 +147,9 @@ class ReviewService:
         suspect = self._held(product_id)
         now_ms = _now_ms()
         key = label_key(product_id, OBJECTIVE)
-        label: Label = {
-            "product_id": product_id,
-            "objective": OBJECTIVE,
-            "category_ids": [category_id],
-            "source": "human",
-            "annotator": reviewer,
-            "strategy": STRATEGY,
-            "score": None,
-            "time_taken_ms": None,
-            "model_version": None,
-            "labelled_at": now_ms,
-        }
-        try:
-            label = validate_label(label, self.vocabulary.get(), key)
-        except LabelError as exc:
-            raise InvalidInputError(exc.message) from exc
+        label = human_label(
+            self.vocabulary.get(), product_id, category_id, reviewer, now_ms, strategy=STRATEGY
+        )
         value = self.serde.encode(label)
         self.publisher.send(self.labels_topic, key, value)
         self.view.apply_label(key, label, value)

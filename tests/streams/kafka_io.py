@@ -56,13 +56,16 @@ def product_records(data_dir: Path, start: int, count: int) -> list[tuple[bytes,
     return out
 
 
-def with_model_copy(settings: Settings, tmp_path: Path, model_base: Path) -> Settings:
-    """``settings`` serving a copy of ``model_base`` (model batches of 64, no committee)."""
+def with_model_copy(
+    settings: Settings, tmp_path: Path, model_base: Path, **serving: Any
+) -> Settings:
+    """``settings`` serving a copy of ``model_base`` under ``tmp_path / "models"`` (model batches
+    of 64, no committee, unless ``serving`` says otherwise)."""
     import shutil
 
     from prodcat.core.settings import ServingSettings
 
     base = tmp_path / "models"
     shutil.copytree(model_base, base)
-    serving = ServingSettings(model_base=base, batch_size=64, committee_size=1)
-    return settings.model_copy(update={"serving": serving})
+    chosen = ServingSettings(model_base=base, **{"batch_size": 64, "committee_size": 1, **serving})
+    return settings.model_copy(update={"serving": chosen})

@@ -15,7 +15,7 @@ from prodcat.schemas.serde import serde_for
 from prodcat.streams.readback import Record, read_topics
 from prodcat.streams.worker_process import scrape_metric, wait_metric
 from tests.conftest import TrainedClassifier, free_port
-from tests.streams.kafka_io import produce, product_records
+from tests.streams.kafka_io import produce, product_records, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -134,13 +134,11 @@ def test_the_label_free_accuracy_estimate_moves_when_a_shifted_feed_arrives(
     training data, then a feed whose titles carry none of the words the model knows: the
     estimate (expected correct / predictions, per feed) is lower for the shifted feed and the
     overall estimate falls when it arrives."""
-    base = tmp_path / "models"
-    shutil.copytree(trained_classifier.model_base, base)
-    card_path = base / "classifier" / "1" / "model_card.json"
+    settings = with_model_copy(pipeline_settings, tmp_path, trained_classifier.model_base)
+    card_path = settings.serving.model_base / "classifier" / "1" / "model_card.json"
     card = json.loads(card_path.read_text())
     card["calibration"] = {"temperature": 1.0}
     card_path.write_text(json.dumps(card))
-    settings = _with_serving(pipeline_settings, model_base=base, batch_size=64)
     serde = serde_for("Product")
     like, shifted = [], []
     for key, value in product_records(data_dir, 2000, 150):

@@ -9,7 +9,6 @@ logistic regression).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from dataclasses import replace
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 
 from prodcat.core.ids import label_key
-from prodcat.core.settings import RetrainSettings, ServingSettings, Settings
+from prodcat.core.settings import RetrainSettings, Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.acked import produce_acknowledged
 from prodcat.streams.compacted import read_compacted
@@ -27,7 +26,7 @@ from prodcat.streams.retrain_job import job_dir, run_retrain_job
 from prodcat.training.firewall import CONFIRMED, HELD, SuspectLabel
 from prodcat.training.labels import read_snapshot
 from tests.conftest import TrainedClassifier
-from tests.streams.kafka_io import flipkart_products, produce
+from tests.streams.kafka_io import flipkart_products, produce, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,18 +74,14 @@ def test_a_job_holds_suspect_labels_and_trains_without_them_until_confirmed(
     tmp_path: Path,
     trained_classifier: TrainedClassifier,
 ) -> None:
-    base = tmp_path / "models"
-    shutil.copytree(trained_classifier.model_base, base)
     config = tmp_path / "quick.yaml"
     config.write_text(QUICK)
-    settings = pipeline_settings.model_copy(
-        update={
-            "serving": ServingSettings(model_base=base),
-            "retrain": RetrainSettings(
-                config=config, work_dir=tmp_path / "retrain", epsilon=1.0, firewall_min_labels=100
-            ),
-        }
+    retrain = RetrainSettings(
+        config=config, work_dir=tmp_path / "retrain", epsilon=1.0, firewall_min_labels=100
     )
+    settings = with_model_copy(pipeline_settings, tmp_path, trained_classifier.model_base)
+    settings = settings.model_copy(update={"retrain": retrain})
+    base = settings.serving.model_base
     rows = _rows(data_dir, trained_classifier)
     classes = sorted({c for _, c in rows})
     flipped: dict[str, str] = {}

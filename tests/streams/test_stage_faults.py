@@ -6,19 +6,18 @@ never exits."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from prodcat.core.settings import ServingSettings, Settings
+from prodcat.core.settings import Settings
 from prodcat.streams.readback import read_topics
 from prodcat.streams.stage import SOURCE_HEADER
 from prodcat.streams.worker_process import scrape_metric, stop_worker
 from tests.conftest import TrainedClassifier, free_port
-from tests.streams.kafka_io import produce, product_records
+from tests.streams.kafka_io import produce, product_records, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,13 +41,11 @@ def test_classify_survives_kills_and_workers_joining_and_leaving(
     tmp_path: Path,
     trained_classifier: TrainedClassifier,
 ) -> None:
-    base = tmp_path / "models"
-    shutil.copytree(trained_classifier.model_base, base)
-    settings = pipeline_settings.model_copy(
-        update={
-            "serving": ServingSettings(model_base=base, batch_size=BATCH, committee_size=1),
-            "worker": pipeline_settings.worker.model_copy(update={"batch_size": BATCH}),
-        }
+    settings = with_model_copy(
+        pipeline_settings, tmp_path, trained_classifier.model_base, batch_size=BATCH
+    )
+    settings = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"batch_size": BATCH})}
     )
     products = product_records(data_dir, 0, 3000)
     produce(settings, settings.topics.normalized, products, {"feed": b"t"})
