@@ -54,6 +54,7 @@ CREATE TABLE requests (product_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, scor
     double INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX requests_open_order ON requests (open, requested_at, product_id);
 CREATE INDEX requests_open_strategy ON requests (open, strategy);
+CREATE INDEX requests_double ON requests (double) WHERE double = 1;
 CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective TEXT NOT NULL,
     category_id TEXT, source TEXT, annotator TEXT, strategy TEXT, time_taken_ms INTEGER,
     labelled_at INTEGER NOT NULL, value BLOB NOT NULL);
