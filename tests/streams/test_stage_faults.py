@@ -158,3 +158,49 @@ def test_embed_workers_share_a_milvus_server_through_kills_and_a_join(
         store.close()
     finally:
         server.stop()
+
+
+def test_a_killed_sampler_never_requests_a_product_twice(
+    pipeline_settings: Settings, run_worker
+) -> None:
+    """The sampler SIGKILLed after its first windows: the restarted one rebuilds what is pending
+    from ``annotation.requests`` and asks about none of those products again, even when a new
+    model version predicts them all again."""
+    from prodcat.core.settings import SamplerSettings
+    from tests.training.test_sampler import prediction
+
+    sampler = SamplerSettings(strategy="margin", random_share=0.0, batch_size=10, window_s=1.0,
+                              max_per_minute=600, pending_ttl_s=3600, diversity_radius=0.0)  # fmt: skip
+    settings = pipeline_settings.model_copy(update={"sampler": sampler})
+    serde = serde_for("Prediction")
+    ids = [f"S{i:03d}" for i in range(60)]
+
+    def wave(version: int) -> list[tuple[bytes, bytes]]:
+        now = time.time_ns() // 1_000_000
+        return [(pid.encode(), serde.encode(prediction(pid, [0.5 + i / 200, 0.5 - i / 200],
+                                                       version=version, at=now)))
+                for i, pid in enumerate(ids)]  # fmt: skip
+
+    def requested() -> list[str]:
+        records = read_topics(settings.kafka, [settings.topics.annotation_requests],
+                              expected=None, timeout_s=10)  # fmt: skip
+        decoded = serde_for("AnnotationRequest")
+        return [decoded.decode(r.value)["product_id"] for r in records if r.value]
+
+    first = run_worker(settings, ["sample"], stage="sample")
+    produce(settings, settings.topics.predictions, wave(1))
+    deadline = time.monotonic() + 60
+    while not requested():
+        assert time.monotonic() < deadline, "no request from the first sampler"
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    before = requested()
+
+    again = run_worker(settings, ["sample"], stage="sample")
+    produce(settings, settings.topics.predictions, wave(2))  # every product predicted again
+    time.sleep(sampler.window_s * 4 + 3)
+    after = requested()
+    assert len(after) == len(set(after)), "a product was requested twice"
+    assert set(before) <= set(after) and len(after) > len(before)  # the new windows asked others
+    assert again.poll() is None
