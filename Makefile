@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps tools kafka-jars text-encoder demo test test-fast fuzz lint format typecheck bench clean
+.PHONY: help install system-deps tools kafka-jars text-encoder demo test test-fast fuzz chaos lint format typecheck bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ test-fast: install ## unit and property tests only (no broker)
 
 fuzz: install ## 1,000,000 mutated real records through the normalise stage: each one output, none raises
 	PRODCAT_FUZZ_INPUTS=1000000 $(BIN)/pytest -s tests/streams/test_normalize_fuzz.py $(PYTEST_ARGS)
+
+chaos: install ## faults of the Kafka cluster itself on a local three-broker cluster (also in make test)
+	$(BIN)/pytest -s -m chaos $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff lint and format check, import layers (docs/architecture.md)
 	$(BIN)/ruff check .
