@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["DISAGREEMENT", "Pair", "agreement_report", "cohen_kappa", "double_labelled"]
+__all__ = ["DISAGREEMENT", "Pair", "agreement_report", "cohen_kappa", "double_labelled", "kappa_of"]
 
 #: ``flagged_by`` of a held label whose second opinion disagreed (labels.suspect).
 DISAGREEMENT: Final = "double labelling"
@@ -50,11 +50,20 @@ class Pair:
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
     """Agreement of two raters beyond chance (1: identical, 0: as if independent); None
     without pairs. Both raters giving one single category: 1.0 when they agree."""
-    if not a:
+    return kappa_of(Counter(zip(a, b, strict=True)))
+
+
+def kappa_of(cells: Mapping[tuple[str, str], int]) -> float | None:
+    """Cohen's kappa from the contingency counts of (rater A's category, rater B's)."""
+    n = sum(cells.values())
+    if not n:
         return None
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    ca, cb = Counter(a), Counter(b)
+    observed = sum(k for (x, y), k in cells.items() if x == y) / n
+    ca: Counter[str] = Counter()
+    cb: Counter[str] = Counter()
+    for (x, y), k in cells.items():
+        ca[x] += k
+        cb[y] += k
     expected = sum(ca[c] * cb[c] for c in ca) / (n * n)
     if expected >= 1.0:
         return 1.0 if observed >= 1.0 else 0.0

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -36,7 +36,7 @@ from prodcat.serving.web.leases import LeaseBook
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
 from prodcat.serving.web.view import QueuedRequest, TopicView
-from prodcat.training.agreement import DISAGREEMENT, Pair, agreement_report
+from prodcat.training.agreement import DISAGREEMENT, Pair, agreement_report, kappa_of
 from prodcat.training.firewall import HELD, SuspectLabel
 from prodcat.training.labels import (
     LabelError,
@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 OBJECTIVE: Final = "exclusive"
 #: The sampler's uniform share (its requests measure the model's accuracy without bias).
 RANDOM_STRATEGY: Final = "random"
+#: Successive model versions agreeing at least this much (kappa) on the products both predicted:
+#: predictions have stabilised (the active-learning experiment's stopping criterion).
+STABLE_KAPPA: Final = 0.99
 #: How far back the labelled accuracy of the random share looks.
 LABELLED_ACCURACY_WINDOW_MS: Final = 7 * 24 * 3_600_000
 _VOCABULARY_CHECK_S = 10.0
@@ -253,6 +256,29 @@ class AnnotationService:
         accuracy = {feed: (c, n) for feed, (c, n) in out.items()}
         self.metrics.set_labelled_accuracy(accuracy)
         return accuracy
+
+    def stability(self, threshold: float = STABLE_KAPPA) -> dict[str, Any]:
+        """How much each new model version changed the top-1 of the products both it and the
+        version before predicted (Cohen's kappa; as small-text's stopping criterion): two
+        successive versions at ``threshold`` or above say more labels of this kind pay off
+        little."""
+        cells: dict[tuple[int, int], Counter[tuple[str, str]]] = {}
+        for row in self.view.version_changes():
+            step = cells.setdefault((row["prev_version"], row["version"]), Counter())
+            step[(row["prev_category_id"], row["category_id"])] += row["n"]
+        steps = [
+            {
+                "from": old,
+                "to": new,
+                "products": sum(counts.values()),
+                "changed": sum(n for (a, b), n in counts.items() if a != b),
+                "kappa": kappa_of(counts),
+            }
+            for (old, new), counts in sorted(cells.items())
+        ]
+        last = [step["kappa"] for step in steps[-2:]]
+        stable = len(last) == 2 and all(k is not None and k >= threshold for k in last)
+        return {"steps": steps, "stable": stable, "threshold": threshold}
 
     def depth(self) -> dict[str, int]:
         depth = self.view.depth()

@@ -61,7 +61,11 @@ CREATE TABLE labels (key TEXT PRIMARY KEY, product_id TEXT NOT NULL, objective T
 CREATE INDEX labels_time ON labels (source, labelled_at);
 CREATE INDEX products_feed_path ON products (feed, category_path);
 CREATE TABLE predicted (product_id TEXT PRIMARY KEY, category_id TEXT NOT NULL,
-    path TEXT NOT NULL);
+    path TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0, prev_category_id TEXT,
+    prev_version INTEGER);
+CREATE TABLE version_pairs (prev_version INTEGER NOT NULL, version INTEGER NOT NULL,
+    prev_category_id TEXT NOT NULL, category_id TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (prev_version, version, prev_category_id, category_id));
 CREATE TABLE mappings (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE taxonomy_events (change_id TEXT PRIMARY KEY, at INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE TABLE suspects (product_id TEXT PRIMARY KEY, status TEXT NOT NULL, source TEXT NOT NULL,
@@ -396,17 +400,51 @@ class TopicView:
             )
 
     def apply_prediction(self, key: bytes, prediction: Mapping[str, Any] | None) -> None:
-        """A record of ``products.predictions``: its top-1 exclusive category is kept."""
+        """A record of ``products.predictions``: its top-1 exclusive category is kept, with the
+        top-1 of the previous model version that predicted the product (how much a new version
+        changes predictions: the stopping criterion)."""
         pid = key.decode("utf-8", "replace")
         top = (prediction or {}).get("exclusive_top_k") or []
         with self._lock:
             if not top or not top[0].get("path"):
                 self._db.execute("DELETE FROM predicted WHERE product_id = ?", (pid,))
                 return
-            self._db.execute(
-                "INSERT OR REPLACE INTO predicted VALUES (?,?,?)",
-                (pid, str(top[0]["category_id"]), json.dumps(top[0]["path"], ensure_ascii=False)),
+            version = int((prediction or {}).get("model_version") or 0)
+            old = self._rows(
+                "SELECT category_id, version, prev_category_id, prev_version FROM predicted "
+                "WHERE product_id = ?",
+                (pid,),
             )
+            prev: tuple[Any, Any] = (None, None)
+            if old and old[0]["version"] < version:  # a newer version: the current one is prev
+                prev = (old[0]["category_id"], old[0]["version"])
+                # counted once per product and step (the contingency of the two versions' top-1)
+                self._db.execute(
+                    "INSERT INTO version_pairs VALUES (?,?,?,?,1) ON CONFLICT "
+                    "(prev_version, version, prev_category_id, category_id) DO UPDATE SET n = n + 1",
+                    (old[0]["version"], version, old[0]["category_id"], str(top[0]["category_id"])),
+                )
+            elif old:  # the same version again (a backfill, a replay): keep what came before
+                prev = (old[0]["prev_category_id"], old[0]["prev_version"])
+            self._db.execute(
+                "INSERT OR REPLACE INTO predicted VALUES (?,?,?,?,?,?)",
+                (
+                    pid,
+                    str(top[0]["category_id"]),
+                    json.dumps(top[0]["path"], ensure_ascii=False),
+                    version,
+                    *prev,
+                ),
+            )
+
+    def version_changes(self) -> list[dict[str, Any]]:
+        """Per (previous version, version) and pair of top-1s: how many products went from one
+        to the other when the newer version predicted them (kept after later versions)."""
+        rows = self._rows(
+            "SELECT prev_version, version, prev_category_id, category_id, n FROM version_pairs "
+            "ORDER BY prev_version, version"
+        )
+        return [dict(row) for row in rows]
 
     def apply_mapping(self, key: bytes, value: bytes | None) -> None:
         """A record of ``feeds.mappings`` (JSON :class:`~prodcat.training.mappings.Decision`)."""

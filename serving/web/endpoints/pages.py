@@ -55,6 +55,7 @@ def progress_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
         annotators=stats["annotators"],
         leased=web.parts.annotation.leases.leased_count(),
         agreement=web.parts.annotation.agreement(),
+        stability=web.parts.annotation.stability(),
         double_share=web.ui.double_label_share,
     )
 

@@ -384,3 +384,35 @@ def test_the_random_share_measures_the_models_accuracy_with_labels() -> None:
     assert service.labelled_accuracy(since_ms=11) == {}  # nothing in the window: no figure
     assert math.isnan(metrics.labelled_accuracy.labels("f")._value.get())
     assert metrics.labelled_accuracy_labels.labels("f")._value.get() == 0
+
+
+def test_successive_versions_tell_when_predictions_have_stabilised() -> None:
+    """The stopping criterion on the progress page: each new version's top-1 against the previous
+    version's on the products both predicted; two steps at kappa ≥ 0.99 in a row: stable."""
+    view = TopicView()
+    service = AnnotationService(Settings(ui=UiSettings(), serving=ServingSettings()), view,
+                                LeaseBook(60, 600), None, WebMetrics(CollectorRegistry()),  # type: ignore[arg-type]
+                                FixedVocabulary())  # fmt: skip
+
+    def predict(version: int, categories: list[str]) -> None:
+        for i, category in enumerate(categories):
+            top = [{"category_id": category, "path": [category], "probability": 0.9}]
+            view.apply_prediction(f"p{i}".encode(),
+                                  {"model_version": version, "exclusive_top_k": top})  # fmt: skip
+
+    first = ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"]
+    predict(1, first)
+    assert service.stability() == {"steps": [], "stable": False, "threshold": 0.99}
+    second = ["a", "b", "c", "a", "b", "c", "b", "c", "a", "a"]  # three changed
+    predict(2, second)
+    predict(2, second)  # the same version again (a backfill): still compared with version 1
+    stability = service.stability()
+    (step,) = stability["steps"]
+    assert (step["from"], step["to"], step["products"], step["changed"]) == (1, 2, 10, 3)
+    assert step["kappa"] < 0.99 and not stability["stable"]
+    predict(3, second)
+    assert not service.stability()["stable"]  # one calm step is not enough
+    predict(4, second)
+    stability = service.stability()
+    assert [(s["from"], s["to"]) for s in stability["steps"]] == [(1, 2), (2, 3), (3, 4)]
+    assert [s["kappa"] for s in stability["steps"][1:]] == [1.0, 1.0] and stability["stable"]
