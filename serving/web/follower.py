@@ -88,19 +88,11 @@ class TopicFollower:
                 ),
             ),
         }
-        assert set(self._apply) == set(self.topics_of(settings)), "topics_of is out of date"
         self.counts: Counter[tuple[str, str]] = Counter()
         self.ready = threading.Event()
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ui-follower", daemon=True)
-
-    @staticmethod
-    def topics_of(settings: Settings) -> list[str]:
-        """The topics the follower reads."""
-        t = settings.topics
-        return [t.normalized, t.annotation_requests, t.labels, t.judgements, t.predictions,
-                t.mappings, t.taxonomy_events, t.suspects, t.second_opinions]  # fmt: skip
 
     def start(self) -> None:
         self._thread.start()

@@ -130,7 +130,7 @@ def open_view(settings: Settings) -> tuple[TopicView, IO[str] | None]:
             identity = json.dumps(
                 {
                     "bootstrap": settings.kafka.bootstrap_servers,
-                    "topics": sorted(TopicFollower.topics_of(settings)),
+                    "topics": settings.topics.model_dump(),
                     "double_share": ui.double_label_share,
                 },
                 sort_keys=True,

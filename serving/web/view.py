@@ -531,25 +531,27 @@ class TopicView:
                 ),
             )
 
-    def second_opinion_requests(self, annotator: str) -> list[QueuedRequest]:
+    def second_opinion_requests(
+        self, annotator: str, product_id: str | None = None
+    ) -> list[QueuedRequest]:
         """Double-labelled requests a person other than ``annotator`` answered (the label is
-        theirs, not a review's) and nobody has labelled a second time: oldest answer first."""
+        theirs, not a review's) and nobody has labelled a second time: oldest answer first (only
+        ``product_id``'s, when given)."""
+        only, params = ("AND r.product_id = ? ", (product_id,)) if product_id else ("", ())
         rows = self._rows(
             "SELECT r.* FROM requests r JOIN labels l ON l.key = r.product_id || ? "
             "WHERE r.double = 1 AND l.source = 'human' AND coalesce(l.strategy, '') != 'review' "
-            "AND coalesce(l.annotator, '') NOT IN ('', ?) AND NOT EXISTS "
+            f"AND coalesce(l.annotator, '') NOT IN ('', ?) {only}AND NOT EXISTS "
             "(SELECT 1 FROM second_opinions s WHERE s.product_id = r.product_id) "
             "ORDER BY l.labelled_at, r.product_id LIMIT 200",
-            (_ANSWERING, annotator),
+            (_ANSWERING, annotator, *params),
         )
         return [_queued(row) for row in rows]
 
     def second_opinion_pending(self, product_id: str, annotator: str) -> QueuedRequest | None:
         """The request of ``product_id`` if ``annotator`` may label it a second time."""
-        for request in self.second_opinion_requests(annotator):
-            if request.product_id == product_id:
-                return request
-        return None
+        found = self.second_opinion_requests(annotator, product_id)
+        return found[0] if found else None
 
     def second_opinions(self) -> list[dict[str, Any]]:
         rows = self._rows(
