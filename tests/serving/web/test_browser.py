@@ -387,7 +387,12 @@ def test_mappings_screen_approve_choose_and_reject_by_keyboard(ui: Ui, browser: 
 
     page = _login(browser, ui, "alice", "/mappings")
     deadline = time.monotonic() + 30
-    while page.locator("#rows tr").count() < 3:  # the follower reads the new records
+
+    def ready() -> bool:  # the follower has read the new records, the person's label too
+        rows = page.locator("#rows tr")
+        return rows.count() >= 3 and rows.nth(0).locator("td").nth(4).inner_text() == "1"
+
+    while not ready():
         assert time.monotonic() < deadline, "the mined rows did not appear"
         time.sleep(0.5)
         page.reload()
