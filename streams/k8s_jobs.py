@@ -163,15 +163,17 @@ class KubernetesJobRunner:
         started = time.monotonic()
         async with self._client() as client:
             try:
-                response = await client.post(self._jobs, json=job, headers=self.api.headers())
-                response.raise_for_status()
-            except httpx.HTTPError as exc:
-                reason = f"creating Job {name} failed: {_http_reason(exc)}"
-                return JobOutcome("failed", version, reason, time.monotonic() - started)
-            logger.info("retrain: started Kubernetes Job %s for v%d", name, version)
-            try:
+                try:
+                    response = await client.post(self._jobs, json=job, headers=self.api.headers())
+                    response.raise_for_status()
+                except httpx.HTTPError as exc:
+                    reason = f"creating Job {name} failed: {_http_reason(exc)}"
+                    return JobOutcome("failed", version, reason, time.monotonic() - started)
+                logger.info("retrain: started Kubernetes Job %s for v%d", name, version)
                 ended = await self._wait(client, name, started)
-            except asyncio.CancelledError:  # the trigger is stopping: its job must not outlive it
+            except asyncio.CancelledError:
+                # The trigger is stopping: its job must not outlive it, even when the stop came
+                # while the create was on the wire (the API server may have made the Job already).
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._delete(client, name))
                 raise

@@ -9,6 +9,7 @@ the manifest it sends, polling to the end, the shared result file, log tails, de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -67,6 +68,7 @@ class StandIn:
     auth: list[str | None] = field(default_factory=list)
     refuse_create: bool = False
     vanish: bool = False  # someone deletes every Job right after it is created
+    create_reply_delay_s: float = 0.0  # the Job exists this long before the create is answered
     log_dir: Path = Path()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -94,10 +96,11 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _reply(self, code: int, body: Any) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client left
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         def _body(self) -> Any:
             length = int(self.headers.get("Content-Length") or 0)
@@ -120,6 +123,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 state.procs[name] = subprocess.Popen(
                     [*container["command"], *container["args"]], stdout=out, stderr=out
                 )
+            time.sleep(state.create_reply_delay_s)
             self._reply(201, job)
 
         def do_GET(self) -> None:
@@ -267,6 +271,24 @@ async def test_a_stopping_trigger_deletes_its_job(
         await asyncio.sleep(0.05)
     [name] = state.jobs
     task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert state.deleted == [name]
+    assert state.procs[name].poll() is not None
+
+
+async def test_a_trigger_stopped_while_its_create_is_on_the_wire_deletes_the_job(
+    api: tuple[StandIn, ApiServer], tmp_path: Path
+) -> None:
+    state, server = api
+    state.create_reply_delay_s = 2.0
+    task = asyncio.create_task(_runner(server, tmp_path, "hang").run(8))
+    for _ in range(100):
+        if state.jobs:
+            break
+        await asyncio.sleep(0.05)
+    [name] = state.jobs
+    task.cancel()  # the API server has made the Job; its answer has not arrived
     with pytest.raises(asyncio.CancelledError):
         await task
     assert state.deleted == [name]
