@@ -698,20 +698,22 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.core.metrics import MilvusMetrics, ModelMetrics
     from prodcat.serving.api import create_api
     from prodcat.serving.backends import create_backend
+    from prodcat.serving.product_vectors import ProductVectors
     from prodcat.serving.subtrees import SubtreeIds
-    from prodcat.serving.vector_store import VectorStore
     from prodcat.streams.taxonomy_store import configured_taxonomy
 
     api = settings.api
     registry = CollectorRegistry()
-    store = VectorStore(settings.milvus, observe=MilvusMetrics(registry).operation)
+    vectors = ProductVectors(
+        settings.milvus, settings.similarity, observe=MilvusMetrics(registry).operation
+    )
     embedder = create_backend(
         settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call
     )
     try:
         app = create_api(
             api,
-            store=store,
+            vectors=vectors,
             embedder=embedder,
             registry=registry,
             images=settings.images,
@@ -720,7 +722,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host or api.host, port=args.port or api.port, log_level="info")
     finally:
         embedder.close()
-        store.close()
+        vectors.close()
     return 0
 
 

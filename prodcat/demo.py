@@ -248,7 +248,7 @@ def dev_feed_profiles(
 def _similar(settings: Settings, records: list[Record]) -> list[str]:
     """Neighbours of a few thumbnails: global, and within the query's level-2 category."""
     from prodcat.core.ids import path_id
-    from prodcat.serving.vector_store import VectorStore
+    from prodcat.serving.product_vectors import ProductVectors
 
     products = serde_for("Product")
     titles: dict[str, str] = {}
@@ -263,9 +263,14 @@ def _similar(settings: Settings, records: list[Record]) -> list[str]:
             if len(queries) < 3 and len(titles) % 700 == 1:
                 queries.append(product)
     lines: list[str] = []
-    store = VectorStore(settings.milvus)
+    vectors = ProductVectors(settings.milvus, settings.similarity)
+    mode = settings.similarity.mode
     try:
-        lines.append(f"vectors in Milvus   : {store.count():,} ({settings.milvus.uri})")
+        counts = vectors.count()
+        lines.append(
+            f"vectors in Milvus   : {counts['images']:,} images, {counts['texts']:,} titles "
+            f"({settings.milvus.uri}); neighbours by {mode}"
+        )
         for product in queries:
             pid, path = product["product_id"], product["category_path"]
             lines.append(f"  query: {product['title']!r} [{' > '.join(path)}]")
@@ -274,12 +279,12 @@ def _similar(settings: Settings, records: list[Record]) -> list[str]:
                 ("global", None),
                 (f"in {' > '.join(within)}", path_id(within)),
             ):
-                hits = store.search_by_id(pid, 6, category_id=category)
-                shown = [f"{titles.get(h.product_id, h.product_id)} ({h.score:.2f})"
-                         for h in hits if h.product_id != pid][:5]  # fmt: skip
+                query = vectors.of_product(pid, mode)
+                hits = vectors.search(query, 5, category_id=category, exclude=pid)
+                shown = [f"{titles.get(h.product_id, h.product_id)} ({h.score:.2f})" for h in hits]
                 lines.append(f"    {label:>28}: " + "; ".join(shown))
     finally:
-        store.close()
+        vectors.close()
     return lines
 
 

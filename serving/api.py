@@ -1,9 +1,14 @@
-"""The similarity HTTP API: visually similar products by product id or by an uploaded image.
+"""The similarity HTTP API: similar products by product id, by an uploaded image, or by words.
 
-    GET  /v1/similar/{product_id}?k=10&category=ID&exclude_self=false
+    GET  /v1/similar/{product_id}?k=10&category=ID&exclude_self=false&mode=hybrid
     POST /v1/similar?k=10&category=ID             (multipart form, field ``image``)
-    GET  /healthz                                  (vectors stored, model version)
+    GET  /v1/search?q=WORDS&k=10&category=ID       (title vectors)
+    GET  /healthz                                  (image and title vectors stored)
     GET  /metrics                                  (Prometheus)
+
+``mode`` (default ``PRODCAT_SIMILARITY__MODE``) compares image vectors, title vectors or both fused
+(:mod:`prodcat.serving.product_vectors`); an uploaded image is compared by its image vector, words
+by their title vector.
 
 ``category`` restricts the search to a category subtree at any level: the id of any prefix of a
 category path (``c_…``, as in predictions: :func:`prodcat.core.ids.path_id`), or the id of a node
@@ -45,6 +50,7 @@ from prodcat.core.settings import ApiSettings, ImageSettings
 from prodcat.serving.backends import ModelBackend
 from prodcat.serving.exceptions import ModelInputError, TransientError
 from prodcat.serving.image_fetch import sniff_media_type
+from prodcat.serving.product_vectors import Mode, ProductVectors, QueryVectors
 from prodcat.serving.request_limits import (
     FORM_OVERHEAD_BYTES,
     Refusal,
@@ -52,7 +58,7 @@ from prodcat.serving.request_limits import (
     TokenBuckets,
 )
 from prodcat.serving.subtrees import SUBTREE_ID_PATTERN, SubtreeIds
-from prodcat.serving.vector_store import Hit, VectorStore
+from prodcat.serving.vector_store import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,13 @@ CATEGORY = Annotated[
         pattern=f"^{SUBTREE_ID_PATTERN}$",
         description="restrict to this subtree: a c_… path id or a node id of the taxonomy",
     ),
+]
+MODE = Annotated[
+    Mode | None,
+    Query(description="image, text (titles) or hybrid; default PRODCAT_SIMILARITY__MODE"),
+]
+WORDS = Annotated[
+    str, Query(min_length=1, max_length=512, description="words to search titles for")
 ]
 
 
@@ -78,6 +91,7 @@ class SimilarOut(BaseModel):
     k: int
     category: str | None
     model_version: int | None
+    mode: Mode
     hits: list[HitOut]
 
 
@@ -112,18 +126,34 @@ def _hits(hits: list[Hit]) -> list[HitOut]:
 
 
 def neighbours_of_product(
-    store: VectorStore, product_id: str, k: int, category: str | None, exclude_self: bool
+    vectors: ProductVectors,
+    product_id: str,
+    k: int,
+    category: str | None,
+    exclude_self: bool,
+    mode: Mode,
 ) -> list[Hit]:
-    """The ``k`` neighbours of a stored product's image (404 when it has no vector).
+    """The ``k`` neighbours of a stored product in ``mode`` (404 when it has no vector for it;
+    hybrid with one side stored is answered by that side).
 
     Shared by the API and the web UI (:mod:`prodcat.serving.web`), so both answer the same way.
     """
-    if store.get_vector(product_id) is None:
-        raise HTTPException(404, f"no image vector for product {product_id!r}")
-    hits = store.search_by_id(product_id, k + int(exclude_self), category_id=category)
-    if exclude_self:
-        hits = [h for h in hits if h.product_id != product_id][:k]
-    return hits
+    query = vectors.of_product(product_id, mode)
+    if query.empty():
+        what = {"image": "image vector", "text": "title vector"}.get(mode, "image or title vector")
+        raise HTTPException(404, f"no {what} for product {product_id!r}")
+    exclude = product_id if exclude_self else None
+    return vectors.search(query, k, category_id=category, exclude=exclude)
+
+
+def neighbours_of_words(
+    vectors: ProductVectors, words: str, k: int, category: str | None
+) -> list[Hit]:
+    """Products whose titles read like ``words`` (422 when they hold no letter or digit)."""
+    vector = vectors.title_vector(words)
+    if vector is None:
+        raise HTTPException(422, "the words have nothing to compare (no letters or digits)")
+    return vectors.search(QueryVectors(text=vector), k, category_id=category)
 
 
 def read_upload(image: UploadFile, max_bytes: int, max_pixels: int) -> bytes:
@@ -161,7 +191,7 @@ def api_key_check(key: str | None) -> Callable[[Any, Any], Refusal | None]:
 
 
 def neighbours_of_image(
-    embedder: ModelBackend, store: VectorStore, data: bytes, k: int, category: str | None
+    embedder: ModelBackend, vectors: ProductVectors, data: bytes, k: int, category: str | None
 ) -> tuple[list[Hit], int | None]:
     """Embed an image (422 when it cannot be decoded) and search: the hits and the embedder
     version that made the query vector."""
@@ -170,19 +200,19 @@ def neighbours_of_image(
     except ModelInputError as exc:
         raise HTTPException(422, f"the image cannot be decoded: {exc}") from exc
     vector = np.asarray(output.outputs["embedding"][0], dtype=np.float32)
-    return store.search(vector, k, category_id=category), output.version
+    return vectors.search(QueryVectors(image=vector), k, category_id=category), output.version
 
 
 def create_api(
     settings: ApiSettings,
     *,
-    store: VectorStore,
+    vectors: ProductVectors,
     embedder: ModelBackend,
     registry: CollectorRegistry | None = None,
     images: ImageSettings | None = None,
     subtrees: SubtreeIds | None = None,
 ) -> FastAPI:
-    """The FastAPI app over ``store`` (vectors) and ``embedder`` (for uploaded images).
+    """The FastAPI app over ``vectors`` (image and title) and ``embedder`` (uploaded images).
 
     Without ``settings.key`` it is open to anyone who can reach it: keep it behind the UI's
     login or an authenticating ingress (see the module doc)."""
@@ -235,7 +265,8 @@ def create_api(
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "vectors": store.count()}
+        counts = vectors.count()
+        return {"status": "ok", "vectors": counts["images"], "title_vectors": counts["texts"]}
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -243,11 +274,30 @@ def create_api(
 
     @app.get("/v1/similar/{product_id}", response_model=SimilarOut)
     def similar_to_product(
-        product_id: str, k: K = 10, category: CATEGORY = None, exclude_self: bool = False
+        product_id: str,
+        k: K = 10,
+        category: CATEGORY = None,
+        exclude_self: bool = False,
+        mode: MODE = None,
     ) -> SimilarOut:
-        hits = neighbours_of_product(store, product_id, k, subtree(category), exclude_self)
+        chosen = mode or vectors.settings.mode
+        hits = neighbours_of_product(
+            vectors, product_id, k, subtree(category), exclude_self, chosen
+        )
         return SimilarOut(
-            query=product_id, k=k, category=category, model_version=None, hits=_hits(hits)
+            query=product_id,
+            k=k,
+            category=category,
+            model_version=None,
+            mode=chosen,
+            hits=_hits(hits),
+        )
+
+    @app.get("/v1/search", response_model=SimilarOut)
+    def search_words(q: WORDS, k: K = 10, category: CATEGORY = None) -> SimilarOut:
+        hits = neighbours_of_words(vectors, q, k, subtree(category))
+        return SimilarOut(
+            query=q, k=k, category=category, model_version=None, mode="text", hits=_hits(hits)
         )
 
     @app.post("/v1/similar", response_model=SimilarOut)
@@ -257,12 +307,13 @@ def create_api(
         category: CATEGORY = None,
     ) -> SimilarOut:
         data = read_upload(image, settings.max_upload_bytes, max_pixels)
-        hits, version = neighbours_of_image(embedder, store, data, k, subtree(category))
+        hits, version = neighbours_of_image(embedder, vectors, data, k, subtree(category))
         return SimilarOut(
             query=image.filename or "upload",
             k=k,
             category=category,
             model_version=version,
+            mode="image",
             hits=_hits(hits),
         )
 

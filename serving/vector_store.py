@@ -243,6 +243,26 @@ class VectorStore:
             )
         return np.asarray(rows[0][VECTOR], dtype=np.float32) if rows else None
 
+    def get_vectors(self, product_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored unit vectors of those of ``product_ids`` that have one."""
+        ids = list(dict.fromkeys(product_ids))
+        found: dict[str, np.ndarray] = {}
+
+        def query(expr: str) -> Callable[[MilvusClient], Any]:
+            return lambda c: c.query(
+                self.name, filter=expr, output_fields=["product_id", VECTOR], timeout=self._timeout
+            )
+
+        for start in range(0, len(ids), _BATCH):
+            part = ids[start : start + _BATCH]
+            with self._timed("get"):
+                rows = self._read(
+                    "get", query(f"product_id in {json.dumps(part, ensure_ascii=False)}")
+                )
+            for row in rows:
+                found[str(row["product_id"])] = np.asarray(row[VECTOR], dtype=np.float32)
+        return found
+
     # -- search ---------------------------------------------------------------------------------
 
     def search(self, vector: Any, k: int, *, category_id: str | None = None) -> list[Hit]:

@@ -1,11 +1,13 @@
-"""The embed agent: ``products.normalized`` → image fetch → image embedder → Milvus (upsert).
+"""The embed agent: ``products.normalized`` → image fetch → image embedder → Milvus (upsert),
+and each product's title vector beside it (``PRODCAT_SIMILARITY__TEXT_VECTORS``).
 
 Per micro-batch: decode the products, fetch each product's first image concurrently through the
 guarded fetcher, embed the images in one model call (in a thread), upsert the vectors by product_id
 (idempotent), then commit. A product without images is counted as skipped; an image that cannot be
 fetched or decoded goes to the dead-letter topic with its reason (``image_<kind>``, ``bad_image``)
 and is counted; a model-server or Milvus outage retries the batch with backoff. A tombstone deletes
-the product's vector.
+the product's vectors. Title vectors (:mod:`prodcat.serving.text_vectors`) are computed here for
+every product of the batch, with or without an image, and upserted into the title collection.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from prodcat.schemas.serde import AvroSerde, serde_for
 from prodcat.serving.backends import ModelBackend, create_backend
 from prodcat.serving.exceptions import ImageFetchError, ModelInputError, ModelNotFoundError
 from prodcat.serving.image_fetch import FetchedImage, ImageFetcher
-from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.serving.product_vectors import ProductVectors
+from prodcat.serving.vector_store import ImageVector
 from prodcat.streams.bisection import bisect
 from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
@@ -53,6 +56,11 @@ class _Item:
     image: FetchedImage | None = None
 
 
+def _first(product: Product) -> str:
+    urls = product.get("image_urls") or []
+    return str(urls[0]) if urls else ""
+
+
 class EmbedStage:
     """Turns a micro-batch of products into vectors in the store (or dead letters, or skips)."""
 
@@ -63,7 +71,8 @@ class EmbedStage:
         dead_letters: DeadLetters,
         fetcher: ImageFetcher,
         backend: ModelBackend,
-        store: VectorStore,
+        vectors: ProductVectors,
+        titles: bool = True,
         batch_size: int = 64,
         metrics: ModelMetrics | None = None,
         cards: CardStore | None = None,
@@ -72,7 +81,8 @@ class EmbedStage:
         self.dead_letters = dead_letters
         self.fetcher = fetcher
         self.backend = backend
-        self.store = store
+        self.vectors = vectors
+        self.titles = titles
         self.batch_size = batch_size
         self.metrics = metrics
         self.cards = cards
@@ -83,13 +93,16 @@ class EmbedStage:
         decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms, Product)
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         items: list[_Item] = []
+        titled: dict[str, tuple[int, Product]] = {}  # product_id → its last version in the batch
         tombstones: dict[str, int] = {}  # product_id → index of its last tombstone in the batch
         for d in decoded:
             if d.value is None:
                 if d.record.key:
                     tombstones[d.record.key.decode("utf-8", "replace")] = d.index
                 outputs[d.index] = d.output(None, skipped="deleted")
-            elif not d.value.get("image_urls"):
+                continue
+            titled[d.value["product_id"]] = (d.index, d.value)
+            if not d.value.get("image_urls"):
                 outputs[d.index] = d.output(None, skipped="no_image")
             else:
                 items.append(_Item(d, d.value, d.value["image_urls"][0]))
@@ -115,7 +128,9 @@ class EmbedStage:
                 item.image = result
                 ready.append(item)
         if deleted:
-            await asyncio.to_thread(self.store.delete, deleted)
+            await asyncio.to_thread(self.vectors.delete, deleted)
+        if self.titles:
+            await asyncio.to_thread(self._store_titles, titled, tombstones)
         for start in range(0, len(ready), self.batch_size):
             chunk = ready[start : start + self.batch_size]
             vectors = await asyncio.to_thread(self._embed, chunk)
@@ -137,8 +152,20 @@ class EmbedStage:
                 )
                 outputs[item.source.index] = item.source.output(None)
             if rows:
-                await asyncio.to_thread(self.store.upsert, rows)
+                await asyncio.to_thread(self.vectors.images.upsert, rows)
         return [out for out in outputs if out is not None]
+
+    def _store_titles(
+        self, titled: dict[str, tuple[int, Product]], tombstones: dict[str, int]
+    ) -> None:
+        """Upsert the title vectors of the batch's products not deleted later in it."""
+        rows = self.vectors.title_rows(
+            (pid, product.get("title") or "", product.get("category_path") or [], _first(product))
+            for pid, (index, product) in titled.items()
+            if tombstones.get(pid, -1) < index
+        )
+        if rows:
+            self.vectors.texts.upsert(rows)
 
     def _embed(self, items: list[_Item]) -> list[_Embedded]:
         """(vector, model version, error) per item; an image the model rejects is isolated."""
@@ -180,10 +207,14 @@ def build_stage(
     """The stage; with ``metrics``, model calls and Milvus operations are timed."""
     registry, topics, serving = settings.serde.registry_url, settings.topics, settings.serving
     models = metrics.models() if metrics is not None else None
-    store = VectorStore(
-        settings.milvus, observe=metrics.milvus().operation if metrics is not None else None
+    vectors = ProductVectors(
+        settings.milvus,
+        settings.similarity,
+        observe=metrics.milvus().operation if metrics is not None else None,
     )
-    store.ensure_collection()
+    vectors.images.ensure_collection()
+    if settings.similarity.text_vectors:
+        vectors.texts.ensure_collection()
     return EmbedStage(
         products=serde_for("Product", registry, topic=topics.normalized),
         dead_letters=DeadLetters.for_stage(settings, STAGE),
@@ -192,7 +223,8 @@ def build_stage(
         or create_backend(
             serving, serving.embedder, observe=models.call if models is not None else None
         ),
-        store=store,
+        vectors=vectors,
+        titles=settings.similarity.text_vectors,
         batch_size=min(serving.batch_size, 64),
         metrics=models,
         cards=CardStore(serving.model_base),
@@ -214,7 +246,7 @@ class EmbedAgent(StageHandler):
         if self._opened is not None:
             await self._opened.__aexit__(None, None, None)
             self._opened = None
-        self.stage.store.close()
+        self.stage.vectors.close()
 
     async def process(self, batch: Sequence[Input]) -> Outputs:
         return Outputs.of(await self.stage.process(batch, time.time_ns() // 1_000_000))

@@ -233,6 +233,41 @@ class MilvusSettings(_Section):
         description="Restricted searches matching at most this many rows (estimated from a "
         "sample) are answered exactly; broader ones by ANN.",
     )
+    text_collection: str = Field(
+        default="product_texts",
+        description="The collection of title vectors (same fields as the image collection).",
+    )
+    text_dim: int = Field(default=256, ge=8, description="Dimensions of a title vector.")
+
+
+class SimilaritySettings(_Section):
+    """Similar products: by image, by title, or both fused (the API and the web UI)."""
+
+    mode: Literal["image", "text", "hybrid"] = Field(
+        default="hybrid",
+        description="What a search compares when a request names no mode: image vectors, title "
+        "vectors, or both fused.",
+    )
+    text_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid score = text_weight x title cosine + (1 - text_weight) x image "
+        "cosine; `prodcat similarity weights` suggests one from people's judgements.",
+    )
+    fusion: Literal["weighted", "rrf"] = Field(
+        default="weighted",
+        description="weighted: the scores above; rrf: reciprocal-rank fusion of the two lists.",
+    )
+    candidates: int = Field(
+        default=50,
+        ge=10,
+        le=1000,
+        description="Neighbours each side contributes before fusing (at least 4 x k).",
+    )
+    text_vectors: bool = Field(
+        default=True, description="The embed stage also stores a title vector of every product."
+    )
 
 
 class ApiSettings(_Section):
@@ -634,6 +669,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     images: ImageSettings = ImageSettings()
     milvus: MilvusSettings = MilvusSettings()
+    similarity: SimilaritySettings = SimilaritySettings()
     api: ApiSettings = ApiSettings()
     ui: UiSettings = UiSettings()
     retrain: RetrainSettings = RetrainSettings()

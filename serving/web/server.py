@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from prodcat.core.metrics import MilvusMetrics, ModelMetrics
 from prodcat.core.settings import Settings
 from prodcat.serving.backends import ModelBackend, create_backend
-from prodcat.serving.vector_store import VectorStore
+from prodcat.serving.product_vectors import ProductVectors
 from prodcat.serving.web.annotation import AnnotationService
 from prodcat.serving.web.app import WebParts, create_web_app
 from prodcat.serving.web.auth import SessionCodec, Users, load_or_create_secret
@@ -50,24 +50,26 @@ def session_secret(settings: Settings) -> bytes:
 def web_parts(
     settings: Settings,
     *,
-    store: VectorStore | None = None,
+    vectors: ProductVectors | None = None,
     embedder: ModelBackend | None = None,
     registry: CollectorRegistry | None = None,
     taxonomy: Callable[[], CategoryTree | None] | None = None,
     apply_change: ApplyChange | None = None,
 ) -> Iterator[WebParts]:
-    """Everything the app needs, started (the follower runs), and closed on exit. ``store`` and
+    """Everything the app needs, started (the follower runs), and closed on exit. ``vectors`` and
     ``embedder`` may be injected (tests); otherwise they come from the settings. ``taxonomy``
     gives the configured tree (labels and the category search use its nodes); ``apply_change``
     applies a taxonomy change everywhere (the Taxonomy page; None: the page only shows)."""
     ui = settings.ui
-    own_store, own_embedder = store is None, embedder is None
+    own_vectors, own_embedder = vectors is None, embedder is None
     view, lock = open_view(settings)
     publisher = Publisher(settings.kafka)
     follower = TopicFollower(settings, view)
     registry = registry or CollectorRegistry()
-    if store is None:
-        store = VectorStore(settings.milvus, observe=MilvusMetrics(registry).operation)
+    if vectors is None:
+        vectors = ProductVectors(
+            settings.milvus, settings.similarity, observe=MilvusMetrics(registry).operation
+        )
     if embedder is None:
         embedder = create_backend(
             settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call
@@ -85,7 +87,7 @@ def web_parts(
             codec=SessionCodec(session_secret(settings), ui.session_ttl_s),
             view=view,
             annotation=annotation,
-            similarity=SimilarityService(settings, view, store, embedder, publisher, metrics),
+            similarity=SimilarityService(settings, view, vectors, embedder, publisher, metrics),
             mappings=MappingService(settings, view, publisher, annotation.vocabulary, metrics),
             taxonomy=TaxonomyService(
                 view, annotation.vocabulary, ui.taxonomy_editors, apply_change
@@ -104,8 +106,8 @@ def web_parts(
         publisher.close()
         if own_embedder:
             embedder.close()
-        if own_store:
-            store.close()
+        if own_vectors:
+            vectors.close()
         view.close()
         if lock is not None:
             lock.close()

@@ -22,7 +22,8 @@ from prodcat.core.settings import Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.api import neighbours_of_image, neighbours_of_product
 from prodcat.serving.backends import ModelBackend
-from prodcat.serving.vector_store import Hit, VectorStore
+from prodcat.serving.product_vectors import Mode, ProductVectors
+from prodcat.serving.vector_store import Hit
 from prodcat.serving.web.exceptions import InvalidInputError
 from prodcat.serving.web.metrics import WebMetrics
 from prodcat.serving.web.publisher import Publisher
@@ -39,7 +40,7 @@ class SimilarityService:
         self,
         settings: Settings,
         view: TopicView,
-        store: VectorStore,
+        vectors: ProductVectors,
         embedder: ModelBackend,
         publisher: Publisher,
         metrics: WebMetrics,
@@ -51,22 +52,36 @@ class SimilarityService:
         self.model_base = settings.serving.model_base
         self.embedder_name = settings.serving.embedder
         self.view = view
-        self.store = store
+        self.vectors = vectors
         self.embedder = embedder
         self.publisher = publisher
         self.metrics = metrics
 
-    def by_product(self, product_id: str, k: int, category: str | None) -> dict[str, Any]:
+    @property
+    def mode(self) -> Mode:
+        """What a product query compares unless the page says otherwise."""
+        return self.vectors.settings.mode
+
+    def by_product(
+        self, product_id: str, k: int, category: str | None, mode: Mode | None = None
+    ) -> dict[str, Any]:
         _check_category(category)
-        hits = neighbours_of_product(self.store, product_id, k, category, exclude_self=True)
+        chosen = mode or self.mode
+        hits = neighbours_of_product(
+            self.vectors, product_id, k, category, exclude_self=True, mode=chosen
+        )
         version = newest_version(self.model_base, self.embedder_name)
-        query = {"query_product_id": product_id, "query_image_sha256": None}
+        query = {"query_product_id": product_id, "query_image_sha256": None, "mode": chosen}
         return self._result(query, self.view.product(product_id), hits, category, version)
 
     def by_image(self, data: bytes, k: int, category: str | None) -> dict[str, Any]:
         _check_category(category)
-        hits, version = neighbours_of_image(self.embedder, self.store, data, k, category)
-        query = {"query_product_id": None, "query_image_sha256": hashlib.sha256(data).hexdigest()}
+        hits, version = neighbours_of_image(self.embedder, self.vectors, data, k, category)
+        query = {
+            "query_product_id": None,
+            "query_image_sha256": hashlib.sha256(data).hexdigest(),
+            "mode": "image",
+        }
         return self._result(query, None, hits, category, version)
 
     def _result(

@@ -12,8 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from prodcat.core.settings import ApiSettings, ImageSettings
+from prodcat.core.settings import ApiSettings, ImageSettings, MilvusSettings
 from prodcat.serving.api import create_api
+from prodcat.serving.product_vectors import ProductVectors
 from prodcat.serving.request_limits import TokenBuckets
 from tests.serving.test_image_header import png_bomb
 
@@ -46,6 +47,10 @@ class EmptyStore:
         return None
 
 
+def _empty() -> ProductVectors:
+    return ProductVectors(MilvusSettings(), images=EmptyStore(), texts=EmptyStore())  # type: ignore[arg-type]
+
+
 class Stream:
     """A request body of ``total`` bytes made on demand; counts what the server pulled."""
 
@@ -64,7 +69,8 @@ class Stream:
 
 
 def _api(settings: ApiSettings, spy: Untouchable) -> Any:
-    return create_api(settings, store=spy, embedder=spy, registry=CollectorRegistry())  # type: ignore[arg-type]
+    vectors = ProductVectors(MilvusSettings(), images=spy, texts=spy)  # type: ignore[arg-type]
+    return create_api(settings, vectors=vectors, embedder=spy, registry=CollectorRegistry())  # type: ignore[arg-type]
 
 
 def _client(app: Any) -> httpx.AsyncClient:
@@ -101,7 +107,7 @@ async def test_an_anonymous_1gib_upload_is_refused_before_it_is_read(spool_dir: 
 async def test_with_the_key_reads_work_and_probes_need_none() -> None:
     app = create_api(
         ApiSettings(key=SecretStr(KEY)),
-        store=EmptyStore(),  # type: ignore[arg-type]
+        vectors=_empty(),
         embedder=Untouchable(),  # type: ignore[arg-type]
         registry=CollectorRegistry(),
     )
@@ -143,7 +149,7 @@ async def test_a_pixel_bomb_upload_is_a_422_and_never_embedded() -> None:
 async def test_requests_beyond_the_rate_limit_get_429_per_client() -> None:
     app = create_api(
         ApiSettings(key=SecretStr(KEY), rate_per_s=0.01, rate_burst=3),
-        store=EmptyStore(),  # type: ignore[arg-type]
+        vectors=_empty(),
         embedder=Untouchable(),  # type: ignore[arg-type]
         registry=CollectorRegistry(),
     )

@@ -111,3 +111,26 @@ def test_a_missing_server_package_says_what_to_do(
     monkeypatch.setattr(builtins, "__import__", no_milvus)
     with pytest.raises(localmilvus.LocalMilvusError, match="make install"):
         localmilvus.start(tmp_path)
+
+
+def test_hybrid_search_on_the_server(server: localmilvus.LocalMilvus) -> None:
+    """Image and title collections on the server (HNSW both), fused: the exact weighted ranking
+    but for HNSW's approximation (at least 9 of the exact 10), restricted searches stay inside."""
+    from tests.serving.test_product_vectors import exact_fused, hybrid_vectors
+
+    vectors = hybrid_vectors(server.uri, text_weight=0.4)
+    try:
+        assert vectors.texts._backend_kind() == "server"
+        for query, prefix in ((17, None), (40, ["Jewellery", "Kids"])):
+            pid = ROWS[query].product_id
+            category = path_id(prefix) if prefix else None
+            query_vectors = vectors.of_product(pid, "hybrid")
+            hits = vectors.search(query_vectors, 10, category_id=category, exclude=pid)
+            found = [h.product_id for h in hits]
+            assert len(set(found) & set(exact_fused(query, 0.4, prefix))) >= 9
+            if prefix:
+                assert all(h.category_path[:2] == prefix for h in hits)
+    finally:
+        vectors.images.drop()
+        vectors.texts.drop()
+        vectors.close()

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from prodcat.core.kafka_config import producer_config
 from prodcat.core.settings import ImageSettings, MilvusSettings, ServingSettings, Settings
 from prodcat.schemas.serde import serde_for
-from prodcat.serving.vector_store import VectorStore
+from prodcat.serving.product_vectors import ProductVectors, QueryVectors
 from prodcat.streams.normalize import normalize_event
 from prodcat.streams.readback import read_topics
 from prodcat.streams.replay import dataset_events
@@ -94,7 +94,8 @@ def test_images_in_vectors_in_milvus_and_broken_images_dead_lettered(
     assert kinds == Counter([*bad, "decode_error"])
 
     stop_worker(proc)  # milvus-lite's local store is one process at a time
-    store = VectorStore(settings.milvus)
+    vectors = ProductVectors(settings.milvus)
+    store = vectors.images
     try:
         assert store.count() == len(good)
         assert store.get_vector(removed["product_id"]) is None
@@ -104,5 +105,14 @@ def test_images_in_vectors_in_milvus_and_broken_images_dead_lettered(
             assert hits[0].score == pytest.approx(1.0, abs=1e-4)
             assert hits[0].image_url == p["image_urls"][0]
             assert list(hits[0].category_path) == p["category_path"]
+        # every product has its title vector, with an image or without, whatever its image did
+        assert vectors.texts.count() == len(good) + len(bad) + len(no_image)
+        assert vectors.texts.get_vector(removed["product_id"]) is None
+        for p in [good[0], no_image[0], bad["bad_image"]]:
+            query = vectors.title_vector(p["title"])
+            assert query is not None
+            hits = {h.product_id: h for h in vectors.search(QueryVectors(text=query), 5)}
+            assert hits[p["product_id"]].score == pytest.approx(1.0, abs=1e-4)
+            assert list(hits[p["product_id"]].category_path) == p["category_path"]
     finally:
-        store.close()
+        vectors.close()

@@ -155,10 +155,10 @@ async def test_a_vector_store_refusal_is_isolated_not_a_crash_loop(
     result = await _process(settings, agent, records)
     _isolated(result, records, 3, "VectorStoreError", "embed")
     # the store was closed with the agent: count what it kept with a new one
-    from prodcat.serving.vector_store import VectorStore
+    from prodcat.serving.product_vectors import ProductVectors
 
-    store = VectorStore(settings.milvus)
+    vectors = ProductVectors(settings.milvus)
     try:
-        assert store.count() == 5
+        assert vectors.count() == {"images": 5, "texts": 5}
     finally:
-        store.close()
+        vectors.close()

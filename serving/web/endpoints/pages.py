@@ -62,7 +62,11 @@ def progress_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
 
 def similar_page(request: Request, web: WEB, user: ANNOTATOR) -> HTMLResponse:
     return web.page(
-        request, "similar.html", neighbours=web.ui.neighbours, max_upload=web.ui.max_upload_bytes
+        request,
+        "similar.html",
+        neighbours=web.ui.neighbours,
+        max_upload=web.ui.max_upload_bytes,
+        mode=web.parts.similarity.mode,
     )
 
 

@@ -9,6 +9,7 @@ from fastapi import File, Form, Query, UploadFile
 
 from prodcat.core.ids import CATEGORY_ID_PATTERN
 from prodcat.serving.api import read_upload
+from prodcat.serving.product_vectors import Mode
 from prodcat.serving.web.dependencies import ANNOTATOR, CATEGORY, SEARCH, WEB, WRITER
 
 # ``k`` defaults to the configured number of neighbours (``UiSettings.neighbours``).
@@ -30,9 +31,10 @@ def similar_to_product(
     product_id: Annotated[str, Query(min_length=1, max_length=512)],
     k: K_QUERY = None,
     category: CATEGORY = None,
+    mode: Mode | None = None,
 ) -> dict[str, Any]:
     k = web.ui.neighbours if k is None else k
-    return web.parts.similarity.by_product(product_id, k, category or None)
+    return web.parts.similarity.by_product(product_id, k, category or None, mode)
 
 
 def similar_to_upload(

@@ -24,7 +24,7 @@
 
   async function byProduct(product) {
     query = { product };
-    const params = new URLSearchParams({ product_id: product.product_id, k: k() });
+    const params = new URLSearchParams({ product_id: product.product_id, k: k(), mode: $("mode").value });
     if (category) params.set("category", category.category_id);
     try { show(await request("GET", "/ui/api/similar?" + params)); } catch (e) { toast(e.message, true); }
   }
@@ -57,7 +57,8 @@
     }
     qImage.hidden = false;
     const where = data.category_path ? `in ${data.category_path}` : "everywhere";
-    $("q-meta").textContent = `${data.hits.length} neighbours ${where} · embedder v${data.model_version ?? "?"}`;
+    const compared = { hybrid: "image + title", image: "image", text: "title" }[data.mode] || data.mode;
+    $("q-meta").textContent = `${data.hits.length} neighbours ${where} by ${compared} · embedder v${data.model_version ?? "?"}`;
     $("grid").replaceChildren(...data.hits.map(card));
     document.body.dataset.hits = String(data.hits.length);
   }
@@ -114,6 +115,7 @@
     if (file) { lastFile = file; $("product-search").value = ""; byImage(file); }
   });
   $("k").addEventListener("change", rerun);
+  $("mode").addEventListener("change", rerun);
   document.addEventListener("keydown", (e) => {
     if (e.key === "/" && !typing(e)) { e.preventDefault(); $("product-search").focus(); }
   });

@@ -48,7 +48,8 @@ from prodcat.core.settings import (
 )
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.backends import InProcessBackend
-from prodcat.serving.vector_store import ImageVector, VectorStore
+from prodcat.serving.product_vectors import ProductVectors
+from prodcat.serving.vector_store import ImageVector
 from prodcat.serving.web.app import create_web_app
 from prodcat.serving.web.auth import Users
 from prodcat.serving.web.server import web_parts
@@ -166,22 +167,25 @@ def ui(
     with (data_dir / "myntra" / "labels.csv").open(encoding="utf-8") as handle:
         catalogue = list(csv.DictReader(handle))[::80]  # ~33 products, many article types
     embedder = InProcessBackend(models, "image_embedder", poll_interval_s=None)
-    store = VectorStore(settings.milvus)
-    store.ensure_collection()
+    store = ProductVectors(settings.milvus)
+    store.ensure_collections()
     data = np.array([(images / r["filename"]).read_bytes() for r in catalogue], dtype=object)
     vectors = embedder.predict({"image_bytes": data}).outputs["embedding"]
-    store.upsert(
-        ImageVector(f"m{r['id']}", vectors[i], [r["masterCategory"], r["subCategory"],
-                    r["articleType"]], 1, (images / r["filename"]).as_uri())
+    paths = [[r["masterCategory"], r["subCategory"], r["articleType"]] for r in catalogue]
+    store.images.upsert(
+        ImageVector(f"m{r['id']}", vectors[i], paths[i], 1, (images / r["filename"]).as_uri())
         for i, r in enumerate(catalogue)
-    )  # fmt: skip
+    )
+    store.texts.upsert(store.title_rows(
+        (f"m{r['id']}", r["productDisplayName"], paths[i], "") for i, r in enumerate(catalogue)
+    ))  # fmt: skip
     products = serde_for("Product")
     produce(settings, topics.normalized,
             [(f"m{r['id']}".encode(), products.encode(_product(r, images))) for r in catalogue])  # fmt: skip
     vocabulary = load_vocabulary(models, "classifier")
     classes = list(vocabulary.classes.items())[:3]
 
-    with web_parts(settings, store=store, embedder=embedder) as parts, serving(parts) as url:
+    with web_parts(settings, vectors=store, embedder=embedder) as parts, serving(parts) as url:
         yield Ui(settings, url, catalogue, images, classes)
     store.close()
     embedder.close()

@@ -26,7 +26,7 @@ from prodcat.core.settings import (
 )
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.backends import InProcessBackend
-from prodcat.serving.vector_store import VectorStore
+from prodcat.serving.product_vectors import ProductVectors
 from prodcat.serving.web.auth import Users
 from prodcat.serving.web.server import web_parts
 from prodcat.streams.backfill import backfill
@@ -91,10 +91,10 @@ def site(
     produce(settings, topics.labels,
             [(label_key("p-labelled", "exclusive"), serde_for("Label").encode(label))])  # fmt: skip
 
-    store = VectorStore(settings.milvus)
+    store = ProductVectors(settings.milvus)
     embedder = InProcessBackend(embedder_model_base, "image_embedder", poll_interval_s=None)
     with web_parts(
-        settings, store=store, embedder=embedder,
+        settings, vectors=store, embedder=embedder,
         taxonomy=lambda: configured_taxonomy(settings),
         apply_change=lambda change: change_taxonomy(settings, change, backfill=True).as_json(),
     ) as parts, serving(parts) as url:  # fmt: skip

@@ -30,6 +30,8 @@ ORIGIN = "http://127.0.0.1"
 class Similarity:
     """The similarity service: records what reaches it."""
 
+    mode = "hybrid"
+
     def __init__(self) -> None:
         self.calls: list[str] = []
 

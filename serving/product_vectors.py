@@ -1,0 +1,204 @@
+"""Similar products by image, by title, or both: two collections and a fused search over them.
+
+Every product can have an image vector (the image embedder's, in ``milvus.collection``) and a title
+vector (:mod:`prodcat.serving.text_vectors`, in ``milvus.text_collection``); both collections have
+the same fields, so either can be restricted to a category subtree the same way. A search has a
+mode:
+
+- ``image``: the image collection alone (what the API answered before titles were stored);
+- ``text``: the title collection alone;
+- ``hybrid``: each collection proposes its ``candidates`` nearest products under the same
+  restriction; every candidate is then scored on **both** sides (the side that did not propose it
+  is looked up by id, so no candidate is scored on one side only) and ranked by
+  ``text_weight x title cosine + (1 - text_weight) x image cosine``, or, with ``fusion = "rrf"``,
+  by reciprocal-rank fusion of the two lists (``1 / (60 + rank)``, weighted the same way).
+  A product with no vector on one side scores 0 there. A query with one side only (an uploaded
+  image; a product without an image) is answered by that side.
+
+Two collections rather than one with two vector fields: Milvus 2.3 servers allow one vector field
+per collection, and milvus-lite and every server version accept this layout; the fused ranking
+is computed here, the same way on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+import numpy as np
+
+from prodcat.core.settings import MilvusSettings, SimilaritySettings
+from prodcat.serving.text_vectors import TEXT_VECTOR_VERSION, has_words, text_vectors
+from prodcat.serving.vector_store import Hit, ImageVector, VectorStore
+
+__all__ = ["MODES", "Mode", "ProductVectors", "QueryVectors", "fuse"]
+
+Mode = Literal["image", "text", "hybrid"]
+MODES: Final[tuple[Mode, ...]] = ("image", "text", "hybrid")
+RRF_K: Final = 60
+
+
+@dataclass(frozen=True, slots=True)
+class QueryVectors:
+    """What a search compares: an image vector, a title vector, or both (None: not available)."""
+
+    image: np.ndarray | None = None
+    text: np.ndarray | None = None
+
+    def empty(self) -> bool:
+        return self.image is None and self.text is None
+
+
+def fuse(
+    image_scores: dict[str, float],
+    text_scores: dict[str, float],
+    text_weight: float,
+    fusion: Literal["weighted", "rrf"],
+    image_ranked: Sequence[str] = (),
+    text_ranked: Sequence[str] = (),
+) -> list[tuple[str, float]]:
+    """Candidates by fused score, best first (ties by product id, for a stable order).
+
+    ``weighted`` uses the cosines of both sides (a missing one counts 0); ``rrf`` the ranks in the
+    two proposal lists (a product a list did not propose gets nothing from it).
+    """
+    ids = set(image_scores) | set(text_scores)
+    fused: dict[str, float] = {}
+    if fusion == "weighted":
+        for pid in ids:
+            fused[pid] = text_weight * text_scores.get(pid, 0.0) + (
+                1.0 - text_weight
+            ) * image_scores.get(pid, 0.0)
+    else:
+        for pid in ids:
+            fused[pid] = 0.0
+        for rank, pid in enumerate(image_ranked, start=1):
+            fused[pid] += (1.0 - text_weight) / (RRF_K + rank)
+        for rank, pid in enumerate(text_ranked, start=1):
+            fused[pid] += text_weight / (RRF_K + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+class ProductVectors:
+    """The image and title collections, written together and searched in any mode.
+
+    The two stores share the Milvus address (and, for milvus-lite, the process's one server).
+    Every error is the stores' :class:`~prodcat.serving.exceptions.VectorStoreError`.
+    """
+
+    def __init__(
+        self,
+        milvus: MilvusSettings,
+        similarity: SimilaritySettings | None = None,
+        *,
+        observe: Callable[[str, float, str | None], None] | None = None,
+        images: VectorStore | None = None,
+        texts: VectorStore | None = None,
+    ) -> None:
+        self.settings = similarity or SimilaritySettings()
+        self.images = images or VectorStore(milvus, observe=observe)
+        text_settings = milvus.model_copy(
+            update={"collection": milvus.text_collection, "dim": milvus.text_dim}
+        )
+        self.texts = texts or VectorStore(text_settings, observe=observe)
+        self.text_dim = milvus.text_dim
+
+    def ensure_collections(self) -> None:
+        self.images.ensure_collection()
+        self.texts.ensure_collection()
+
+    def close(self) -> None:
+        self.images.close()
+        self.texts.close()
+
+    def count(self) -> dict[str, int]:
+        return {"images": self.images.count(), "texts": self.texts.count()}
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def title_rows(
+        self, products: Iterable[tuple[str, str, Sequence[str], str]]
+    ) -> list[ImageVector]:
+        """Title-vector rows of ``(product_id, title, category_path, image_url)``; a title without
+        a letter or digit gives no row."""
+        items = list(products)
+        vectors = text_vectors([title for _, title, _, _ in items], self.text_dim)
+        return [
+            ImageVector(pid, vectors[i], list(path), TEXT_VECTOR_VERSION, url)
+            for i, (pid, title, path, url) in enumerate(items)
+            if has_words(title) and np.any(vectors[i])
+        ]
+
+    def delete(self, product_ids: Iterable[str]) -> None:
+        ids = list(product_ids)
+        self.images.delete(ids)
+        self.texts.delete(ids)
+
+    # -- searching ------------------------------------------------------------------------------
+
+    def title_vector(self, text: str) -> np.ndarray | None:
+        """The query vector of free text (None without a letter or digit)."""
+        vector = text_vectors([text], self.text_dim)[0]
+        return vector if has_words(text) and np.any(vector) else None
+
+    def of_product(self, product_id: str, mode: Mode) -> QueryVectors:
+        """The stored vectors of a product that ``mode`` uses."""
+        image = self.images.get_vector(product_id) if mode != "text" else None
+        text = self.texts.get_vector(product_id) if mode != "image" else None
+        return QueryVectors(image, text)
+
+    def search(
+        self,
+        query: QueryVectors,
+        k: int,
+        *,
+        category_id: str | None = None,
+        exclude: str | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best products for ``query`` (see the module doc); ``exclude`` (the query
+        product) is left out of the results."""
+        if k <= 0 or query.empty():
+            return []
+        wanted = k + int(exclude is not None)
+        if query.image is not None and query.text is not None:
+            hits = self._hybrid(query.image, query.text, wanted, category_id)
+        elif query.image is not None:
+            hits = self.images.search(query.image, wanted, category_id=category_id)
+        elif query.text is not None:
+            hits = self.texts.search(query.text, wanted, category_id=category_id)
+        return [h for h in hits if h.product_id != exclude][:k]
+
+    def _hybrid(
+        self, image: np.ndarray, text: np.ndarray, k: int, category_id: str | None
+    ) -> list[Hit]:
+        many = max(self.settings.candidates, 4 * k)
+        by_image = self.images.search(image, many, category_id=category_id)
+        by_text = self.texts.search(text, many, category_id=category_id)
+        shown = {h.product_id: h for h in by_text} | {h.product_id: h for h in by_image}
+        image_scores = {h.product_id: h.score for h in by_image}
+        text_scores = {h.product_id: h.score for h in by_text}
+        if self.settings.fusion == "weighted":
+            _score_missing(self.images, image, image_scores, shown)
+            _score_missing(self.texts, text, text_scores, shown)
+        ranked = fuse(
+            image_scores,
+            text_scores,
+            self.settings.text_weight,
+            self.settings.fusion,
+            [h.product_id for h in by_image],
+            [h.product_id for h in by_text],
+        )
+        return [replace(shown[pid], score=score) for pid, score in ranked[:k]]
+
+
+def _score_missing(
+    store: VectorStore, query: np.ndarray, scores: dict[str, float], candidates: dict[str, Hit]
+) -> None:
+    """Score on ``store``'s side the candidates only the other side proposed (by their vectors)."""
+    missing = [pid for pid in candidates if pid not in scores]
+    if not missing:
+        return
+    unit = query / max(float(np.linalg.norm(query)), 1e-12)
+    for pid, vector in store.get_vectors(missing).items():
+        scores[pid] = float(vector @ unit)
