@@ -212,6 +212,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     embedder.add_argument("--epochs", type=int, default=None, help="finetune: epochs")
 
+    similarity = sub.add_parser(
+        "similarity", help="similar products: the hybrid weight people's judgements support"
+    )
+    similarity.add_argument("action", choices=["weights"])
+    similarity.set_defaults(func=_similarity)
+
     experiment = sub.add_parser("experiment", help="offline experiments")
     experiment.add_argument(
         "name",
@@ -655,6 +661,25 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
     from prodcat.streams.feeds.publish import publish_command
 
     return publish_command(args, kafka=settings.kafka, topic=args.topic or settings.topics.raw)
+
+
+def _similarity(settings: Settings, args: argparse.Namespace) -> int:
+    from prodcat.streams.similarity_commands import suggest_text_weight
+
+    choice, pairs = suggest_text_weight(settings)
+    current = settings.similarity.text_weight
+    print(
+        f"{choice.relevant} relevant and {choice.irrelevant} irrelevant judged pairs "
+        f"({pairs.uploads} upload queries and {pairs.missing_vectors} pairs without both "
+        "vectors left out)"
+    )
+    print("text_weight  AUC")
+    for weight, value in choice.auc_by_weight.items():
+        marks = " <- suggested" if weight == choice.text_weight else ""
+        marks += " (current)" if abs(weight - current) < 1e-9 else ""
+        print(f"  {weight:9.2f}  {value:.4f}{marks}")
+    print(f"PRODCAT_SIMILARITY__TEXT_WEIGHT={choice.text_weight:g}")
+    return 0
 
 
 def _embedder(settings: Settings, args: argparse.Namespace) -> int:
