@@ -292,6 +292,32 @@ def test_annotation_queue_to_labels_topic(ui: Ui, browser: Any) -> None:
     bob.context.close()
 
 
+def test_similarity_compares_images_titles_or_both(ui: Ui, browser: Any) -> None:
+    row = ui.catalogue[11]
+    page = _login(browser, ui, "bob", "/similar")
+    assert page.locator("#mode").input_value() == "hybrid"  # PRODCAT_SIMILARITY__MODE
+    page.fill("#product-search", row["productDisplayName"])
+    page.locator(f"#product-results li[data-product-id='m{row['id']}']").wait_for()
+    page.locator(f"#product-results li[data-product-id='m{row['id']}']").click()
+    shown = {}
+    for mode, words in (
+        ("hybrid", "by image + title"),
+        ("text", "by title"),
+        ("image", "by image"),
+    ):
+        page.select_option("#mode", mode)
+        page.wait_for_function(
+            "w => document.getElementById('q-meta').textContent.includes(w + ' ·')", arg=words
+        )
+        page.wait_for_selector("body[data-hits='12']")
+        shown[mode] = page.locator(".hit").evaluate_all(
+            "cards => cards.map(c => c.dataset.productId)"
+        )
+    assert f"m{row['id']}" not in shown["hybrid"]  # the query itself is left out
+    assert shown["hybrid"] != shown["image"] and shown["hybrid"] != shown["text"]
+    page.context.close()
+
+
 def test_similarity_upload_judgement_and_report(ui: Ui, browser: Any) -> None:
     row = ui.catalogue[7]
     pid, image = f"m{row['id']}", ui.images / row["filename"]
