@@ -348,7 +348,18 @@ def _spawn(
 def stop(settings: LocalKafkaSettings, timeout_s: float = 30.0) -> bool:
     """Stop the broker or every node (SIGTERM to all at once, so that no node waits for a quorum
     that is already leaving; SIGKILL after ``timeout_s``); True if any was running."""
-    running = [(node, _read_pid(node)) for node in nodes(settings)]
+    return _stop_nodes(nodes(settings), timeout_s)
+
+
+def stop_node(settings: LocalKafkaSettings, node: int, timeout_s: float = 30.0) -> bool:
+    """Stop node ``node`` (0-based) of a cluster as :func:`stop` stops all, and wait until its
+    process has exited (a JVM's main thread can end before the rest of it); :func:`start` starts
+    it again. True if it was running."""
+    return _stop_nodes([nodes(settings)[node]], timeout_s)
+
+
+def _stop_nodes(chosen: list[LocalKafkaSettings], timeout_s: float) -> bool:
+    running = [(node, _read_pid(node)) for node in chosen]
     pids = [pid for _, pid in running if pid is not None]
     for pid in pids:
         os.kill(pid, signal.SIGTERM)
@@ -373,12 +384,26 @@ def _alive(pid: int) -> bool:
 
 
 def process_running(pid: int) -> bool:
-    """False for a process that is gone or a zombie (exited, not yet collected by its parent)."""
+    """False for a process that is gone or a zombie (exited, not yet collected by its parent).
+    A JVM's main thread can end (and show as a zombie) while its other threads still shut down:
+    the process runs while any of its threads does."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if _state(Path(f"/proc/{pid}/stat")) != "Z":
+            return True
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
-    return state != "Z"
+    for thread in threads:
+        try:
+            if _state(thread / "stat") != "Z":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _state(stat: Path) -> str:
+    return stat.read_text().rsplit(")", 1)[1].split()[0]
 
 
 def _reap(pid: int) -> None:

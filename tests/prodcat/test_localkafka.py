@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from prodcat import localkafka
 from prodcat.core.settings import LocalKafkaSettings
-from prodcat.localkafka import LocalKafkaError
+from prodcat.localkafka import LocalKafkaError, process_running
 from tests.conftest import free_port
 
 
@@ -62,3 +65,24 @@ def test_cluster_ids_never_look_like_options() -> None:
     ids = [localkafka.new_cluster_id() for _ in range(5000)]
     assert not any(cid.startswith("-") for cid in ids)
     assert all(len(cid) == 22 for cid in ids) and len(set(ids)) == len(ids)
+
+
+def test_a_process_whose_main_thread_ended_runs_until_its_last_thread_ends() -> None:
+    """A JVM stopping shows its main thread as a zombie while the rest of it shuts down: stopping
+    a node must wait for the whole process, or its restart finds its ports taken."""
+    code = (
+        "import threading, time, ctypes\n"
+        "t = threading.Thread(target=time.sleep, args=(2,))\n"
+        "t.start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(0.8)
+        leader = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert leader == "Z" and process_running(proc.pid)
+        assert proc.wait(timeout=10) == 0
+        assert not process_running(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,14 +1,20 @@
-"""Chaos on a three-broker cluster (issue 18, short form): the normalise stage under load while
-the leader of its input partitions is SIGKILLed. Every input offset ends as a product or a dead
-letter (by the source header), duplicates stay within the batches in flight at the fault, and
-the worker never exits. ``make chaos`` runs this module."""
+"""Chaos on a three-broker cluster (issue 18, short forms): the normalise stage under load while
+(1) the leader of its input partitions is SIGKILLed, (2) every broker is restarted in turn, (3)
+its workers scale 1 -> 3 -> 1. Every input offset ends as a product or a dead letter (by the source
+header), duplicates stay within the batches in flight at each fault, and no worker exits unasked.
+``make chaos`` runs this module."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,7 @@ from prodcat import localkafka
 from prodcat.core.settings import (
     KafkaSettings,
     LocalKafkaSettings,
+    Settings,
     TopicNames,
     WorkerSettings,
     load_settings,
@@ -33,14 +40,24 @@ from tests.prodcat.test_localkafka_cluster import _free_base
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 
-def test_normalize_survives_the_loss_of_its_partition_leader(
-    tmp_path: Path, data_dir: Path, run_worker
-) -> None:
+EVENTS = 20_000
+
+
+@dataclass
+class Cluster:
+    settings: Settings
+    local: LocalKafkaSettings
+    bootstrap: str
+
+
+@contextmanager
+def cluster(tmp_path: Path, data_dir: Path) -> Iterator[Cluster]:
+    """A fresh local three-broker cluster and prodcat's topics on it (3 replicas, 2 in sync)."""
     base = _free_base()
-    cluster = LocalKafkaSettings(
+    local = LocalKafkaSettings(
         home=tmp_path / "cluster", port=base, controller_port=base + 1, brokers=3, heap="512m"
     )
-    bootstrap = localkafka.start(cluster).bootstrap
+    bootstrap = localkafka.start(local).bootstrap
     try:
         uid = uuid.uuid4().hex[:8]
         names = TopicNames(**{f: f"c{uid}.{getattr(TopicNames(), f)}" for f in TopicNames.model_fields
@@ -60,49 +77,135 @@ def test_normalize_survives_the_loss_of_its_partition_leader(
                 batch_size=200,
             ),
         )
-        ensure_topics(settings.kafka, topic_specs(names))  # 3 replicas, 2 in sync
+        ensure_topics(settings.kafka, topic_specs(names))
+        yield Cluster(settings, local, bootstrap)
+    finally:
+        localkafka.stop(local)
+
+
+def _consumed(settings: Settings) -> float:
+    return scrape_metric(
+        "127.0.0.1", settings.worker.metrics_port, "prodcat_events_in_total", stage="normalize"
+    )
+
+
+def _wait_consumed(settings: Settings, at_least: float, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _consumed(settings) < at_least:
+        assert time.monotonic() < deadline, f"the worker did not consume {at_least:.0f} inputs"
+        time.sleep(0.05)
+
+
+def _paced_replay(
+    settings: Settings, data_dir: Path, rate: float
+) -> tuple[threading.Thread, list[int]]:
+    """Replay the Flipkart events at ``rate``/s in a thread; the count sent lands in the list."""
+    sent: list[int] = []
+
+    def run() -> None:
+        events = islice(dataset_events(data_dir, ["flipkart"]), EVENTS)
+        sent.append(replay(settings.kafka, settings.topics.raw, events, rate=rate,
+                           progress=False).sent)  # fmt: skip
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, sent
+
+
+def _accounted(settings: Settings, sent: int, since: float) -> tuple[int, float]:
+    """Wait until every input offset has its output; (duplicates, seconds after ``since``)."""
+    names = settings.topics
+    raw = read_topics(settings.kafka, [names.raw], expected=sent, timeout_s=120)
+    inputs = {f"{r.topic}/{r.partition}/{r.offset}".encode() for r in raw}
+    assert len(inputs) == sent
+    deadline = time.monotonic() + 300
+    covered: set[bytes] = set()
+    count = 0
+    while time.monotonic() < deadline:
+        outputs = read_topics(settings.kafka, [names.normalized, names.deadletter],
+                              expected=None, timeout_s=30)  # fmt: skip
+        covered = {r.headers[SOURCE_HEADER] for r in outputs}
+        count = len(outputs)
+        if covered >= inputs:
+            break
+        time.sleep(2)
+    assert covered == inputs, f"{len(inputs - covered)} of {sent} inputs unaccounted for"
+    return count - len(covered), time.monotonic() - since
+
+
+def test_normalize_survives_the_loss_of_its_partition_leader(
+    tmp_path: Path, data_dir: Path, run_worker
+) -> None:
+    with cluster(tmp_path, data_dir) as c:
+        settings, names = c.settings, c.settings.topics
         sent = replay(settings.kafka, names.raw, dataset_events(data_dir, ["flipkart"]),
                       progress=False).sent  # fmt: skip
         proc = run_worker(settings, ["normalize"])
-        deadline = time.monotonic() + 120
-        while (
-            scrape_metric(
-                "127.0.0.1",
-                settings.worker.metrics_port,
-                "prodcat_events_in_total",
-                stage="normalize",
-            )
-            < 2_000
-        ):
-            assert time.monotonic() < deadline, "the worker did not start consuming"
-            time.sleep(0.05)
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        _wait_consumed(settings, 2_000)
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
         leader = admin.list_topics(names.raw, timeout=10).topics[names.raw].partitions[0].leader
-        pid = localkafka.node_pid(cluster, leader - 1)
+        pid = localkafka.node_pid(c.local, leader - 1)
         assert pid is not None
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)  # the input's partition leader, without warning
 
-        raw = read_topics(settings.kafka, [names.raw], expected=sent, timeout_s=120)
-        inputs = {f"{r.topic}/{r.partition}/{r.offset}".encode() for r in raw}
-        assert len(inputs) == sent
-        deadline = time.monotonic() + 300
-        covered: set[bytes] = set()
-        count = 0
-        while time.monotonic() < deadline:
-            outputs = read_topics(settings.kafka, [names.normalized, names.deadletter],
-                                  expected=None, timeout_s=30)  # fmt: skip
-            covered = {r.headers[SOURCE_HEADER] for r in outputs}
-            count = len(outputs)
-            if covered >= inputs:
-                break
-            time.sleep(2)
-        recovered_s = time.monotonic() - killed_at
-        assert covered == inputs, f"{len(inputs - covered)} of {sent} inputs unaccounted for"
-        duplicates = count - len(covered)
+        duplicates, recovered_s = _accounted(settings, sent, killed_at)
         assert duplicates <= 4 * settings.worker.batch_size, duplicates
         assert proc.poll() is None, "the worker exited"
         print(f"\nleader {leader} killed: {sent} inputs, 0 lost, {duplicates} duplicates, "
               f"all accounted for {recovered_s:.0f} s after the kill")  # fmt: skip
-    finally:
-        localkafka.stop(cluster)
+
+
+def test_normalize_survives_a_rolling_restart_of_every_broker(
+    tmp_path: Path, data_dir: Path, run_worker
+) -> None:
+    """Each broker stopped (SIGTERM) and started again in turn, the next only once the cluster
+    has all three back, while events arrive at a steady rate."""
+    with cluster(tmp_path, data_dir) as c:
+        settings = c.settings
+        proc = run_worker(settings, ["normalize"])
+        thread, sent = _paced_replay(settings, data_dir, rate=400)
+        _wait_consumed(settings, 500)
+        started = time.monotonic()
+        for node in range(3):
+            assert localkafka.stop_node(c.local, node)  # SIGTERM, waits until it has exited
+            localkafka.start(c.local)  # only the stopped node starts; waits for all three
+            assert proc.poll() is None, f"the worker exited while broker {node + 1} restarted"
+        restarts_s = time.monotonic() - started
+        thread.join(timeout=120)
+        assert sent, "the replay did not finish"
+        duplicates, recovered_s = _accounted(settings, sent[0], started)
+        assert duplicates <= 3 * 4 * settings.worker.batch_size, duplicates
+        assert proc.poll() is None, "the worker exited"
+        print(f"\nrolling restart of 3 brokers ({restarts_s:.0f} s): {sent[0]} inputs, 0 lost, "
+              f"{duplicates} duplicates, all accounted for {recovered_s:.0f} s after it began")  # fmt: skip
+
+
+def test_normalize_scales_one_to_three_workers_and_back(
+    tmp_path: Path, data_dir: Path, run_worker
+) -> None:
+    """Two workers join during load (the partitions spread), then leave (SIGTERM): every input
+    is answered, duplicates stay within the batches in flight at the rebalances."""
+    with cluster(tmp_path, data_dir) as c:
+        settings = c.settings
+        first = run_worker(settings, ["normalize"])
+        thread, sent = _paced_replay(settings, data_dir, rate=500)
+        _wait_consumed(settings, 1_000)
+        started = time.monotonic()
+        others = []
+        for _ in range(2):
+            other = settings.model_copy(
+                update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
+            )
+            others.append(run_worker(other, ["normalize"]))
+        time.sleep(8)  # the group rebalances over three members and they share the load
+        for proc in others:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, "a leaving worker did not stop cleanly"
+        thread.join(timeout=120)
+        assert sent, "the replay did not finish"
+        duplicates, recovered_s = _accounted(settings, sent[0], started)
+        assert duplicates <= 2 * 4 * settings.worker.batch_size, duplicates
+        assert first.poll() is None, "the first worker exited"
+        print(f"\nworkers 1 -> 3 -> 1: {sent[0]} inputs, 0 lost, {duplicates} duplicates, "
+              f"all accounted for {recovered_s:.0f} s after the scale-out")  # fmt: skip
