@@ -1,6 +1,7 @@
 """Normalisation throughput through real Kafka (one worker process) vs the pure function, same run.
 
     .venv/bin/python bench/normalize_throughput.py [--feeds flipkart,dev] [--events 100000] [--runs 3]
+        [--guarantees at_least_once,exactly_once]
 
 ``--feeds``: comma-separated event sets, each measured on its own raw topic: ``flipkart`` (the
 20,000 Flipkart rows), ``dev`` (the seven development feeds of ``<data_dir>/feeds/*.jsonl``, one
@@ -22,6 +23,9 @@ file after the other), or one development feed by name (e.g. ``rewe_de``). Every
    Rate = outputs / (last output timestamp - first output timestamp), so start-up and group join
    are excluded (holding the first records and inferring the profile are not); CPU = the worker's
    user+system seconds from ready to the last output.
+   With ``--guarantees`` naming both, every run measures one worker of each guarantee, alternating
+   (``PRODCAT_WORKER__GUARANTEE``; exactly-once: a transaction per input partition and batch), and
+   the two medians are compared.
 Prints medians, the worker/pure ratio, and the load average before and after each phase.
 """
 
@@ -214,7 +218,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _worker_run(
-    settings: Settings, raw_topic: str, n: int, batch_size: int, run: int
+    settings: Settings, raw_topic: str, n: int, batch_size: int, run: int, guarantee: str
 ) -> tuple[float, float, int]:
     """One worker process drains the backlog into fresh topics: (events/s, events/CPU-s, dead)."""
     uid = uuid.uuid4().hex[:8]
@@ -225,7 +229,7 @@ def _worker_run(
         profiles=f"bench-{uid}.feeds.profiles",
         partitions=4,
     )
-    run_cfg = run_settings(settings, topics, uid, batch_size=batch_size)
+    run_cfg = run_settings(settings, topics, uid, batch_size=batch_size, guarantee=guarantee)
     wanted = {topics.normalized, topics.deadletter, topics.profiles}
     ensure_topics(run_cfg.kafka, [s for s in topic_specs(topics) if s.name in wanted])
     proc = start_worker(run_cfg, ["normalize"], HOME / f"worker-{uid}.log")
@@ -242,7 +246,8 @@ def _worker_run(
     seconds = (stamps[-1] - stamps[0]) / 1000
     dead = sum(1 for r in records if r.topic == topics.deadletter)
     print(
-        f"  worker run {run}: {len(records):,} outputs ({dead:,} dead letters) in {seconds:.2f}s "
+        f"  worker run {run} ({guarantee}): {len(records):,} outputs ({dead:,} dead letters) "
+        f"in {seconds:.2f}s "
         f"→ {len(records) / seconds:,.0f}/s; worker CPU {cpu:.1f}s "
         f"→ {len(records) / cpu:,.0f}/CPU-s",
         flush=True,
@@ -301,12 +306,24 @@ def _bench_set(
         flush=True,
     )
 
-    rates, cpu_rates = [], []
+    guarantees = [g.strip() for g in args.guarantees.split(",") if g.strip()]
+    by_guarantee: dict[str, tuple[list[float], list[float]]] = {g: ([], []) for g in guarantees}
     for run in range(args.runs):
-        rate, cpu_rate, _ = _worker_run(settings, raw_topic, n, args.batch_size, run)
-        rates.append(rate)
-        cpu_rates.append(cpu_rate)
+        for guarantee in guarantees:
+            rate, cpu_rate, _ = _worker_run(settings, raw_topic, n, args.batch_size, run, guarantee)
+            by_guarantee[guarantee][0].append(rate)
+            by_guarantee[guarantee][1].append(cpu_rate)
+    rates, cpu_rates = by_guarantee[guarantees[0]]
     worker, cpu = statistics.median(rates), statistics.median(cpu_rates)
+    if len(guarantees) > 1:
+        for guarantee, (g_rates, g_cpu) in by_guarantee.items():
+            print(
+                f"[{name}] {guarantee}: worker {statistics.median(g_rates):,.0f}/s "
+                f"(runs {_runs(g_rates)}), {statistics.median(g_cpu):,.0f} per worker CPU-s; "
+                f"against {guarantees[0]}: "
+                f"{statistics.median(g_rates) / worker:.2f} of the rate",
+                flush=True,
+            )
     print(
         f"[{name}] medians of {args.runs}, {n:,} events, batch {args.batch_size}: "
         f"pure {pure.rate:,.0f}/s; worker {worker:,.0f}/s (runs {_runs(rates)}), "
@@ -331,6 +348,11 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000, help="events per set (cycled)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument(
+        "--guarantees",
+        default="at_least_once",
+        help="worker guarantees to measure, alternating runs: at_least_once, exactly_once",
+    )
     args = parser.parse_args()
 
     base_settings = load_settings()

@@ -143,6 +143,7 @@ def _server_properties(settings: LocalKafkaSettings, node: int = 0, brokers: int
             "offsets.topic.num.partitions=4",
             f"transaction.state.log.replication.factor={replicas}",
             f"transaction.state.log.min.isr={isr}",
+            "transaction.state.log.num.partitions=4",
             f"share.coordinator.state.topic.replication.factor={replicas}",
             f"share.coordinator.state.topic.min.isr={isr}",
             "group.initial.rebalance.delay.ms=0",

@@ -46,6 +46,7 @@ class TopicFollower:
             "enable_auto_commit": False,
             "client_id": f"{settings.worker.app_id}-{name}",
             "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
         }
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None

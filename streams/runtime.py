@@ -24,6 +24,14 @@ logging) with its own aiokafka consumer group ``<app_id>-<stage>``:
    (``Outputs.held``), or past the batch when it holds none: at-least-once;
 5. ``on_tick(now)`` (windows, job checks, held inputs that are ready), sent and committed the same way.
 
+**Exactly-once** (``PRODCAT_WORKER__GUARANTEE=exactly_once``, :mod:`prodcat.streams.transactions`):
+steps 3 and 4 become one Kafka transaction per input partition, holding the outputs that answer the
+offsets it commits (outputs of inputs past the commit point wait for a later one), and consumers
+read committed records only. A transaction that fails for any reason is aborted and its partition
+re-read from its committed offset (the stage forgets what it held of it, as on a rebalance), so no
+output is written twice and none is lost; a record the broker refuses for good is dead-lettered
+in the next try of the same transaction. Outputs of no input are sent at-least-once.
+
 **Deferred inputs.** A stage may hold inputs unanswered; a later ``on_tick`` or ``process`` answers
 them (an output whose ``source`` names the input, or ``Outputs.released``). Held inputs are not
 committed, so a crash re-delivers them. On a rebalance the runtime forgets the revoked partitions'
@@ -69,6 +77,7 @@ from prodcat.streams.stage import (
     source_headers,
 )
 from prodcat.streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
+from prodcat.streams.transactions import PartitionTransactions
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +149,9 @@ def stage_consumer(settings: Settings, stage: str, **overrides: Any) -> AIOKafka
         "session_timeout_ms": int(worker.session_timeout_s * 1000),
         "heartbeat_interval_ms": int(worker.heartbeat_interval_s * 1000),
         "max_poll_records": worker.batch_size,
+        # no record of an aborted or open transaction (exactly-once stages upstream); without
+        # transactions this reads the same as read_uncommitted
+        "isolation_level": "read_committed",
     }
     return AIOKafkaConsumer(**aiokafka_config(settings.kafka), **{**options, **overrides})
 
@@ -199,6 +211,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka sh
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.runtime.revoked(set(revoked))
+        if self.runtime.transactions is not None:
+            await self.runtime.transactions.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.runtime.progress.assign(assigned)
@@ -235,6 +249,13 @@ class StageRuntime:
         self.sender = BatchSender(self.producer)
         self.progress = Progress()
         self.paused: set[TopicPartition] = set()
+        self.transactions = (
+            PartitionTransactions(settings, stage.name, f"{worker.app_id}-{stage.name}")
+            if worker.guarantee == "exactly_once"
+            else None
+        )
+        self._inputs: Sequence[Input] = ()
+        self._rewinds = 0
 
     async def run(self) -> None:
         await self.stage.start()
@@ -251,6 +272,8 @@ class StageRuntime:
                     await self._batch(fetched)
                 await self._tick()
         finally:
+            if self.transactions is not None:
+                await self.transactions.close()
             await self.consumer.stop()
             await self.producer.stop()
             await self.stage.stop()
@@ -382,7 +405,18 @@ class StageRuntime:
             stage.observe(self.metrics, outputs, time.perf_counter() - started, None)
 
     async def _send(self, outputs: Outputs, records: Sequence[Input]) -> None:
-        """Send ``outputs`` (``records``: the batch's inputs, for dead letters)."""
+        """Send ``outputs`` (``records``: the batch's inputs, for dead letters). In exactly-once
+        mode the outputs of inputs wait for their partition's transaction (``_commit``)."""
+        if self.transactions is not None:
+            self._inputs = records
+            sourceless = []
+            for out in outputs:
+                if out.source is None:
+                    sourceless.append(out)
+                else:
+                    tp = TopicPartition(out.source.topic, out.source.partition)
+                    self.transactions.add(tp, (out,))
+            outputs = Outputs.of(sourceless)
         if not len(outputs):
             return
         rejected = await with_backoff(
@@ -552,6 +586,10 @@ class StageRuntime:
             return
         assigned = self.consumer.assignment()
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if self.transactions is not None:
+            for tp, offset in offsets.items():
+                await self._commit_transaction(tp, offset)
+            return
         try:
             await self.consumer.commit(offsets)
         except COMMIT_REBALANCED as exc:
@@ -561,6 +599,78 @@ class StageRuntime:
             )
             return
         self.progress.committed(offsets)
+
+    async def _commit_transaction(self, tp: TopicPartition, offset: int) -> None:
+        """Commit ``tp`` up to ``offset`` with the outputs of its inputs before it, in one
+        transaction; on any failure, abort and re-read the partition from its committed offset."""
+        if self.transactions is None:
+            return
+        records = self.transactions.ready(tp, offset)
+        lettered: set[Position] = set()
+        try:
+            for _ in range(3):  # a refused record, then a refused dead letter, then truncated
+                refused = await self.transactions.commit(tp, records, offset)
+                if not refused:
+                    self.progress.committed({tp: offset})
+                    self._rewinds = 0
+                    return
+                records = self._replace_refused(records, refused, lettered)
+            raise RuntimeError(f"the broker kept refusing records of {tp} for good")
+        except Exception as exc:
+            await self._rewind(tp, exc)
+
+    def _replace_refused(
+        self,
+        records: list[Outgoing],
+        refused: list[tuple[list[Outgoing], BaseException]],
+        lettered: set[Position],
+    ) -> list[Outgoing]:
+        """``records`` with each one the broker refused for good replaced by the dead letter of
+        its input (a refused dead letter by itself, truncated)."""
+        inputs = {position(r): r for r in self._inputs}
+        gone = {id(r) for group, _ in refused for r in group}
+        kept = [r for r in records if id(r) not in gone]
+        for group, exc in refused:
+            for record in group:
+                if record.topic == self.stage.dead_letters.topic:
+                    kept.append(self._truncated(record, cast(Exception, exc)))
+                    continue
+                letter = self._rejected(record, cast(Exception, exc), inputs, lettered)
+                if letter is not None:
+                    kept.append(letter)
+        return kept
+
+    async def _rewind(self, tp: TopicPartition, exc: Exception) -> None:
+        """After a failed transaction: forget ``tp``'s progress, held inputs and waiting outputs
+        and, while it is still ours, read it again from its committed offset."""
+        if self.transactions is None:
+            return
+        self.metrics.retried(type(exc).__name__)
+        self._rewinds += 1
+        delay = min(RETRY_INITIAL_S * 2 ** (self._rewinds - 1), RETRY_MAX_S)
+        logger.warning(
+            "%s: the transaction of %s/%d failed (%s: %s); re-reading it from its committed "
+            "offset in %.1fs",
+            self.stage.name,
+            tp.topic,
+            tp.partition,
+            type(exc).__name__,
+            exc,
+            delay,
+        )
+        await self.transactions.forget([tp])
+        owned = tp in self.progress.partitions
+        self.progress.revoke([tp])
+        self.paused.discard(tp)
+        self.stage.on_revoked({tp})
+        await asyncio.sleep(delay)
+        if owned and tp in self.consumer.assignment():
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+            self.progress.assign([tp])
 
     def _pause_over_limit(self) -> None:
         over = self.progress.over(self.stage.max_pending)

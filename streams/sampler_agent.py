@@ -202,6 +202,7 @@ class StateFollower:
             client_id=f"{settings.worker.app_id}-{STAGE}-state",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",  # no prediction of an aborted transaction
         )
 
     async def catch_up(self) -> None:

@@ -117,6 +117,11 @@ class WorkerSettings(_Section):
 
     app_id: str = "prodcat"
     batch_size: int = Field(default=2000, ge=1, description="Events per micro-batch.")
+    guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once: each input partition's outputs and offsets in one Kafka "
+        "transaction, consumers read committed records (streams/transactions.py).",
+    )
     batch_within_s: float = Field(
         default=0.05, gt=0, description="Flush a partial batch after this."
     )
