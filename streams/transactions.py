@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from prodcat.core.kafka_config import aiokafka_config
 from prodcat.core.settings import Settings
@@ -38,6 +39,11 @@ from prodcat.streams.topics import DEADLETTER_MAX_MESSAGE_BYTES
 __all__ = ["PartitionTransactions", "transactional_id"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a dropped producer may take to stop before its connections are closed regardless.
+STOP_TIMEOUT_S = 5.0
+#: The longest one transaction (begin, send, offsets, commit) may take before it counts as failed.
+TXN_TIMEOUT_S = 30.0
 
 
 def transactional_id(app_id: str, stage: str, tp: TopicPartition) -> str:
@@ -54,6 +60,7 @@ class PartitionTransactions:
         self.group_id = group_id
         self._producers: dict[TopicPartition, tuple[AIOKafkaProducer, BatchSender]] = {}
         self._waiting: dict[TopicPartition, list[Outgoing]] = {}
+        self._stopping: set[asyncio.Future[None]] = set()
 
     def add(self, tp: TopicPartition, outputs: Iterable[Outgoing]) -> None:
         """Outputs answering inputs of ``tp``, to go in the transaction that commits past them."""
@@ -95,22 +102,50 @@ class PartitionTransactions:
     ) -> list[tuple[list[Outgoing], BaseException]]:
         """Send ``records`` and commit ``next_offset`` for ``tp`` in one transaction. When a
         batch of records is refused, the transaction is aborted and the refusals are returned (the
-        caller decides, and commits again); any other error aborts and is raised."""
+        caller decides, and commits again); any other error aborts and is raised.
+
+        A fenced producer's background sender ends with ``ProducerFenced`` and leaves an awaited
+        commit unanswered for ever; so the transaction also ends when the sender does (its error
+        raised), or after ``TXN_TIMEOUT_S``."""
         producer, sender = await self._producer(tp)
-        await producer.begin_transaction()
+        body = asyncio.ensure_future(self._transact(producer, sender, tp, records, next_offset))
+        watched: set[asyncio.Future[Any]] = {body}
+        background = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        if isinstance(background, asyncio.Future):
+            watched.add(background)
         try:
-            failed = await sender.send_reporting(records)
-            if failed:
-                await producer.abort_transaction()
-                for _group, error in failed:
-                    if classify(error) is not Verdict.PERMANENT:
-                        raise error
-                return [(cast(list[Outgoing], group), error) for group, error in failed]
-            await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
-            await producer.commit_transaction()
+            done, _ = await asyncio.wait(
+                watched, timeout=TXN_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if body in done:
+                return body.result()
+            body.cancel()
+            if background is not None and background in done and not background.cancelled():
+                raise background.exception() or KafkaError("the producer's sender stopped")
+            raise TimeoutError(f"the transaction of {tp} took over {TXN_TIMEOUT_S:g}s")
         except BaseException:
+            body.cancel()
             await self._abandon(tp)
             raise
+
+    async def _transact(
+        self,
+        producer: AIOKafkaProducer,
+        sender: BatchSender,
+        tp: TopicPartition,
+        records: Sequence[Outgoing],
+        next_offset: int,
+    ) -> list[tuple[list[Outgoing], BaseException]]:
+        await producer.begin_transaction()
+        failed = await sender.send_reporting(records)
+        if failed:
+            await producer.abort_transaction()
+            for _group, error in failed:
+                if classify(error) is not Verdict.PERMANENT:
+                    raise error
+            return [(cast(list[Outgoing], group), error) for group, error in failed]
+        await producer.send_offsets_to_transaction({tp: next_offset}, self.group_id)
+        await producer.commit_transaction()
         return []
 
     async def _abandon(self, tp: TopicPartition) -> None:
@@ -120,28 +155,43 @@ class PartitionTransactions:
             return
         producer = made[0]
         try:
-            await producer.abort_transaction()
+            await asyncio.wait_for(producer.abort_transaction(), STOP_TIMEOUT_S)
         except Exception as exc:  # fenced, or in an error state: a fresh producer next time
             logger.warning("%s: dropping the producer of %s (%s)", self.stage, tp, exc)
             await self.forget([tp])
 
     async def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the producers and waiting outputs of partitions this worker no longer owns (or
-        must re-read)."""
+        must re-read). Their producers are stopped in the background, each within
+        ``STOP_TIMEOUT_S``: a fenced producer may never flush what it holds, and a rebalance
+        must not wait for it."""
         for tp in partitions:
             self._waiting.pop(tp, None)
             made = self._producers.pop(tp, None)
             if made is not None:
-                try:
-                    await made[0].stop()
-                except Exception as exc:
-                    logger.warning(
-                        "%s: stopping the producer of %s failed: %s", self.stage, tp, exc
-                    )
-                _read_sender_error(made[0])
+                task = asyncio.ensure_future(self._stop(tp, made[0]))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+
+    async def _stop(self, tp: TopicPartition, producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)
+        except Exception as exc:  # fenced, timed out: close its connections regardless
+            logger.warning("%s: stopping the producer of %s: %r", self.stage, tp, exc)
+            sender = getattr(producer, "_sender", None)
+            task = getattr(sender, "sender_task", None)
+            if isinstance(task, asyncio.Future) and not task.done():
+                task.cancel()
+            try:
+                await asyncio.wait_for(producer.client.close(), STOP_TIMEOUT_S)
+            except Exception as close_exc:
+                logger.warning("%s: closing the producer of %s: %r", self.stage, tp, close_exc)
+        _read_sender_error(producer)
 
     async def close(self) -> None:
         await self.forget(list(self._producers))
+        if self._stopping:
+            await asyncio.gather(*self._stopping, return_exceptions=True)
 
 
 def _read_sender_error(producer: AIOKafkaProducer) -> None:

@@ -25,6 +25,7 @@ from prodcat.streams.replay import dataset_events, replay
 from prodcat.streams.stage import SOURCE_HEADER
 from prodcat.streams.transactions import transactional_id
 from prodcat.streams.worker_process import scrape_metric
+from tests.conftest import free_port
 from tests.streams.test_runtime import (
     STAGE,
     Holder,
@@ -187,3 +188,56 @@ def test_normalize_workers_killed_mid_stream_write_each_product_once(
     assert survivor.poll() is None
     print(f"\n{sent} inputs, 3 workers killed: {len(outputs)} outputs read committed, "
           f"0 duplicates; {written} records written to the product topic in all")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
+    pipeline_settings: Settings, run_worker, data_dir: Path
+) -> None:
+    """Worker A is SIGSTOPped mid-stream (its transactions open), B takes its partitions after the
+    session timeout, then A continues as a zombie: its producers were fenced by B's, so nothing it
+    had in flight is read, and the two share the partitions again without a duplicate."""
+    settings = exactly_once(pipeline_settings, batch_size=100)
+    names = settings.topics
+    sent = replay(
+        settings.kafka, names.raw, dataset_events(data_dir, ["flipkart"], limit=8000),
+        progress=False,
+    ).sent  # fmt: skip
+    raw = read_topics(settings.kafka, [names.raw], expected=sent)
+    inputs = {f"{r.topic}/{r.partition}/{r.offset}".encode() for r in raw}
+    first = run_worker(settings, ["normalize"])
+    host = settings.worker.metrics_host
+
+    def consumed(port: int) -> float:
+        return scrape_metric(host, port, "prodcat_events_in_total", stage="normalize")
+
+    deadline = time.monotonic() + 60
+    while consumed(settings.worker.metrics_port) < 300:
+        assert time.monotonic() < deadline, "worker A did not consume"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGSTOP)
+    other = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
+    )
+    second = run_worker(other, ["normalize"])
+    deadline = time.monotonic() + 90
+    while consumed(other.worker.metrics_port) < 1000:  # B owns A's partitions now
+        assert time.monotonic() < deadline, "worker B did not take over"
+        time.sleep(0.1)
+    first.send_signal(signal.SIGCONT)  # the zombie wakes with its batch and open transactions
+    deadline = time.monotonic() + 180
+    covered: set[bytes] = set()
+    outputs = []
+    while time.monotonic() < deadline:
+        outputs = read_topics(settings.kafka, [names.normalized, names.deadletter],
+                              expected=None, timeout_s=20)  # fmt: skip
+        covered = {r.headers[SOURCE_HEADER] for r in outputs}
+        if covered >= inputs:
+            break
+        time.sleep(1)
+    assert covered == inputs, f"{len(inputs - covered)} of {sent} inputs unaccounted for"
+    assert len(outputs) == len(inputs), f"{len(outputs) - len(inputs)} duplicates"
+    assert first.poll() is None and second.poll() is None, "a worker exited"
+    written = len(_uncommitted(settings, names.normalized))
+    print(f"\n{sent} inputs, worker A stopped past its session timeout and replaced: "
+          f"{len(outputs)} outputs read committed, 0 duplicates; {written} written in all")  # fmt: skip
