@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps tools kafka-jars text-encoder demo test test-fast fuzz chaos lint format typecheck bench clean
+.PHONY: help install system-deps tools kafka-jars text-encoder demo test test-fast fuzz chaos soak lint format typecheck bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ fuzz: install ## 1,000,000 mutated real records through the normalise stage: eac
 
 chaos: install ## faults of the Kafka cluster itself on a local three-broker cluster (also in make test)
 	$(BIN)/pytest -s -m chaos $(PYTEST_ARGS)
+
+soak: install ## 30 minutes at 200 events/s through every stage of one worker, RSS and lag sampled (var/soak)
+	$(BIN)/python bench/soak.py --minutes 30 --rate 200
 
 lint: $(STAMP) ## ruff lint and format check, import layers (docs/architecture.md)
 	$(BIN)/ruff check .
