@@ -243,3 +243,35 @@ async def test_commit_after_a_rebalance_revoked_partitions_mid_batch_does_not_cr
         # lost were not sent; their new owner answered them, once.
         answers = Counter(r.value for r in _outputs(settings, None))
         assert all(answers[b"mid-%d" % p] == 1 for p in range(partitions)), answers
+
+
+async def test_an_out_of_order_sequence_rebuilds_the_producer_and_the_batch_is_sent(
+    pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker answers a batch with OutOfOrderSequenceNumber (a fatal state of an idempotent
+    producer): the runtime stops that producer, makes a new one, sends the batch again with it and
+    commits; each output is written once."""
+    from aiokafka.errors import OutOfOrderSequenceNumber
+
+    from prodcat.streams.batch_sender import BatchSender
+
+    settings = pipeline_settings
+    values = [b"ok-%d" % i for i in range(5)]
+    real_send = BatchSender.send_reporting
+    failures = [OutOfOrderSequenceNumber()]
+    senders: list[int] = []
+
+    async def failing_once(self: BatchSender, records: object) -> object:
+        senders.append(id(self.producer))
+        if failures:
+            raise failures.pop()
+        return await real_send(self, records)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(BatchSender, "send_reporting", failing_once)
+    _produce(settings, values)
+    stage = Holder(settings)
+    async with _running(settings, stage) as task:
+        await _committed_is(settings, 5)
+        assert sorted(r.value for r in _outputs(settings, 5)) == values
+        assert len(set(senders)) == 2, "the batch was not sent again by a new producer"
+        assert not task.done()
