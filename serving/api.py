@@ -149,7 +149,14 @@ def neighbours_of_product(
 def neighbours_of_words(
     vectors: ProductVectors, words: str, k: int, category: str | None
 ) -> list[Hit]:
-    """Products whose titles read like ``words`` (422 when they hold no letter or digit)."""
+    """Products whose titles read like ``words`` (422 when they hold no letter or digit; 404
+    without title vectors)."""
+    if not vectors.has_titles():
+        raise HTTPException(
+            404,
+            "no title vectors to search: the embed stage stores them while "
+            "PRODCAT_SIMILARITY__TEXT_VECTORS is true",
+        )
     vector = vectors.title_vector(words)
     if vector is None:
         raise HTTPException(422, "the words have nothing to compare (no letters or digits)")

@@ -22,6 +22,7 @@ is computed here, the same way on every backend.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
@@ -37,6 +38,7 @@ __all__ = ["MODES", "Mode", "ProductVectors", "QueryVectors", "fuse"]
 Mode = Literal["image", "text", "hybrid"]
 MODES: Final[tuple[Mode, ...]] = ("image", "text", "hybrid")
 RRF_K: Final = 60
+_RECHECK_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ class ProductVectors:
         )
         self.texts = texts or VectorStore(text_settings, observe=observe)
         self.text_dim = milvus.text_dim
+        self._titles_seen_at: float | None = None  # when the title collection was last missing
 
     def ensure_collections(self) -> None:
         self.images.ensure_collection()
@@ -113,7 +116,25 @@ class ProductVectors:
         self.texts.close()
 
     def count(self) -> dict[str, int]:
-        return {"images": self.images.count(), "texts": self.texts.count()}
+        return {
+            "images": self.images.count(),
+            "texts": self.texts.count() if self.has_titles() else 0,
+        }
+
+    def has_titles(self) -> bool:
+        """Whether title vectors can be searched: stored by the embed stage
+        (``PRODCAT_SIMILARITY__TEXT_VECTORS``) and their collection made. A missing collection is
+        looked for again after a minute (the embed stage may start after this process)."""
+        if not self.settings.text_vectors:
+            return False
+        now = time.monotonic()
+        if self._titles_seen_at is not None and now - self._titles_seen_at < _RECHECK_S:
+            return False
+        if self.texts.exists():
+            self._titles_seen_at = None
+            return True
+        self._titles_seen_at = now
+        return False
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -138,14 +159,17 @@ class ProductVectors:
     # -- searching ------------------------------------------------------------------------------
 
     def title_vector(self, text: str) -> np.ndarray | None:
-        """The query vector of free text (None without a letter or digit)."""
+        """The query vector of free text (None without a letter or digit, or without title
+        vectors to compare it with)."""
+        if not self.has_titles():
+            return None
         vector = text_vectors([text], self.text_dim)[0]
         return vector if has_words(text) and np.any(vector) else None
 
     def of_product(self, product_id: str, mode: Mode) -> QueryVectors:
         """The stored vectors of a product that ``mode`` uses."""
         image = self.images.get_vector(product_id) if mode != "text" else None
-        text = self.texts.get_vector(product_id) if mode != "image" else None
+        text = self.texts.get_vector(product_id) if mode != "image" and self.has_titles() else None
         return QueryVectors(image, text)
 
     def search(

@@ -172,6 +172,11 @@ class VectorStore:
         self._nlist = int(info.get("nlist") or (info.get("params") or {}).get("nlist") or NLIST)
         return resolve_index(kind if kind in ("HNSW", "IVF_FLAT") else "FLAT", self._backend_kind())
 
+    def exists(self) -> bool:
+        """Whether the collection exists (the embed stage creates it)."""
+        with self._errors("has collection"):
+            return bool(self._milvus().has_collection(self.name, timeout=self._timeout))
+
     def count(self) -> int:
         """Rows in the collection."""
         rows = self._read(

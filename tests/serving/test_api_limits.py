@@ -43,6 +43,9 @@ class EmptyStore:
     def count(self) -> int:
         return 0
 
+    def exists(self) -> bool:
+        return True
+
     def get_vector(self, product_id: str) -> None:
         return None
 

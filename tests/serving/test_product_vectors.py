@@ -142,3 +142,29 @@ def test_one_side_only_and_the_rrf_setting(vectors: ProductVectors) -> None:
         assert 0.5 / 61 + 0.5 / 63 <= hits[0].score <= 0.5 / 61 + 0.5 / 61
     finally:
         rrf.close()
+
+
+def test_without_title_vectors_a_hybrid_query_is_answered_by_images(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Title vectors off (or their collection not made yet): hybrid falls back to the image
+    side, counts say 0 titles, words cannot be searched."""
+    made = hybrid_vectors(str(tmp_path_factory.mktemp("milvus") / "off.db"))
+    made.close()
+    milvus = MilvusSettings(
+        uri=made.images._settings.uri, collection="hybrid_images", dim=DIM,
+        text_collection="hybrid_titles", text_dim=TITLE_DIM,
+    )  # fmt: skip
+    for similarity in (SimilaritySettings(text_vectors=False), SimilaritySettings()):
+        vectors = ProductVectors(milvus, similarity)
+        if similarity.text_vectors:
+            vectors.texts.drop()  # not made yet
+        try:
+            pid = ROWS[5].product_id
+            query = vectors.of_product(pid, "hybrid")
+            assert query.image is not None and query.text is None
+            assert vectors.search(query, 1)[0].product_id == pid
+            assert vectors.count() == {"images": len(ROWS), "texts": 0}
+            assert vectors.title_vector("Jewellery") is None
+        finally:
+            vectors.close()
