@@ -77,9 +77,6 @@ class PartitionTransactions:
             self._waiting.pop(tp, None)
         return now
 
-    def waiting(self) -> int:
-        return sum(len(v) for v in self._waiting.values())
-
     async def _producer(self, tp: TopicPartition) -> tuple[AIOKafkaProducer, BatchSender]:
         made = self._producers.get(tp)
         if made is None:
@@ -93,7 +90,11 @@ class PartitionTransactions:
                 max_request_size=DEADLETTER_MAX_MESSAGE_BYTES + 1_000_000,
                 client_id=f"{worker.app_id}-{self.stage}-txn",
             )
-            await producer.start()  # registers the id: fences a previous owner of the partition
+            try:  # registers the id: fences a previous owner of the partition
+                await producer.start()
+            except BaseException:
+                await self._stop(tp, producer)
+                raise
             made = self._producers[tp] = (producer, BatchSender(producer))
         return made
 
