@@ -1,6 +1,7 @@
 """Soak: every stage of one worker under a fixed input rate for a long time, RSS and lag sampled.
 
-    .venv/bin/python bench/soak.py [--minutes 30] [--rate 200] [--every 30]      # make soak
+    .venv/bin/python bench/soak.py [--minutes 30] [--rate 200] [--every 30] [--milvus-server]
+        [--stages normalize,classify,embed,sample,drift]                          # make soak
 
 The demo's set-up (models, a local broker, the Flipkart tree, one worker running normalize,
 classify, embed, sample and drift), then the demo's three feeds replayed in a cycle at ``--rate``
@@ -9,6 +10,10 @@ events in per stage, and the largest consumer lag per stage (``prodcat_consumer_
 ``var/soak/samples.csv``; the summary compares the RSS after 5 minutes with the RSS at the end (the
 issue's bound: within ±10%), gives the largest lag seen per stage and the lag at the end, and
 whether the worker stayed up. Exit status 1 when the worker exited or the RSS bound is broken.
+
+Vectors go to milvus-lite by default, which runs inside the worker process (its memory is part of
+the worker's RSS); ``--milvus-server`` starts a Milvus server on loopback instead
+(:mod:`prodcat.localmilvus`), as a deployment runs it, so the RSS is the worker's own.
 """
 
 from __future__ import annotations
@@ -67,7 +72,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=200.0, help="input events per second")
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
+    parser.add_argument("--stages", default=",".join(STAGES), help="the worker's stages")
+    parser.add_argument("--milvus-server", action="store_true", help="a Milvus server, not lite")
     args = parser.parse_args()
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     base = load_settings()
     if HOME.exists():
         shutil.rmtree(HOME)
@@ -87,15 +95,21 @@ def main() -> int:
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ensure_models(settings)
+    milvus_server = None
+    if args.milvus_server:
+        from prodcat import localmilvus
+
+        milvus_server = localmilvus.start(HOME / "milvus-server")
+        settings = settings.model_copy(update={"milvus": MilvusSettings(uri=milvus_server.uri)})
     localkafka.start(kafka_cfg)
     worker = None
     stop = threading.Event()
     try:
         ensure_topics(settings.kafka, topic_specs(settings.topics))
         store_demo_taxonomy(settings)
-        worker = start_worker(settings, list(STAGES), HOME / "worker.log")
+        worker = start_worker(settings, stages, HOME / "worker.log")
         host, port = settings.worker.metrics_host, settings.worker.metrics_port
-        for stage in STAGES:
+        for stage in stages:
             wait_worker_ready(worker, host, port, stage, timeout_s=180)
         events = list(dataset_events(settings.data_dir, FEEDS))
         sent: list[int] = []
@@ -115,18 +129,18 @@ def main() -> int:
         rows = []
         with (HOME / "samples.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["seconds", "rss_mib", *[f"{s}_in" for s in STAGES],
-                             *[f"{s}_lag" for s in STAGES]])  # fmt: skip
+            writer.writerow(["seconds", "rss_mib", *[f"{s}_in" for s in stages],
+                             *[f"{s}_lag" for s in stages]])  # fmt: skip
             while time.monotonic() < end and worker.poll() is None:
                 time.sleep(args.every)
                 seen = _metrics(host, port)
                 row = [round(time.monotonic() - started), round(_rss_mib(worker.pid), 1),
-                       *[seen[s]["in"] for s in STAGES], *[seen[s]["lag"] for s in STAGES]]  # fmt: skip
+                       *[seen[s]["in"] for s in stages], *[seen[s]["lag"] for s in stages]]  # fmt: skip
                 rows.append(row)
                 writer.writerow(row)
                 fh.flush()
                 print(f"{row[0]:>6}s rss {row[1]:>7.1f} MiB  " + "  ".join(
-                    f"{s} in {seen[s]['in']:,.0f} lag {seen[s]['lag']:,.0f}" for s in STAGES
+                    f"{s} in {seen[s]['in']:,.0f} lag {seen[s]['lag']:,.0f}" for s in stages
                 ), flush=True)  # fmt: skip
         stop.set()
         producer.join(timeout=60)
@@ -136,20 +150,22 @@ def main() -> int:
         if worker is not None:
             stop_worker(worker)
         localkafka.stop(kafka_cfg)
+        if milvus_server is not None:
+            milvus_server.stop()
     warm = next((r for r in rows if r[0] >= WARM_S), rows[0] if rows else None)
     if warm is None:
         print("no sample taken")
         return 1
     last = rows[-1]
     change = last[1] / warm[1] - 1
-    lags = {s: max(r[2 + len(STAGES) + i] for r in rows) for i, s in enumerate(STAGES)}
+    lags = {s: max(r[2 + len(stages) + i] for r in rows) for i, s in enumerate(stages)}
     print(
         f"\n{args.minutes:g} min at {args.rate:g} events/s: {sent[0] if sent else '?':,} events sent; "
         f"worker {'alive' if alive else 'EXITED'}; RSS {warm[1]:.1f} MiB at {warm[0]} s, "
         f"{last[1]:.1f} MiB at {last[0]} s ({change:+.1%}); largest lag per stage "
         + ", ".join(f"{s} {v:,.0f}" for s, v in lags.items())
         + "; lag at the end "
-        + ", ".join(f"{s} {last[2 + len(STAGES) + i]:,.0f}" for i, s in enumerate(STAGES))
+        + ", ".join(f"{s} {last[2 + len(stages) + i]:,.0f}" for i, s in enumerate(stages))
     )
     return 0 if alive and abs(change) <= 0.10 else 1
 
