@@ -47,8 +47,8 @@ fuzz: install ## 1,000,000 mutated real records through the normalise stage: eac
 chaos: install ## Kafka cluster faults (three local brokers) and 60 s model-server and Milvus outages under load (short forms in make test)
 	PRODCAT_CHAOS_OUTAGE_S=60 $(BIN)/pytest -s -m chaos $(PYTEST_ARGS)
 
-soak: install ## 30 minutes at 200 events/s through every stage of one worker, RSS and lag sampled (var/soak)
-	$(BIN)/python bench/soak.py --minutes 30 --rate 200
+soak: install ## 30 minutes at 200 events/s through every stage of one worker (Milvus as a server), RSS and lag sampled (var/soak)
+	$(BIN)/python bench/soak.py --minutes 30 --rate 200 --milvus-server
 
 lint: $(STAMP) ## ruff lint and format check, import layers (docs/architecture.md)
 	$(BIN)/ruff check .

@@ -120,14 +120,18 @@ def test_embed_waits_out_a_milvus_server_outage_under_load(
         _wait(lambda: _metric(settings, "prodcat_events_out_total", "embed") >= 100,
               120, "the first vectors")  # fmt: skip
         server.pause()  # Milvus stops answering mid-stream
+        paused_at = _metric(settings, "prodcat_events_out_total", "embed")
         time.sleep(OUTAGE_S)
+        during = _metric(settings, "prodcat_events_out_total", "embed") - paused_at
         server.resume()
         back = time.monotonic()
         _wait(lambda: _metric(settings, "prodcat_events_out_total", "embed") >= len(products),
               300, "every vector")  # fmt: skip
         recovered_s = time.monotonic() - back
         assert _metric(settings, "prodcat_dead_letters_total", "embed") == 0
-        assert _metric(settings, "prodcat_stage_retries_total", "embed") > 0
+        # nothing stored while Milvus was stopped (a write waits up to its 60 s deadline, then
+        # the batch is retried with back-off): at most the batch already past Milvus
+        assert during <= 16, f"{during:.0f} vectors stored while Milvus was stopped"
         store = VectorStore(settings.milvus)
         try:
             assert store.count() == len(products)
