@@ -15,15 +15,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any, Final
 
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
 
 from prodcat.core.settings import MilvusSettings
-from prodcat.serving.exceptions import VectorStoreError
-from prodcat.serving.milvus_connection import NOT_LOADED, connect, release, translate_errors
+from prodcat.serving.exceptions import VectorStoreError, VectorStoreUnavailableError
+from prodcat.serving.milvus_connection import (
+    NOT_LOADED,
+    connect,
+    is_local,
+    release,
+    translate_errors,
+)
 from prodcat.serving.vector_plan import (
     NLIST,
     SAMPLE_BUCKETS,
@@ -98,8 +104,26 @@ class VectorStore:
             self._client = connect(self._settings.uri, token, self._timeout)
         return self._client
 
-    def _errors(self, action: str) -> AbstractContextManager[None]:
-        return translate_errors(action, f"{self._settings.uri}, {self.name}")
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            with translate_errors(action, f"{self._settings.uri}, {self.name}"):
+                yield
+        except VectorStoreUnavailableError:
+            self._reconnect_next()
+            raise
+
+    def _reconnect_next(self) -> None:
+        """After a server was unavailable, the next call makes a new client: pymilvus's own
+        connection recovery can fail and leave a client whose later calls never return (seen
+        under a Milvus outage in the embed stage)."""
+        if not self._owns_client or self._client is None or is_local(self._settings.uri):
+            return
+        client, self._client = self._client, None
+        try:
+            release(client, self._settings.uri)
+        except Exception as exc:
+            logger.warning("%s: closing the client after an outage failed: %s", self.name, exc)
 
     @contextmanager
     def _timed(self, operation: str) -> Iterator[None]:

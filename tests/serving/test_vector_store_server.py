@@ -73,8 +73,8 @@ def test_a_server_outage_is_unavailable_then_recovers(
     server: localmilvus.LocalMilvus, store: VectorStore
 ) -> None:
     """The server process stopped (SIGSTOP) for a few seconds: calls fail within their deadline
-    as unavailable (the stages wait those out with back-off), and the same client works again
-    once it continues."""
+    as unavailable (the stages wait those out with back-off), and the store works again once it
+    continues (with a new client after a call found it unavailable)."""
     server.pause()
     try:
         started = time.monotonic()

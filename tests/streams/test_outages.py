@@ -133,7 +133,8 @@ def test_embed_waits_out_a_milvus_server_outage_under_load(
         # the batch is retried with back-off): at most the batch already past Milvus
         assert during <= 16, f"{during:.0f} vectors stored while Milvus was stopped"
         store = VectorStore(settings.milvus)
-        try:
+        try:  # a new client sees the last upserts once the server has made them visible
+            _wait(lambda: store.count() >= len(products), 60, "every vector to be visible")
             assert store.count() == len(products)
         finally:
             store.close()
