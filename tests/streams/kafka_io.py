@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 from prodcat.core.ids import path_id
 from prodcat.core.kafka_config import producer_config
 from prodcat.core.settings import Settings
+from prodcat.schemas.serde import serde_for
 from prodcat.streams.normalize import normalize_event
 from prodcat.streams.replay import dataset_events
 from prodcat.training.dataset import load_flipkart, protocol_label
@@ -69,3 +70,15 @@ def with_model_copy(
     shutil.copytree(model_base, base)
     chosen = ServingSettings(model_base=base, **{"batch_size": 64, "committee_size": 1, **serving})
     return settings.model_copy(update={"serving": chosen})
+
+
+def publish_thumbnails(settings: Settings, data_dir: Path, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` thumbnail products, normalised and sent to the normalized topic."""
+    serde = serde_for("Product")
+    products = [
+        normalize_event(e.value, feed="thumbnails", key=e.key, seen_at_ms=0)
+        for e in dataset_events(data_dir, ["thumbnails"], limit=limit)
+    ]
+    produce(settings, settings.topics.normalized,
+            [(p["product_id"].encode(), serde.encode(p)) for p in products])  # fmt: skip
+    return products

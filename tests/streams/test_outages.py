@@ -15,15 +15,12 @@ from pathlib import Path
 import pytest
 
 from prodcat import localmilvus
-from prodcat.core.settings import ImageSettings, MilvusSettings, ServingSettings, Settings
-from prodcat.schemas.serde import serde_for
+from prodcat.core.settings import ServingSettings, Settings
 from prodcat.serving.vector_store import VectorStore
-from prodcat.streams.normalize import normalize_event
 from prodcat.streams.readback import read_topics
-from prodcat.streams.replay import dataset_events
 from prodcat.streams.worker_process import scrape_metric
 from tests.conftest import TrainedClassifier, free_port
-from tests.streams.kafka_io import produce, product_records
+from tests.streams.kafka_io import produce, product_records, publish_thumbnails
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -93,53 +90,35 @@ def test_classify_waits_out_a_model_server_outage_under_load(
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_embed_waits_out_a_milvus_server_outage_under_load(
-    pipeline_settings: Settings,
+    embed_on_milvus_server: Settings,
+    milvus_server: localmilvus.LocalMilvus,
     run_worker,
     data_dir: Path,
-    tmp_path: Path,
-    embedder_model_base: Path,
 ) -> None:
-    server = localmilvus.start(tmp_path / "milvus-server")
-    try:
-        settings = pipeline_settings.model_copy(
-            update={
-                "serving": ServingSettings(model_base=embedder_model_base, batch_size=16),
-                "images": ImageSettings(file_roots=((data_dir / "myntra" / "images").resolve(),)),
-                "milvus": MilvusSettings(uri=server.uri, dim=1280),
-                "worker": pipeline_settings.worker.model_copy(update={"batch_size": 16}),
-            }
-        )
-        serde = serde_for("Product")
-        products = [
-            normalize_event(e.value, feed="thumbnails", key=e.key, seen_at_ms=0)
-            for e in dataset_events(data_dir, ["thumbnails"], limit=1200)
-        ]
-        run_worker(settings, ["embed"], stage="embed")
-        produce(settings, settings.topics.normalized,
-                [(p["product_id"].encode(), serde.encode(p)) for p in products])  # fmt: skip
-        _wait(lambda: _metric(settings, "prodcat_events_out_total", "embed") >= 100,
-              120, "the first vectors")  # fmt: skip
-        server.pause()  # Milvus stops answering mid-stream
-        paused_at = _metric(settings, "prodcat_events_out_total", "embed")
-        time.sleep(OUTAGE_S)
-        during = _metric(settings, "prodcat_events_out_total", "embed") - paused_at
-        server.resume()
-        back = time.monotonic()
-        _wait(lambda: _metric(settings, "prodcat_events_out_total", "embed") >= len(products),
-              300, "every vector")  # fmt: skip
-        recovered_s = time.monotonic() - back
-        assert _metric(settings, "prodcat_dead_letters_total", "embed") == 0
-        # nothing stored while Milvus was stopped (a write waits up to its 60 s deadline, then
-        # the batch is retried with back-off): at most the batch already past Milvus
-        assert during <= 16, f"{during:.0f} vectors stored while Milvus was stopped"
-        store = VectorStore(settings.milvus)
-        try:  # a new client sees the last upserts once the server has made them visible
-            _wait(lambda: store.count() >= len(products), 60, "every vector to be visible")
-            assert store.count() == len(products)
-        finally:
-            store.close()
-        print(f"\nMilvus server stopped {OUTAGE_S:.0f} s under load: {len(products)} inputs, "
-              f"every vector stored, 0 dead letters, all done {recovered_s:.0f} s after it "
-              "came back")  # fmt: skip
+    settings, server = embed_on_milvus_server, milvus_server
+    run_worker(settings, ["embed"], stage="embed")
+    products = publish_thumbnails(settings, data_dir, 1200)
+    _wait(lambda: _metric(settings, "prodcat_events_out_total", "embed") >= 100,
+          120, "the first vectors")  # fmt: skip
+    server.pause()  # Milvus stops answering mid-stream
+    paused_at = _metric(settings, "prodcat_events_out_total", "embed")
+    time.sleep(OUTAGE_S)
+    during = _metric(settings, "prodcat_events_out_total", "embed") - paused_at
+    server.resume()
+    back = time.monotonic()
+    _wait(lambda: _metric(settings, "prodcat_events_out_total", "embed") >= len(products),
+          300, "every vector")  # fmt: skip
+    recovered_s = time.monotonic() - back
+    assert _metric(settings, "prodcat_dead_letters_total", "embed") == 0
+    # nothing stored while Milvus was stopped (a write waits up to its 60 s deadline, then
+    # the batch is retried with back-off): at most the batch already past Milvus
+    assert during <= 16, f"{during:.0f} vectors stored while Milvus was stopped"
+    store = VectorStore(settings.milvus)
+    try:  # a new client sees the last upserts once the server has made them visible
+        _wait(lambda: store.count() >= len(products), 60, "every vector to be visible")
+        assert store.count() == len(products)
     finally:
-        server.stop()
+        store.close()
+    print(f"\nMilvus server stopped {OUTAGE_S:.0f} s under load: {len(products)} inputs, "
+          f"every vector stored, 0 dead letters, all done {recovered_s:.0f} s after it "
+          "came back")  # fmt: skip

@@ -12,17 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from prodcat import localmilvus
-from prodcat.core.settings import ImageSettings, MilvusSettings, ServingSettings, Settings
+from prodcat.core.settings import Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.vector_store import VectorStore
-from prodcat.streams.normalize import normalize_event
 from prodcat.streams.readback import read_topics
-from prodcat.streams.replay import dataset_events
 from prodcat.streams.stage import SOURCE_HEADER
 from prodcat.streams.worker_process import scrape_metric, stop_worker
 from tests.conftest import TrainedClassifier, free_port
-from tests.streams.kafka_io import produce, product_records, with_model_copy
+from tests.streams.kafka_io import produce, product_records, publish_thumbnails, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -100,64 +97,43 @@ def test_classify_survives_kills_and_workers_joining_and_leaving(
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_embed_workers_share_a_milvus_server_through_kills_and_a_join(
-    pipeline_settings: Settings,
-    run_worker,
-    data_dir: Path,
-    tmp_path: Path,
-    embedder_model_base: Path,
+    embed_on_milvus_server: Settings, run_worker, data_dir: Path
 ) -> None:
     """Embed workers on a real Milvus server (several processes may share it): SIGKILLed
     mid-stream twice, then a second worker joins and leaves; every product's vector is in Milvus
     once (upserts by product id), and the survivor never exits."""
-    server = localmilvus.start(tmp_path / "milvus-server")
-    try:
-        settings = pipeline_settings.model_copy(
-            update={
-                "serving": ServingSettings(model_base=embedder_model_base, batch_size=16),
-                "images": ImageSettings(file_roots=((data_dir / "myntra" / "images").resolve(),)),
-                "milvus": MilvusSettings(uri=server.uri, dim=1280),
-                "worker": pipeline_settings.worker.model_copy(update={"batch_size": 16}),
-            }
-        )
-        serde = serde_for("Product")
-        products = [
-            normalize_event(e.value, feed="thumbnails", key=e.key, seen_at_ms=0)
-            for e in dataset_events(data_dir, ["thumbnails"], limit=600)
-        ]
-        produce(settings, settings.topics.normalized,
-                [(p["product_id"].encode(), serde.encode(p)) for p in products])  # fmt: skip
-        host, port = settings.worker.metrics_host, settings.worker.metrics_port
-        for _ in range(2):
-            proc = run_worker(settings, ["embed"], stage="embed")
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if scrape_metric(host, port, "prodcat_events_in_total", stage="embed") >= 32:
-                    break
-                time.sleep(0.02)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        store = VectorStore(settings.milvus)
-        killed_at = store.count()
-        assert 0 < killed_at < len(products), "the kills must land mid-stream"
+    settings = embed_on_milvus_server
+    products = publish_thumbnails(settings, data_dir, 600)
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
+    for _ in range(2):
+        proc = run_worker(settings, ["embed"], stage="embed")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if scrape_metric(host, port, "prodcat_events_in_total", stage="embed") >= 32:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    store = VectorStore(settings.milvus)
+    killed_at = store.count()
+    assert 0 < killed_at < len(products), "the kills must land mid-stream"
 
-        survivor = run_worker(settings, ["embed"], stage="embed")
-        other = settings.model_copy(
-            update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-        )
-        joiner = run_worker(other, ["embed"], stage="embed")
-        time.sleep(3)
-        stop_worker(joiner)
-        deadline = time.monotonic() + 240
-        while store.count() < len(products):
-            assert time.monotonic() < deadline, f"{store.count()} of {len(products)} vectors"
-            time.sleep(2)
-        assert store.count() == len(products)
-        for p in products[:3]:
-            assert store.search_by_id(p["product_id"], 1)[0].product_id == p["product_id"]
-        assert survivor.poll() is None and joiner.returncode == 0
-        store.close()
-    finally:
-        server.stop()
+    survivor = run_worker(settings, ["embed"], stage="embed")
+    other = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
+    )
+    joiner = run_worker(other, ["embed"], stage="embed")
+    time.sleep(3)
+    stop_worker(joiner)
+    deadline = time.monotonic() + 240
+    while store.count() < len(products):
+        assert time.monotonic() < deadline, f"{store.count()} of {len(products)} vectors"
+        time.sleep(2)
+    assert store.count() == len(products)
+    for p in products[:3]:
+        assert store.search_by_id(p["product_id"], 1)[0].product_id == p["product_id"]
+    assert survivor.poll() is None and joiner.returncode == 0
+    store.close()
 
 
 def test_a_killed_sampler_never_requests_a_product_twice(
