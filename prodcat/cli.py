@@ -246,6 +246,15 @@ def _parser() -> argparse.ArgumentParser:
         "the text encoder), linear_enc_ts (that teacher, a TF-IDF-only student)",
     )  # fmt: skip
     experiment.add_argument(
+        "--class-names", type=float, default=None, metavar="WEIGHT",
+        help="linear learners: also learn from one example per class made from its taxonomy name, "
+        "of this weight (0: off, the default); the curves' learner is then <learner>+names",
+    )  # fmt: skip
+    experiment.add_argument(
+        "--encoder-weight", type=float, default=None, metavar="W",
+        help="linear_enc learners: scale of the encoder's vectors beside the TF-IDF (default 1)",
+    )  # fmt: skip
+    experiment.add_argument(
         "--random-points", default=None, help="random curve's points past --max-labels"
     )
     experiment.add_argument(
@@ -922,6 +931,8 @@ def _experiment(settings: Settings, args: argparse.Namespace) -> int:
         random_points=args.random_points,
         level=args.level,
         learner=args.learner,
+        class_names=args.class_names,
+        encoder_weight=args.encoder_weight,
     )
     data = _training_data(settings, args)
     if data is not None and args.level is None:

@@ -22,6 +22,11 @@ that TF-IDF ⊕ the pretrained text encoder's vectors, :mod:`prodcat.training.te
 ``linear_enc_ts`` (that model as the teacher, a TF-IDF-only student: what would be served), see
 :class:`~prodcat.training.al_learner.LinearLearner`. Near duplicates are always judged on word
 TF-IDF, so ``diversity_radius`` means the same for every learner.
+
+``class_names`` (a weight; 0: off): the linear learners also learn from one example per class made
+from its name in the taxonomy (:func:`~prodcat.training.taxonomy.class_name_text`); the curves'
+learner is then named ``<learner>+names``. ``encoder_weight`` scales the encoder's vectors beside the
+TF-IDF (``linear_enc_w2`` in the curves for weight 2).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from prodcat.training.dataset import (
 from prodcat.training.exceptions import DatasetError
 from prodcat.training.pipeline import RuleLabels
 from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
-from prodcat.training.taxonomy import CategoryTree
+from prodcat.training.taxonomy import CategoryTree, class_name_text
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +103,34 @@ class ExperimentConfig:
     stop_set: int = 1000
     #: the pool's name in the curves (the demo's dataset, or the ``--data`` file's stem)
     dataset: str = DEMO_DATASET
+    #: weight of one example per class made from its taxonomy name (linear learners; 0: none)
+    class_names: float = 0.0
+    #: scale of the encoder's unit vectors beside the TF-IDF (``linear_enc*`` learners)
+    encoder_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.learner_kind not in LEARNERS:
             raise ValueError(f"unknown learner {self.learner_kind!r}; known: {list(LEARNERS)}")
+        if self.class_names < 0 or (self.class_names > 0 and self.learner_kind == "ffn"):
+            raise ValueError("class_names needs a linear learner and a weight of at least 0")
+        if self.encoder_weight <= 0:
+            raise ValueError("encoder_weight must be above 0")
         unknown = [s for s in self.strategies if s not in STRATEGIES]
         if unknown:
             raise ValueError(f"unknown strategies {unknown}; known: {list(STRATEGIES)}")
         if self.seed_size < 1 or self.round_size < 1 or self.max_labels < self.seed_size:
             raise ValueError("need seed_size >= 1, round_size >= 1 and max_labels >= seed_size")
+
+    @property
+    def learner_name(self) -> str:
+        """The learner as the curves name it: ``linear_enc_w2+names`` is ``linear_enc`` with the
+        encoder's vectors at weight 2 and class names."""
+        weighted = self.learner_kind.startswith("linear_enc") and self.encoder_weight != 1.0
+        return (
+            self.learner_kind
+            + (f"_w{self.encoder_weight:g}" if weighted else "")
+            + ("+names" if self.class_names > 0 else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,7 @@ class Pool:
         rules_file: Path | None = DEMO_RULES,
         word_char: bool = False,
         encoder: Any = None,
+        encoder_weight: float = 1.0,
     ) -> Pool:
         """``tree`` (default: the examples' own) must hold every category the rules name;
         ``rules_file=None``: no free rule labels (data without rules, ``--data``); ``word_char``:
@@ -182,7 +207,7 @@ class Pool:
         texts = [_text(e) for e in split.train]
         features: TextFeatures | WordCharFeatures | EncodedFeatures = words
         if encoder is not None:
-            features = EncodedFeatures(texts, encoder)
+            features = EncodedFeatures(texts, encoder, encoder_weight)
         elif word_char:
             features = WordCharFeatures(texts)
         return cls(
@@ -336,7 +361,7 @@ def simulate(
             labels=len(labelled),
             accuracy=float((fitted.predict_proba(pool.test).argmax(1) == pool.y_test).mean()),
             seconds=time.perf_counter() - started,
-            learner=config.learner_kind,
+            learner=config.learner_name,
             dataset=config.dataset,
             stability=stability,
         )
@@ -396,6 +421,7 @@ def run_experiment(
         rules_file=rules_file,
         word_char=linear,
         encoder=encoder if uses_encoder else None,
+        encoder_weight=config.encoder_weight,
     )
     logger.info(
         "active learning: pool %d, test %d, %d classes, rule labels on %.1f%% of the pool",
@@ -414,13 +440,19 @@ def run_experiment(
             student_columns=(
                 features.tfidf_columns if isinstance(features, EncodedFeatures) else None
             ),
+            prototypes=(
+                features.transform([class_name_text(c.split(" > ")) for c in pool.classes])
+                if config.class_names > 0
+                else None
+            ),
+            prototype_weight=config.class_names,
         )
     else:
         learner = FFNLearner(
             pool.features.pool, len(pool.classes), pool.rule_targets, config.learner
         )
     points: list[Point] = list(done)
-    finished = {(p.strategy, p.rules, p.seed) for p in done if p.learner == config.learner_kind}
+    finished = {(p.strategy, p.rules, p.seed) for p in done if p.learner == config.learner_name}
     for seed in config.seeds:
         for rules in config.rules:
             for strategy in config.strategies:

@@ -29,6 +29,8 @@ def experiment_config(
     random_points: str | None = None,
     level: int | None = None,
     learner: str | None = None,
+    class_names: float | None = None,
+    encoder_weight: float | None = None,
 ) -> ExperimentConfig:
     config = ExperimentConfig()
     changes: dict[str, object] = {}
@@ -43,6 +45,8 @@ def experiment_config(
         ("max_labels", max_labels),
         ("level", level),
         ("learner_kind", learner),
+        ("class_names", class_names),
+        ("encoder_weight", encoder_weight),
     ):
         if value is not None:
             changes[name] = value
@@ -72,7 +76,7 @@ def run_active_learning(
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "curves.csv"
     existing = read_csv(csv_path) if csv_path.is_file() else []
-    this = (config.dataset, config.learner_kind)
+    this = (config.dataset, config.learner_name)
     others = [p for p in existing if (p.dataset, p.learner) != this]
     mine = [p for p in existing if (p.dataset, p.learner) == this]
     done = _complete_curves(mine, config) if resume else []

@@ -245,7 +245,12 @@ class LinearLearner:
     ``teacher_student``: the fitted model (the teacher) labels every unlabelled pool row with its
     prediction, and a second LinearSVC (the student) is fitted on the human labels plus those
     pseudo-labels; the teacher's probabilities still choose the next labels. No rule-based
-    objective: ``rules`` is ignored."""
+    objective: ``rules`` is ignored.
+
+    ``prototypes``: one feature row per class, made from the class's own name in the taxonomy
+    (:func:`~prodcat.training.taxonomy.class_name_text`), added to every fit as a labelled example of weight
+    ``prototype_weight``. The taxonomy is known before any label is, so every class has an example
+    from the start, also those no product was labelled with yet."""
 
     def __init__(
         self,
@@ -255,23 +260,37 @@ class LinearLearner:
         teacher_student: bool = False,
         c: float = 1.0,
         student_columns: int | None = None,
+        prototypes: sp.csr_matrix | None = None,
+        prototype_weight: float = 1.0,
     ) -> None:
         self.pool = pool
         self.n_classes = n_classes
         self.teacher_student = teacher_student
         self.c = c
         self.student_columns = student_columns  # the student reads only these first columns
+        if prototypes is not None and prototypes.shape[0] != n_classes:
+            raise ValueError(f"{prototypes.shape[0]} prototypes for {n_classes} classes")
+        self.prototypes = prototypes
+        self.prototype_weight = prototype_weight
 
     def _fit(
         self, rows: Array, labels: Array, seed: int, columns: int | None = None
     ) -> FittedLinear:
         from sklearn.svm import LinearSVC
 
+        x = self.pool[rows]
+        weights = None
+        if self.prototypes is not None:
+            x = sp.vstack([x, self.prototypes]).tocsr()
+            labels = np.concatenate([labels, np.arange(self.n_classes)])
+            weights = np.ones(len(labels))
+            weights[len(rows) :] = self.prototype_weight
+        if columns is not None:
+            x = x[:, :columns]
         classes = np.unique(labels)
         model = None
         if len(classes) > 1:
-            x = self.pool[rows] if columns is None else self.pool[rows][:, :columns]
-            model = LinearSVC(C=self.c, random_state=seed).fit(x, labels)
+            model = LinearSVC(C=self.c, random_state=seed).fit(x, labels, sample_weight=weights)
             classes = np.asarray(model.classes_)
         return FittedLinear(model, classes, self.n_classes, columns=columns)
 

@@ -29,7 +29,7 @@ from prodcat.training.evaluation import (
 from prodcat.training.exceptions import DatasetError
 from prodcat.training.models import EXCLUSIVE, TEXT_FIELDS, ModelConfig, build_model, join_texts
 from prodcat.training.rules import DEMO_RULES, RuleEngine, load_rules
-from prodcat.training.taxonomy import CategoryTree
+from prodcat.training.taxonomy import CategoryTree, class_name_text
 from prodcat.training.trainer import TrainConfig, Trainer, TrainingData, predict
 
 logger = logging.getLogger(__name__)
@@ -154,11 +154,17 @@ def train_on_examples(
     keras.utils.set_random_seed(train_config.seed)
     classes = list(split.labels)
     class_index = {label: i for i, label in enumerate(classes)}
-    train_x = features_of(split.train)
+    train, train_labels = list(split.train), list(split.train_labels)
+    for label in classes if train_config.class_name_examples > 0 else ():
+        name = class_name_text(label.split(" > "))
+        example = Example(f"class-name:{label}", name, None, "", (), ())
+        train += [example] * train_config.class_name_examples
+        train_labels += [label] * train_config.class_name_examples
+    train_x = features_of(train)
     rule_labels: RuleLabels | None = None
     if model_config.multi_objective and rules is not None:
         engine, tree = rules
-        rule_labels = RuleLabels.build(engine, tree, split.train)
+        rule_labels = RuleLabels.build(engine, tree, train)
     model = build_model(
         model_config,
         len(classes),
@@ -167,7 +173,7 @@ def train_on_examples(
     )
     data = TrainingData(
         features=train_x,
-        y_exclusive=np.array([class_index[y] for y in split.train_labels], dtype="int64"),
+        y_exclusive=np.array([class_index[y] for y in train_labels], dtype="int64"),
         y_rule=rule_labels.targets if rule_labels else None,
         has_rule=rule_labels.has_labels if rule_labels else None,
     )

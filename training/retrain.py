@@ -50,6 +50,7 @@ from prodcat.training.export import export_model
 from prodcat.training.inputs import model_inputs
 from prodcat.training.labels import LabelledProduct, Vocabulary, in_holdout
 from prodcat.training.models import EXCLUSIVE, ModelConfig, build_model, join_texts
+from prodcat.training.taxonomy import class_name_text
 from prodcat.training.train_command import RunConfig
 from prodcat.training.trainer import Trainer, TrainingData, predict
 from prodcat.training.warm_start import warm_model, warm_source
@@ -114,6 +115,8 @@ def train_candidate(
             f"cannot train: {len(class_ids)} exclusive class(es) in {len(items)} training "
             f"products, need at least {MIN_CLASSES}"
         )
+    names = class_name_items(class_ids, vocabulary, run.training.class_name_examples)
+    labelled, items = items, [*items, *names]
     has_rules = any(item.rule_based for item in items)
     rule_ids = sorted(vocabulary.nodes) if has_rules and run.model.multi_objective else []
     if has_rules and not rule_ids and run.model.multi_objective:
@@ -150,7 +153,8 @@ def train_candidate(
         "config_file": run.source,
         "data": {
             "source": "labels snapshot",
-            "train_products": len(items),
+            "train_products": len(labelled),
+            "class_name_examples": len(names),
             "exclusive_labels": int((data.y_exclusive >= 0).sum()),
             "rule_based_labels": int(y_rule.any(axis=1).sum()) if rule_ids else 0,
             "vocabulary_version": vocabulary.version,
@@ -163,6 +167,20 @@ def train_candidate(
     if source is not None:
         card["warm_start"] = {"from_version": int(source.name)}
     return Candidate(model, class_ids, rule_ids, card, seconds)
+
+
+def class_name_items(
+    class_ids: Sequence[str], vocabulary: Vocabulary, copies: int
+) -> list[LabelledProduct]:
+    """``copies`` examples of each class whose path the vocabulary knows, titled by its name in the
+    taxonomy (:func:`~prodcat.training.taxonomy.class_name_text`)."""
+    items: list[LabelledProduct] = []
+    for class_id in class_ids if copies > 0 else ():
+        levels = vocabulary.levels(class_id)
+        if levels:
+            product = {"product_id": f"class-name:{class_id}", "title": class_name_text(levels)}
+            items += [LabelledProduct(product, class_id)] * copies
+    return items
 
 
 def drift_reference(

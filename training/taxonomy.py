@@ -43,6 +43,7 @@ from prodcat.training.exceptions import TaxonomyError
 __all__ = [
     "CategoryNode",
     "CategoryTree",
+    "class_name_text",
     "clean_path",
     "display_name",
     "normalize_name",
@@ -54,6 +55,14 @@ _WHITESPACE: Final = re.compile(r"\s+")
 _ELLIPSIS: Final = re.compile(r"\s*(?:\.{2,}|…)+\s*$")
 _GOOGLE_LINE: Final = re.compile(r"^\s*(\d+)\s+-\s+(.+?)\s*$")
 _GOOGLE_SEP: Final = re.compile(r"\s+>\s+")
+
+
+def class_name_text(levels: Sequence[str]) -> str:
+    """A category's own words, as a product title would use them: its path below the first level,
+    then its own name again (the deepest level is what tells siblings apart). The text of the
+    class-name examples classifiers learn from besides labelled products."""
+    names = [level.strip() for level in levels if level.strip()]
+    return " ".join([*names[1:], names[-1]]) if names else ""
 
 
 def _is_truncated(level: str) -> bool:

@@ -44,6 +44,10 @@ class TrainConfig:
     validation_fraction: float = 0.0
     #: epochs without a better validation accuracy before stopping; the best epoch is restored
     patience: int = 3
+    #: copies of one example per exclusive class made from its name in the taxonomy
+    #: (:func:`~prodcat.training.taxonomy.class_name_text`), trained on with the labelled products
+    #: (0: none): every class has an example from its first label on, whatever its count
+    class_name_examples: int = 0
 
     def epochs_for(self, n_train: int) -> int:
         """Epochs for ``n_train`` examples: ``epochs``, raised to reach ``min_updates``."""

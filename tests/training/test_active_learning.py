@@ -17,9 +17,15 @@ from prodcat.training.active_learning import (
     simulate,
     stopping_point,
 )
-from prodcat.training.al_learner import EncodedFeatures, FFNLearner, LearnerConfig, LinearLearner
+from prodcat.training.al_learner import (
+    EncodedFeatures,
+    FFNLearner,
+    LearnerConfig,
+    LinearLearner,
+)
 from prodcat.training.al_report import labels_to_reach, plot, read_csv, summary, write_csv
 from prodcat.training.dataset import Example, tree_of_examples
+from prodcat.training.taxonomy import class_name_text
 
 SMALL = ExperimentConfig(
     level=1,
@@ -114,6 +120,55 @@ def test_linear_learners_curve(word_char_pool: Pool, pool: Pool, teacher_student
         assert not np.allclose(selection, fitted.predict_proba(wc.features.pool))
     else:
         np.testing.assert_array_equal(selection, fitted.predict_proba(wc.features.pool))
+
+
+@pytest.mark.parametrize("teacher_student", [False, True])
+def test_class_names_teach_classes_no_product_was_labelled_with(
+    word_char_pool: Pool, teacher_student: bool
+) -> None:
+    wc = word_char_pool
+    names = [class_name_text(c.split(" > ")) for c in wc.classes]
+    prototypes = wc.features.transform(names)
+    learner = LinearLearner(
+        wc.features.pool,
+        len(wc.classes),
+        teacher_student=teacher_student,
+        prototypes=prototypes,
+        prototype_weight=1.0,
+    )
+    seen = wc.y_pool[:60]
+    unseen = np.setdiff1d(np.arange(len(wc.classes)), seen)
+    assert len(unseen) > 0
+    fitted = learner.fit(np.arange(60), seen, rules=False, seed=0)
+    # A product titled by an unlabelled class's name is put in that class; without the names
+    # that class could never be predicted (test_linear_learners_curve).
+    answers = fitted.predict_proba(prototypes[unseen]).argmax(axis=1)
+    assert (answers == unseen).mean() >= 0.8
+    config = replace(SMALL, learner_kind="linear_ts" if teacher_student else "linear")
+    named = replace(config, class_names=1.0)
+    assert named.learner_name == config.learner_name + "+names"
+    points = simulate(wc, learner, "margin_diverse", rules=False, seed=0, config=named)
+    plain = LinearLearner(wc.features.pool, len(wc.classes), teacher_student=teacher_student)
+    before = simulate(wc, plain, "margin_diverse", rules=False, seed=0, config=config)
+    assert all(p.learner.endswith("+names") for p in points)
+    assert points[0].accuracy > before[0].accuracy  # 60 labels: the names are worth most
+    with pytest.raises(ValueError, match="prototypes"):
+        LinearLearner(wc.features.pool, len(wc.classes), prototypes=prototypes[:2])
+
+
+def test_class_name_text() -> None:
+    assert (
+        class_name_text(["Clothing", "Women's Clothing", " Tops "]) == "Women's Clothing Tops Tops"
+    )
+    assert class_name_text(["clothing"]) == "clothing"
+    assert class_name_text([]) == ""
+    with pytest.raises(ValueError, match="class_names"):
+        ExperimentConfig(learner_kind="ffn", class_names=1.0)
+    named = ExperimentConfig(learner_kind="linear_enc", class_names=1.0, encoder_weight=2.0)
+    assert named.learner_name == "linear_enc_w2+names"
+    assert replace(named, learner_kind="linear", encoder_weight=1.0).learner_name == "linear+names"
+    with pytest.raises(ValueError, match="encoder_weight"):
+        ExperimentConfig(learner_kind="linear_enc", encoder_weight=0.0)
 
 
 def test_encoder_teacher_picks_and_a_tfidf_student_is_measured(examples: list[Example]) -> None:

@@ -126,3 +126,48 @@ def test_the_job_trains_every_alternative_and_keeps_the_best_on_the_holdout(
     assert not (tmp_path / "work" / "options").exists() or not any(
         (tmp_path / "work" / "options").iterdir()
     )  # the option not chosen is gone
+
+
+def test_class_name_examples_teach_a_class_its_labels_do_not_describe(tmp_path: Path) -> None:
+    from prodcat.training.inputs import model_inputs
+    from prodcat.training.retrain import class_name_items, train_candidate
+    from prodcat.training.trainer import predict
+
+    paths = {
+        "c_kettle000000": "Home > Kitchen > Kettles",
+        "c_sandal000000": "Clothing > Shoes > Sandals",
+        "c_lamp00000000": "Home > Lighting > Lamps",
+    }
+    vocabulary = Vocabulary(None, paths)
+    items = [
+        LabelledProduct({"product_id": f"k{i}", "title": f"steel kettles {i}"}, "c_kettle000000")
+        for i in range(30)
+    ] + [
+        LabelledProduct({"product_id": f"s{i}", "title": f"summer sandals {i}"}, "c_sandal000000")
+        for i in range(30)
+    ]
+    # The one lamp labelled so far is titled by its model name: its label alone cannot say that
+    # a product called "desk lighting lamps" is a lamp.
+    items.append(LabelledProduct({"product_id": "l0", "title": "brightlux 3000"}, "c_lamp00000000"))
+    named = class_name_items(sorted(paths), vocabulary, 2)
+    assert [i.product["title"] for i in named[::2]] == [
+        "Kitchen Kettles Kettles", "Lighting Lamps Lamps", "Shoes Sandals Sandals"
+    ]  # fmt: skip
+    assert class_name_items(sorted(paths), Vocabulary(), 2) == []  # no known path, no example
+    query = model_inputs([{"product_id": "q", "title": "desk lighting lamps"}])
+    answers = {}
+    for copies in (0, 3):
+        path = tmp_path / f"c{copies}.yaml"
+        path.write_text(
+            "model:\n  family: logreg\n  fields: [title]\n  multi_objective: false\n"
+            "training:\n  epochs: 30\n  batch_size: 16\n  learning_rate: 0.05\n  seed: 0\n"
+            f"  class_name_examples: {copies}\n",
+            encoding="utf-8",
+        )
+        candidate = train_candidate(items, vocabulary, RunConfig.load(path))
+        probs = predict(candidate.model, query)["exclusive"][0]
+        answers[copies] = candidate.class_ids[int(probs.argmax())]
+        assert candidate.card["data"]["train_products"] == len(items)
+        assert candidate.card["data"]["class_name_examples"] == 3 * copies
+    assert answers == {0: answers[0], 3: "c_lamp00000000"}
+    assert answers[0] != "c_lamp00000000"
