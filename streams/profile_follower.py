@@ -5,6 +5,10 @@ Every normalise worker reads the whole topic (no consumer group: each needs ever
 from the beginning when it starts, before it normalises anything, so a restarted worker applies
 the profiles it had instead of inferring new ones; then it keeps following, so an operator's
 override (``prodcat feeds override``) or another worker's re-profile is adopted while it runs.
+
+A record that cannot be taken *now* (:meth:`TopicFollower.handle` raised a
+:class:`~prodcat.core.errors.TransientError`, e.g. the schema registry is unreachable) is not
+skipped: the follower reads again from it after a back-off, as it does when the broker is away.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from prodcat.core.errors import TransientError
 from prodcat.core.kafka_config import aiokafka_config
 from prodcat.core.settings import Settings
-from prodcat.schemas.exceptions import SerdeError
+from prodcat.schemas.exceptions import RegistryError, SerdeError
 from prodcat.schemas.serde import AvroSerde
 from prodcat.streams.feeds.profile import FeedProfile
 from prodcat.streams.feeds.store import decode_profile, profile_serde
@@ -70,11 +75,17 @@ class TopicFollower:
             )
         else:
             ends = await self.consumer.end_offsets(assigned)
+            delay = 0.5
             while time.monotonic() < deadline:
                 positions = {tp: await self.consumer.position(tp) for tp in assigned}
                 if all(positions[tp] >= ends[tp] for tp in assigned):
                     break
-                await self._poll()
+                try:
+                    await self._poll()
+                except TransientError as exc:  # read again from that record after a pause
+                    logger.warning("reading %s: %s; retrying in %.1fs", self.topic, exc, delay)
+                    await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                    delay = min(delay * 2, 30.0)
         logger.info("read %d %s from %s", self.read, self.name, self.topic)
         self._task = asyncio.create_task(self._follow(), name=f"{self.name}-follower")
 
@@ -102,16 +113,24 @@ class TopicFollower:
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
-            except KafkaError as exc:  # the broker is away: keep following once it is back
+            except (KafkaError, TransientError) as exc:  # the broker or registry is away
                 logger.warning("following %s: %s; retrying in %.1fs", self.topic, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
     async def _poll(self) -> None:
-        batches = await self.consumer.getmany(timeout_ms=_POLL_MS)
-        for messages in batches.values():
+        batches = list((await self.consumer.getmany(timeout_ms=_POLL_MS)).items())
+        for position, (tp, messages) in enumerate(batches):
             for message in messages:
-                if self.handle(message):
+                try:
+                    used = self.handle(message)
+                except TransientError:
+                    # This record, and every record fetched after it, is read again.
+                    self.consumer.seek(tp, message.offset)
+                    for later, rest in batches[position + 1 :]:
+                        self.consumer.seek(later, rest[0].offset)
+                    raise
+                if used:
                     self.read += 1
 
     def handle(self, message: Any) -> bool:
@@ -138,6 +157,8 @@ class ProfileFollower(TopicFollower):
             return False
         try:
             profile = decode_profile(self.serde, message.value)
+        except RegistryError:
+            raise  # not the record's fault: read it again once the registry answers
         except (SerdeError, KeyError, TypeError, ValueError) as exc:
             logger.error(
                 "skipping an undecodable profile at %s/%d/%d: %s",

@@ -132,9 +132,12 @@ class _RegistryServer(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve_registry(port: int = 0) -> Iterator[FakeSchemaRegistry]:
-    """Serve a fresh fake registry on 127.0.0.1:``port`` (0: an ephemeral port) while in the block."""
-    registry = FakeSchemaRegistry()
+def serve_registry(
+    port: int = 0, registry: FakeSchemaRegistry | None = None
+) -> Iterator[FakeSchemaRegistry]:
+    """Serve a fake registry on 127.0.0.1:``port`` (0: an ephemeral port) while in the block: a
+    fresh one, or ``registry`` again (a restarted registry keeps its schemas and their ids)."""
+    registry = registry if registry is not None else FakeSchemaRegistry()
     server = _RegistryServer(registry, port)
     host, bound = server.server_address[:2]
     registry.url = f"http://{host!s}:{bound}"

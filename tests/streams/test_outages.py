@@ -1,7 +1,8 @@
 """Outages of the services a stage depends on, under load (issue 18's chaos suite): the model
-server (TF Serving's protocol, ``prodcat serve grpc``) stopped mid-stream, and the Milvus server
-stopped (SIGSTOP) mid-stream. The stage waits the outage out with back-off: nothing is
-dead-lettered because of it, every input is answered once it ends, the worker never exits.
+server (TF Serving's protocol, ``prodcat serve grpc``) stopped mid-stream, the Milvus server
+stopped (SIGSTOP) mid-stream, and the schema registry stopped mid-stream. The stage waits the
+outage out with back-off: nothing is dead-lettered because of it, every input is answered once it
+ends, the worker never exits.
 
 The outage lasts ``PRODCAT_CHAOS_OUTAGE_S`` seconds (20 in ``make test``; ``make chaos`` sets 60).
 """
@@ -9,17 +10,21 @@ The outage lasts ``PRODCAT_CHAOS_OUTAGE_S`` seconds (20 in ``make test``; ``make
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from prodcat import localmilvus
-from prodcat.core.settings import ServingSettings, Settings
+from prodcat.core.settings import SerdeSettings, ServingSettings, Settings
 from prodcat.serving.vector_store import VectorStore
+from prodcat.streams.normalize_agent import SOURCE_HEADER
 from prodcat.streams.readback import read_topics
+from prodcat.streams.replay import dataset_events, replay
 from prodcat.streams.worker_process import scrape_metric
 from tests.conftest import TrainedClassifier, free_port
+from tests.fake_registry import FakeSchemaRegistry, serve_registry
 from tests.streams.kafka_io import produce, product_records, publish_thumbnails
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
@@ -122,3 +127,59 @@ def test_embed_waits_out_a_milvus_server_outage_under_load(
     print(f"\nMilvus server stopped {OUTAGE_S:.0f} s under load: {len(products)} inputs, "
           f"every vector stored, 0 dead letters, all done {recovered_s:.0f} s after it "
           "came back")  # fmt: skip
+
+
+def test_normalize_waits_out_a_schema_registry_outage_under_load(
+    pipeline_settings: Settings, run_worker, data_dir: Path
+) -> None:
+    """The schema registry stops mid-stream while events keep arriving, and a second worker starts
+    during the outage. The running worker has its schemas cached and goes on; the new one can
+    neither read the feed profiles nor encode until the registry is back, so it waits (it never
+    skips a profile or dead-letters a product for it). Every input is answered, none is
+    dead-lettered, no worker exits."""
+    port = free_port()
+    settings = pipeline_settings.model_copy(
+        update={"serde": SerdeSettings(registry_url=f"http://127.0.0.1:{port}")}
+    )
+    registry = FakeSchemaRegistry()
+    events = list(dataset_events(data_dir, ["flipkart"], limit=3000))
+    sender = threading.Thread(
+        target=replay,
+        args=(settings.kafka, settings.topics.raw, iter(events)),
+        kwargs={"rate": 150.0, "progress": False},
+    )
+    topics = [settings.topics.normalized, settings.topics.deadletter]
+
+    def answered() -> set[bytes]:
+        records = read_topics(settings.kafka, topics, expected=None, timeout_s=5)
+        return {r.headers[SOURCE_HEADER] for r in records}
+
+    with serve_registry(port, registry):
+        first = run_worker(settings, ["normalize"])
+        sender.start()
+        _wait(lambda: _metric(settings, "prodcat_events_out_total", "normalize") >= 300,
+              120, "the first products")  # fmt: skip
+    stopped, out_at_stop = (
+        time.monotonic(),
+        _metric(settings, "prodcat_events_out_total", "normalize"),
+    )
+    other = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
+    )
+    joiner = run_worker(other, ["normalize"])  # joins while the registry is down
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
+    assert _metric(other, "prodcat_events_out_total", "normalize") == 0  # no schema: it waits
+    assert _metric(settings, "prodcat_events_out_total", "normalize") > out_at_stop  # cached: on
+    with serve_registry(port, registry):
+        back = time.monotonic()
+        sender.join(60)
+        _wait(lambda: len(answered()) >= len(events), 300, "every input answered")
+        recovered_s = time.monotonic() - back
+    records = read_topics(settings.kafka, topics, expected=None, timeout_s=5)
+    dead = [r for r in records if r.topic == settings.topics.deadletter]
+    assert dead == [], [r.headers for r in dead[:3]]
+    assert len({r.headers[SOURCE_HEADER] for r in records}) == len(events)
+    assert first.poll() is None and joiner.poll() is None
+    print(f"\nschema registry stopped {OUTAGE_S:.0f} s under load, a worker joining meanwhile: "
+          f"{len(events)} inputs, {len(records) - len(events)} duplicates, 0 dead letters, "
+          f"all answered {recovered_s:.0f} s after it came back")  # fmt: skip
