@@ -1,8 +1,9 @@
 """Chaos on a three-broker cluster (issue 18, short forms): the normalise stage under load while
 (1) the leader of its input partitions is SIGKILLed, (2) every broker is restarted in turn, (3)
-its workers scale 1 -> 3 -> 1. Every input offset ends as a product or a dead letter (by the source
-header), duplicates stay within the batches in flight at each fault, and no worker exits unasked.
-``make chaos`` runs this module."""
+its workers scale 1 -> 3 -> 1, (4) a worker is SIGKILLed ``PRODCAT_CHAOS_KILLS`` times (3 in
+``make test``, 10 in ``make chaos``) and restarted each time. Every input offset ends as a product
+or a dead letter (by the source header), duplicates stay within the batches in flight at each
+fault, and no worker exits unasked. ``make chaos`` runs this module."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 
 EVENTS = 20_000
+KILLS = int(os.environ.get("PRODCAT_CHAOS_KILLS", "3"))
 
 
 @dataclass
@@ -97,13 +99,13 @@ def _wait_consumed(settings: Settings, at_least: float, timeout_s: float = 120) 
 
 
 def _paced_replay(
-    settings: Settings, data_dir: Path, rate: float
+    settings: Settings, data_dir: Path, rate: float, count: int = EVENTS
 ) -> tuple[threading.Thread, list[int]]:
-    """Replay the Flipkart events at ``rate``/s in a thread; the count sent lands in the list."""
+    """Replay ``count`` Flipkart events at ``rate``/s in a thread; the count sent lands in the list."""
     sent: list[int] = []
 
     def run() -> None:
-        events = islice(dataset_events(data_dir, ["flipkart"]), EVENTS)
+        events = islice(dataset_events(data_dir, ["flipkart"]), count)
         sent.append(replay(settings.kafka, settings.topics.raw, events, rate=rate,
                            progress=False).sent)  # fmt: skip
 
@@ -209,3 +211,36 @@ def test_normalize_scales_one_to_three_workers_and_back(
         assert first.poll() is None, "the first worker exited"
         print(f"\nworkers 1 -> 3 -> 1: {sent[0]} inputs, 0 lost, {duplicates} duplicates, "
               f"all accounted for {recovered_s:.0f} s after the scale-out")  # fmt: skip
+
+
+def test_normalize_survives_a_worker_sigkilled_again_and_again(
+    tmp_path: Path, data_dir: Path, run_worker
+) -> None:
+    """Beside a steady worker, a second one is SIGKILLed mid-stream ``KILLS`` times, restarted
+    after each kill (every kill and every start is a rebalance): every input is answered, the
+    duplicates stay within the batches in flight at each kill, the steady worker never exits."""
+    with cluster(tmp_path, data_dir) as c:
+        settings = c.settings
+        steady = run_worker(settings, ["normalize"])
+        count = 1_500 * KILLS + 5_000
+        thread, sent = _paced_replay(settings, data_dir, rate=150, count=count)
+        _wait_consumed(settings, 500)
+        started = time.monotonic()
+        for _ in range(KILLS):
+            other = settings.model_copy(
+                update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
+            )
+            victim = run_worker(other, ["normalize"])
+            before = _consumed(other)
+            deadline = time.monotonic() + 60
+            while _consumed(other) < before + 50 and time.monotonic() < deadline:
+                time.sleep(0.05)  # it has partitions and is mid-stream
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+        thread.join(timeout=300)
+        assert sent, "the replay did not finish"
+        duplicates, recovered_s = _accounted(settings, sent[0], started)
+        assert duplicates <= KILLS * 4 * settings.worker.batch_size, duplicates
+        assert steady.poll() is None, "the steady worker exited"
+        print(f"\na worker SIGKILLed {KILLS} times: {sent[0]} inputs, 0 lost, {duplicates} "
+              f"duplicates, all accounted for {recovered_s:.0f} s after the first kill")  # fmt: skip
