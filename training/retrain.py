@@ -155,7 +155,7 @@ def train_candidate(
             "source": "labels snapshot",
             "train_products": len(labelled),
             "class_name_examples": len(names),
-            "exclusive_labels": int((data.y_exclusive >= 0).sum()),
+            "exclusive_labels": int((data.y_exclusive >= 0).sum()) - len(names),
             "rule_based_labels": int(y_rule.any(axis=1).sum()) if rule_ids else 0,
             "vocabulary_version": vocabulary.version,
         },

@@ -169,5 +169,6 @@ def test_class_name_examples_teach_a_class_its_labels_do_not_describe(tmp_path: 
         answers[copies] = candidate.class_ids[int(probs.argmax())]
         assert candidate.card["data"]["train_products"] == len(items)
         assert candidate.card["data"]["class_name_examples"] == 3 * copies
+        assert candidate.card["data"]["exclusive_labels"] == len(items)
     assert answers == {0: answers[0], 3: "c_lamp00000000"}
     assert answers[0] != "c_lamp00000000"
