@@ -16,6 +16,7 @@ from prodcat.schemas.serde import serde_for
 from prodcat.streams.normalize import normalize_event
 from prodcat.streams.replay import dataset_events
 from prodcat.training.dataset import load_flipkart, protocol_label
+from tests.conftest import free_port
 
 
 def produce(
@@ -55,6 +56,12 @@ def product_records(data_dir: Path, start: int, count: int) -> list[tuple[bytes,
             product = normalize_event(event.value, feed="flipkart", key=event.key, seen_at_ms=0)
             out.append((product["product_id"].encode(), serde.encode(product)))
     return out
+
+
+def another_worker(settings: Settings) -> Settings:
+    """``settings`` for a second worker process on this machine: its own metrics port."""
+    worker = settings.worker.model_copy(update={"metrics_port": free_port()})
+    return settings.model_copy(update={"worker": worker})
 
 
 def with_model_copy(

@@ -37,6 +37,7 @@ from prodcat.streams.topics import ensure_topics, topic_specs
 from prodcat.streams.worker_process import scrape_metric
 from tests.conftest import free_port
 from tests.prodcat.test_localkafka_cluster import _free_base
+from tests.streams.kafka_io import another_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -196,9 +197,7 @@ def test_normalize_scales_one_to_three_workers_and_back(
         started = time.monotonic()
         others = []
         for _ in range(2):
-            other = settings.model_copy(
-                update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-            )
+            other = another_worker(settings)
             others.append(run_worker(other, ["normalize"]))
         time.sleep(8)  # the group rebalances over three members and they share the load
         for proc in others:
@@ -227,9 +226,7 @@ def test_normalize_survives_a_worker_sigkilled_again_and_again(
         _wait_consumed(settings, 500)
         started = time.monotonic()
         for _ in range(KILLS):
-            other = settings.model_copy(
-                update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-            )
+            other = another_worker(settings)
             victim = run_worker(other, ["normalize"])
             before = _consumed(other)
             deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ from prodcat.core.settings import Settings
 from prodcat.streams.replay import dataset_events, replay
 from prodcat.streams.transactions import transactional_id
 from prodcat.streams.worker_process import scrape_metric
-from tests.conftest import free_port
+from tests.streams.kafka_io import another_worker
 from tests.streams.test_chaos import _accounted
 from tests.streams.test_runtime import (
     STAGE,
@@ -201,9 +201,7 @@ def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
         assert time.monotonic() < deadline, "worker A did not consume"
         time.sleep(0.02)
     first.send_signal(signal.SIGSTOP)
-    other = settings.model_copy(
-        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-    )
+    other = another_worker(settings)
     second = run_worker(other, ["normalize"])
     deadline = time.monotonic() + 90
     while consumed(other.worker.metrics_port) < 1000:  # B owns A's partitions now

@@ -25,7 +25,7 @@ from prodcat.streams.replay import dataset_events, replay
 from prodcat.streams.worker_process import scrape_metric
 from tests.conftest import TrainedClassifier, free_port
 from tests.fake_registry import FakeSchemaRegistry, serve_registry
-from tests.streams.kafka_io import produce, product_records, publish_thumbnails
+from tests.streams.kafka_io import another_worker, produce, product_records, publish_thumbnails
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -173,9 +173,7 @@ def test_normalize_waits_out_a_schema_registry_outage_under_load(
         time.monotonic(),
         _metric(settings, "prodcat_events_out_total", "normalize"),
     )
-    other = settings.model_copy(
-        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-    )
+    other = another_worker(settings)
     joiner = run_worker(other, ["normalize"])  # joins while the registry is down
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
     assert _metric(other, "prodcat_events_out_total", "normalize") == 0  # no schema: it waits

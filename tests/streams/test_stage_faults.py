@@ -18,8 +18,14 @@ from prodcat.serving.vector_store import VectorStore
 from prodcat.streams.readback import read_topics
 from prodcat.streams.stage import SOURCE_HEADER
 from prodcat.streams.worker_process import scrape_metric, stop_worker
-from tests.conftest import TrainedClassifier, free_port
-from tests.streams.kafka_io import produce, product_records, publish_thumbnails, with_model_copy
+from tests.conftest import TrainedClassifier
+from tests.streams.kafka_io import (
+    another_worker,
+    produce,
+    product_records,
+    publish_thumbnails,
+    with_model_copy,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,9 +77,7 @@ def test_classify_survives_kills_and_workers_joining_and_leaving(
     assert 0 < len(covered) < len(inputs), "the kills must land mid-stream"
 
     survivor = run_worker(settings, ["classify"], stage="classify")
-    other = settings.model_copy(
-        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-    )
+    other = another_worker(settings)
     joiner = run_worker(other, ["classify"], stage="classify")  # a rebalance: it joins...
     time.sleep(3)
     stop_worker(joiner)  # ...and leaves: another rebalance
@@ -119,9 +123,7 @@ def test_embed_workers_share_a_milvus_server_through_kills_and_a_join(
     assert 0 < killed_at < len(products), "the kills must land mid-stream"
 
     survivor = run_worker(settings, ["embed"], stage="embed")
-    other = settings.model_copy(
-        update={"worker": settings.worker.model_copy(update={"metrics_port": free_port()})}
-    )
+    other = another_worker(settings)
     joiner = run_worker(other, ["embed"], stage="embed")
     time.sleep(3)
     stop_worker(joiner)
