@@ -84,11 +84,23 @@ def find_title(sample: Sample, claimed: set[str]) -> FieldSource | None:
         return None
     # Every product has a title: a field missing from some records loses steeply to one that is
     # always there (an optional qualifier such as a subtitle is often as distinct and as long).
-    # Measured against the fullest candidate, so records blank in every field cost nothing.
-    fullest = max(column.fill for _, column in candidates)
+    # Counted on whole records against the fullest candidate, so records blank in every field,
+    # and fragment rows (a variant's or an image's row under its product), cost nothing.
+    whole = sample.whole_rows
+
+    def whole_fill(column: Column) -> float:
+        return sum(row in whole for row in column.rows) / len(whole) if whole else column.fill
+
+    fullest = max(whole_fill(column) for _, column in candidates)
     scored = sorted(
         (
-            (score * (column.fill / fullest) ** _TITLE_FILL_POWER, column)
+            (
+                score
+                / column.fill
+                * (fill := whole_fill(column))
+                * (fill / fullest) ** _TITLE_FILL_POWER,
+                column,
+            )
             for score, column in candidates
         ),
         key=lambda item: (-round(item[0], 3), item[1].mean_len, item[1].path),

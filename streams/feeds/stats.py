@@ -291,6 +291,21 @@ class Sample:
     def column(self, path: str) -> Column | None:
         return self.columns.get(path)
 
+    @cached_property
+    def whole_rows(self) -> frozenset[int]:
+        """The rows that are whole records, not fragments: those with at least half as many
+        filled fields as the fullest tenth of the rows. An export that writes a product's extra
+        variants or images as rows of their own, blank but for a few fields, has fragments (often
+        more of them than products); most feeds have none."""
+        filled = Counter[int]()
+        for column in self.columns.values():
+            filled.update(column.rows.keys())
+        if not filled:
+            return frozenset()
+        counts = sorted(filled[row] for row in range(self.n))
+        floor = counts[len(counts) * 9 // 10] / 2
+        return frozenset(row for row in range(self.n) if filled[row] >= floor)
+
     def restricted(self, paths: Sequence[str]) -> Sample:
         """The same rows with only the columns at ``paths``."""
         return Sample(

@@ -433,3 +433,31 @@ def test_a_price_override_keeps_the_inferred_scale() -> None:
         )
     profile = infer_profile(records, feed="cents", overrides={"price": "a"})
     assert (profile.fields["price"].scale, profile.fields["price"].currency) == (0.01, "EUR")
+
+
+def test_fragment_rows_do_not_cost_the_title_its_place() -> None:
+    """An export that writes each extra variant as a row of its own (the product's key, an option
+    and a price; every other field blank) halves the title's fill: the slug key, filled on every
+    row, must not become the title."""
+    records: list[dict[str, Any]] = []
+    blank = {"name": "", "body": "", "maker": "", "category": ""}
+    for i, p in enumerate(PRODUCTS):
+        slug = "-".join(p.title.casefold().split()[:2]) + f"-{i % 40}"
+        records.append(
+            {
+                "slug": slug,
+                "name": p.title,
+                "body": f"{p.title} from {p.brand}, for every day use and more.",
+                "maker": p.brand,
+                "category": " > ".join(p.path),
+                "option": "S",
+                "price": p.price,
+            }
+        )
+        records.extend(
+            {"slug": slug, **blank, "option": size, "price": p.price} for size in ("M", "L", "XL")
+        )
+    profile = infer_profile(records, feed="fragments")
+    assert profile.fields["title"].sources == ("name",)
+    heads = [r for r in records if r["name"]]
+    assert [_apply(profile, r)["title"] for r in heads] == [p.title for p in PRODUCTS]
