@@ -245,6 +245,16 @@ def _short_text(column: Column, max_tokens: float = 5.0) -> bool:
     )
 
 
+def _lists_options(column: Column) -> bool:
+    """Whether values list several short options ("Blue, Green, Red", "Yes, No") in at least
+    two rows and 5% of them: the field holds options, not one maker's name each."""
+    lists = 0
+    for text in column.strings:
+        items = text.split(",")
+        lists += len(items) >= 2 and all(0 < len(item.split()) <= 2 for item in items)
+    return lists >= max(2, 0.05 * len(column.strings))
+
+
 def find_brand(sample: Sample, claimed: set[str], titles: Mapping[int, str]) -> FieldSource | None:
     """Short, repeating names; named like a brand or repeated inside the titles."""
     best: tuple[float, Column, float] | None = None
@@ -265,6 +275,8 @@ def find_brand(sample: Sample, claimed: set[str], titles: Mapping[int, str]) -> 
         )
         contain = hits / len(column.rows)
         if prior == 0 and (contain < 0.4 or column.uniqueness > 0.6 or column.distinct < 3):
+            continue
+        if prior == 0 and _lists_options(column):
             continue
         score = (0.2 + column.fill) * (1.0 + 2.0 * prior) * (0.5 + contain)
         if best is None or score > best[0]:

@@ -461,3 +461,62 @@ def test_fragment_rows_do_not_cost_the_title_its_place() -> None:
     assert profile.fields["title"].sources == ("name",)
     heads = [r for r in records if r["name"]]
     assert [_apply(profile, r)["title"] for r in heads] == [p.title for p in PRODUCTS]
+
+
+def test_a_nesting_that_titles_do_not_predict_loses_to_the_category() -> None:
+    """Two logistics fields nest perfectly (each shipping class under one warehouse), as a
+    two-level category does; the product's titles predict its category path, not them."""
+    rng = random.Random(3)
+    warehouses = {
+        "Nord": ["Palette", "Paket", "Kuehlware"],
+        "Sued": ["Sperrgut", "Brief"],
+        "Ost": ["Spedition", "Kleinteil", "Zerbrechlich"],
+    }
+    records = []
+    for p in PRODUCTS:
+        warehouse = rng.choice(list(warehouses))
+        records.append(
+            {
+                "c1": p.title,
+                "c2": p.price,
+                "c3": " > ".join(p.path),
+                "c4": warehouse,
+                "c5": rng.choice(warehouses[warehouse]),
+            }
+        )
+    profile = infer_profile(records, feed="logistics")
+    category = profile.fields["category"]
+    assert category.sources == ("c3",)
+    assert "titles predict it" in category.evidence
+    _check_paths(profile, records)
+
+
+def test_a_sparse_parent_is_not_a_level() -> None:
+    """A field set on a quarter of the records (a tax class) is not the parent of a field set on
+    all of them, however well each child value sits under it."""
+    rng = random.Random(5)
+    records = [
+        {
+            "name": p.title,
+            "price": p.price,
+            "tax class": "reduced" if i % 4 == 0 else "",
+            "type": rng.choice(["simple", "variable", "bundle", "digital"]),
+            "kategorie": p.path[-1],
+        }
+        for i, p in enumerate(PRODUCTS)
+    ]
+    profile = infer_profile(records, feed="sparse")
+    assert profile.fields["category"].sources == ("kategorie",)
+
+
+def test_a_field_of_option_lists_is_not_a_brand() -> None:
+    """Option values ("Blue, Green, Red" on a product, "Red" on its variant) repeat in titles
+    as a brand does; a field that lists several in one value is not one maker's name."""
+    colours = ["Red", "Blue", "Green", "Black", "White"]
+    records = []
+    for i, p in enumerate(PRODUCTS):
+        colour = colours[i % len(colours)]
+        options = ", ".join(colours[: 2 + i % 3]) if i % 5 == 0 else colour
+        records.append({"name": f"{p.title} - {colour}", "price": p.price, "attribute": options})
+    profile = infer_profile(records, feed="options")
+    assert "brand" not in profile.fields
