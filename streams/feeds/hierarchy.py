@@ -97,15 +97,15 @@ def _title_lift(labels: Mapping[int, str], titles: Mapping[int, str]) -> float |
         return 0.0
     right = 0
     for words, label in pairs:
-        votes: Counter[str] = Counter()
+        votes: dict[str, float] = defaultdict(float)
         for word in words:
             counts = by_word[word]
             others = counts.total() - 1
             if 0 < others <= frequent:
                 for other, count in counts.items():
-                    count -= other == label
-                    if count:
-                        votes[other] += count / others
+                    left = count - (other == label)
+                    if left:
+                        votes[other] += left / others
         if votes:
             guess = max(votes.items(), key=lambda item: (item[1], overall[item[0]]))[0]
         else:
