@@ -27,6 +27,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -54,6 +55,7 @@ FORMATS = ("csv", "tsv", "json", "jsonl", "xml", "xlsx")
 _ALIASES = {"ndjson": "jsonl", "rss": "xml", "atom": "xml", "excel": "xlsx", "txt": "csv"}
 _HEAD_BYTES = 1 << 20  # what detection and delimiter sniffing look at
 _HEADER_SCAN = 30  # non-empty rows searched for the header row
+_DATA_CELL = re.compile(r"^(?:[+-]?\d+(?:[.,]\d+)*|(?:https?|ftp)://\S+)$")
 _DELIMITERS = (",", ";", "\t", "|")
 _RECORD_TAGS = frozenset({"item", "entry"})
 _FEED_ROOTS = frozenset({"rss", "feed", "RDF"})
@@ -391,7 +393,8 @@ def _table_records(rows: Iterator[Sequence[Any]], missing: Any) -> Iterator[dict
     if not first:
         return
     at = _header_index(first)
-    keys = _column_keys(first[at])
+    # A file without a header row: every row is a record, its columns column_1, column_2, ...
+    keys = _column_keys(first[at]) if at >= 0 else []
     for row in chain(first[at + 1 :], rows):
         if _blank_row(row):
             continue
@@ -410,7 +413,9 @@ def _table_records(rows: Iterator[Sequence[Any]], missing: Any) -> Iterator[dict
 
 def _header_index(rows: Sequence[Sequence[Any]]) -> int:
     """The first row that reads as column names over most of the width the rows below it fill:
-    at least two short cells, mostly text and mostly distinct. Banner rows above it are skipped."""
+    at least two short cells, mostly text and mostly distinct, and not shaped like the data
+    below it. Banner rows above it are skipped; -1 when no row is a header (a file of data
+    rows only)."""
     for i, row in enumerate(rows):
         cells = [c for c in row if not _blank(c)]
         texts = [c for c in cells if isinstance(c, str)]
@@ -424,8 +429,26 @@ def _header_index(rows: Sequence[Sequence[Any]]) -> int:
         below = Counter(_span(r) for r in rows[i + 1 : i + 11])
         width = max(below.items(), key=lambda item: (item[1], item[0]))[0] if below else 0
         if len(cells) >= 0.5 * width:
-            return i
+            # rows below a data row are data too: the header, if any, was above
+            return -1 if _shaped_like_data(row, rows[i + 1 : i + 11]) else i
     return 0
+
+
+def _shaped_like_data(row: Sequence[Any], below: Sequence[Sequence[Any]]) -> bool:
+    """Whether two or more of ``row``'s cells are numbers or links in columns whose cells below
+    are numbers or links too: a data row, where a header row names those columns."""
+    if not below:
+        return False
+    alike = 0
+    for j, cell in enumerate(row):
+        if _blank(cell) or not _DATA_CELL.match(str(cell).strip()):
+            continue
+        column = [r[j] for r in below if j < len(r) and not _blank(r[j])]
+        if column and sum(bool(_DATA_CELL.match(str(c).strip())) for c in column) >= 0.8 * len(
+            column
+        ):
+            alike += 1
+    return alike >= 2
 
 
 def _column_keys(header: Sequence[Any]) -> list[str | None]:

@@ -117,6 +117,31 @@ def test_csv_header_found_below_banner_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_a_file_without_a_header_row_loses_no_record(tmp_path: Path) -> None:
+    """Some networks send data rows only: the first row is a product, not column names."""
+    path = tmp_path / "feed.txt"
+    lines = [
+        "7231430|Weisswein trocken 0,75l|Wein|4.99|https://img.example/7231430.png",
+        "7206719|Grauburgunder 0,75l|Wein|5.49|https://img.example/7206719.png",
+        "7132463|Rotwein Merlot 0,75l|Wein|6.99|https://img.example/7132463.png",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    records = list(read_records(path))
+    assert len(records) == 3
+    assert records[0] == {
+        "column_1": "7231430",
+        "column_2": "Weisswein trocken 0,75l",
+        "column_3": "Wein",
+        "column_4": "4.99",
+        "column_5": "https://img.example/7231430.png",
+    }
+    # the same rows under a header: the header names the columns
+    path.write_text("sku|name|group|price|image\n" + "\n".join(lines) + "\n")
+    records = list(read_records(path))
+    assert len(records) == 3
+    assert records[0]["sku"] == "7231430"
+
+
 def test_given_encoding_wins(tmp_path: Path) -> None:
     path = tmp_path / "feed.csv"
     path.write_bytes("id,name\n1,Мир\n".encode("cp1251"))
