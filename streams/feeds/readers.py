@@ -5,10 +5,12 @@ on the fly. Records have the shape of the development feeds (``shared/data/feeds
 
 * CSV / TSV / ``;`` / ``|``: one dict per data row keyed by the header exactly as written, every value
   the raw string (a row shorter than the header gets ``""``). Delimiter and encoding are sniffed
-  (BOM, UTF-8, UTF-16, else cp1252 / latin-1).
+  (BOM, UTF-8, UTF-16, else cp1252 / latin-1). A file without a header row (its first row has
+  numbers or links where the rows below have them) keys its rows ``column_1``, ``column_2``, ...
 * JSON lines, a JSON array of objects, or an object wrapping the products: each object as stored.
 * RSS 2.0 / Atom / Google Merchant XML: one dict per ``<item>`` / ``<entry>`` (or, in other XML, per
-  element of the most repeated shape), keyed by tags as written (``g:title``); the text with entities
+  product element, :func:`_record_path`: not the images or attributes it lists, nor a group
+  around it), keyed by tags as written (``g:title``); the text with entities
   and CDATA decoded, ``""`` when empty, a list for a repeated tag, a dict for an element with children.
   Attributes, which the feeds above do not use, become ``"@name"`` keys, the text then ``"#text"``.
 * xlsx: one dict per row below the header row, found under any banner rows; cell values as openpyxl
@@ -560,26 +562,66 @@ def _leaves(value: Any) -> int:
 
 
 def _xml_records(stream: BinaryIO, start: int, name: str) -> Iterator[dict[str, Any]]:
-    """Records of ``<item>`` / ``<entry>`` elements; in XML with neither, of the element path that
-    repeats most among elements with children (a second pass)."""
+    """Records of ``<item>`` / ``<entry>`` elements; in XML with neither, of the repeated element
+    that holds the products (:func:`_record_path`; a second pass)."""
     shapes: Counter[tuple[str, ...]] = Counter()
+    leaves: Counter[tuple[str, ...]] = Counter()
     found = False
     stream.seek(start)
-    for record in _xml_pass(stream, lambda path: _local(path[-1]) in _RECORD_TAGS, shapes, name):
+    is_item = lambda path: _local(path[-1]) in _RECORD_TAGS  # noqa: E731
+    for record in _xml_pass(stream, is_item, name, shapes, leaves):
         found = True
         yield record
     if found or not shapes or _local(next(iter(shapes))[0]) in _FEED_ROOTS:
         return  # no records (an empty RSS / Atom feed has no products, not one)
-    target = max(shapes, key=lambda path: (shapes[path], -len(path)))
+    target = _record_path(shapes, leaves)
     stream.seek(start)
-    yield from _xml_pass(stream, lambda path: path == target, None, name)
+    yield from _xml_pass(stream, lambda path: path == target, name)
+
+
+def _record_path(
+    shapes: Counter[tuple[str, ...]], leaves: Counter[tuple[str, ...]]
+) -> tuple[str, ...]:
+    """The element path of the products, among the repeated elements with children.
+
+    Each has fields of its own (leaves per instance outside the repeated elements inside it).
+    The start is the one with most such fields in all (count x own); then outwards: an element
+    around it is the product when it holds at most one of it per instance (a sub-object such as
+    a shipping block) or has at least as many fields of its own (a product listing its images
+    or attributes); a wrapper with no fields of its own (``<images>``) is passed through; a
+    group with fewer fields than its products (a category with an id and a name) is not.
+    """
+    repeated = {path: count for path, count in shapes.items() if count >= 2} or dict(shapes)
+
+    def own(path: tuple[str, ...]) -> float:
+        inner = sum(
+            leaves[other]
+            for other in repeated
+            if len(other) > len(path)
+            and other[: len(path)] == path
+            and not any(other[:k] in repeated for k in range(len(path) + 1, len(other)))
+        )
+        return (leaves[path] - inner) / repeated[path]
+
+    best = max(repeated, key=lambda path: (repeated[path] * own(path), -len(path)))
+    for depth in range(len(best) - 1, 0, -1):
+        outer = best[:depth]
+        if outer not in repeated:
+            continue
+        fields = own(outer)
+        if repeated[best] <= repeated[outer] or fields >= own(best):
+            best = outer
+        elif fields > 0:
+            break
+    return best
 
 
 def _xml_pass(
     stream: BinaryIO,
     is_record: Callable[[tuple[str, ...]], bool],
-    shapes: Counter[tuple[str, ...]] | None,
     name: str,
+    shapes: Counter[tuple[str, ...]] | None = None,
+    leaves: Counter[tuple[str, ...]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     bindings: list[tuple[str, str]] = []  # (prefix, uri) in scope, innermost last
     open_elements: list[Element] = []
@@ -587,6 +629,7 @@ def _xml_pass(
     has_children: list[bool] = []
     record: Element | None = None
     names: dict[int, tuple[str, dict[str, str]]] = {}  # id(element) -> (tag, attributes) as written
+    subtree: list[int] = []  # leaves under each open element
     try:
         for event, item in iterparse(stream, events=("start-ns", "end-ns", "start", "end")):
             if event == "start-ns":
@@ -600,6 +643,7 @@ def _xml_pass(
                 open_elements.append(item)
                 path.append(tag)
                 has_children.append(False)
+                subtree.append(0)
                 if record is None and is_record(tuple(path)):
                     record = item
                 if record is not None:
@@ -609,8 +653,14 @@ def _xml_pass(
                 open_elements.pop()
                 shape = tuple(path)
                 path.pop()
-                if has_children.pop() and record is None and shapes is not None:
+                under = subtree.pop()
+                parent_of_some = has_children.pop()
+                if subtree:
+                    subtree[-1] += under if parent_of_some else 1
+                if parent_of_some and record is None and shapes is not None:
                     shapes[shape] += 1
+                    if leaves is not None:
+                        leaves[shape] += under
                 if record is not None and item is record:
                     value = _element_value(record, names)
                     yield value if isinstance(value, dict) else {"#text": value}

@@ -299,6 +299,70 @@ def test_other_xml_uses_the_most_repeated_element(tmp_path: Path) -> None:
     ]
 
 
+def _product_xml(i: int, images: int, attributes: int) -> str:
+    return (
+        f"<product><sku>{i}</sku><name>Mug {i}</name><price>{i}.50</price>"
+        f"<brand>Acme</brand><stock>in stock</stock>"
+        + "<images>"
+        + "".join(
+            f"<image><url>https://img.example/{i}/{k}.jpg</url><width>800</width>"
+            f"<height>600</height></image>"
+            for k in range(images)
+        )
+        + "</images><attributes>"
+        + "".join(
+            f"<attribute><name>a{k}</name><value>v{k}</value></attribute>"
+            for k in range(attributes)
+        )
+        + "</attributes></product>"
+    )
+
+
+@pytest.mark.parametrize(("images", "attributes"), [(5, 0), (0, 30), (2, 12)])
+def test_other_xml_products_with_lists_of_elements_inside(
+    tmp_path: Path, images: int, attributes: int
+) -> None:
+    """Each product lists more images or attributes than the feed has products: the products
+    are still the records, with their lists inside."""
+    path = tmp_path / "feed.xml"
+    products = "".join(_product_xml(i, images, attributes) for i in range(40))
+    path.write_text(f"<catalog><products>{products}</products></catalog>")
+    records = list(read_records(path))
+    assert [record["sku"] for record in records] == [str(i) for i in range(40)]
+    if images:
+        assert len(records[0]["images"]["image"]) == images
+
+
+def test_other_xml_product_with_a_larger_sub_object(tmp_path: Path) -> None:
+    """A sub-object with more fields than the product's own (one per product) stays inside."""
+    path = tmp_path / "feed.xml"
+    shipping = "".join(f"<zone{k}>{k}.95</zone{k}>" for k in range(12))
+    products = "".join(
+        f"<product><sku>{i}</sku><name>Mug {i}</name><shipping>{shipping}</shipping></product>"
+        for i in range(30)
+    )
+    path.write_text(f"<catalog>{products}</catalog>")
+    records = list(read_records(path))
+    assert [record["sku"] for record in records] == [str(i) for i in range(30)]
+    assert records[0]["shipping"]["zone3"] == "3.95"
+
+
+def test_other_xml_products_grouped_under_categories(tmp_path: Path) -> None:
+    """Products grouped under category elements (with an id, a name and a link of their own)
+    are the records, not the groups."""
+    path = tmp_path / "feed.xml"
+    groups = "".join(
+        f"<category><id>{c}</id><title>Group {c}</title><link>https://shop.example/c/{c}</link>"
+        + "".join(_product_xml(c * 10 + i, 1, 2) for i in range(10))
+        + "</category>"
+        for c in range(4)
+    )
+    path.write_text(f"<catalog>{groups}</catalog>")
+    records = list(read_records(path))
+    assert len(records) == 40
+    assert records[0]["name"] == "Mug 0"
+
+
 def test_an_empty_rss_feed_has_no_records(tmp_path: Path) -> None:
     path = tmp_path / "feed.xml"
     path.write_text("<rss><channel><title>Shop</title><link>https://x</link></channel></rss>")
