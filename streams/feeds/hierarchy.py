@@ -47,6 +47,12 @@ _DELIMITERS: Final = {
     ";": 0.6,
     ",": 0.5,
 }
+# Other delimiters are found in the values: a run of one to three marks in most of them
+# ("::", "->", " - ", "~"), never the marks that sit inside names and prices.
+_MARKS: Final = re.compile(r"[^\w\s]{1,3}")
+_NAME_MARKS: Final = frozenset(".'\"()[]{}%+&*!?#@$=,`^_\u2019\u00b4")
+_FOUND_SHARE: Final = 0.5
+_FOUND_STRENGTH: Final = 0.8
 _MIN_SCORE: Final = 0.2
 _WORD: Final = re.compile(r"\w+")
 _TAG: Final = re.compile(r"<[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
@@ -210,6 +216,30 @@ def _unescaped(text: str) -> str:
     return html.unescape(text) if "&" in text else text
 
 
+def _found_delimiters(values: Sequence[str]) -> dict[str, float]:
+    """Runs of marks in at least half of the values that are not known delimiters."""
+    counts: Counter[str] = Counter()
+    for text in values[:500]:
+        counts.update({run for run in _MARKS.findall(text) if not set(run) & _NAME_MARKS})
+    enough = _FOUND_SHARE * min(len(values), 500)
+    return {
+        run: _FOUND_STRENGTH for run, n in counts.items() if n >= enough and run not in _DELIMITERS
+    }
+
+
+def _inside_longer(delimiter: str, having: Sequence[str], delimiters: Mapping[str, float]) -> bool:
+    """Whether every value holding ``delimiter`` holds it as part of a longer one (``>`` in
+    ``->`` or ``>>``, ``:`` in ``::``)."""
+    return any(
+        len(other) > len(delimiter)
+        and delimiter in other
+        and all(
+            text.count(other) * other.count(delimiter) >= text.count(delimiter) for text in having
+        )
+        for other in delimiters
+    )
+
+
 def _delimited(
     column: Column,
     titles: Mapping[int, str],
@@ -225,12 +255,11 @@ def _delimited(
     values = [text for _, text in pairs]
     if not values:
         return found
-    for delimiter, strength in _DELIMITERS.items():
+    delimiters = {**_DELIMITERS, **_found_delimiters(values)}
+    for delimiter, strength in delimiters.items():
         having = [text for text in values if delimiter in text]
         needed = 0.3 if strength > 0.6 else 0.8  # commas also separate words inside names
-        if len(having) < needed * len(values) or (
-            delimiter == ">" and all(">>" in t for t in having)
-        ):
+        if len(having) < needed * len(values) or _inside_longer(delimiter, having, delimiters):
             continue
         if strength >= 0.9 and len(having) >= _CONSISTENT_DELIMITER * len(values):
             strength = 1.0  # "|" or "/" in nearly every value: the feed's own delimiter

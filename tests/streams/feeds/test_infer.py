@@ -264,6 +264,23 @@ def test_slash_inside_level_names() -> None:
         assert _apply(profile, record)["category_path"] == paths[i % len(paths)]
 
 
+@pytest.mark.parametrize("delimiter", ["::", " - ", " -> ", "~", " : "])
+def test_a_delimiter_found_in_the_values(delimiter: str) -> None:
+    """A path delimiter prodcat does not list is found as the run of marks in most values; the
+    same mark inside a name ("T-Shirts" in a " - " path) stays in the name."""
+    extra = ["Clothing", "Tops", "T-Shirts"]
+    records = [
+        {"title": p.title, "price": p.price, "path": delimiter.join(p.path)} for p in PRODUCTS
+    ]
+    records[5]["path"] = delimiter.join(extra)
+    profile = infer_profile(records, feed="found")
+    assert profile.fields["category"].delimiter == delimiter.strip()
+    expected = [p.path for p in PRODUCTS]
+    expected[5] = extra
+    for record, path in zip(records, expected, strict=True):
+        assert _apply(profile, record)["category_path"] == path
+
+
 def test_placeholder_levels_are_dropped() -> None:
     records = [
         {
