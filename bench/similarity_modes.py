@@ -11,7 +11,13 @@ the API answers it: precision@10 of the query's ``articleType``, globally and re
 measured in this one process, so the modes compare with each other).
 
 ``--weights`` adds a sweep of the hybrid text weight (0 … 1), computed exactly in numpy from the
-same vectors. ``--encoder`` adds the pretrained sentence encoder's title vectors (numpy, exact)
+same vectors. ``--kinds`` adds the same-kind term (``similarity.kind_weight``, the default 0.3)
+through ``ProductVectors.search`` with two sources of predicted kinds: a classifier of this
+catalogue's own article types (logistic regression on title character n-grams, cross-fitted on
+two halves, so no product's kind comes from a model that saw its label: what a deployment's
+classify stage gives for its own taxonomy) and the demo's served classifier, trained on another
+catalogue's taxonomy (Flipkart), whose classes fit these products poorly; plus, in numpy, the
+weight swept for both. ``--encoder`` adds the pretrained sentence encoder's title vectors (numpy, exact)
 for comparison with the hashed ones. Writes ``docs/benchmarks/similarity.csv``
 (``embedder,mode,p_at_10``) unless ``--csv`` says otherwise; prints one JSON object.
 """
@@ -61,12 +67,57 @@ def numpy_p10(sim: np.ndarray, labels: np.ndarray) -> float:
     return float((labels[top] == labels[:, None]).mean())
 
 
+_KIND_LOOKUPS: dict[str, dict[str, tuple[str, float]]] = {}
+
+
+def _kind_lookups(
+    ids: tuple[str, ...], titles: list[str], labels: np.ndarray, settings: Any
+) -> dict[str, dict[str, tuple[str, float]]]:
+    """Product id -> (predicted kind, its probability), from each source (made once)."""
+    if _KIND_LOOKUPS:
+        return _KIND_LOOKUPS
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from prodcat.serving.backends import create_backend
+    from prodcat.training.inputs import model_inputs
+
+    features = TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5))
+    x = features.fit_transform(titles)
+    half = np.random.default_rng(0).permutation(len(ids)) % 2 == 0
+    own: dict[str, tuple[str, float]] = {}
+    for side in (True, False):
+        fit, predict = half == side, half != side
+        model = LogisticRegression(C=10, max_iter=2000).fit(x[fit], labels[fit])
+        probs = model.predict_proba(x[predict])
+        for j, row in enumerate(np.flatnonzero(predict)):
+            own[ids[row]] = (str(model.classes_[probs[j].argmax()]), float(probs[j].max()))
+    _KIND_LOOKUPS["own catalogue's classifier, cross-fitted"] = own
+    backend = create_backend(settings.serving, settings.serving.classifier)
+    probs = backend.predict(model_inputs([{"title": t} for t in titles])).outputs["exclusive_probs"]
+    _KIND_LOOKUPS["the demo's served model, another catalogue's taxonomy"] = {
+        pid: (str(int(probs[i].argmax())), float(probs[i].max())) for i, pid in enumerate(ids)
+    }
+    return _KIND_LOOKUPS
+
+
+def _kind_accuracy(
+    lookup: dict[str, tuple[str, float]], ids: tuple[str, ...], labels: np.ndarray
+) -> float:
+    """How often the predicted kind is the product's article type (NaN for another taxonomy)."""
+    kinds = [lookup.get(pid, ("", 0.0))[0] for pid in ids]
+    if not set(kinds) & set(labels.tolist()):
+        return float("nan")
+    return float(np.mean([k == label for k, label in zip(kinds, labels, strict=True)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uri", default="var/bench/similarity/sim.db")
     parser.add_argument("--csv", type=Path, default=Path("docs/benchmarks/similarity.csv"))
     parser.add_argument("--weights", action="store_true")
     parser.add_argument("--encoder", action="store_true")
+    parser.add_argument("--kinds", action="store_true")
     parser.add_argument("--text-weight", type=float, default=SimilaritySettings().text_weight)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -144,6 +195,37 @@ def main() -> None:
                             "p_at_10": f"{np.mean(precisions):.4f}",
                         }
                     )
+        if fusion == "weighted" and args.kinds:
+            lookups = _kind_lookups(images.ids, titles, labels, settings)
+            for source, lookup in lookups.items():
+                kinded = ProductVectors(
+                    milvus,
+                    SimilaritySettings(text_weight=args.text_weight),
+                    kinds=lambda ids, known=lookup: {i: known[i] for i in ids if i in known},
+                )
+                precisions, seconds = [], []
+                for i, pid in enumerate(images.ids):
+                    query = kinded.of_product(pid, "hybrid")
+                    began = time.perf_counter()
+                    hits = kinded.search(query, 10, exclude=pid, of=pid)
+                    seconds.append(time.perf_counter() - began)
+                    precisions.append(_precision(labels, i, [h.product_id for h in hits], index))
+                kinded.close()
+                ms = sorted(s * 1000 for s in seconds)
+                result[f"hybrid_same_kind_{source}"] = {
+                    "kind_weight": kinded.settings.kind_weight,
+                    "kind_accuracy": round(_kind_accuracy(lookup, images.ids, labels), 4),
+                    "p_at_10": round(float(np.mean(precisions)), 4),
+                    "median_ms": round(statistics.median(ms), 2),
+                    "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 2),
+                }
+                rows.append(
+                    {
+                        "embedder": f"{IMAGE_EMBEDDER} + {TEXT_EMBEDDER} + same kind ({source})",
+                        "mode": "hybrid",
+                        "p_at_10": f"{np.mean(precisions):.4f}",
+                    }
+                )
         vectors.close()
 
     unit = image_vectors / np.linalg.norm(image_vectors, axis=1, keepdims=True)
@@ -155,6 +237,17 @@ def main() -> None:
             f"{w:.1f}": round(numpy_p10(w * text_sim + (1 - w) * image_sim, labels), 4)
             for w in np.linspace(0, 1, 11)
         }
+    if args.kinds:
+        hybrid_sim = args.text_weight * text_sim + (1 - args.text_weight) * image_sim
+        for source, lookup in _kind_lookups(images.ids, titles, labels, settings).items():
+            kind = [lookup.get(pid, ("", 0.0)) for pid in images.ids]
+            names = np.array([k for k, _ in kind], dtype=object)
+            confidence = np.sqrt(np.array([p for _, p in kind]))
+            agree = (names[:, None] == names[None, :]) * np.outer(confidence, confidence)
+            result[f"kind_weight_sweep_{source}"] = {
+                f"{w:.1f}": round(numpy_p10(hybrid_sim + w * agree, labels), 4)
+                for w in (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+            }
     if args.encoder:
         from prodcat.training.text_encoder import TextEncoder
 

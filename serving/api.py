@@ -143,7 +143,7 @@ def neighbours_of_product(
         what = {"image": "image vector", "text": "title vector"}.get(mode, "image or title vector")
         raise HTTPException(404, f"no {what} for product {product_id!r}")
     exclude = product_id if exclude_self else None
-    return vectors.search(query, k, category_id=category, exclude=exclude)
+    return vectors.search(query, k, category_id=category, exclude=exclude, of=product_id)
 
 
 def neighbours_of_words(

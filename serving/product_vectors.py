@@ -15,6 +15,14 @@ mode:
   A product with no vector on one side scores 0 there. A query with one side only (an uploaded
   image; a product without an image) is answered by that side.
 
+**The same kind of thing.** People looking for similar products want items that look alike *and*
+are the same kind of product. With a ``kinds`` lookup (product id -> its top-1 predicted category
+and that category's probability, from the classify stage's predictions) and a query product, every
+candidate whose predicted category is the query's gains ``kind_weight x sqrt(p_query x
+p_candidate)`` before the final ranking (in every mode; ``candidates`` of them are ranked). The
+probabilities make the term fade where the model is unsure of either product, so a model that
+knows the products poorly costs little.
+
 Two collections rather than one with two vector fields: Milvus 2.3 servers allow one vector field
 per collection, and milvus-lite and every server version accept this layout; the fused ranking
 is computed here, the same way on every backend.
@@ -23,7 +31,7 @@ is computed here, the same way on every backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
@@ -33,7 +41,10 @@ from prodcat.core.settings import MilvusSettings, SimilaritySettings
 from prodcat.serving.text_vectors import TEXT_VECTOR_VERSION, has_words, text_vectors
 from prodcat.serving.vector_store import Hit, ImageVector, VectorStore
 
-__all__ = ["MODES", "Mode", "ProductVectors", "QueryVectors", "fuse"]
+__all__ = ["MODES", "Kinds", "Mode", "ProductVectors", "QueryVectors", "fuse", "same_kind"]
+
+#: product ids -> (top-1 predicted category id, its probability) of those with a prediction
+Kinds = Callable[[Sequence[str]], Mapping[str, tuple[str, float]]]
 
 Mode = Literal["image", "text", "hybrid"]
 MODES: Final[tuple[Mode, ...]] = ("image", "text", "hybrid")
@@ -97,8 +108,10 @@ class ProductVectors:
         observe: Callable[[str, float, str | None], None] | None = None,
         images: VectorStore | None = None,
         texts: VectorStore | None = None,
+        kinds: Kinds | None = None,
     ) -> None:
         self.settings = similarity or SimilaritySettings()
+        self.kinds = kinds
         self.images = images or VectorStore(milvus, observe=observe)
         text_settings = milvus.model_copy(
             update={"collection": milvus.text_collection, "dim": milvus.text_dim}
@@ -179,22 +192,44 @@ class ProductVectors:
         *,
         category_id: str | None = None,
         exclude: str | None = None,
+        of: str | None = None,
     ) -> list[Hit]:
         """The ``k`` best products for ``query`` (see the module doc); ``exclude`` (the query
-        product) is left out of the results."""
+        product) is left out of the results; ``of``: the product the query vectors are of, whose
+        predicted kind the same-kind term compares with."""
         if k <= 0 or query.empty():
             return []
         wanted = k + int(exclude is not None)
+        kind = self._kind_of(of)
+        # with the same-kind term, every candidate is ranked again: ask for them all
+        pool = max(self.settings.candidates, 4 * wanted) if kind is not None else wanted
         if query.image is not None and query.text is not None:
-            hits = self._hybrid(query.image, query.text, wanted, category_id)
+            hits = self._hybrid(query.image, query.text, wanted, category_id, keep=pool)
         elif query.image is not None:
-            hits = self.images.search(query.image, wanted, category_id=category_id)
+            hits = self.images.search(query.image, pool, category_id=category_id)
         elif query.text is not None:
-            hits = self.texts.search(query.text, wanted, category_id=category_id)
-        return [h for h in hits if h.product_id != exclude][:k]
+            hits = self.texts.search(query.text, pool, category_id=category_id)
+        hits = [h for h in hits if h.product_id != exclude]
+        if kind is not None and self.kinds is not None:
+            hits = same_kind(hits, kind, self.kinds([h.product_id for h in hits]), self.weight)
+        return hits[:k]
+
+    @property
+    def weight(self) -> float:
+        return self.settings.kind_weight
+
+    def _kind_of(self, product_id: str | None) -> tuple[str, float] | None:
+        if product_id is None or self.kinds is None or self.weight <= 0:
+            return None
+        return self.kinds([product_id]).get(product_id)
 
     def _hybrid(
-        self, image: np.ndarray, text: np.ndarray, k: int, category_id: str | None
+        self,
+        image: np.ndarray,
+        text: np.ndarray,
+        k: int,
+        category_id: str | None,
+        keep: int | None = None,
     ) -> list[Hit]:
         many = max(self.settings.candidates, 4 * k)
         by_image = self.images.search(image, many, category_id=category_id)
@@ -213,7 +248,27 @@ class ProductVectors:
             [h.product_id for h in by_image],
             [h.product_id for h in by_text],
         )
-        return [replace(shown[pid], score=score) for pid, score in ranked[:k]]
+        return [replace(shown[pid], score=score) for pid, score in ranked[: max(k, keep or 0)]]
+
+
+def same_kind(
+    hits: Sequence[Hit],
+    kind: tuple[str, float],
+    kinds: Mapping[str, tuple[str, float]],
+    weight: float,
+) -> list[Hit]:
+    """``hits`` re-ranked with the same-kind term: + ``weight`` x sqrt(p x p') for each hit whose
+    predicted category is ``kind``'s (ties keep the earlier rank)."""
+    category, confidence = kind
+    scored = []
+    for rank, hit in enumerate(hits):
+        other = kinds.get(hit.product_id)
+        bonus = 0.0
+        if other is not None and other[0] == category:
+            bonus = weight * float(np.sqrt(max(confidence, 0.0) * max(other[1], 0.0)))
+        scored.append((hit.score + bonus, rank, hit))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [replace(hit, score=score) for score, _, hit in scored]
 
 
 def _score_missing(

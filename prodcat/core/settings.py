@@ -273,6 +273,14 @@ class SimilaritySettings(_Section):
     text_vectors: bool = Field(
         default=True, description="The embed stage also stores a title vector of every product."
     )
+    kind_weight: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=2.0,
+        description="Same-kind term: a candidate whose top-1 predicted category is the query "
+        "product's gains kind_weight x sqrt(p_query x p_candidate) (the two top-1 "
+        "probabilities); 0 turns it off. Where the predictions are known (the web UI's view).",
+    )
 
 
 class ApiSettings(_Section):

@@ -70,6 +70,8 @@ def web_parts(
         vectors = ProductVectors(
             settings.milvus, settings.similarity, observe=MilvusMetrics(registry).operation
         )
+    if vectors.kinds is None:  # the same-kind term reads the view's predictions
+        vectors.kinds = view.kinds
     if embedder is None:
         embedder = create_backend(
             settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call

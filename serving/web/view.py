@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -62,7 +62,7 @@ CREATE INDEX labels_time ON labels (source, labelled_at);
 CREATE INDEX products_feed_path ON products (feed, category_path);
 CREATE TABLE predicted (product_id TEXT PRIMARY KEY, category_id TEXT NOT NULL,
     path TEXT NOT NULL, version INTEGER NOT NULL DEFAULT 0, prev_category_id TEXT,
-    prev_version INTEGER);
+    prev_version INTEGER, probability REAL NOT NULL DEFAULT 0);
 CREATE TABLE version_pairs (prev_version INTEGER NOT NULL, version INTEGER NOT NULL,
     prev_category_id TEXT NOT NULL, category_id TEXT NOT NULL, n INTEGER NOT NULL,
     PRIMARY KEY (prev_version, version, prev_category_id, category_id));
@@ -427,15 +427,32 @@ class TopicView:
             elif old:  # the same version again (a backfill, a replay): keep what came before
                 prev = (old[0]["prev_category_id"], old[0]["prev_version"])
             self._db.execute(
-                "INSERT OR REPLACE INTO predicted VALUES (?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO predicted VALUES (?,?,?,?,?,?,?)",
                 (
                     pid,
                     str(top[0]["category_id"]),
                     json.dumps(top[0]["path"], ensure_ascii=False),
                     version,
                     *prev,
+                    float(top[0].get("probability") or 0.0),
                 ),
             )
+
+    def kinds(self, product_ids: Sequence[str]) -> dict[str, tuple[str, float]]:
+        """Product id -> (top-1 predicted category id, its probability), for those predicted:
+        the similarity search's same-kind term (:mod:`prodcat.serving.product_vectors`)."""
+        ids = list(dict.fromkeys(product_ids))
+        out: dict[str, tuple[str, float]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._rows(
+                f"SELECT product_id, category_id, probability FROM predicted "
+                f"WHERE product_id IN ({marks})",
+                tuple(chunk),
+            ):
+                out[row["product_id"]] = (row["category_id"], float(row["probability"]))
+        return out
 
     def version_changes(self) -> list[dict[str, Any]]:
         """Per (previous version, version) and pair of top-1s: how many products went from one

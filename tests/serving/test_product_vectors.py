@@ -13,8 +13,9 @@ import pytest
 
 from prodcat.core.ids import path_id
 from prodcat.core.settings import MilvusSettings, SimilaritySettings
-from prodcat.serving.product_vectors import ProductVectors, QueryVectors, fuse
+from prodcat.serving.product_vectors import ProductVectors, QueryVectors, fuse, same_kind
 from prodcat.serving.text_vectors import has_words, text_vectors
+from prodcat.serving.vector_store import Hit
 from tests.serving.test_vector_store import DIM, ROWS
 
 pytestmark = [pytest.mark.integration]
@@ -168,3 +169,50 @@ def test_without_title_vectors_a_hybrid_query_is_answered_by_images(
             assert vectors.title_vector("Jewellery") is None
         finally:
             vectors.close()
+
+
+def test_same_kind_term_reranks_by_agreeing_predictions() -> None:
+    hits = [Hit("a", 0.90), Hit("b", 0.85), Hit("c", 0.80), Hit("d", 0.70)]
+    kinds = {"a": ("shoes", 0.9), "b": ("shirts", 0.9), "c": ("shirts", 0.1), "d": ("shirts", 1.0)}
+    ranked = same_kind(hits, ("shirts", 1.0), kinds, 0.3)
+    assert [h.product_id for h in ranked] == ["b", "d", "a", "c"]
+    assert ranked[0].score == pytest.approx(0.85 + 0.3 * 0.9**0.5)
+    assert ranked[1].score == pytest.approx(0.70 + 0.3)
+    assert ranked[3].score == pytest.approx(0.80 + 0.3 * 0.1**0.5)
+    # an unsure query (probability 0) and a product without a prediction change nothing
+    assert [h.product_id for h in same_kind(hits, ("shirts", 0.0), kinds, 0.3)] == list("abcd")
+    assert [h.score for h in same_kind(hits, ("shoes", 1.0), {}, 0.3)] == [0.9, 0.85, 0.8, 0.7]
+
+
+def test_search_with_predicted_kinds(vectors: ProductVectors) -> None:
+    """With a kinds lookup, a query product's neighbours that share its predicted kind rank
+    first, in every mode; without one (or at weight 0) the search is unchanged."""
+    parity = {r.product_id: (f"kind-{i % 2}", 1.0) for i, r in enumerate(ROWS)}
+    asked: list[list[str]] = []
+
+    def kinds(ids: list[str]) -> dict[str, tuple[str, float]]:
+        asked.append(list(ids))
+        return {pid: parity[pid] for pid in ids if pid in parity}
+
+    query = 17
+    pid = ROWS[query].product_id
+    mine = parity[pid][0]
+    for mode in ("hybrid", "image", "text"):
+        plain = vectors.search(vectors.of_product(pid, mode), 10, exclude=pid)
+        assert {parity[h.product_id][0] for h in plain} == {"kind-0", "kind-1"}
+        for weight, expect_sorted in ((2.0, True), (0.0, False)):
+            kinded = ProductVectors(
+                vectors.images._settings,
+                SimilaritySettings(text_weight=0.4, kind_weight=weight),
+                kinds=kinds,
+            )
+            try:
+                hits = kinded.search(kinded.of_product(pid, mode), 10, exclude=pid, of=pid)
+            finally:
+                kinded.close()
+            if expect_sorted:
+                assert all(parity[h.product_id][0] == mine for h in hits), mode
+                assert pid not in [h.product_id for h in hits]
+            else:
+                assert [h.product_id for h in hits] == [h.product_id for h in plain]
+    assert asked  # the lookup was consulted (for the query, then its candidates)

@@ -318,6 +318,46 @@ def test_similarity_compares_images_titles_or_both(ui: Ui, browser: Any) -> None
     page.context.close()
 
 
+def test_similar_products_of_the_same_predicted_kind_rank_higher(ui: Ui, browser: Any) -> None:
+    """Once predictions reach the UI's view, a query's neighbours that share its predicted kind
+    (here each product's master category, at probability 1) gain the same-kind term."""
+    page = _login(browser, ui, "bob", "/similar")
+    master = {f"m{r['id']}": r["masterCategory"] for r in ui.catalogue}
+    queries = [f"m{r['id']}" for r in ui.catalogue[:12]]
+
+    def same_kind_share() -> list[float]:
+        shares = []
+        for pid in queries:
+            got = page.request.get(f"/ui/api/similar?product_id={pid}&mode=hybrid&k=5")
+            assert got.ok
+            hits = [hit["product_id"] for hit in got.json()["hits"]]
+            shares.append(sum(master[h] == master[pid] for h in hits) / len(hits))
+        return shares
+
+    before = same_kind_share()
+    serde = serde_for("Prediction")
+    records = []
+    for pid, kind in master.items():
+        top = [{"category_id": path_id([kind]), "path": [kind], "probability": 1.0}]
+        prediction = {
+            "product_id": pid, "content_hash": None, "model_name": "classifier",
+            "model_version": 1, "exclusive_top_k": top, "rule_based_positives": [],
+            "uncertainty": {"least_confidence": 0.0, "margin": 1.0, "entropy": 0.0,
+                            "vote_entropy": None, "kl_consensus": None},
+            "predicted_at": 0, "decision": None,
+        }  # fmt: skip
+        records.append((pid.encode(), serde.encode(prediction)))
+    produce(ui.settings, ui.settings.topics.predictions, records)
+    deadline = time.monotonic() + 30
+    after = same_kind_share()
+    while sum(after) <= sum(before) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the view follows products.predictions
+        after = same_kind_share()
+    assert sum(after) > sum(before)
+    assert all(a >= b for a, b in zip(after, before, strict=True))
+    page.context.close()
+
+
 def test_similarity_upload_judgement_and_report(ui: Ui, browser: Any) -> None:
     row = ui.catalogue[7]
     pid, image = f"m{row['id']}", ui.images / row["filename"]

@@ -416,3 +416,13 @@ def test_successive_versions_tell_when_predictions_have_stabilised() -> None:
     stability = service.stability()
     assert [(s["from"], s["to"]) for s in stability["steps"]] == [(1, 2), (2, 3), (3, 4)]
     assert [s["kappa"] for s in stability["steps"][1:]] == [1.0, 1.0] and stability["stable"]
+
+
+def test_the_view_gives_the_similarity_search_each_products_predicted_kind() -> None:
+    view = TopicView()
+    for pid, category, probability in (("p1", "c_a", 0.9), ("p2", "c_b", 0.4), ("p3", "c_a", 0.7)):
+        top = [{"category_id": category, "path": [category], "probability": probability}]
+        view.apply_prediction(pid.encode(), {"model_version": 1, "exclusive_top_k": top})
+    view.apply_prediction(b"p3", None)  # a tombstone: no kind any more
+    ids = ["p1", "p2", "p3", "p4"] + [f"x{i}" for i in range(600)]
+    assert view.kinds(ids) == {"p1": ("c_a", 0.9), "p2": ("c_b", 0.4)}
