@@ -165,6 +165,14 @@ class Extractor:
             )
         if not self.title:
             raise NormalizationError("no_title", "the feed profile maps no title field")
+        filled = sum(1 for key in self.keys if not is_blank(record.get(key)))
+        if self.keys and filled * 2 < len(self.keys):
+            raise NormalizationError(
+                "no_title",
+                f"the profile's title field is empty, and {filled} of the feed's {len(self.keys)} "
+                "usual fields are filled: a fragment row (a variant's or an image's row under "
+                "its product), not a product",
+            )
         raise NormalizationError("no_title", "the profile's title field is empty")
 
     def _category(self, record: Mapping[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 from prodcat.streams.feeds.extract import apply_profile
 from prodcat.streams.feeds.infer import choose_profile, infer_profile, infer_profiles, segment
 from prodcat.streams.feeds.profile import FeedProfile, FieldSource
+from prodcat.streams.normalize import NormalizationError
 
 from .synthetic import Product, catalogue
 
@@ -478,6 +479,11 @@ def test_fragment_rows_do_not_cost_the_title_its_place() -> None:
     assert profile.fields["title"].sources == ("name",)
     heads = [r for r in records if r["name"]]
     assert [_apply(profile, r)["title"] for r in heads] == [p.title for p in PRODUCTS]
+    with pytest.raises(NormalizationError, match="fragment row") as caught:
+        _apply(profile, records[1])
+    assert caught.value.kind == "no_title"
+    with pytest.raises(NormalizationError, match=r"title field is empty$"):
+        _apply(profile, {**records[0], "name": ""})  # a whole record without its title
 
 
 def test_a_nesting_that_titles_do_not_predict_loses_to_the_category() -> None:
