@@ -744,6 +744,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     embedder = create_backend(
         settings.serving, settings.serving.embedder, observe=ModelMetrics(registry).call
     )
+    kinds = _follow_kinds(settings, vectors)
     try:
         app = create_api(
             api,
@@ -755,9 +756,38 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         uvicorn.run(app, host=args.host or api.host, port=args.port or api.port, log_level="info")
     finally:
+        if kinds is not None:
+            kinds()
         embedder.close()
         vectors.close()
     return 0
+
+
+def _follow_kinds(settings: Settings, vectors: Any) -> Callable[[], None] | None:
+    """The same-kind term of the similarity search (``similarity.kind_weight`` > 0): the API
+    follows ``products.predictions`` into a view of its own (a temporary SQLite file, so memory
+    stays flat) and reads each product's predicted kind from it. Until it has caught up, or
+    while Kafka is away, products without a known kind are ranked without the term."""
+    if settings.similarity.kind_weight <= 0:
+        return None
+    import shutil
+    import tempfile
+
+    from prodcat.serving.web.follower import TopicFollower
+    from prodcat.serving.web.view import TopicView
+
+    folder = tempfile.mkdtemp(prefix="prodcat-api-kinds-")
+    view = TopicView(Path(folder) / "kinds.sqlite")
+    follower = TopicFollower(settings, view, only={settings.topics.predictions})
+    follower.start()
+    vectors.kinds = view.kinds
+
+    def stop() -> None:
+        follower.stop()
+        view.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return stop
 
 
 def _labels(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,6 +10,11 @@
 (:mod:`prodcat.serving.product_vectors`); an uploaded image is compared by its image vector, words
 by their title vector.
 
+A product query also ranks the same kind of thing higher: with ``PRODCAT_SIMILARITY__KIND_WEIGHT``
+above 0, ``prodcat api`` follows ``products.predictions`` and a candidate whose top-1 predicted
+category is the query product's gains ``kind_weight x sqrt(p x p')``
+(:func:`~prodcat.serving.product_vectors.same_kind`).
+
 ``category`` restricts the search to a category subtree at any level: the id of any prefix of a
 category path (``c_…``, as in predictions: :func:`prodcat.core.ids.path_id`), or the id of a node
 of the configured taxonomy (:class:`~prodcat.serving.subtrees.SubtreeIds`); an id that is neither

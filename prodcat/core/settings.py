@@ -279,7 +279,8 @@ class SimilaritySettings(_Section):
         le=2.0,
         description="Same-kind term: a candidate whose top-1 predicted category is the query "
         "product's gains kind_weight x sqrt(p_query x p_candidate) (the two top-1 "
-        "probabilities); 0 turns it off. Where the predictions are known (the web UI's view).",
+        "probabilities); 0 turns it off. The API and the web UI follow products.predictions "
+        "for the kinds.",
     )
 
 

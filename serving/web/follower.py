@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -33,7 +33,11 @@ logger = logging.getLogger(__name__)
 class TopicFollower:
     """A daemon thread applying every record of the UI's topics to ``view``."""
 
-    def __init__(self, settings: Settings, view: TopicView) -> None:
+    def __init__(
+        self, settings: Settings, view: TopicView, *, only: Collection[str] | None = None
+    ) -> None:
+        """``only``: follow these topics alone (the API follows ``products.predictions`` for the
+        similarity search's same-kind term)."""
         topics, registry = settings.topics, settings.serde.registry_url
         self.kafka = settings.kafka
         self.view = view
@@ -88,6 +92,8 @@ class TopicFollower:
                 ),
             ),
         }
+        if only is not None:
+            self._apply = {topic: how for topic, how in self._apply.items() if topic in only}
         self.counts: Counter[tuple[str, str]] = Counter()
         self.ready = threading.Event()
         self.error: str | None = None
