@@ -18,9 +18,10 @@ the category path equal to the truth on >= 95% of rows with a true path. Variant
 ``--formats`` instead writes each feed's first 1,500 records as other files a person might
 be sent, and reads them back through :class:`~prodcat.streams.feeds.readers.FeedReader` (as
 ``prodcat feeds evaluate`` does); a run passes when it gives the same records and the same
-title, price and category figures as the JSON lines themselves. The files: ``;``-separated CSV (nested values as JSON text in their cells),
-XML of ``<product>`` elements (no ``<item>``; lists as repeated ``<value>`` elements), a JSON
-object wrapping the products, and xlsx with banner rows above the header.
+title, price and category figures as the JSON lines themselves. The files: ``;``-separated
+CSV (nested values as JSON text in their cells), XML of ``<product>`` elements (no ``<item>``;
+lists as repeated ``<value>`` elements), a JSON object wrapping the products, and xlsx with
+banner rows above the header.
 
 Prints one line per failing run and a summary; ``--csv`` writes every run.
 """

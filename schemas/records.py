@@ -35,6 +35,7 @@ __all__ = [
     "Objective",
     "Prediction",
     "Product",
+    "ProfileSegment",
     "SimilarityJudgement",
     "Suggestion",
     "Taxonomy",
@@ -251,6 +252,13 @@ class FieldSource(TypedDict):
     examples: list[str]
 
 
+class ProfileSegment(TypedDict):
+    """``prodcat.ProfileSegment``: the retailers one profile of a feed is for."""
+
+    path: str
+    values: list[str]
+
+
 class FeedProfile(TypedDict):
     """``prodcat.FeedProfile`` (schemas/feed_profile.avsc), topic feeds.profiles.
 
@@ -263,6 +271,7 @@ class FeedProfile(TypedDict):
     sample_size: int
     fingerprint: str
     keys: list[str]
+    segment: ProfileSegment | None
     fields: list[FieldSource]
     overrides: list[FieldSource]
     created_at: int

@@ -532,6 +532,9 @@ def format_profile(profile: FeedProfile) -> str:
         + (f"; {profile.reason}" if profile.reason else ""),
         f"  keys: {', '.join(profile.keys) or '-'}",
     ]
+    if profile.segment:
+        path, names = profile.segment
+        lines.append(f"  for retailer {', '.join(names)} (field {path}) only")
     for role in ROLES:
         source = profile.fields.get(role)
         if source is None:
@@ -555,6 +558,8 @@ def format_profile(profile: FeedProfile) -> str:
 def profile_line(profile: FeedProfile) -> str:
     """One line: key, version, roles (``*`` marks an override), why this version exists."""
     key = f"{profile.feed}/{profile.shape}" if profile.shape else profile.feed
+    if profile.segment:
+        key += f" (retailer {', '.join(profile.segment[1])})"
     roles = " ".join(
         role + ("*" if role in profile.overrides else "")
         for role in ROLES

@@ -7,16 +7,26 @@ brand, description, gender, sizes, retailer and the remaining short fields as at
 operator's overrides are applied first and always win.
 
 A feed that carries several record shapes (different key sets) is segmented by its top-level
-keys (:func:`segment`) and profiled per shape (:func:`infer_profiles`).
+keys (:func:`segment`) and profiled per shape (:func:`infer_profiles`). A shape that carries
+several retailers (a retailer field with 2 to 50 names) is profiled per retailer too: a retailer
+with at least 30 sampled records gets a profile of its own (``segment``) when that profile reads
+its records better than the shape's (more titles, prices and category levels); the shape's
+profile, inferred again without them, reads the other retailers' records.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
 from typing import Any, Final
 
+from prodcat.streams.exceptions import NormalizationError
 from prodcat.streams.feeds import roles
+from prodcat.streams.feeds.extract import apply_profile
+from prodcat.streams.feeds.flatten import getter
 from prodcat.streams.feeds.hierarchy import find_category
 from prodcat.streams.feeds.pricing import find_prices
 from prodcat.streams.feeds.profile import ROLES, FeedProfile, FieldSource, key_fingerprint
@@ -30,6 +40,9 @@ Override = FieldSource | str | Sequence[str]
 _SHAPE_SIMILARITY: Final = 0.6
 _MIN_SEGMENT: Final = 20
 _KEY_PRESENCE: Final = 0.5
+_MIN_RETAILER: Final = 30  # sampled records a retailer needs for a profile of its own
+_MAX_RETAILERS: Final = 50
+_BETTER: Final = 0.1  # its own profile must read this much more of it (per record)
 
 
 def _keys(record: Mapping[str, Any]) -> frozenset[str]:
@@ -68,14 +81,36 @@ def segment(records: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
     return {key_fingerprint(keys)[:8]: sorted(indices) for keys, indices in large}
 
 
+@lru_cache(maxsize=256)
+def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    return getter(path)
+
+
+def retailer_of(record: Mapping[str, Any], path: str) -> str | None:
+    """The record's retailer name at ``path``, casefolded (None when it has none)."""
+    value = _getter(path)(record)
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = str(value).strip().casefold()
+        return text or None
+    return None
+
+
 def choose_profile(
     record: Mapping[str, Any], profiles: Sequence[FeedProfile]
 ) -> FeedProfile | None:
-    """The profile whose keys best match ``record``'s top-level keys (None when there is none)."""
+    """The profile of ``record``'s retailer when one is for it, else the one whose keys best
+    match ``record``'s top-level keys among those for no retailer in particular (None when there
+    is none)."""
     if len(profiles) <= 1:
         return profiles[0] if profiles else None
+    pool = list(profiles)
+    if any(profile.segment for profile in pool):
+        mine = [p for p in pool if p.segment and retailer_of(record, p.segment[0]) in p.segment[1]]
+        pool = mine or [p for p in pool if not p.segment] or pool
+        if len(pool) == 1:
+            return pool[0]
     keys = _keys(record)
-    return max(profiles, key=lambda profile: _jaccard(keys, frozenset(profile.keys)))
+    return max(pool, key=lambda profile: _jaccard(keys, frozenset(profile.keys)))
 
 
 def _override_source(
@@ -199,15 +234,96 @@ def infer_profiles(
     overrides: Mapping[str, Override] | None = None,
     version: int = 1,
 ) -> dict[str, FeedProfile]:
-    """One profile per record shape of ``records`` (shape key -> profile; see :func:`segment`)."""
-    return {
-        shape: infer_profile(
-            [records[i] for i in indices],
-            feed=feed,
-            google_taxonomy=google_taxonomy,
-            overrides=overrides,
-            shape=shape,
-            version=version,
+    """One profile per record shape of ``records`` (shape key -> profile; see :func:`segment`),
+    and per retailer where a shape's retailers fill their fields differently (module doc)."""
+    out: dict[str, FeedProfile] = {}
+    for shape, indices in segment(records).items():
+        rows = [records[i] for i in indices]
+
+        def infer(part: Sequence[Mapping[str, Any]], key: str) -> FeedProfile:
+            return infer_profile(
+                part,
+                feed=feed,
+                google_taxonomy=google_taxonomy,
+                overrides=overrides,
+                shape=key,
+                version=version,
+            )
+
+        profile = infer(rows, shape)
+        out.update(_by_retailer(rows, profile, infer, google_taxonomy) or {shape: profile})
+    return out
+
+
+def _reads(
+    profile: FeedProfile,
+    records: Sequence[Mapping[str, Any]],
+    google_taxonomy: Mapping[int, list[str]] | None,
+) -> float:
+    """How much of ``records`` a profile reads, per record: a title, a price, category levels."""
+    total = 0.0
+    for record in records:
+        try:
+            product = apply_profile(
+                record,
+                profile,
+                feed=profile.feed,
+                key=None,
+                seen_at_ms=0,
+                google_taxonomy=google_taxonomy,
+            )
+        except NormalizationError:
+            continue
+        total += 1 + bool(product["price"]) + min(len(product["category_path"]), 6)
+    return total / len(records) if records else 0.0
+
+
+def _by_retailer(
+    records: Sequence[Mapping[str, Any]],
+    profile: FeedProfile,
+    infer: Callable[[Sequence[Mapping[str, Any]], str], FeedProfile],
+    google_taxonomy: Mapping[int, list[str]] | None,
+) -> dict[str, FeedProfile] | None:
+    """Profiles of the retailers ``profile`` reads worse than their own would (None: none)."""
+    retailer = profile.fields.get("retailer")
+    if retailer is None or "retailer" in profile.overrides:
+        return None
+    path = retailer.sources[0]
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        name = retailer_of(record, path)
+        if name is not None:
+            groups.setdefault(name, []).append(index)
+    if not 2 <= len(groups) <= _MAX_RETAILERS:
+        return None
+    own: dict[str, FeedProfile] = {}
+    claimed: set[int] = set()
+    for name, indices in sorted(groups.items()):
+        if len(indices) < _MIN_RETAILER:
+            continue
+        part = [records[i] for i in indices]
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass"), usedforsecurity=False)
+        key = f"{profile.shape}~r{digest.hexdigest()[:6]}".lstrip("~")
+        candidate = infer(part, key)
+        mine, shared = (
+            _reads(candidate, part, google_taxonomy),
+            _reads(profile, part, google_taxonomy),
         )
-        for shape, indices in segment(records).items()
-    }
+        if mine >= shared + _BETTER:
+            own[key] = _segmented(candidate, path, name, mine, shared)
+            claimed.update(indices)
+    if not own:
+        return None
+    rest = [record for i, record in enumerate(records) if i not in claimed]
+    default = infer(rest, profile.shape) if len(rest) >= _MIN_SEGMENT else profile
+    return {profile.shape: default, **own}
+
+
+def _segmented(
+    profile: FeedProfile, path: str, name: str, mine: float, shared: float
+) -> FeedProfile:
+    reason = (
+        f"retailer {name!r} ({path}) reads better on its own: {mine:.2f} against {shared:.2f} "
+        "(title + price + category levels per record)"
+    )
+    return replace(profile, segment=(path, (name,)), reason=reason)

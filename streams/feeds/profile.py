@@ -150,6 +150,9 @@ class FeedProfile:
     """How to read one feed (or one record shape of a feed).
 
     ``shape`` names the record shape within the feed (``""`` when the feed has one shape);
+    ``segment`` (the retailer field's source path, and retailer names casefolded) says which
+    retailers' records this profile reads, where one feed carries retailers that fill their fields
+    differently (None: every record of its shape not claimed by a segment);
     ``fingerprint`` is a hash of ``keys``, the top-level keys present in most sampled records;
     ``overrides`` are the operator's pinned roles, already applied to ``fields``: pass them to
     the next inference so that they survive re-profiling. ``reason`` says why this version
@@ -165,6 +168,7 @@ class FeedProfile:
     keys: tuple[str, ...] = ()
     overrides: Mapping[str, FieldSource] = field(default_factory=dict)
     reason: str = ""
+    segment: tuple[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         for role, source in self.fields.items():
@@ -184,6 +188,9 @@ class FeedProfile:
             "sample_size": self.sample_size,
             "fingerprint": self.fingerprint,
             "keys": list(self.keys),
+            "segment": (
+                {"path": self.segment[0], "values": list(self.segment[1])} if self.segment else None
+            ),
             "fields": [self.fields[role].to_dict() for role in ROLES if role in self.fields],
             "overrides": [
                 self.overrides[role].to_dict() for role in ROLES if role in self.overrides
@@ -196,7 +203,13 @@ class FeedProfile:
         """The inverse of :meth:`to_dict`."""
         fields = [FieldSource.from_dict(item) for item in data.get("fields") or ()]
         overrides = [FieldSource.from_dict(item) for item in data.get("overrides") or ()]
+        segment = data.get("segment")
         return cls(
+            segment=(
+                (str(segment["path"]), tuple(str(v) for v in segment["values"]))
+                if segment
+                else None
+            ),
             feed=str(data["feed"]),
             shape=str(data.get("shape") or ""),
             version=int(data.get("version", 1)),

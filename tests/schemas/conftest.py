@@ -158,6 +158,7 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "sample_size": 500,
             "fingerprint": "f00d",
             "keys": ["Ürün Adı", "g:title", "basic"],  # noqa: RUF001  # a real Turkish header
+            "segment": {"path": "merchant.name", "values": ["casa verde", "nordhaus"]},
             "fields": [
                 {
                     "role": "title",
@@ -208,6 +209,7 @@ RECORDS: dict[str, list[dict[str, Any]]] = {
             "sample_size": 0,
             "fingerprint": "",
             "keys": [],
+            "segment": None,
             "fields": [],
             "overrides": [],
             "created_at": 0,

@@ -543,3 +543,55 @@ def test_a_field_of_option_lists_is_not_a_brand() -> None:
         records.append({"name": f"{p.title} - {colour}", "price": p.price, "attribute": options})
     profile = infer_profile(records, feed="options")
     assert "brand" not in profile.fields
+
+
+def _network_feed(quiet_retailer_categories: bool = False) -> list[dict[str, Any]]:
+    """An affiliate network's export: three retailers in one file; one of them leaves the
+    network's category column blank and writes its own path in another column."""
+    records = []
+    for i, p in enumerate(PRODUCTS):
+        shop = ["Nordhaus", "Casa Verde", "Lumen Store"][i % 3]
+        odd = shop == "Casa Verde" and not quiet_retailer_categories
+        records.append(
+            {
+                "merchant": shop,
+                "product_name": p.title,
+                "search_price": p.price,
+                "merchant_category": "" if odd else " > ".join(p.path),
+                "category_name": " / ".join(p.path) if odd else "",
+                "aw_id": f"x{i}",
+            }
+        )
+    return records
+
+
+def test_a_retailer_that_fills_its_fields_differently_gets_a_profile_of_its_own() -> None:
+    records = _network_feed()
+    profiles = infer_profiles(records[:500], feed="network")
+    assert len(profiles) == 2
+    own = next(p for p in profiles.values() if p.segment)
+    other = next(p for p in profiles.values() if not p.segment)
+    assert own.segment == ("merchant", ("casa verde",))
+    assert own.fields["category"].sources == ("category_name",)
+    assert other.fields["category"].sources == ("merchant_category",)
+    assert FeedProfile.from_dict(own.to_dict()) == own
+    chosen = [choose_profile(r, list(profiles.values())) for r in records]
+    assert {
+        c.shape for c, r in zip(chosen, records, strict=True) if r["merchant"] == "Casa Verde"
+    } == {own.shape}  # type: ignore[union-attr]
+    for record, product, profile in zip(records, PRODUCTS, chosen, strict=True):
+        assert profile is not None
+        assert _apply(profile, record)["category_path"] == product.path
+    # a retailer the sample did not see is read by the feed's profile
+    stranger = {**records[0], "merchant": "Neuer Laden"}
+    assert choose_profile(stranger, list(profiles.values())) is other
+
+
+def test_retailers_that_fill_their_fields_alike_share_one_profile() -> None:
+    """Each retailer's own profile reads it no better: one profile, no segment (a retailer that
+    sells one category would lose its category path on its own, and must not get one)."""
+    records = _network_feed(quiet_retailer_categories=True)
+    for i in range(0, 90, 3):  # a retailer whose sampled records are all in one category
+        records[i] = {**records[i], "merchant": "Single", "merchant_category": "Garden > Tools"}
+    profiles = infer_profiles(records[:500], feed="network")
+    assert list(profiles) == [""] and profiles[""].segment is None
