@@ -144,6 +144,30 @@ def test_a_new_feed_gets_a_profile_and_its_products_carry_the_version(
     assert {p["profile_version"] for p in later} == {2}
     assert {p["brand"] for p in later} <= {"Lager Nord", "Lager Süd"}
 
+    # A network's export of three shops; one writes its path in a column of its own.
+    network = []
+    for i, row in enumerate(_rows(300, seed=3, start=1000)):
+        shop = ["Laden Eins", "Laden Zwei", "Laden Drei"][i % 3]
+        own = shop == "Laden Zwei"
+        network.append({
+            "Artikelnummer": row["Artikelnummer"], "Haendler": shop,
+            "Bezeichnung": row["Bezeichnung"], "Preis": row["Preis"],
+            "Netzkategorie": "" if own else row["Warengruppe"],
+            "Shopkategorie": row["Warengruppe"].replace(" > ", " / ") if own else "",
+        })  # fmt: skip
+    path3 = _write_csv(tmp_path / "netz.csv", network)
+    publish_file(settings.kafka, settings.topics.raw, path3, feed="netz", progress=False)
+    outputs = _outputs(settings, expected=700)
+    netz = [p for p in _products(outputs) if p["feed"] == "netz"]
+    assert len(netz) == 300
+    by_id = {row["Artikelnummer"]: row for row in network}
+    for product in netz:
+        row = by_id[str(product["source_id"])]
+        path = row["Netzkategorie"] or row["Shopkategorie"].replace(" / ", " > ")
+        assert product["category_path"] == path.split(" > "), row["Haendler"]
+    segments = [p.segment for p in read_profiles(settings).values() if p.feed == "netz"]
+    assert sorted(segments, key=str) == [("Haendler", ("laden zwei",)), None]
+
 
 def test_a_feed_that_changes_its_columns_is_reprofiled_and_nothing_is_lost(
     pipeline_settings: Settings, run_worker, tmp_path: Path
