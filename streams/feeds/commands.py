@@ -727,10 +727,16 @@ def publish_override(
     scale: float | None = None,
     currency: str | None = None,
 ) -> FeedProfile:
-    """Read ``feed``'s live profile, pin ``spec`` in it, publish the next version; return it."""
+    """Read ``feed``'s live profile, pin ``spec`` in it, publish the next version; return it.
+
+    A feed with several profiles (record shapes, retailers) gets its other current profiles
+    published again at the same next version, unchanged: a worker takes a newer version as a
+    new generation of every profile of the feed, so none of them is dropped."""
     from prodcat.streams.feeds.store import publish_profile
 
-    found = _live(settings, feed)
+    live = _live(settings, feed)
+    newest = max(p.version for p in live)
+    found = [p for p in live if p.version == newest]  # older shapes are gone from the feed
     if shape is not None:
         chosen = [p for p in found if p.shape == shape]
         if not chosen:
@@ -751,4 +757,8 @@ def publish_override(
     for warning in warnings:
         logger.warning("%s", warning)
     publish_profile(settings, new)
+    for other in found:
+        if other.shape != profile.shape:
+            reason = f"carried over: override of shape {profile.shape or '(main)'}"
+            publish_profile(settings, replace(other, version=new.version, reason=reason))
     return new

@@ -168,6 +168,29 @@ def test_a_new_feed_gets_a_profile_and_its_products_carry_the_version(
     segments = [p.segment for p in read_profiles(settings).values() if p.feed == "netz"]
     assert sorted(segments, key=str) == [("Haendler", ("laden zwei",)), None]
 
+    # An override of the main profile carries the shop's own profile over to the new version,
+    # so the running worker keeps reading that shop's category column.
+    publish_override(settings, "netz", "brand=Haendler", shape="")
+    live = [p for p in read_profiles(settings).values() if p.feed == "netz"]
+    assert sorted((p.version, p.segment is not None) for p in live) == [(2, False), (2, True)]
+    deadline = time.monotonic() + 30
+    while _metric(settings, "prodcat_feed_profile_version", feed="netz") != 2:
+        assert time.monotonic() < deadline, "the running worker did not adopt the override"
+        time.sleep(0.5)
+    later_rows = []
+    for row in network[:30]:
+        later_rows.append({**row, "Artikelnummer": row["Artikelnummer"].replace("A", "B")})
+    path4 = _write_csv(tmp_path / "netz2.csv", later_rows)
+    publish_file(settings.kafka, settings.topics.raw, path4, feed="netz", progress=False)
+    outputs = _outputs(settings, expected=730)
+    later = [p for p in _products(outputs) if str(p["source_id"]).startswith("B")]
+    assert len(later) == 30
+    for product in later:
+        row = by_id[str(product["source_id"]).replace("B", "A")]
+        path = row["Netzkategorie"] or row["Shopkategorie"].replace(" / ", " > ")
+        assert product["category_path"] == path.split(" > "), row["Haendler"]
+        assert product["profile_version"] == 2
+
 
 def test_a_feed_that_changes_its_columns_is_reprofiled_and_nothing_is_lost(
     pipeline_settings: Settings, run_worker, tmp_path: Path
