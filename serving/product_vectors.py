@@ -211,15 +211,12 @@ class ProductVectors:
             hits = self.texts.search(query.text, pool, category_id=category_id)
         hits = [h for h in hits if h.product_id != exclude]
         if kind is not None and self.kinds is not None:
-            hits = same_kind(hits, kind, self.kinds([h.product_id for h in hits]), self.weight)
+            kinds = self.kinds([h.product_id for h in hits])
+            hits = same_kind(hits, kind, kinds, self.settings.kind_weight)
         return hits[:k]
 
-    @property
-    def weight(self) -> float:
-        return self.settings.kind_weight
-
     def _kind_of(self, product_id: str | None) -> tuple[str, float] | None:
-        if product_id is None or self.kinds is None or self.weight <= 0:
+        if product_id is None or self.kinds is None or self.settings.kind_weight <= 0:
             return None
         return self.kinds([product_id]).get(product_id)
 
@@ -229,8 +226,9 @@ class ProductVectors:
         text: np.ndarray,
         k: int,
         category_id: str | None,
-        keep: int | None = None,
+        keep: int,
     ) -> list[Hit]:
+        """The ``keep`` best by the fused score of ``candidates`` (at least ``4 k``) per side."""
         many = max(self.settings.candidates, 4 * k)
         by_image = self.images.search(image, many, category_id=category_id)
         by_text = self.texts.search(text, many, category_id=category_id)
@@ -248,7 +246,7 @@ class ProductVectors:
             [h.product_id for h in by_image],
             [h.product_id for h in by_text],
         )
-        return [replace(shown[pid], score=score) for pid, score in ranked[: max(k, keep or 0)]]
+        return [replace(shown[pid], score=score) for pid, score in ranked[:keep]]
 
 
 def same_kind(

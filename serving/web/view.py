@@ -268,6 +268,16 @@ class TopicView:
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
 
+    def _rows_by_id(self, select: str, product_ids: Sequence[str]) -> list[sqlite3.Row]:
+        """The rows of ``select`` (``SELECT ... FROM table``) whose ``product_id`` is one of
+        ``product_ids``, asked 500 at a time (SQLite's bound on parameters)."""
+        out: list[sqlite3.Row] = []
+        for start in range(0, len(product_ids), 500):
+            chunk = tuple(product_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            out += self._rows(f"{select} WHERE product_id IN ({marks})", chunk)
+        return out
+
     # -- applying records -----------------------------------------------------------------------
 
     def _forget_words(self, pid: str) -> None:
@@ -441,18 +451,10 @@ class TopicView:
     def kinds(self, product_ids: Sequence[str]) -> dict[str, tuple[str, float]]:
         """Product id -> (top-1 predicted category id, its probability), for those predicted:
         the similarity search's same-kind term (:mod:`prodcat.serving.product_vectors`)."""
-        ids = list(dict.fromkeys(product_ids))
-        out: dict[str, tuple[str, float]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._rows(
-                f"SELECT product_id, category_id, probability FROM predicted "
-                f"WHERE product_id IN ({marks})",
-                tuple(chunk),
-            ):
-                out[row["product_id"]] = (row["category_id"], float(row["probability"]))
-        return out
+        rows = self._rows_by_id(
+            "SELECT product_id, category_id, probability FROM predicted", product_ids
+        )
+        return {row["product_id"]: (row["category_id"], float(row["probability"])) for row in rows}
 
     def version_changes(self) -> list[dict[str, Any]]:
         """Per (previous version, version) and pair of top-1s: how many products went from one
@@ -638,16 +640,8 @@ class TopicView:
         return _product(rows[0]) if rows else None
 
     def products(self, product_ids: list[str]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(product_ids), 500):
-            chunk = product_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._rows(
-                f"SELECT * FROM products WHERE product_id IN ({marks})",
-                tuple(chunk),
-            ):
-                out[row["product_id"]] = _product(row)
-        return out
+        rows = self._rows_by_id("SELECT * FROM products", product_ids)
+        return {row["product_id"]: _product(row) for row in rows}
 
     def search_products(
         self, text: str, limit: int, *, with_image: bool = True

@@ -16,7 +16,6 @@ profile, inferred again without them, reads the other retailers' records.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -302,28 +301,15 @@ def _by_retailer(
         if len(indices) < _MIN_RETAILER:
             continue
         part = [records[i] for i in indices]
-        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass"), usedforsecurity=False)
-        key = f"{profile.shape}~r{digest.hexdigest()[:6]}".lstrip("~")
+        key = f"{profile.shape}~r{key_fingerprint([name])[:6]}".lstrip("~")
         candidate = infer(part, key)
-        mine, shared = (
-            _reads(candidate, part, google_taxonomy),
-            _reads(profile, part, google_taxonomy),
-        )
-        if mine >= shared + _BETTER:
-            own[key] = _segmented(candidate, path, name, mine, shared)
+        if _reads(candidate, part, google_taxonomy) >= (
+            _reads(profile, part, google_taxonomy) + _BETTER
+        ):
+            own[key] = replace(candidate, segment=(path, (name,)))
             claimed.update(indices)
     if not own:
         return None
     rest = [record for i, record in enumerate(records) if i not in claimed]
     default = infer(rest, profile.shape) if len(rest) >= _MIN_SEGMENT else profile
     return {profile.shape: default, **own}
-
-
-def _segmented(
-    profile: FeedProfile, path: str, name: str, mine: float, shared: float
-) -> FeedProfile:
-    reason = (
-        f"retailer {name!r} ({path}) reads better on its own: {mine:.2f} against {shared:.2f} "
-        "(title + price + category levels per record)"
-    )
-    return replace(profile, segment=(path, (name,)), reason=reason)
