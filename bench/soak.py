@@ -6,7 +6,9 @@
 The demo's set-up (models, a local broker, the Flipkart tree, one worker running normalize,
 classify, embed, sample and drift), then the demo's three feeds replayed in a cycle at ``--rate``
 events/s for ``--minutes``. Every ``--every`` seconds: the worker's resident memory (``VmRSS``), its
-events in per stage, and the largest consumer lag per stage (``prodcat_consumer_lag``). Written to
+events in per stage, the largest consumer lag per stage (``prodcat_consumer_lag``), and where its
+memory is (the C heap's bytes in use and free, Python's allocated blocks, threads: the worker's
+``prodcat_process_*`` series), to tell a leak from fragmentation. Written to
 ``var/soak/samples.csv``; the summary compares the RSS after 5 minutes with the RSS at the end (the
 issue's bound: within ±10%), gives the largest lag seen per stage and the lag at the end, and
 whether the worker stayed up. Exit status 1 when the worker exited or the RSS bound is broken.
@@ -47,12 +49,24 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _metrics(host: str, port: int) -> dict[str, dict[str, float]]:
-    """Per stage: events in, and the largest lag over its partitions."""
+MEMORY = ("malloc_in_use", "malloc_free", "python_blocks", "threads")
+
+
+def _metrics(host: str, port: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per stage: events in, and the largest lag over its partitions; and where the worker's
+    memory is (C heap in use and free, Python's blocks, threads: prodcat.core.metrics)."""
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     found: dict[str, dict[str, float]] = {s: {"in": 0.0, "lag": 0.0} for s in STAGES}
+    memory = dict.fromkeys(MEMORY, float("nan"))
     for line in text.splitlines():
+        if line.startswith("prodcat_process_malloc_bytes{"):
+            kind = line.split('"')[1]
+            if f"malloc_{kind}" in memory:
+                memory[f"malloc_{kind}"] = float(line.rsplit(" ", 1)[1]) / 2**20
+        elif line.startswith(("prodcat_python_allocated_blocks ", "prodcat_process_threads ")):
+            name, value = line.split()
+            memory["python_blocks" if "blocks" in name else "threads"] = float(value)
         if line.startswith("#") or "{" not in line:
             continue
         name, rest = line.split("{", 1)
@@ -64,7 +78,7 @@ def _metrics(host: str, port: int) -> dict[str, dict[str, float]]:
             found[stage]["in"] += float(value)
         elif name == "prodcat_consumer_lag":
             found[stage]["lag"] = max(found[stage]["lag"], float(value))
-    return found
+    return found, memory
 
 
 def main() -> int:
@@ -130,16 +144,19 @@ def main() -> int:
         with (HOME / "samples.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["seconds", "rss_mib", *[f"{s}_in" for s in stages],
-                             *[f"{s}_lag" for s in stages]])  # fmt: skip
+                             *[f"{s}_lag" for s in stages], *MEMORY])  # fmt: skip
             while time.monotonic() < end and worker.poll() is None:
                 time.sleep(args.every)
-                seen = _metrics(host, port)
+                seen, memory = _metrics(host, port)
                 row = [round(time.monotonic() - started), round(_rss_mib(worker.pid), 1),
                        *[seen[s]["in"] for s in stages], *[seen[s]["lag"] for s in stages]]  # fmt: skip
                 rows.append(row)
-                writer.writerow(row)
+                writer.writerow([*row, *(round(memory[m], 1) for m in MEMORY)])
                 fh.flush()
-                print(f"{row[0]:>6}s rss {row[1]:>7.1f} MiB  " + "  ".join(
+                print(f"{row[0]:>6}s rss {row[1]:>7.1f} MiB (malloc in use "
+                      f"{memory['malloc_in_use']:.0f}, free {memory['malloc_free']:.0f} MiB; "
+                      f"{memory['python_blocks']:,.0f} Python blocks, {memory['threads']:.0f} "
+                      "threads)  " + "  ".join(
                     f"{s} in {seen[s]['in']:,.0f} lag {seen[s]['lag']:,.0f}" for s in stages
                 ), flush=True)  # fmt: skip
         stop.set()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import faust
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from prodcat.core.metrics import MemoryCollector
 from prodcat.core.settings import Settings
 from prodcat.streams.app import create_app
 from prodcat.streams.health import Heartbeat, serve
@@ -20,6 +21,7 @@ def run_worker(settings: Settings, roles: Sequence[str]) -> None:
     """Run a Faust worker for ``roles`` until it is stopped (SIGTERM/SIGINT). Does not return."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
+    MemoryCollector(registry)
     worker_settings = settings.worker
     heartbeat = Heartbeat()
     if worker_settings.metrics_port:

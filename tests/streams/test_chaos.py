@@ -3,7 +3,8 @@
 its workers scale 1 -> 3 -> 1, (4) a worker is SIGKILLed ``PRODCAT_CHAOS_KILLS`` times (3 in
 ``make test``, 10 in ``make chaos``) and restarted each time. Every input offset ends as a product
 or a dead letter (by the source header), duplicates stay within the batches in flight at each
-fault, and no worker exits unasked. ``make chaos`` runs this module."""
+fault (none at all with ``PRODCAT_WORKER__GUARANTEE=exactly_once``: ``make chaos`` runs every case
+in both modes), and no worker exits unasked. ``make chaos`` runs this module."""
 
 from __future__ import annotations
 
@@ -44,6 +45,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 EVENTS = 20_000
 KILLS = int(os.environ.get("PRODCAT_CHAOS_KILLS", "3"))
+#: ``make chaos`` runs each case with transactions as well (there no input may be answered twice)
+BOTH_GUARANTEES = os.environ.get("PRODCAT_CHAOS_EXACTLY_ONCE") == "1"
+
+GUARANTEES = pytest.mark.parametrize(
+    "guarantee",
+    [
+        "at_least_once",
+        pytest.param(
+            "exactly_once",
+            marks=pytest.mark.skipif(not BOTH_GUARANTEES, reason="make chaos"),
+        ),
+    ],
+)
 
 
 @dataclass
@@ -54,7 +68,7 @@ class Cluster:
 
 
 @contextmanager
-def cluster(tmp_path: Path, data_dir: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, data_dir: Path, guarantee: str = "at_least_once") -> Iterator[Cluster]:
     """A fresh local three-broker cluster and prodcat's topics on it (3 replicas, 2 in sync)."""
     base = _free_base()
     local = LocalKafkaSettings(
@@ -78,6 +92,7 @@ def cluster(tmp_path: Path, data_dir: Path) -> Iterator[Cluster]:
                 log_level="WARNING",
                 state_dir=tmp_path / "faust",
                 batch_size=200,
+                guarantee=guarantee,
             ),
         )
         ensure_topics(settings.kafka, topic_specs(names))
@@ -115,6 +130,14 @@ def _paced_replay(
     return thread, sent
 
 
+def _allowed(settings: Settings, faults: int) -> int:
+    """Duplicates a run may have: none with transactions; at least once, the batches in flight
+    (up to four per fault) read again by a partition's next owner."""
+    if settings.worker.guarantee == "exactly_once":
+        return 0
+    return faults * 4 * settings.worker.batch_size
+
+
 def _accounted(settings: Settings, sent: int, since: float) -> tuple[int, float]:
     """Wait until every input offset has its output; (duplicates, seconds after ``since``)."""
     names = settings.topics
@@ -136,10 +159,11 @@ def _accounted(settings: Settings, sent: int, since: float) -> tuple[int, float]
     return count - len(covered), time.monotonic() - since
 
 
+@GUARANTEES
 def test_normalize_survives_the_loss_of_its_partition_leader(
-    tmp_path: Path, data_dir: Path, run_worker
+    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
-    with cluster(tmp_path, data_dir) as c:
+    with cluster(tmp_path, data_dir, guarantee) as c:
         settings, names = c.settings, c.settings.topics
         sent = replay(settings.kafka, names.raw, dataset_events(data_dir, ["flipkart"]),
                       progress=False).sent  # fmt: skip
@@ -153,18 +177,19 @@ def test_normalize_survives_the_loss_of_its_partition_leader(
         os.kill(pid, signal.SIGKILL)  # the input's partition leader, without warning
 
         duplicates, recovered_s = _accounted(settings, sent, killed_at)
-        assert duplicates <= 4 * settings.worker.batch_size, duplicates
+        assert duplicates <= _allowed(settings, faults=1), duplicates
         assert proc.poll() is None, "the worker exited"
-        print(f"\nleader {leader} killed: {sent} inputs, 0 lost, {duplicates} duplicates, "
+        print(f"\n{guarantee}: leader {leader} killed: {sent} inputs, 0 lost, {duplicates} duplicates, "
               f"all accounted for {recovered_s:.0f} s after the kill")  # fmt: skip
 
 
+@GUARANTEES
 def test_normalize_survives_a_rolling_restart_of_every_broker(
-    tmp_path: Path, data_dir: Path, run_worker
+    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
     """Each broker stopped (SIGTERM) and started again in turn, the next only once the cluster
     has all three back, while events arrive at a steady rate."""
-    with cluster(tmp_path, data_dir) as c:
+    with cluster(tmp_path, data_dir, guarantee) as c:
         settings = c.settings
         proc = run_worker(settings, ["normalize"])
         thread, sent = _paced_replay(settings, data_dir, rate=400)
@@ -178,18 +203,19 @@ def test_normalize_survives_a_rolling_restart_of_every_broker(
         thread.join(timeout=120)
         assert sent, "the replay did not finish"
         duplicates, recovered_s = _accounted(settings, sent[0], started)
-        assert duplicates <= 3 * 4 * settings.worker.batch_size, duplicates
+        assert duplicates <= _allowed(settings, faults=3), duplicates
         assert proc.poll() is None, "the worker exited"
-        print(f"\nrolling restart of 3 brokers ({restarts_s:.0f} s): {sent[0]} inputs, 0 lost, "
+        print(f"\n{guarantee}: rolling restart of 3 brokers ({restarts_s:.0f} s): {sent[0]} inputs, 0 lost, "
               f"{duplicates} duplicates, all accounted for {recovered_s:.0f} s after it began")  # fmt: skip
 
 
+@GUARANTEES
 def test_normalize_scales_one_to_three_workers_and_back(
-    tmp_path: Path, data_dir: Path, run_worker
+    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
     """Two workers join during load (the partitions spread), then leave (SIGTERM): every input
     is answered, duplicates stay within the batches in flight at the rebalances."""
-    with cluster(tmp_path, data_dir) as c:
+    with cluster(tmp_path, data_dir, guarantee) as c:
         settings = c.settings
         first = run_worker(settings, ["normalize"])
         thread, sent = _paced_replay(settings, data_dir, rate=500)
@@ -206,19 +232,20 @@ def test_normalize_scales_one_to_three_workers_and_back(
         thread.join(timeout=120)
         assert sent, "the replay did not finish"
         duplicates, recovered_s = _accounted(settings, sent[0], started)
-        assert duplicates <= 2 * 4 * settings.worker.batch_size, duplicates
+        assert duplicates <= _allowed(settings, faults=2), duplicates
         assert first.poll() is None, "the first worker exited"
-        print(f"\nworkers 1 -> 3 -> 1: {sent[0]} inputs, 0 lost, {duplicates} duplicates, "
+        print(f"\n{guarantee}: workers 1 -> 3 -> 1: {sent[0]} inputs, 0 lost, {duplicates} duplicates, "
               f"all accounted for {recovered_s:.0f} s after the scale-out")  # fmt: skip
 
 
+@GUARANTEES
 def test_normalize_survives_a_worker_sigkilled_again_and_again(
-    tmp_path: Path, data_dir: Path, run_worker
+    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
     """Beside a steady worker, a second one is SIGKILLed mid-stream ``KILLS`` times, restarted
     after each kill (every kill and every start is a rebalance): every input is answered, the
     duplicates stay within the batches in flight at each kill, the steady worker never exits."""
-    with cluster(tmp_path, data_dir) as c:
+    with cluster(tmp_path, data_dir, guarantee) as c:
         settings = c.settings
         steady = run_worker(settings, ["normalize"])
         count = 1_500 * KILLS + 5_000
@@ -237,7 +264,7 @@ def test_normalize_survives_a_worker_sigkilled_again_and_again(
         thread.join(timeout=300)
         assert sent, "the replay did not finish"
         duplicates, recovered_s = _accounted(settings, sent[0], started)
-        assert duplicates <= KILLS * 4 * settings.worker.batch_size, duplicates
+        assert duplicates <= _allowed(settings, faults=KILLS), duplicates
         assert steady.poll() is None, "the steady worker exited"
-        print(f"\na worker SIGKILLed {KILLS} times: {sent[0]} inputs, 0 lost, {duplicates} "
+        print(f"\n{guarantee}: a worker SIGKILLed {KILLS} times: {sent[0]} inputs, 0 lost, {duplicates} "
               f"duplicates, all accounted for {recovered_s:.0f} s after the first kill")  # fmt: skip

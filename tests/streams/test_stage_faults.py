@@ -2,7 +2,8 @@
 SIGKILLed mid-stream three times, then a second worker joins and leaves (two rebalances) while
 the first keeps going. Every input offset ends as a prediction or a dead letter (by the source
 header), duplicates stay within the batches in flight at each fault, and the surviving worker
-never exits. The same for the embed stage on a real Milvus server (its output is the vector)."""
+never exits. The same for the embed stage on a real Milvus server (its output is the vector), the
+sampler (no product requested twice) and the drift stage (every bad prediction dead-lettered)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
+from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.vector_store import VectorStore
@@ -182,3 +185,74 @@ def test_a_killed_sampler_never_requests_a_product_twice(
     assert len(after) == len(set(after)), "a product was requested twice"
     assert set(before) <= set(after) and len(after) > len(before)  # the new windows asked others
     assert again.poll() is None
+
+
+def _committed_to_end(settings: Settings, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed every partition of ``topic`` up to its end."""
+    consumer = Consumer({**librdkafka_config(settings.kafka), "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return all(
+            tp.offset == consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed
+        )
+    finally:
+        consumer.close()
+
+
+def test_drift_workers_killed_mid_stream_dead_letter_every_bad_prediction(
+    pipeline_settings: Settings, run_worker, tmp_path: Path
+) -> None:
+    """The drift stage's outputs are gauges and dead letters: its workers SIGKILLed mid-stream
+    three times, the survivor still dead-letters every bad prediction (by the source header),
+    commits to the end of the topic and scores windows; only partial windows are lost."""
+    from prodcat.core.settings import DriftSettings
+    from tests.streams.test_drift_stage import matching, reference, write_reference
+
+    model_base = tmp_path / "models"
+    write_reference(model_base, "clf", 1, reference())
+    settings = pipeline_settings.model_copy(
+        update={
+            "serving": pipeline_settings.serving.model_copy(update={"model_base": model_base}),
+            "drift": DriftSettings(window_predictions=200, min_window=100, window_s=3600),
+            "worker": pipeline_settings.worker.model_copy(update={"batch_size": BATCH}),
+        }
+    )
+    serde = serde_for("Prediction")
+    records = [(str(p["product_id"]).encode(), serde.encode(p)) for p in matching(3000, seed=5)]
+    for i in range(0, len(records), 50):  # every 50th record is not a prediction
+        records[i] = (records[i][0], b"\x00not a prediction")
+    topic = settings.topics.predictions
+    produce(settings, topic, records)
+    written = read_topics(settings.kafka, [topic], expected=len(records))
+    bad = {f"{r.topic}/{r.partition}/{r.offset}".encode() for r in written
+           if r.value == b"\x00not a prediction"}  # fmt: skip
+    assert len(bad) == len(records) // 50
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
+
+    for _ in range(3):  # SIGKILL mid-stream
+        proc = run_worker(settings, ["drift"], stage="drift")
+        deadline = time.monotonic() + 60
+        while scrape_metric(host, port, "prodcat_events_in_total", stage="drift") < 2 * BATCH:
+            assert time.monotonic() < deadline, "the worker did not consume"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    group = f"{settings.worker.app_id}-drift"
+    assert not _committed_to_end(settings, group, topic), "the kills must land mid-stream"
+
+    survivor = run_worker(settings, ["drift"], stage="drift")
+    deadline = time.monotonic() + 120
+    while not _committed_to_end(settings, group, topic):
+        assert time.monotonic() < deadline, "the survivor did not commit to the end"
+        time.sleep(1)
+    letters = read_topics(settings.kafka, [settings.topics.deadletter], expected=None, timeout_s=20)
+    answered = [r.headers[SOURCE_HEADER] for r in letters]
+    assert set(answered) == bad
+    assert len(answered) - len(bad) <= 3 * 4 * BATCH // 50 + 3  # re-read batches' bad ones
+    taken = scrape_metric(host, port, "prodcat_events_in_total", stage="drift") - scrape_metric(
+        host, port, "prodcat_dead_letters_total", stage="drift"
+    )
+    windows = scrape_metric(host, port, "prodcat_drift_windows_total", model="clf")
+    assert windows == taken // 200 and windows >= 1, (windows, taken)
+    assert survivor.poll() is None
