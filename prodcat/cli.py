@@ -699,7 +699,10 @@ def _embedder(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "export":
         source = args.weights or settings.data_dir
         target = image_commands.export_image_embedder(
-            source, settings.serving.model_base, settings.serving.embedder
+            source,
+            settings.serving.model_base,
+            settings.serving.embedder,
+            max_pixels=settings.images.max_pixels,
         )
         print(f"exported {target}")
     elif args.action == "evaluate":

@@ -81,7 +81,9 @@ def ensure_models(settings: Settings) -> list[str]:
 
         finetuned = base / "image_embedder_finetuned.weights.h5"
         source = finetuned if finetuned.is_file() else settings.data_dir
-        target = export_image_embedder(source, base, serving.embedder)
+        target = export_image_embedder(
+            source, base, serving.embedder, max_pixels=settings.images.max_pixels
+        )
         notes.append(
             f"exported {target} from {'fine-tuned' if source == finetuned else 'pretrained'} weights"
         )

@@ -107,14 +107,75 @@ def weights_meta(weights: Path) -> dict[str, Any]:
     return meta
 
 
-def decode_image(data: tf.Tensor, image_size: int) -> tf.Tensor:
+_PNG = b"\x89PNG\r\n\x1a\n"
+_HEADER_PAD = b"\0" * 32  # so every header field below can be read from any input
+
+
+def _header_uint(padded: tf.Tensor, position: int, size: int, *, big_endian: bool) -> tf.Tensor:
+    """The unsigned integer of ``size`` bytes at ``position`` (int64)."""
+    raw = tf.io.decode_raw(tf.strings.substr(padded, position, size), tf.uint8)
+    weights = [256**i for i in range(size)]
+    if big_endian:
+        weights.reverse()
+    return tf.reduce_sum(tf.cast(raw, tf.int64) * tf.constant(weights, tf.int64))
+
+
+def _header_int32(padded: tf.Tensor, position: int) -> tf.Tensor:
+    """The magnitude of a little-endian int32 (a BMP's height is negative when top-down)."""
+    value = _header_uint(padded, position, 4, big_endian=False)
+    return tf.where(value >= 2**31, 2**32 - value, value)
+
+
+def header_pixels(data: tf.Tensor) -> tf.Tensor:
+    """Width x height (int64) from the header of one encoded image, as TensorFlow's decoders
+    will allocate it (a GIF's logical screen, a JPEG's frame); 0 for a format they do not read.
+    The graph's own guard against decompression bombs (:func:`decode_image`)."""
+    padded = tf.strings.join([data, tf.constant(_HEADER_PAD)])
+
+    def starts(magic: bytes) -> tf.Tensor:
+        return tf.equal(tf.strings.substr(padded, 0, len(magic)), tf.constant(magic))
+
+    def png() -> tf.Tensor:
+        width = _header_uint(padded, 16, 4, big_endian=True)
+        return width * _header_uint(padded, 20, 4, big_endian=True)
+
+    def gif() -> tf.Tensor:
+        width = _header_uint(padded, 6, 2, big_endian=False)
+        return width * _header_uint(padded, 8, 2, big_endian=False)
+
+    def bmp() -> tf.Tensor:
+        return _header_int32(padded, 18) * _header_int32(padded, 22)
+
+    def jpeg() -> tf.Tensor:
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    return tf.case(
+        [(starts(_PNG), png), (starts(b"GIF8"), gif), (starts(b"BM"), bmp),
+         (starts(b"\xff\xd8"), jpeg)],
+        default=lambda: tf.constant(0, tf.int64),
+    )  # fmt: skip
+
+
+def decode_image(
+    data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tf.Tensor:
     """One encoded image (scalar tf.string) → float32 [size, size, 3] in [0, 255].
 
     JPEG, PNG, GIF (first frame) and BMP; grayscale is replicated to RGB and transparency is
     composited over white (product shots have white backgrounds). Resize: bilinear with antialias,
-    to a square (the aspect ratio is not kept).
+    to a square (the aspect ratio is not kept). An image whose header gives more than
+    ``max_pixels`` pixels fails with ``InvalidArgumentError`` before it is decoded (a
+    decompression bomb: a few hundred KB that would decode to gigabytes), whoever calls the
+    graph (a TF Serving client that skipped the header check included).
     """
-    img = tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
+    small_enough = tf.debugging.assert_less_equal(
+        header_pixels(data),
+        tf.constant(max_pixels, tf.int64),
+        message=f"image too large to decode: more than {max_pixels} pixels",
+    )
+    with tf.control_dependencies([small_enough]):
+        img = tf.io.decode_image(data, channels=0, dtype=tf.float32, expand_animations=False)
     channels = tf.shape(img)[-1]
     rgb = tf.cond(
         channels >= 3,
@@ -128,33 +189,38 @@ def decode_image(data: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.clip_by_value(resized, 0.0, 1.0) * 255.0
 
 
-def decode_images(data: tf.Tensor, image_size: int) -> tf.Tensor:
+def decode_images(
+    data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tf.Tensor:
     """A batch of encoded images (tf.string [n]) → float32 [n, size, size, 3] in [0, 255]."""
     return tf.map_fn(
-        lambda d: decode_image(d, image_size),
+        lambda d: decode_image(d, image_size, max_pixels),
         data,
         fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
     )
 
 
-def embed_encoded(model: keras.Model, data: tf.Tensor, image_size: int) -> tf.Tensor:
+def embed_encoded(
+    model: keras.Model, data: tf.Tensor, image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tf.Tensor:
     """Graph code shared by the SavedModel and :func:`bytes_embedder`: tf.string [n] → [n, 1280].
 
     An empty batch gives [0, 1280] (oneDNN's convolutions reject a zero batch).
     """
     return tf.cond(
         tf.size(data) > 0,
-        lambda: model(decode_images(data, image_size), training=False),
+        lambda: model(decode_images(data, image_size, max_pixels), training=False),
         lambda: tf.zeros([0, EMBEDDING_DIM], tf.float32),
     )
 
 
-def bytes_embedder(model: keras.Model) -> BytesEmbedFn:
-    """A graph function: encoded images (tf.string [n]) → embeddings [n, 1280] with ``model``."""
+def bytes_embedder(model: keras.Model, max_pixels: int = DEFAULT_MAX_PIXELS) -> BytesEmbedFn:
+    """A graph function: encoded images (tf.string [n]) → embeddings [n, 1280] with ``model``;
+    images of more than ``max_pixels`` pixels fail (:func:`decode_image`)."""
     image_size = int(model.input_shape[1])
 
     def embed(data: tf.Tensor) -> tf.Tensor:
-        return embed_encoded(model, data, image_size)
+        return embed_encoded(model, data, image_size, max_pixels)
 
     compiled: BytesEmbedFn = tf.function(embed, input_signature=[tf.TensorSpec([None], tf.string)])
     return compiled
@@ -211,8 +277,11 @@ def export_embedder(
     version: int | None = None,
     card: Mapping[str, Any] | None = None,
     image_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
     """Write the embedder SavedModel and its card; returns the version directory. Never overwrites.
+    The model refuses images of more than ``max_pixels`` pixels itself (``PRODCAT_IMAGES__MAX_PIXELS``
+    when it is exported: workers and the API check the same bound on the header first).
 
     ``image_size`` defaults to the one the weights were fine-tuned and evaluated at (their
     ``.meta.json``), else 224.
@@ -222,7 +291,7 @@ def export_embedder(
     model = build_embedder(weights, image_size)
 
     def serve(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_NAME: embed_encoded(model, image_bytes, image_size)}
+        return {OUTPUT_NAME: embed_encoded(model, image_bytes, image_size, max_pixels)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -235,6 +304,7 @@ def export_embedder(
         "kind": "image_embedder",
         "dim": EMBEDDING_DIM,
         "image_size": image_size,
+        "max_pixels": max_pixels,
         "weights": Path(weights).name,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,

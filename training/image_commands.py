@@ -97,6 +97,7 @@ def export_image_embedder(
     *,
     version: int | None = None,
     image_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Path:
     """Export the embedder SavedModel; returns its version directory.
 
@@ -117,4 +118,5 @@ def export_image_embedder(
         version=version,
         card=card,
         image_size=image_size,
+        max_pixels=max_pixels,
     )
