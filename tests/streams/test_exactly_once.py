@@ -178,13 +178,21 @@ def test_normalize_workers_killed_mid_stream_write_each_product_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
 def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
-    pipeline_settings: Settings, run_worker, data_dir: Path
+    pipeline_settings: Settings, run_worker, data_dir: Path, guarantee: str
 ) -> None:
     """Worker A is SIGSTOPped mid-stream (its transactions open), B takes its partitions after the
-    session timeout, then A continues as a zombie: its producers were fenced by B's, so nothing it
-    had in flight is read, and the two share the partitions again without a duplicate."""
-    settings = exactly_once(pipeline_settings, batch_size=100)
+    session timeout, then A continues as a zombie. Exactly once: its producers were fenced by B's,
+    so nothing it had in flight is read, and the two share the partitions again without a
+    duplicate. At least once: A drops the outputs of its in-flight batch when it wakes (its
+    partitions were revoked meanwhile: ``StageRuntime._fenced``), so the duplicates stay within
+    the batches B re-read past the last commit, and neither worker exits."""
+    settings = pipeline_settings.model_copy(
+        update={"worker": pipeline_settings.worker.model_copy(update={"batch_size": 100})}
+    )
+    if guarantee == "exactly_once":
+        settings = exactly_once(settings)
     names = settings.topics
     sent = replay(
         settings.kafka, names.raw, dataset_events(data_dir, ["flipkart"], limit=8000),
@@ -209,8 +217,9 @@ def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
         time.sleep(0.1)
     first.send_signal(signal.SIGCONT)  # the zombie wakes with its batch and open transactions
     duplicates, _ = _accounted(settings, sent, time.monotonic())
-    assert duplicates == 0, f"{duplicates} duplicates"
+    allowed = 0 if guarantee == "exactly_once" else 4 * settings.worker.batch_size
+    assert duplicates <= allowed, f"{duplicates} duplicates"
     assert first.poll() is None and second.poll() is None, "a worker exited"
     written = len(_uncommitted(settings, names.normalized))
-    print(f"\n{sent} inputs, worker A stopped past its session timeout and replaced: "
-          f"each output read committed once; {written} written in all")  # fmt: skip
+    print(f"\n{guarantee}: {sent} inputs, worker A stopped past its session timeout and replaced: "
+          f"{duplicates} duplicates read; {written} written in all")  # fmt: skip
