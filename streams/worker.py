@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import Sequence
@@ -10,7 +9,6 @@ from collections.abc import Sequence
 import faust
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from prodcat.core.memory import release_free_memory
 from prodcat.core.metrics import MemoryCollector
 from prodcat.core.settings import Settings
 from prodcat.streams.app import create_app
@@ -39,13 +37,6 @@ def run_worker(settings: Settings, roles: Sequence[str]) -> None:
         heartbeat.beat()
 
     app.timer(interval=1.0)(beat)
-
-    if worker_settings.trim_memory_s > 0:
-
-        async def trim() -> None:  # off the loop: it holds each malloc arena while it trims
-            await asyncio.get_running_loop().run_in_executor(None, release_free_memory)
-
-        app.timer(interval=worker_settings.trim_memory_s)(trim)
 
     worker = faust.Worker(app, loglevel=worker_settings.log_level, quiet=True)
     # Everything imported and built so far lives as long as the process: keep it out of the

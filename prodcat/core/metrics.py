@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from prodcat.core.memory import mallinfo
 
 _FEED_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 _MAX_FEEDS = 200
@@ -453,13 +453,32 @@ class RetrainMetrics:
         )
 
 
+_MALLINFO2_FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2_FIELDS.split()]
+
+
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    """glibc's ``mallinfo2`` (2.33+), or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(None)
+        function = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return cast("Callable[[], _MallInfo2]", function)
+
+
 class MemoryCollector(Collector):
     """Where a worker's memory is, to tell a leak from fragmentation when its RSS grows: the C
     heap's bytes in use and free (glibc), its mmapped blocks, Python's allocated objects (blocks)
     and the process's threads. Collected at scrape time; a few microseconds."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._mallinfo = mallinfo()
+        self._mallinfo = _mallinfo2()
         registry.register(self)
 
     def collect(self) -> Iterator[Metric]:

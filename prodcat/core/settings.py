@@ -135,13 +135,6 @@ class WorkerSettings(_Section):
         default=Path("var/faust"),
         description="Faust's data directory (one folder per app id); must be writable.",
     )
-    trim_memory_s: float = Field(
-        default=60.0,
-        ge=0,
-        description="Every this many seconds, give the C heap's free pages back to the system "
-        "(glibc malloc_trim; prodcat/core/memory.py), so freed batches do not stay resident; "
-        "0: never.",
-    )
 
 
 class ServingSettings(_Section):

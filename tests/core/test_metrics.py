@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from prodcat.core.memory import mallinfo
-from prodcat.core.metrics import MemoryCollector
+from prodcat.core.metrics import MemoryCollector, _mallinfo2
 
 
 def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -15,7 +14,7 @@ def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return value
 
 
-@pytest.mark.skipif(mallinfo() is None, reason="the C library has no mallinfo2 (not glibc)")
+@pytest.mark.skipif(_mallinfo2() is None, reason="the C library has no mallinfo2 (not glibc)")
 def test_a_native_buffer_shows_as_c_heap_in_use_and_objects_as_python_blocks() -> None:
     registry = CollectorRegistry()
     MemoryCollector(registry)
