@@ -1,10 +1,11 @@
 """The web UI's local view: its size per million products, and how long a start takes to catch
 up from the beginning and from a kept view's checkpoint.
 
-    .venv/bin/python bench/ui_view.py [--products 100000] [--new 1000]
+    .venv/bin/python bench/ui_view.py [--products 100000] [--new 1000] [--feed flipkart|myntra]
 
-1. Starts a fresh single-node broker (var/bench-ui-view/kafka); ``--products`` normalised Flipkart
-   products (the 20k catalogue repeated under new ids) go to ``products.normalized``, with an
+1. Starts a fresh single-node broker (var/bench-ui-view/kafka); ``--products`` normalised products
+   of ``--feed`` (its catalogue repeated under new ids: Flipkart's 20k have no descriptions,
+   Myntra's 100 have real ones, a median of ~700 characters) go to ``products.normalized``, with an
    annotation request and a label for every tenth.
 2. A kept view follows the topics from the beginning: seconds to catch up, and the file's size
    (bytes per product, extrapolated to a million).
@@ -42,11 +43,16 @@ from prodcat.streams.topics import ensure_topics, topic_specs
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _produce(bootstrap: str, topics: TopicNames, data_dir: Path, start: int, count: int) -> None:
-    base = [
-        normalize_event(e.value, feed="flipkart", key=e.key, seen_at_ms=0)
-        for e in dataset_events(data_dir, ["flipkart"], limit=20_000)
+def _catalogue(data_dir: Path, feed: str) -> list[dict[str, object]]:
+    return [
+        dict(normalize_event(e.value, feed=feed, key=e.key, seen_at_ms=0))
+        for e in dataset_events(data_dir, [feed], limit=20_000)
     ]
+
+
+def _produce(
+    bootstrap: str, topics: TopicNames, base: list[dict[str, object]], start: int, count: int
+) -> None:
     products, requests, labels = (
         serde_for("Product"),
         serde_for("AnnotationRequest"),
@@ -87,6 +93,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--new", type=int, default=1_000)
+    parser.add_argument("--feed", choices=("flipkart", "myntra"), default="flipkart")
     args = parser.parse_args()
     settings = load_settings()
     data_dir = settings.data_dir
@@ -99,13 +106,17 @@ def main() -> int:
             update={"kafka": KafkaSettings(bootstrap_servers=bootstrap), "topics": topics}
         )
         ensure_topics(run.kafka, topic_specs(topics))
-        _produce(bootstrap, topics, data_dir, 0, args.products)
+        base = _catalogue(data_dir, args.feed)
+        described = sorted(len(str(p.get("description") or "")) for p in base)
+        print(f"{args.feed}: {len(base):,} products, description median "
+              f"{described[len(described) // 2]:,} characters (max {described[-1]:,})")  # fmt: skip
+        _produce(bootstrap, topics, base, 0, args.products)
         with tempfile.TemporaryDirectory() as tmp:
             kept = Path(tmp) / "view.sqlite"
             view, first_s = _follow(run, kept, keep=True)
             size = view.size_bytes()
             view.close()
-            _produce(bootstrap, topics, data_dir, args.products, args.new)
+            _produce(bootstrap, topics, base, args.products, args.new)
             view, resumed_s = _follow(run, kept, keep=True)
             assert view.reused
             view.close()
@@ -113,12 +124,12 @@ def main() -> int:
             view.close()
         per_product = size / args.products
         print(
-            "| products | view size | bytes/product | per million | catch-up from the beginning "
+            "| feed | products | view size | bytes/product | per million | catch-up from the beginning "
             "| restart from the checkpoint (+new) | restart rebuilt |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         print(
-            f"| {args.products:,} | {size / 2**20:.1f} MiB | {per_product:,.0f} | "
+            f"| {args.feed} | {args.products:,} | {size / 2**20:.1f} MiB | {per_product:,.0f} | "
             f"{per_product * 1e6 / 2**30:.2f} GiB | {first_s:.1f} s | "
             f"{resumed_s:.1f} s (+{args.new:,}) | {rebuilt_s:.1f} s |"
         )
