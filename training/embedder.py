@@ -135,9 +135,9 @@ def header_pixels(data: tf.Tensor) -> tf.Tensor:
     def starts(magic: bytes) -> tf.Tensor:
         return tf.equal(tf.strings.substr(padded, 0, len(magic)), tf.constant(magic))
 
-    def png() -> tf.Tensor:
-        width = _header_uint(padded, 16, 4, big_endian=True)
-        return width * _header_uint(padded, 20, 4, big_endian=True)
+    def png() -> tf.Tensor:  # each side capped at 2**31 (PNG's own limit): no int64 overflow
+        width = tf.minimum(_header_uint(padded, 16, 4, big_endian=True), 2**31)
+        return width * tf.minimum(_header_uint(padded, 20, 4, big_endian=True), 2**31)
 
     def gif() -> tf.Tensor:
         width = _header_uint(padded, 6, 2, big_endian=False)

@@ -156,6 +156,9 @@ def _encodings(width: int, height: int) -> dict[str, bytes]:
 def test_the_graph_reads_each_formats_size_from_its_header() -> None:
     for name, data in _encodings(70, 30).items():
         assert int(header_pixels(tf.constant(data))) == 70 * 30, name
+    huge = bytearray(_encodings(1, 1)["png"])
+    huge[16:24] = b"\xff" * 8  # 4294967295 x 4294967295: the product must not wrap around
+    assert int(header_pixels(tf.constant(bytes(huge)))) >= 2**62
     assert int(header_pixels(tf.constant(b"not an image"))) == 0
     assert int(header_pixels(tf.constant(b""))) == 0
 
