@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from prodcat.core.kafka_config import librdkafka_config
+from prodcat.core.kafka_config import librdkafka_config, watermarks
 from prodcat.core.settings import Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.serving.vector_store import VectorStore
@@ -188,16 +188,23 @@ def test_a_killed_sampler_never_requests_a_product_twice(
 
 
 def _committed_to_end(settings: Settings, group: str, topic: str) -> bool:
-    """Whether ``group`` has committed every partition of ``topic`` up to its end."""
-    consumer = Consumer({**librdkafka_config(settings.kafka), "group.id": group})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return all(
-            tp.offset == consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in committed
-        )
-    finally:
-        consumer.close()
+    """Whether ``group`` has committed every partition of ``topic`` up to its end; asked again by
+    a new client while the group's coordinator answers NOT_COORDINATOR (a loaded machine)."""
+    for attempt in range(20):
+        consumer = Consumer({**librdkafka_config(settings.kafka), "group.id": group})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            committed = consumer.committed(
+                [TopicPartition(topic, p) for p in partitions], timeout=10
+            )
+            return all(tp.offset == watermarks(consumer, tp)[1] for tp in committed)
+        except KafkaException:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+        finally:
+            consumer.close()
+    raise AssertionError("unreachable")
 
 
 def test_drift_workers_killed_mid_stream_dead_letter_every_bad_prediction(
