@@ -45,7 +45,7 @@ fuzz: install ## 1,000,000 mutated real records through the normalise stage: eac
 	PRODCAT_FUZZ_INPUTS=1000000 $(BIN)/pytest -s tests/streams/test_normalize_fuzz.py $(PYTEST_ARGS)
 
 chaos: install ## Kafka cluster faults (three local brokers; at least once and exactly once), a worker SIGKILLed x10, 60 s model-server, Milvus and registry outages under load (short forms in make test)
-	PRODCAT_CHAOS_OUTAGE_S=60 PRODCAT_CHAOS_KILLS=10 PRODCAT_CHAOS_EXACTLY_ONCE=1 $(BIN)/pytest -s -m chaos $(PYTEST_ARGS)
+	PRODCAT_CHAOS_OUTAGE_S=60 PRODCAT_CHAOS_KILLS=10 PRODCAT_CHAOS_RESTARTS=3 PRODCAT_CHAOS_EXACTLY_ONCE=1 $(BIN)/pytest -s -m chaos $(PYTEST_ARGS)
 
 soak: install ## 30 minutes at 200 events/s through every stage of one worker (Milvus as a server), RSS and lag sampled (var/soak)
 	$(BIN)/python bench/soak.py --minutes 30 --rate 200 --milvus-server

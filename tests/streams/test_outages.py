@@ -4,7 +4,7 @@ stopped (SIGSTOP) mid-stream, and the schema registry stopped mid-stream. The st
 outage out with back-off: nothing is dead-lettered because of it, every input is answered once it
 ends, the worker never exits.
 
-The outage lasts ``PRODCAT_CHAOS_OUTAGE_S`` seconds (20 in ``make test``; ``make chaos`` sets 60).
+The outage lasts ``PRODCAT_CHAOS_OUTAGE_S`` seconds (10 in ``make test``; ``make chaos`` sets 60).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.streams.kafka_io import another_worker, produce, product_records, pub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
-OUTAGE_S = float(os.environ.get("PRODCAT_CHAOS_OUTAGE_S", "20"))
+OUTAGE_S = float(os.environ.get("PRODCAT_CHAOS_OUTAGE_S", "10"))
 
 
 def _metric(settings: Settings, name: str, stage: str) -> float:
