@@ -122,6 +122,48 @@ def test_a_corrupt_served_card_is_waited_for_not_a_reason_to_dead_letter_labels(
     assert out.topic is None and valid is not None and valid["product_id"] == "p1"
 
 
+def test_a_registry_outage_holds_the_labels_back_not_a_reason_to_dead_letter_them(
+    tmp_path: Path,
+) -> None:
+    """Issue 17: the trigger started while the schema registry is away cannot decode the labels
+    (registry framing, schema not yet fetched): the batch raises the registry's transient error,
+    which the runtime retries with back-off, and dead-letters none; with the registry back the
+    same labels validate."""
+    from prodcat.core.errors import TransientError
+    from prodcat.schemas.exceptions import RegistryError
+    from prodcat.schemas.serde import AvroSerde
+    from tests.conftest import free_port
+    from tests.fake_registry import FakeSchemaRegistry, serve_registry
+
+    version = tmp_path / "classifier" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    card = {"classes": [{"id": "c_0123456789ab", "path": "A"}], "rule_based_nodes": []}
+    (version / "model_card.json").write_text(json.dumps(card), encoding="utf-8")
+    port, registry = free_port(), FakeSchemaRegistry()
+    url = f"http://127.0.0.1:{port}"
+    label = {"product_id": "p1", "objective": "exclusive", "category_ids": ["c_0123456789ab"],
+             "source": "human", "labelled_at": 1}  # fmt: skip
+    with serve_registry(port, registry):
+        writer = AvroSerde(serde_for("Label").record_name, registry_url=url, topic="labels")
+        records = [_Record(label_key("p1", "exclusive"), writer.encode(label), offset=0)]
+        writer.close()
+    reader = AvroSerde(serde_for("Label").record_name, registry_url=url, topic="labels")
+    stage = LabelStage(
+        labels=reader,
+        dead_letters=DeadLetters("dlq", serde_for("DeadLetter"), stage="labels", worker=None),
+        model_base=tmp_path,
+        name="classifier",
+    )
+    with pytest.raises(RegistryError) as raised:  # registry down: no verdict on the label
+        stage.process(records, now_ms=5)
+    assert isinstance(raised.value, TransientError)
+    with serve_registry(port, registry):
+        ((out, valid),) = stage.process(records, now_ms=5)
+    reader.close()
+    assert out.topic is None and valid is not None and valid["product_id"] == "p1"
+
+
 def _runner(tmp_path: Path, code: str, timeout_s: float = 30) -> JobRunner:
     return JobRunner(
         work_dir=tmp_path, env={}, timeout_s=timeout_s, command=(sys.executable, "-c", code)
