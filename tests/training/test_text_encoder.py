@@ -56,3 +56,21 @@ def test_vectors_are_unit_length_deterministic_and_meaningful(encoder: TextEncod
     long = encoder.encode(["word " * 500])  # truncated to max_tokens, not an error
     assert long.shape == (1, 384)
     assert encoder.encode([]).shape == (0, 384)
+
+
+def test_rows_come_back_in_input_order_whatever_the_batching(folder: Path) -> None:
+    """Texts are batched by length inside ``encode``: each row is still its own text's vector
+    (as encoded alone, up to the int8 model's rounding across batch shapes), in input order."""
+    encoder = TextEncoder(folder, batch_size=2)
+    texts = [
+        "Stainless steel electric kettle with auto shut-off and a 1.5 litre capacity, cordless",
+        "Red shirt",
+        "Analog wrist watch for men with a leather strap",
+        "",
+        "Kettle",
+    ]
+    together = encoder.encode(texts)
+    alone = np.concatenate([encoder.encode([t]) for t in texts])
+    assert np.all(np.sum(together * alone, axis=1) > 0.98), together @ alone.T
+    reverse = encoder.encode(texts[::-1])[::-1]
+    assert np.all(np.sum(together * reverse, axis=1) > 0.98)
