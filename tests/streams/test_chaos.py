@@ -69,38 +69,47 @@ class Cluster:
     bootstrap: str
 
 
-@contextmanager
-def cluster(tmp_path: Path, data_dir: Path, guarantee: str = "at_least_once") -> Iterator[Cluster]:
-    """A fresh local three-broker cluster and prodcat's topics on it (3 replicas, 2 in sync)."""
+@pytest.fixture(scope="module")
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaSettings]:
+    """One local three-broker KRaft cluster for the module's cases (each on topics of its own)."""
     base = _free_base()
-    local = LocalKafkaSettings(
-        home=tmp_path / "cluster", port=base, controller_port=base + 1, brokers=3, heap="512m"
-    )
-    bootstrap = localkafka.start(local).bootstrap
+    local = LocalKafkaSettings(home=tmp_path_factory.mktemp("cluster"), port=base,
+                               controller_port=base + 1, brokers=3, heap="512m")  # fmt: skip
+    localkafka.start(local)
     try:
-        uid = uuid.uuid4().hex[:8]
-        names = TopicNames(**{f: f"c{uid}.{getattr(TopicNames(), f)}" for f in TopicNames.model_fields
-                              if f != "partitions"}, partitions=2)  # fmt: skip
-        settings = load_settings(
-            data_dir=data_dir,
-            kafka=KafkaSettings(bootstrap_servers=bootstrap),
-            topics=names,
-            worker=WorkerSettings(
-                app_id=f"chaos-{uid}",
-                metrics_port=free_port(),
-                session_timeout_s=6,
-                heartbeat_interval_s=1,
-                commit_interval_s=0.5,
-                log_level="WARNING",
-                state_dir=tmp_path / "faust",
-                batch_size=200,
-                guarantee=guarantee,
-            ),
-        )
-        ensure_topics(settings.kafka, topic_specs(names))
-        yield Cluster(settings, local, bootstrap)
+        yield local
     finally:
         localkafka.stop(local)
+
+
+@contextmanager
+def cluster(
+    local: LocalKafkaSettings, tmp_path: Path, data_dir: Path, guarantee: str = "at_least_once"
+) -> Iterator[Cluster]:
+    """The three-broker cluster, every node serving (a node an earlier case killed is started
+    again first), and prodcat's topics on it under new names (3 replicas, 2 in sync)."""
+    bootstrap = localkafka.start(local).bootstrap
+    uid = uuid.uuid4().hex[:8]
+    names = TopicNames(**{f: f"c{uid}.{getattr(TopicNames(), f)}" for f in TopicNames.model_fields
+                          if f != "partitions"}, partitions=2)  # fmt: skip
+    settings = load_settings(
+        data_dir=data_dir,
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topics=names,
+        worker=WorkerSettings(
+            app_id=f"chaos-{uid}",
+            metrics_port=free_port(),
+            session_timeout_s=6,
+            heartbeat_interval_s=1,
+            commit_interval_s=0.5,
+            log_level="WARNING",
+            state_dir=tmp_path / "faust",
+            batch_size=200,
+            guarantee=guarantee,
+        ),
+    )
+    ensure_topics(settings.kafka, topic_specs(names))
+    yield Cluster(settings, local, bootstrap)
 
 
 def _consumed(settings: Settings) -> float:
@@ -163,9 +172,9 @@ def _accounted(settings: Settings, sent: int, since: float) -> tuple[int, float]
 
 @GUARANTEES
 def test_normalize_survives_the_loss_of_its_partition_leader(
-    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
+    brokers: LocalKafkaSettings, tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
-    with cluster(tmp_path, data_dir, guarantee) as c:
+    with cluster(brokers, tmp_path, data_dir, guarantee) as c:
         settings, names = c.settings, c.settings.topics
         sent = replay(settings.kafka, names.raw, dataset_events(data_dir, ["flipkart"]),
                       progress=False).sent  # fmt: skip
@@ -187,11 +196,11 @@ def test_normalize_survives_the_loss_of_its_partition_leader(
 
 @GUARANTEES
 def test_normalize_survives_a_rolling_restart_of_every_broker(
-    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
+    brokers: LocalKafkaSettings, tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
     """``RESTARTS`` brokers stopped (SIGTERM) and started again in turn, the next only once the
     cluster has all three back, while events arrive at a steady rate."""
-    with cluster(tmp_path, data_dir, guarantee) as c:
+    with cluster(brokers, tmp_path, data_dir, guarantee) as c:
         settings = c.settings
         proc = run_worker(settings, ["normalize"])
         # each restart takes ~18 s under this load: the events outlast the restarts
@@ -216,11 +225,11 @@ def test_normalize_survives_a_rolling_restart_of_every_broker(
 
 @GUARANTEES
 def test_normalize_scales_one_to_three_workers_and_back(
-    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
+    brokers: LocalKafkaSettings, tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
     """Two workers join during load (the partitions spread), then leave (SIGTERM): every input
     is answered, duplicates stay within the batches in flight at the rebalances."""
-    with cluster(tmp_path, data_dir, guarantee) as c:
+    with cluster(brokers, tmp_path, data_dir, guarantee) as c:
         settings = c.settings
         first = run_worker(settings, ["normalize"])
         # the joins, 8 s shared and the leaves take ~20 s: the events outlast them
@@ -246,12 +255,12 @@ def test_normalize_scales_one_to_three_workers_and_back(
 
 @GUARANTEES
 def test_normalize_survives_a_worker_sigkilled_again_and_again(
-    tmp_path: Path, data_dir: Path, run_worker, guarantee: str
+    brokers: LocalKafkaSettings, tmp_path: Path, data_dir: Path, run_worker, guarantee: str
 ) -> None:
     """Beside a steady worker, a second one is SIGKILLed mid-stream ``KILLS`` times, restarted
     after each kill (every kill and every start is a rebalance): every input is answered, the
     duplicates stay within the batches in flight at each kill, the steady worker never exits."""
-    with cluster(tmp_path, data_dir, guarantee) as c:
+    with cluster(brokers, tmp_path, data_dir, guarantee) as c:
         settings = c.settings
         steady = run_worker(settings, ["normalize"])
         count = 2_000 * KILLS  # ~13 s of events per kill: a start and a kill take ~8 s
