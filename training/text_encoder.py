@@ -7,7 +7,8 @@ The files (``model.onnx``, ``tokenizer.json``) are installed from Maven Central 
 hidden state, L2-normalised (384 dimensions): cosine similarity is a dot product.
 
 It embeds ~400 titles per second on a 2-core Intel Xeon and ~80 on a 2-core AMD EPYC without
-VNNI (both measured on the project's machines), too slow for the classify agent's hot path;
+VNNI (length-sorted batches; ~40 before them), both measured on the project's machines: too slow
+for the classify agent's hot path;
 prodcat uses it where its cost is paid once per product: choosing labels and teaching a TF-IDF
 model through the unlabelled pool (``prodcat experiment active-learning --learner linear_enc_ts``).
 """
