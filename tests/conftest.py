@@ -54,9 +54,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         localkafka.stop(cfg)
 
 
-@pytest.fixture
-def pipeline_settings(kafka_bootstrap: str, data_dir: Path, tmp_path: Path) -> Settings:
-    """Settings with uuid-named topics (created) and a uuid consumer group for this test."""
+def isolated_settings(
+    bootstrap: str, data_dir: Path, state_dir: Path, *, partitions: int = 4, **worker: Any
+) -> Settings:
+    """Settings on uuid-named topics (created) with a uuid consumer group, the worker's timeouts
+    short (``worker`` overrides more of its settings), a new feed's profile after 2 s at most."""
     uid = uuid.uuid4().hex[:10]
     base = TopicNames()
     topics = TopicNames(
@@ -65,11 +67,11 @@ def pipeline_settings(kafka_bootstrap: str, data_dir: Path, tmp_path: Path) -> S
             for field in TopicNames.model_fields
             if field != "partitions"
         },
-        partitions=4,
+        partitions=partitions,
     )
     settings = load_settings(
         data_dir=data_dir,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
         topics=topics,
         worker=WorkerSettings(
             app_id=f"prodcat-test-{uid}",
@@ -78,13 +80,20 @@ def pipeline_settings(kafka_bootstrap: str, data_dir: Path, tmp_path: Path) -> S
             heartbeat_interval_s=1,
             commit_interval_s=0.5,
             log_level="WARNING",
-            state_dir=tmp_path / "faust",
+            state_dir=state_dir,
+            **worker,
         ),
         # a new feed's first records wait at most 2 s for its profile (10 s by default)
         feeds=FeedSettings(wait_s=2.0),
     )
     ensure_topics(settings.kafka, topic_specs(settings.topics))
     return settings
+
+
+@pytest.fixture
+def pipeline_settings(kafka_bootstrap: str, data_dir: Path, tmp_path: Path) -> Settings:
+    """Settings with uuid-named topics (created) and a uuid consumer group for this test."""
+    return isolated_settings(kafka_bootstrap, data_dir, tmp_path / "faust")
 
 
 WorkerFactory = Callable[..., subprocess.Popen[bytes]]

@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,19 +24,14 @@ from confluent_kafka.admin import AdminClient
 
 from prodcat import localkafka
 from prodcat.core.settings import (
-    KafkaSettings,
     LocalKafkaSettings,
     Settings,
-    TopicNames,
-    WorkerSettings,
-    load_settings,
 )
 from prodcat.streams.readback import read_topics
 from prodcat.streams.replay import dataset_events, replay
 from prodcat.streams.stage import SOURCE_HEADER
-from prodcat.streams.topics import ensure_topics, topic_specs
 from prodcat.streams.worker_process import scrape_metric
-from tests.conftest import free_port
+from tests.conftest import isolated_settings
 from tests.prodcat.test_localkafka_cluster import _free_base
 from tests.streams.kafka_io import another_worker
 
@@ -89,26 +83,8 @@ def cluster(
     """The three-broker cluster, every node serving (a node an earlier case killed is started
     again first), and prodcat's topics on it under new names (3 replicas, 2 in sync)."""
     bootstrap = localkafka.start(local).bootstrap
-    uid = uuid.uuid4().hex[:8]
-    names = TopicNames(**{f: f"c{uid}.{getattr(TopicNames(), f)}" for f in TopicNames.model_fields
-                          if f != "partitions"}, partitions=2)  # fmt: skip
-    settings = load_settings(
-        data_dir=data_dir,
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
-        topics=names,
-        worker=WorkerSettings(
-            app_id=f"chaos-{uid}",
-            metrics_port=free_port(),
-            session_timeout_s=6,
-            heartbeat_interval_s=1,
-            commit_interval_s=0.5,
-            log_level="WARNING",
-            state_dir=tmp_path / "faust",
-            batch_size=200,
-            guarantee=guarantee,
-        ),
-    )
-    ensure_topics(settings.kafka, topic_specs(names))
+    settings = isolated_settings(bootstrap, data_dir, tmp_path / "faust", partitions=2,
+                                 batch_size=200, guarantee=guarantee)  # fmt: skip
     yield Cluster(settings, local, bootstrap)
 
 

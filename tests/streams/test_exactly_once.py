@@ -6,6 +6,7 @@ fenced producer, and workers SIGKILLed mid-stream without a duplicate."""
 from __future__ import annotations
 
 import gc
+import json
 import signal
 import time
 import uuid
@@ -20,7 +21,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from prodcat.core.kafka_config import aiokafka_config, librdkafka_config
 from prodcat.core.settings import Settings
-from prodcat.streams.replay import dataset_events, replay
+from prodcat.schemas.serde import serde_for
+from prodcat.streams.readback import read_topics
+from prodcat.streams.replay import RawEvent, dataset_events, replay
 from prodcat.streams.transactions import transactional_id
 from prodcat.streams.worker_process import scrape_metric
 from tests.streams.kafka_io import another_worker
@@ -183,43 +186,66 @@ def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
     pipeline_settings: Settings, run_worker, data_dir: Path, guarantee: str
 ) -> None:
     """Worker A is SIGSTOPped mid-stream (its transactions open), B takes its partitions after the
-    session timeout, then A continues as a zombie. Exactly once: its producers were fenced by B's,
-    so nothing it had in flight is read, and the two share the partitions again without a
-    duplicate. At least once: A drops the outputs of its in-flight batch when it wakes (its
-    partitions were revoked meanwhile: ``StageRuntime._fenced``), so the duplicates stay within
-    the batches B re-read past the last commit, and neither worker exits."""
+    session timeout and answers every input, then A continues as a zombie. Exactly once: its
+    producers were fenced by B's, so nothing it had in flight is read, and the two share the
+    partitions again without a duplicate. At least once: A drops the outputs of its in-flight
+    batch when it wakes (its partitions were revoked meanwhile: ``StageRuntime._fenced``), so the
+    duplicates stay within the batches B re-read past the last commit, and neither worker exits.
+    Every product is sent twice, the second time revised, so a stale output A sent after B's would
+    show: on the compacted product topic the latest value of every product is the revised one."""
     settings = pipeline_settings.model_copy(
         update={"worker": pipeline_settings.worker.model_copy(update={"batch_size": 100})}
     )
     if guarantee == "exactly_once":
         settings = exactly_once(settings)
     names = settings.topics
-    sent = replay(
-        settings.kafka, names.raw, dataset_events(data_dir, ["flipkart"], limit=8000),
-        progress=False,
-    ).sent  # fmt: skip
-    first = run_worker(settings, ["normalize"])
+    first = list(dataset_events(data_dir, ["flipkart"], limit=4000))
+    revised = [RawEvent(e.feed, e.key, _revised(e.value)) for e in first]
+    sent = replay(settings.kafka, names.raw, iter(first + revised), progress=False).sent
+    worker_a = run_worker(settings, ["normalize"])
     host = settings.worker.metrics_host
 
-    def consumed(port: int) -> float:
-        return scrape_metric(host, port, "prodcat_events_in_total", stage="normalize")
+    def metric(port: int, name: str = "prodcat_events_in_total", **labels: str) -> float:
+        return scrape_metric(host, port, name, stage="normalize", **labels)
 
     deadline = time.monotonic() + 60
-    while consumed(settings.worker.metrics_port) < 300:
+    while metric(settings.worker.metrics_port) < 300:
         assert time.monotonic() < deadline, "worker A did not consume"
         time.sleep(0.02)
-    first.send_signal(signal.SIGSTOP)
+    worker_a.send_signal(signal.SIGSTOP)
     other = another_worker(settings)
-    second = run_worker(other, ["normalize"])
-    deadline = time.monotonic() + 90
-    while consumed(other.worker.metrics_port) < 1000:  # B owns A's partitions now
-        assert time.monotonic() < deadline, "worker B did not take over"
-        time.sleep(0.1)
-    first.send_signal(signal.SIGCONT)  # the zombie wakes with its batch and open transactions
+    worker_b = run_worker(other, ["normalize"])
+    _accounted(settings, sent, time.monotonic())  # B took A's partitions and answered everything
+    worker_a.send_signal(signal.SIGCONT)  # the zombie wakes with its batch and open transactions
+    deadline = time.monotonic() + 60
+    while metric(settings.worker.metrics_port, "prodcat_worker_ready") < 1:
+        assert time.monotonic() < deadline, "worker A did not come back"
+        time.sleep(0.2)
+    time.sleep(3)  # what A had in flight has been sent or dropped by now
     duplicates, _ = _accounted(settings, sent, time.monotonic())
     allowed = 0 if guarantee == "exactly_once" else 4 * settings.worker.batch_size
     assert duplicates <= allowed, f"{duplicates} duplicates"
-    assert first.poll() is None and second.poll() is None, "a worker exited"
+    assert worker_a.poll() is None and worker_b.poll() is None, "a worker exited"
+    latest: dict[bytes | None, tuple[int, bytes | None]] = {}
+    for record in read_topics(settings.kafka, [names.normalized], expected=None, timeout_s=30):
+        if record.key not in latest or record.offset > latest[record.key][0]:
+            latest[record.key] = (record.offset, record.value)
+    products = serde_for("Product")
+    stale = [key for key, (_, value) in latest.items()
+             if not products.decode(value or b"")["title"].startswith(REVISED)]  # fmt: skip
+    assert len(latest) == len(first) and stale == [], f"{len(stale)} stale latest values"
+    dropped = metric(settings.worker.metrics_port, "prodcat_events_skipped_total", reason="revoked")
     written = len(_uncommitted(settings, names.normalized))
     print(f"\n{guarantee}: {sent} inputs, worker A stopped past its session timeout and replaced: "
-          f"{duplicates} duplicates read; {written} written in all")  # fmt: skip
+          f"{duplicates} duplicates read; {written} written in all; 0 stale of {len(latest)} "
+          f"latest values; A dropped {dropped:.0f} revoked outputs")  # fmt: skip
+
+
+REVISED = "Revised "
+
+
+def _revised(value: bytes) -> bytes:
+    """A Flipkart record's second version: its title starts with ``REVISED``."""
+    record = json.loads(value)
+    record["product_name"] = REVISED + record["product_name"]
+    return json.dumps(record).encode()
