@@ -218,8 +218,8 @@ def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
     _accounted(settings, sent, time.monotonic())  # B took A's partitions and answered everything
     worker_a.send_signal(signal.SIGCONT)  # the zombie wakes with its batch and open transactions
     deadline = time.monotonic() + 60
-    while metric(settings.worker.metrics_port, "prodcat_worker_ready") < 1:
-        assert time.monotonic() < deadline, "worker A did not come back"
+    while metric(settings.worker.metrics_port, "prodcat_worker_ready") < 1:  # A answers: it runs
+        assert time.monotonic() < deadline, "worker A did not run again"
         time.sleep(0.2)
     time.sleep(3)  # what A had in flight has been sent or dropped by now
     duplicates, _ = _accounted(settings, sent, time.monotonic())
