@@ -192,7 +192,8 @@ def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
     batch when it wakes (its partitions were revoked meanwhile: ``StageRuntime._fenced``), so the
     duplicates stay within the batches B re-read past the last commit, and neither worker exits.
     Every product is sent twice, the second time revised, so a stale output A sent after B's would
-    show: on the compacted product topic the latest value of every product is the revised one."""
+    show on the compacted product topic: exactly once the latest value of every product is the
+    revised one; at least once a stale batch can win (bounded like the duplicates)."""
     settings = pipeline_settings.model_copy(
         update={"worker": pipeline_settings.worker.model_copy(update={"batch_size": 100})}
     )
@@ -233,11 +234,15 @@ def test_a_worker_stopped_past_its_session_timeout_cannot_write_once_replaced(
     products = serde_for("Product")
     stale = [key for key, (_, value) in latest.items()
              if not products.decode(value or b"")["title"].startswith(REVISED)]  # fmt: skip
-    assert len(latest) == len(first) and stale == [], f"{len(stale)} stale latest values"
+    assert len(latest) == len(first)
+    # Exactly once the zombie's producers are fenced: no stale value. At least once a zombie that
+    # wakes before it learns of the revocation can still land its in-flight batch after B's
+    # (seen: 100 stale of 4,000, one batch): bounded, not prevented (docs/reliability.md, 5 rest).
+    assert len(stale) <= allowed, f"{len(stale)} stale latest values"
     dropped = metric(settings.worker.metrics_port, "prodcat_events_skipped_total", reason="revoked")
     written = len(_uncommitted(settings, names.normalized))
     print(f"\n{guarantee}: {sent} inputs, worker A stopped past its session timeout and replaced: "
-          f"{duplicates} duplicates read; {written} written in all; 0 stale of {len(latest)} "
+          f"{duplicates} duplicates read; {written} written in all; {len(stale)} stale of {len(latest)} "
           f"latest values; A dropped {dropped:.0f} revoked outputs")  # fmt: skip
 
 
