@@ -89,3 +89,28 @@ def publish_thumbnails(settings: Settings, data_dir: Path, limit: int) -> list[d
     produce(settings, settings.topics.normalized,
             [(p["product_id"].encode(), serde.encode(p)) for p in products])  # fmt: skip
     return products
+
+
+def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """``group``'s committed offset of each partition of ``topic``, read by a new client each try
+    (one whose coordinator lookup went stale keeps answering NOT_COORDINATOR on a loaded
+    machine)."""
+    import time
+
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from prodcat.core.kafka_config import librdkafka_config
+
+    for attempt in range(20):
+        consumer = Consumer(librdkafka_config(settings.kafka, **{"group.id": group}))
+        try:
+            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+            return {tp.partition: tp.offset for tp in found}
+        except KafkaException:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+        finally:
+            consumer.close()
+    raise AssertionError("unreachable")

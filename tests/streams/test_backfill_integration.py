@@ -13,10 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from prodcat.core.ids import path_id
-from prodcat.core.kafka_config import librdkafka_config
 from prodcat.core.settings import Settings
 from prodcat.schemas.serde import serde_for
 from prodcat.streams.backfill import (
@@ -31,7 +29,7 @@ from prodcat.streams.readback import Record, read_topics
 from prodcat.streams.stage import FEED_HEADER, SOURCE_HEADER
 from prodcat.streams.worker_process import worker_env
 from tests.conftest import TrainedClassifier
-from tests.streams.kafka_io import produce, product_records, with_model_copy
+from tests.streams.kafka_io import committed_offsets, produce, product_records, with_model_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,24 +46,8 @@ def _source(record: Record) -> tuple[int, int]:
 
 
 def _committed(settings: Settings, job: str) -> dict[int, int]:
-    """The job's committed offsets, read by a new client each try (one whose coordinator lookup
-    went stale keeps answering NOT_COORDINATOR on a loaded machine)."""
-    topic = settings.topics.normalized
-    for attempt in range(20):
-        consumer = Consumer(
-            librdkafka_config(settings.kafka, **{"group.id": group_id(settings, job)})
-        )
-        try:
-            parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
-            return {tp.partition: tp.offset for tp in found}
-        except KafkaException:
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
-        finally:
-            consumer.close()
-    raise AssertionError("unreachable")
+    """The job's committed offsets."""
+    return committed_offsets(settings, group_id(settings, job), settings.topics.normalized)
 
 
 def test_a_killed_job_resumes_without_rescoring_what_it_committed(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from prodcat.core.kafka_config import librdkafka_config, watermarks
 from prodcat.core.settings import Settings
@@ -24,6 +24,7 @@ from prodcat.streams.worker_process import scrape_metric, stop_worker
 from tests.conftest import TrainedClassifier
 from tests.streams.kafka_io import (
     another_worker,
+    committed_offsets,
     produce,
     product_records,
     publish_thumbnails,
@@ -188,23 +189,16 @@ def test_a_killed_sampler_never_requests_a_product_twice(
 
 
 def _committed_to_end(settings: Settings, group: str, topic: str) -> bool:
-    """Whether ``group`` has committed every partition of ``topic`` up to its end; asked again by
-    a new client while the group's coordinator answers NOT_COORDINATOR (a loaded machine)."""
-    for attempt in range(20):
-        consumer = Consumer({**librdkafka_config(settings.kafka), "group.id": group})
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            committed = consumer.committed(
-                [TopicPartition(topic, p) for p in partitions], timeout=10
-            )
-            return all(tp.offset == watermarks(consumer, tp)[1] for tp in committed)
-        except KafkaException:
-            if attempt == 19:
-                raise
-            time.sleep(0.5)
-        finally:
-            consumer.close()
-    raise AssertionError("unreachable")
+    """Whether ``group`` has committed every partition of ``topic`` up to its end."""
+    committed = committed_offsets(settings, group, topic)
+    consumer = Consumer(librdkafka_config(settings.kafka, **{"group.id": group}))
+    try:
+        return all(
+            offset == watermarks(consumer, TopicPartition(topic, p))[1]
+            for p, offset in committed.items()
+        )
+    finally:
+        consumer.close()
 
 
 def test_drift_workers_killed_mid_stream_dead_letter_every_bad_prediction(
