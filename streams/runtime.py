@@ -12,7 +12,10 @@ logging) with its own aiokafka consumer group ``<app_id>-<stage>``:
    (:mod:`prodcat.streams.bisection`) and dead-letters it as ``internal_error`` (alert
    ``ProdcatInternalErrors``), so a bug neither loses the batch nor crash-loops;
 3. drop the outputs of partitions revoked while the batch was processed (their new owner answers
-   them; counted as ``prodcat_events_skipped_total{reason="revoked"}``), then send every output
+   them; counted as ``prodcat_events_skipped_total{reason="revoked"}``), or whose ownership this
+   worker cannot prove when its last proof is older than a third of the session timeout (a worker
+   frozen past its session wakes before it hears of the rebalance: :meth:`StageRuntime._unproven`
+   asks the coordinator first), then send every output
    and wait until the broker has acknowledged all of them. Which send errors are
    retried is decided by :func:`~prodcat.streams.delivery_errors.classify`: a fatal producer
    state rebuilds the producer; a **permanent** rejection (too large, not authorised, no such
@@ -216,6 +219,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka sh
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.runtime.progress.assign(assigned)
+        self.runtime.proven_at = time.monotonic()  # the join proved this member's generation
         self.runtime.metrics.ready.set(1)
 
 
@@ -256,6 +260,11 @@ class StageRuntime:
         )
         self._inputs: Sequence[Input] = ()
         self._rewinds = 0
+        #: When this worker last proved it was a member of its group's current generation (a
+        #: join, a commit the coordinator accepted): ``_unproven`` asks again when it is older
+        #: than ``proof_ttl_s``, a third of the session timeout.
+        self.proven_at = float("-inf")
+        self.proof_ttl_s = worker.session_timeout_s / 3
 
     async def run(self) -> None:
         await self.stage.start()
@@ -287,11 +296,18 @@ class StageRuntime:
         started = time.perf_counter()
         owners = self.progress.snapshot(fetched)
         records = [m for messages in fetched.values() for m in messages]
-        outputs = self._fenced(await self.process(records), owners)
+        outputs = await self.process(records)
+        lost = await self._unproven(
+            {
+                tp: point if (point := part.commit_point()) is not None else fetched[tp][0].offset
+                for tp, part in owners.items()
+            }
+        )
+        outputs = self._fenced(outputs, owners, lost)
         await self._send(outputs, records)
         for tp, messages in fetched.items():
             part = owners.get(tp)
-            if part is not None:
+            if part is not None and tp not in lost:
                 self.progress.consumed(part, messages[-1].offset + 1)
         await self._settle(outputs, owners)
         oldest = min((r.timestamp for r in records if r.timestamp), default=None)
@@ -305,13 +321,53 @@ class StageRuntime:
                 highwater = self.consumer.highwater(tp)
                 self.metrics.set_lag(tp.topic, tp.partition, highwater, next_offset)
 
-    def _fenced(self, outputs: Outputs, owners: dict[TopicPartition, PartitionProgress]) -> Outputs:
+    async def _unproven(self, offsets: dict[TopicPartition, int]) -> set[TopicPartition]:
+        """At least once, of the partitions in ``offsets`` (each with the offset that may be
+        committed for it before this batch), those this worker can no longer show it owns.
+
+        A worker that was frozen (SIGSTOP, a long pause, a loop blocked past the session timeout)
+        wakes before its heartbeat tells it that the group moved on; the rebalance callback has
+        not run, so ``_fenced`` alone would send its batch after the new owner's answers (a stale
+        value on a compacted topic, a deleted vector back). When the last proof of membership is
+        older than ``proof_ttl_s``, those offsets (already committed, or safe to commit) are
+        committed again: the coordinator accepts it from a member of the current generation only.
+        Refused, every partition is lost (aiokafka rejoins; their owner re-reads them). What is
+        left is a freeze between this check and the send: exactly once closes it."""
+        if (
+            self.transactions is not None
+            or not offsets
+            or time.monotonic() - self.proven_at < self.proof_ttl_s
+        ):
+            return set()
+        asked = time.monotonic()
+        try:
+            await self.consumer.commit(offsets)
+        except COMMIT_REBALANCED as exc:
+            logger.warning(
+                "%s: no longer a member of the group's generation (%s); this batch's outputs "
+                "are not sent",
+                self.stage.name,
+                exc,
+            )
+            return set(offsets)
+        except Exception as exc:  # an outage: the batch goes on, at least once
+            logger.warning("%s: could not confirm membership (%s)", self.stage.name, exc)
+            return set()
+        self.proven_at = asked
+        return set()
+
+    def _fenced(
+        self,
+        outputs: Outputs,
+        owners: dict[TopicPartition, PartitionProgress],
+        lost: Set[TopicPartition] = frozenset(),
+    ) -> Outputs:
         """``outputs`` less those answering inputs of partitions revoked while the batch was
-        processed (their new owner re-reads them from the last commit): a worker that lost a
-        partition does not write a stale answer after the new owner's. What is still sent is
-        what answers partitions this worker owns when the send starts."""
+        processed, or ``lost`` (their new owner re-reads them from the last commit): a worker
+        that lost a partition does not write a stale answer after the new owner's. What is still
+        sent is what answers partitions this worker owns when the send starts."""
         current = self.progress.partitions
-        revoked = {tp for tp, part in owners.items() if current.get(tp) is not part}
+        revoked = {tp for tp, part in owners.items() if current.get(tp) is not part} | set(lost)
         if not revoked:
             return outputs
         gone = {(tp.topic, tp.partition) for tp in revoked}
@@ -399,6 +455,17 @@ class StageRuntime:
             return
         if outputs is None:
             return
+        answering = self.progress.snapshot(
+            {TopicPartition(o.source.topic, o.source.partition) for o in outputs if o.source}
+        )
+        lost = await self._unproven(
+            {
+                tp: point
+                for tp, part in answering.items()
+                if (point := part.commit_point()) is not None
+            }
+        )
+        outputs = self._fenced(outputs, answering, lost)
         await self._send(outputs, ())
         await self._settle(outputs, {})
         if len(outputs):
@@ -590,6 +657,7 @@ class StageRuntime:
             for tp, offset in offsets.items():
                 await self._commit_transaction(tp, offset)
             return
+        asked = time.monotonic()
         try:
             await self.consumer.commit(offsets)
         except COMMIT_REBALANCED as exc:
@@ -598,6 +666,7 @@ class StageRuntime:
                 "%s: commit after a rebalance failed (%s); outputs may repeat", self.stage.name, exc
             )
             return
+        self.proven_at = asked
         self.progress.committed(offsets)
 
     async def _commit_transaction(self, tp: TopicPartition, offset: int) -> None:

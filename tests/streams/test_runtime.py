@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -243,6 +244,75 @@ async def test_commit_after_a_rebalance_revoked_partitions_mid_batch_does_not_cr
         # lost were not sent; their new owner answered them, once.
         answers = Counter(r.value for r in _outputs(settings, None))
         assert all(answers[b"mid-%d" % p] == 1 for p in range(partitions)), answers
+
+
+class Frozen(Holder):
+    """A Holder whose first batch freezes its whole worker (the event loop: no heartbeat, no
+    rebalance callback) until ``thaw`` is set, like a SIGSTOP or a long pause."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.frozen = threading.Event()
+        self.thaw = threading.Event()
+
+    async def process(self, batch: Sequence[Input]) -> Outputs:
+        if not self.frozen.is_set():
+            self.frozen.set()
+            self.thaw.wait(120)  # blocks the loop on purpose
+        return await super().process(batch)
+
+
+async def test_a_worker_frozen_past_its_session_timeout_does_not_send_its_batch_on_waking(
+    pipeline_settings: Settings,
+) -> None:
+    """The frozen worker's session expires; a new owner answers its partitions (the old values and
+    newer ones); then it wakes inside ``process``, before its heartbeat hears of the rebalance.
+    Its batch's answers would land after the new owner's (a stale latest value): they are not
+    sent, every input is answered once, and it goes on."""
+    settings = pipeline_settings
+    partitions = settings.topics.partitions
+    for p in range(partitions):
+        _produce(settings, [b"v1-%d" % p], partition=p)
+    frozen, owner = Frozen(settings), Holder(settings)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    async def replace() -> None:
+        assert await asyncio.to_thread(frozen.frozen.wait, 60), "no batch reached the worker"
+        for p in range(partitions):
+            _produce(settings, [b"v2-%d" % p], partition=p)
+        async with _running(settings, owner):
+            await _until(lambda: len(owner.seen) == 2 * partitions, what="the new owner")
+            for p in range(partitions):
+                await _committed_is(settings, 2, p)
+            frozen.thaw.set()
+            await asyncio.to_thread(stop.wait, 60)
+
+    def new_owner() -> None:
+        try:
+            asyncio.run(replace())
+        except BaseException as exc:  # reported by the test's own thread
+            failed.append(exc)
+            frozen.thaw.set()
+
+    thread = threading.Thread(target=new_owner)
+    thread.start()
+    try:
+        async with _running(settings, frozen) as task:
+            await _until(lambda: bool(frozen.seen) or bool(failed), what="the worker to wake")
+            batch = len(frozen.seen)
+            runtime: StageRuntime = frozen.runtime  # type: ignore[attr-defined]
+            skipped = runtime.metrics.skipped.labels(STAGE, "revoked")
+            await _until(lambda: skipped._value.get() >= batch, timeout_s=20, what="the drop")
+            await _until(lambda: bool(frozen.revoked), what="the worker to rejoin")
+            assert not task.done(), task.exception() if task.done() else ""
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not failed, failed
+    answers = Counter(r.value for r in _outputs(settings, None))
+    print(f"frozen with a batch of {batch}; dropped {skipped._value.get():.0f}; {answers}")
+    assert answers == Counter(b"v%d-%d" % (v, p) for v in (1, 2) for p in range(partitions))
 
 
 async def test_an_out_of_order_sequence_rebuilds_the_producer_and_the_batch_is_sent(
