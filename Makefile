@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make test runs the test files on this many processes (pytest-xdist, one file per process at a time)
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install system-deps tools kafka-jars text-encoder demo test test-fast fuzz chaos soak lint format typecheck bench clean
@@ -35,11 +37,11 @@ text-encoder: system-deps $(STAMP) ## the pretrained text encoder (bge-small-en-
 demo: install ## run the pipeline on embedded defaults (local Kafka, shared datasets) and print a summary
 	$(BIN)/prodcat demo
 
-test: install ## run the whole test suite (unit, property, integration against a real broker)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install ## run the whole test suite (unit, property, integration against a real broker) on TEST_WORKERS processes
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install ## unit and property tests only (no broker)
-	$(BIN)/pytest -m "not integration and not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not integration and not slow" $(PYTEST_ARGS)
 
 fuzz: install ## 1,000,000 mutated real records through the normalise stage: each one output, none raises
 	PRODCAT_FUZZ_INPUTS=1000000 $(BIN)/pytest -s tests/streams/test_normalize_fuzz.py $(PYTEST_ARGS)
