@@ -39,7 +39,7 @@ from prodcat.streams.deadletter import DeadLetters
 from prodcat.streams.decoding import Decoded, decode_records
 from prodcat.streams.mappings import DecisionFollower, agreement
 from prodcat.streams.runtime import StageHandler, register_stage
-from prodcat.streams.stage import Input, Outgoing, Outputs
+from prodcat.streams.stage import Input, Outgoing, Outputs, position
 from prodcat.training.calibration import calibrated
 from prodcat.training.inputs import model_inputs
 from prodcat.training.mappings import Decision, decision_of
@@ -125,7 +125,11 @@ class ClassifyStage:
         except SerdeError as exc:
             return item.dead(self.dead_letters, "encode_error", str(exc), now_ms)
         key = product["product_id"].encode()
-        return Outgoing(self.topic, key, encoded, item.out_headers, item.feed, None)
+        # The input it answers: exactly once, the prediction joins that input's transaction;
+        # at least once, a refused one dead-letters its input and a revoked one is not sent.
+        return Outgoing(
+            self.topic, key, encoded, item.out_headers, item.feed, None, None, position(item.record)
+        )
 
     def _predict(self, inputs: dict[str, Any]) -> tuple[ModelOutput, list[ModelOutput]]:
         """The served version's outputs and, for query by committee, older versions'."""

@@ -67,7 +67,7 @@ from prodcat.core.settings import Settings
 from prodcat.streams.batch_sender import BatchSender
 from prodcat.streams.bisection import bisect_async
 from prodcat.streams.deadletter import DeadLetters
-from prodcat.streams.delivery_errors import Verdict, classify
+from prodcat.streams.delivery_errors import MissingTopicError, Verdict, classify
 from prodcat.streams.offsets import PartitionProgress, Progress
 from prodcat.streams.stage import (
     Input,
@@ -259,6 +259,10 @@ class StageRuntime:
             else None
         )
         self._inputs: Sequence[Input] = ()
+        #: The records of the inputs the stage holds (``Outputs.held``), until answered: an
+        #: output answering one later (from ``on_tick``) that the broker refuses is dead-lettered
+        #: with that input's bytes, like an output of the batch it came in.
+        self._held_inputs: dict[Position, Input] = {}
         self._rewinds = 0
         #: When this worker last proved it was a member of its group's current generation (a
         #: join, a commit the coordinator accepted): ``_unproven`` asks again when it is older
@@ -289,6 +293,7 @@ class StageRuntime:
 
     def revoked(self, partitions: set[TopicPartition]) -> None:
         self.progress.revoke(partitions)
+        self._forget_held(partitions)
         self.paused -= partitions
         self.stage.on_revoked(partitions)
 
@@ -304,6 +309,11 @@ class StageRuntime:
             }
         )
         outputs = self._fenced(outputs, owners, lost)
+        if outputs.held:
+            batch = {position(r): r for r in records}
+            for pos in outputs.held:
+                if (record := batch.get(pos)) is not None:
+                    self._held_inputs[pos] = record
         await self._send(outputs, records)
         for tp, messages in fetched.items():
             part = owners.get(tp)
@@ -501,9 +511,11 @@ class StageRuntime:
         )
         letters: list[Outgoing] = []
         lettered: set[Position] = set()
-        inputs = {position(r): r for r in records}
-        for record in rejected:
+        inputs = self._input_records(records)
+        for record, error in rejected:
             try:
+                if isinstance(error, MissingTopicError):
+                    raise error  # no need to ask the broker again, record by record
                 await self._send_with_backoff([record])
             except Exception as exc:
                 letter = self._rejected(record, exc, inputs, lettered)
@@ -512,18 +524,20 @@ class StageRuntime:
         for letter in letters:
             await self._send_dead_letter(letter)
 
-    async def _send_reporting(self, records: list[Outgoing]) -> list[Outgoing]:
+    async def _send_reporting(
+        self, records: list[Outgoing]
+    ) -> list[tuple[Outgoing, BaseException]]:
         """Send ``records``. When no batch was rejected for good, raise the first error (the
-        caller retries them all); else return the records of every failed batch, to be sent one
-        by one: batches pipelined behind a rejected one on its partition fail with an
-        out-of-order sequence, so the producer is rebuilt first."""
+        caller retries them all); else return the records of every failed batch with its error,
+        to be sent one by one: batches pipelined behind a rejected one on its partition fail with
+        an out-of-order sequence, so the producer is rebuilt first."""
         failed = await self.sender.send_reporting(records)
         verdicts = {classify(error) for _group, error in failed}
         if failed and Verdict.PERMANENT not in verdicts:
             raise failed[0][1]
         if Verdict.REBUILD in verdicts:
             await self._rebuild_producer()
-        return [cast(Outgoing, r) for group, _error in failed for r in group]
+        return [(cast(Outgoing, r), error) for group, error in failed for r in group]
 
     async def _send_with_backoff(self, records: list[Outgoing]) -> None:
         await with_backoff(
@@ -638,14 +652,29 @@ class StageRuntime:
         progress = self.progress
         for pos in outputs.held:
             progress.hold(owners, pos)
+        answered = list(outputs.released)
         if progress.held_total:
-            for out in outputs:
-                if out.source is not None:
-                    progress.release(out.source)
-        for pos in outputs.released:
+            answered += [out.source for out in outputs if out.source is not None]
+        for pos in answered:
             progress.release(pos)
         await self._commit()
+        if self._held_inputs:
+            for pos in answered:
+                self._held_inputs.pop(pos, None)
         self._pause_over_limit()
+
+    def _input_records(self, records: Sequence[Input]) -> dict[Position, Input]:
+        """The inputs outputs may answer: ``records`` (the batch) and the held ones."""
+        return {**self._held_inputs, **{position(r): r for r in records}}
+
+    def _forget_held(self, partitions: Set[TopicPartition]) -> None:
+        if self._held_inputs:
+            gone = {(tp.topic, tp.partition) for tp in partitions}
+            self._held_inputs = {
+                pos: r
+                for pos, r in self._held_inputs.items()
+                if (pos.topic, pos.partition) not in gone
+            }
 
     async def _commit(self) -> None:
         offsets = self.progress.to_commit()
@@ -696,7 +725,7 @@ class StageRuntime:
     ) -> list[Outgoing]:
         """``records`` with each one the broker refused for good replaced by the dead letter of
         its input (a refused dead letter by itself, truncated)."""
-        inputs = {position(r): r for r in self._inputs}
+        inputs = self._input_records(self._inputs)
         gone = {id(r) for group, _ in refused for r in group}
         kept = [r for r in records if id(r) not in gone]
         for group, exc in refused:
@@ -730,6 +759,7 @@ class StageRuntime:
         await self.transactions.forget([tp])
         owned = tp in self.progress.partitions
         self.progress.revoke([tp])
+        self._forget_held({tp})
         self.paused.discard(tp)
         self.stage.on_revoked({tp})
         await asyncio.sleep(delay)

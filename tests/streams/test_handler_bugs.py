@@ -243,3 +243,61 @@ def test_a_bug_in_the_handler_dead_letters_its_record_and_the_partition_moves_on
             assert len(outputs) == len(answered), "an output written twice"
     print(f"\n{stage} {guarantee}: {len(case.records)} inputs, 1 internal_error dead letter after "
           f"{retries:.0f} retries; every other input answered and committed")  # fmt: skip
+
+
+#: The stages that answer every input on a Kafka topic, and that topic's setting. (The sampler
+#: also reads its output topic at start and refuses to start without it, naming the command that
+#: creates it; the other stages' Kafka outputs answer no single input.)
+OUTPUT_TOPIC = {"normalize": "normalized", "classify": "predictions"}
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+@pytest.mark.parametrize("stage", sorted(OUTPUT_TOPIC))
+def test_a_missing_output_topic_dead_letters_the_inputs_in_bounded_time(
+    pipeline_settings: Settings,
+    run_worker: Callable[..., subprocess.Popen[bytes]],
+    data_dir: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    stage: str,
+    guarantee: str,
+) -> None:
+    """A permanent send failure: the stage's output topic does not exist (a typo in a setting;
+    the brokers do not create topics). aiokafka alone waits 40 s for its metadata on every send,
+    and the runtime retried that for ever. Now each input whose output was refused is
+    dead-lettered as ``send_rejected`` naming the missing topic, within seconds per batch, and
+    the partition moves on."""
+    settings = pipeline_settings
+    if guarantee == "exactly_once":
+        settings = exactly_once(settings)
+    case = CASES[stage](settings, data_dir, tmp_path, request)
+    missing = f"no-such-topic-{stage}"
+    topics = case.settings.topics.model_copy(update={OUTPUT_TOPIC[stage]: missing})
+    settings = case.settings.model_copy(update={"topics": topics})
+    produce(settings, case.topic, case.records, case.headers)
+    written = read_topics(settings.kafka, [case.topic], expected=len(case.records))
+    inputs = {f"{r.topic}/{r.partition}/{r.offset}".encode() for r in written}
+    group = f"{settings.worker.app_id}-{stage}"
+    started = time.monotonic()
+    proc = run_worker(settings, [stage], stage=stage)
+    while sum(committed_offsets(settings, group, case.topic).values()) < len(case.records):
+        assert time.monotonic() - started < 120, "the partition did not move on"
+        assert proc.poll() is None, "the worker exited"
+        time.sleep(1)
+    seconds = time.monotonic() - started
+    letters = read_topics(settings.kafka, [settings.topics.deadletter], expected=None, timeout_s=5)
+    dead = serde_for("DeadLetter")
+    decoded = [dead.decode(r.value or b"") for r in letters]
+    assert letters and all(d["error_kind"] == "send_rejected" for d in decoded)
+    assert all("MissingTopicError" in d["message"] and missing in d["message"] for d in decoded)
+    sources = {_source(r) for r in letters}
+    assert sources <= inputs and len(sources) == len(letters)
+    if case.outputs:  # one output per input: every input refused, every one dead-lettered
+        assert sources == inputs
+    counted = scrape_metric(
+        settings.worker.metrics_host, settings.worker.metrics_port,
+        "prodcat_dead_letters_total", stage=stage, reason="send_rejected",
+    )  # fmt: skip
+    assert counted == len(letters) and proc.poll() is None
+    print(f"\n{stage} {guarantee}: output topic missing: {len(letters)} of {len(inputs)} inputs "
+          f"dead-lettered as send_rejected, committed {seconds:.1f} s after the worker started")  # fmt: skip
