@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +88,19 @@ class EmbedStage:
         self.cards = cards
         self._served: tuple[str, int] | None = None
 
-    async def process(self, records: Sequence[Any], now_ms: int) -> list[Outgoing]:
-        """One output per record, in order. Raises only TransientErrors (retry the batch)."""
+    async def process(
+        self,
+        records: Sequence[Any],
+        now_ms: int,
+        owns: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[Outgoing]:
+        """One output per record, in order. Raises only TransientErrors (retry the batch).
+        ``owns`` is asked before every write to the vector store; once it says False nothing more
+        is written (the runtime drops the batch: the partitions' new owner answers it)."""
+
+        async def owned() -> bool:
+            return owns is None or await owns()
+
         decoded, dead = decode_records(records, self.products, self.dead_letters, now_ms, Product)
         outputs: list[Outgoing | None] = [dead.get(i) for i in range(len(records))]
         items: list[_Item] = []
@@ -127,6 +138,8 @@ class EmbedStage:
             else:
                 item.image = result
                 ready.append(item)
+        if not await owned():
+            return []
         if deleted:
             await asyncio.to_thread(self.vectors.delete, deleted)
         if self.titles:
@@ -152,6 +165,8 @@ class EmbedStage:
                 )
                 outputs[item.source.index] = item.source.output(None)
             if rows:
+                if not await owned():
+                    return []
                 await asyncio.to_thread(self.vectors.images.upsert, rows)
         return [out for out in outputs if out is not None]
 
@@ -249,7 +264,8 @@ class EmbedAgent(StageHandler):
         self.stage.vectors.close()
 
     async def process(self, batch: Sequence[Input]) -> Outputs:
-        return Outputs.of(await self.stage.process(batch, time.time_ns() // 1_000_000))
+        now_ms = time.time_ns() // 1_000_000
+        return Outputs.of(await self.stage.process(batch, now_ms, self.owns_batch))
 
 
 def register_embed(app: faust.App, settings: Settings, metrics: StageMetrics) -> Any:

@@ -100,6 +100,8 @@ class StageHandler:
 
     #: Held inputs per partition at which the runtime stops fetching that partition.
     max_pending: int = 10_000
+    #: Set by the runtime that runs the stage (see :meth:`owns_batch`).
+    ownership: Callable[[], Awaitable[bool]] | None = None
 
     def __init__(self, name: str, topic: str, dead_letters: DeadLetters) -> None:
         self.name = name
@@ -120,6 +122,14 @@ class StageHandler:
 
     def on_revoked(self, partitions: Set[TopicPartition]) -> None:
         """Drop what the stage holds of ``partitions``: another consumer re-reads them."""
+
+    async def owns_batch(self) -> bool:
+        """Whether this worker still owns the partitions of the batch ``process`` is working on.
+        Await it before a side effect outside Kafka (a vector store write): a worker that was
+        frozen past its session timeout must not write after the partitions' new owner. Cheap:
+        the coordinator is asked only when the last proof of membership is old. True outside a
+        stage runtime."""
+        return True if self.ownership is None else await self.ownership()
 
     async def start(self) -> None:
         """Before the consumer joins its group (e.g. rebuild state, open HTTP sessions); by
@@ -269,6 +279,9 @@ class StageRuntime:
         #: than ``proof_ttl_s``, a third of the session timeout.
         self.proven_at = float("-inf")
         self.proof_ttl_s = worker.session_timeout_s / 3
+        self._batch_offsets: dict[TopicPartition, int] = {}
+        self._batch_lost: set[TopicPartition] = set()
+        stage.ownership = self._owns_batch
 
     async def run(self) -> None:
         await self.stage.start()
@@ -301,13 +314,16 @@ class StageRuntime:
         started = time.perf_counter()
         owners = self.progress.snapshot(fetched)
         records = [m for messages in fetched.values() for m in messages]
-        outputs = await self.process(records)
-        lost = await self._unproven(
-            {
-                tp: point if (point := part.commit_point()) is not None else fetched[tp][0].offset
-                for tp, part in owners.items()
-            }
-        )
+        self._batch_offsets = {
+            tp: point if (point := part.commit_point()) is not None else fetched[tp][0].offset
+            for tp, part in owners.items()
+        }
+        self._batch_lost = set()
+        try:
+            outputs = await self.process(records)
+            lost = self._batch_lost | await self._unproven(self._batch_offsets)
+        finally:
+            self._batch_offsets = {}
         outputs = self._fenced(outputs, owners, lost)
         if outputs.held:
             batch = {position(r): r for r in records}
@@ -330,6 +346,13 @@ class StageRuntime:
                 next_offset = messages[-1].offset + 1
                 highwater = self.consumer.highwater(tp)
                 self.metrics.set_lag(tp.topic, tp.partition, highwater, next_offset)
+
+    async def _owns_batch(self) -> bool:
+        """``StageHandler.owns_batch`` while a batch is processed: False once this worker cannot
+        show it still owns every partition of the batch (then the whole batch is dropped: nothing
+        of it is sent or committed; the new owner re-reads it)."""
+        self._batch_lost |= await self._unproven(self._batch_offsets)
+        return not self._batch_lost
 
     async def _unproven(self, offsets: dict[TopicPartition, int]) -> set[TopicPartition]:
         """At least once, of the partitions in ``offsets`` (each with the offset that may be

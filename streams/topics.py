@@ -92,6 +92,9 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         TopicSpec(names.suspects, n, dict(compact)),
         # second annotators' labels of double-labelled products, key = product id (web UI)
         TopicSpec(names.second_opinions, n, dict(compact)),
+        # web UI sessions ended by a logout, key = session id; every UI replica reads all and
+        # refuses their cookies. Kept a week, longer than a session lasts (PRODCAT_UI__SESSION_TTL_S)
+        TopicSpec(names.revoked_sessions, 1, {"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
     ]
 
 

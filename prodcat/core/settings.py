@@ -101,6 +101,7 @@ class TopicNames(_Section):
     taxonomy_events: str = "taxonomy.events"
     suspects: str = "labels.suspect"
     second_opinions: str = "labels.second"
+    revoked_sessions: str = "ui.sessions.revoked"
     partitions: int = Field(
         default=4, ge=1, description="Partitions for topics the project creates."
     )

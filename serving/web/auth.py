@@ -8,8 +8,9 @@
   secret: the annotator's name, a CSRF token (also the session's id) and when it was issued. A
   restart keeps everyone logged in and replicas only need the same secret. **Logout revokes** the
   session server-side: its id goes into a revocation set until the session would have expired
-  anyway (bounded: ``max_revoked`` ids, the oldest forgotten first). The set lives in the
-  process: with several replicas a copied cookie stays valid on the others until it expires.
+  anyway (bounded: ``max_revoked`` ids, the oldest forgotten first), and is published on
+  ``ui.sessions.revoked``, which every UI replica follows into its view: a copied cookie is
+  refused by the other replicas too, as soon as their follower has read the logout.
 * **Login throttling** (:class:`LoginThrottle`): failures per client address and per name in a
   sliding minute, checked and recorded in one step, with a cap on password checks (PBKDF2 work)
   per client; the per-name limit does not apply to a client that has not been failing, so
@@ -26,17 +27,21 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from prodcat.serving.web.exceptions import AuthError
+
+logger = logging.getLogger(__name__)
 
 PBKDF2_ITERATIONS: Final = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -171,7 +176,18 @@ class Session:
 class SessionCodec:
     """Signs and verifies session cookies (HMAC-SHA256 under the UI secret)."""
 
-    def __init__(self, secret: bytes, ttl_s: float, *, max_revoked: int = 100_000) -> None:
+    def __init__(
+        self,
+        secret: bytes,
+        ttl_s: float,
+        *,
+        max_revoked: int = 100_000,
+        announce: Callable[[str, float], None] | None = None,
+        revoked_elsewhere: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``announce(session_id, expires_at)`` tells the other UI replicas of a logout;
+        ``revoked_elsewhere(session_id)`` asks what they told (both: ``ui.sessions.revoked``,
+        wired by :func:`prodcat.serving.web.server.session_codec`)."""
         if len(secret) < 16:
             raise AuthError("the session secret must have at least 16 bytes")
         self._key = hashlib.sha256(b"prodcat-ui-session\x00" + secret).digest()
@@ -179,6 +195,8 @@ class SessionCodec:
         self.max_revoked = max_revoked
         self._revoked: OrderedDict[str, float] = OrderedDict()  # session id -> its expiry
         self._revoked_lock = threading.Lock()
+        self._announce = announce
+        self._revoked_elsewhere = revoked_elsewhere
 
     def revoke(self, session: Session, now: float | None = None) -> None:
         """End ``session`` server-side (logout): its cookie is refused from now on."""
@@ -190,13 +208,20 @@ class SessionCodec:
                 if expiry >= now and len(self._revoked) <= self.max_revoked:
                     break
                 del self._revoked[oldest]  # ... and beyond the bound, the oldest
+        if self._announce is not None:
+            try:
+                self._announce(session.csrf, session.issued_at + self.ttl_s)
+            except Exception:  # this replica refuses the cookie already; the others may not
+                logger.exception("could not tell the other UI replicas of a logout")
 
     def revoked_count(self) -> int:
         return len(self._revoked)
 
     def _is_revoked(self, session_id: str) -> bool:
         with self._revoked_lock:
-            return session_id in self._revoked
+            if session_id in self._revoked:
+                return True
+        return self._revoked_elsewhere is not None and self._revoked_elsewhere(session_id)
 
     def new(self, user: str | None, now: float | None = None) -> Session:
         return Session(user, secrets.token_urlsafe(24), time.time() if now is None else now)

@@ -3,7 +3,8 @@
 Like the sampler's state follower, but in a thread of the web process with a librdkafka consumer
 without a consumer group: every web process reads everything (``products.normalized``,
 ``annotation.requests``, ``labels``, ``similarity.judgements``, ``products.predictions``,
-``feeds.mappings``, ``taxonomy.events``, ``labels.suspect``, ``labels.second``). It reports ready
+``feeds.mappings``, ``taxonomy.events``, ``labels.suspect``, ``labels.second``,
+``ui.sessions.revoked``). It reports ready
 once it has read up to the end offsets it found at start; pages say "catching up" until then.
 Records it cannot decode are counted and logged with topic/partition/offset and skipped: the UI
 only reads these topics, their producers own dead-lettering.
@@ -89,6 +90,12 @@ class TopicFollower:
                 None,
                 lambda key, _record, raw: (
                     view.apply_second_opinion(key, raw) if key is not None else None
+                ),
+            ),
+            topics.revoked_sessions: (
+                None,
+                lambda key, _record, raw: (
+                    view.apply_revoked_session(key, raw) if key is not None else None
                 ),
             ),
         }

@@ -46,6 +46,24 @@ def session_secret(settings: Settings) -> bytes:
     return load_or_create_secret(ui.state_dir / "secret")
 
 
+def session_codec(settings: Settings, view: TopicView, publisher: Publisher) -> SessionCodec:
+    """The session codec of a UI replica: a logout here is published on
+    ``ui.sessions.revoked``; one there (read by this replica's follower into ``view``) is
+    refused here too."""
+    topic = settings.topics.revoked_sessions
+
+    def announce(session_id: str, expires_at: float) -> None:
+        value = json.dumps({"expires_at": expires_at}).encode()
+        publisher.send(topic, session_id.encode(), value)
+
+    return SessionCodec(
+        session_secret(settings),
+        settings.ui.session_ttl_s,
+        announce=announce,
+        revoked_elsewhere=view.session_revoked,
+    )
+
+
 @contextmanager
 def web_parts(
     settings: Settings,
@@ -86,7 +104,7 @@ def web_parts(
             settings=ui,
             images=settings.images,
             users=Users(ui.users_file),
-            codec=SessionCodec(session_secret(settings), ui.session_ttl_s),
+            codec=session_codec(settings, view, publisher),
             view=view,
             annotation=annotation,
             similarity=SimilarityService(settings, view, vectors, embedder, publisher, metrics),

@@ -74,6 +74,7 @@ CREATE INDEX suspects_held ON suspects (status, flagged_at, product_id);
 CREATE TABLE second_opinions (product_id TEXT PRIMARY KEY, annotator TEXT NOT NULL,
     category_id TEXT NOT NULL, first_annotator TEXT NOT NULL, first_category_id TEXT NOT NULL,
     labelled_at INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE TABLE revoked_sessions (session_id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE judgements (key TEXT PRIMARY KEY, query TEXT NOT NULL, category_id TEXT,
     model_version INTEGER, neighbour TEXT NOT NULL, rank INTEGER NOT NULL, score REAL NOT NULL,
     relevant INTEGER NOT NULL, annotator TEXT NOT NULL, judged_at INTEGER NOT NULL);
@@ -528,6 +529,27 @@ class TopicView:
             "FROM suspects GROUP BY status, source, annotator ORDER BY status, source, annotator"
         )
         return [dict(r) for r in rows]
+
+    def apply_revoked_session(self, key: bytes, value: bytes | None) -> None:
+        """A record of ``ui.sessions.revoked`` (JSON ``{"expires_at": unix seconds}``; key = the
+        session id): a logout on any UI replica. Expired ones are dropped as new ones come."""
+        if value is None:
+            return
+        expires_at = float(json.loads(value)["expires_at"])
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO revoked_sessions VALUES (?,?)",
+                (key.decode("utf-8", "replace"), expires_at),
+            )
+            self._db.execute("DELETE FROM revoked_sessions WHERE expires_at < ?", (time.time(),))
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether a UI replica ended this session (logout) and it has not expired yet."""
+        rows = self._rows(
+            "SELECT 1 FROM revoked_sessions WHERE session_id = ? AND expires_at >= ?",
+            (session_id, time.time()),
+        )
+        return bool(rows)
 
     def apply_second_opinion(self, key: bytes, value: bytes | None) -> None:
         """A record of ``labels.second`` (JSON: a second annotator's label; key = product id)."""

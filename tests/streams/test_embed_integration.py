@@ -116,3 +116,89 @@ def test_images_in_vectors_in_milvus_and_broken_images_dead_lettered(
             assert list(hits[p["product_id"]].category_path) == p["category_path"]
     finally:
         vectors.close()
+
+
+async def test_an_embed_worker_frozen_past_its_session_timeout_writes_no_vector_on_waking(
+    pipeline_settings: Settings, data_dir: Path, tmp_path: Path, embedder_model_base: Path
+) -> None:
+    """Issue 17, item 5 for the vector store: the embed stage freezes (its whole event loop, as a
+    SIGSTOP would) while fetching a batch's images; its session expires, another member of its
+    group takes the partitions and commits them; then it wakes. Its Milvus writes happen inside
+    ``process``, before any Kafka fence, so the stage asks ``owns_batch`` before each: it writes no
+    image or title vector (a product the new owner deleted meanwhile would otherwise come back),
+    and the runtime drops the batch and goes on."""
+    import asyncio
+    import contextlib
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from prodcat.core.metrics import WorkerMetrics
+    from prodcat.streams.embed_agent import EmbedAgent, build_stage
+    from prodcat.streams.runtime import StageRuntime
+    from tests.streams.kafka_io import committed_offsets, publish_thumbnails
+    from tests.streams.test_runtime import Holder, _running, _until
+
+    settings = pipeline_settings.model_copy(
+        update={
+            "serving": ServingSettings(model_base=embedder_model_base),
+            "images": ImageSettings(file_roots=((data_dir / "myntra" / "images").resolve(),)),
+            "milvus": MilvusSettings(uri=str(tmp_path / "milvus" / "vectors.db")),
+        }
+    )
+    products = publish_thumbnails(settings, data_dir, 12)
+    topic, group = settings.topics.normalized, f"{settings.worker.app_id}-embed"
+    agent = EmbedAgent(build_stage(settings), topic)
+    fetch_many = agent.stage.fetcher.fetch_many
+    frozen, thaw, stop = threading.Event(), threading.Event(), threading.Event()
+
+    async def freezing_fetch(urls: list[str]) -> list[object]:
+        if not frozen.is_set():
+            frozen.set()
+            thaw.wait(120)  # blocks the event loop on purpose: no heartbeat, no callback
+        return await fetch_many(urls)  # type: ignore[no-any-return]
+
+    agent.stage.fetcher.fetch_many = freezing_fetch  # type: ignore[method-assign]
+    owner = Holder(settings)  # a member of the embed stage's group that takes its partitions
+    owner.name, owner.topic, owner.out = "embed", topic, settings.topics.raw
+    failed: list[BaseException] = []
+
+    def answered() -> bool:
+        return sum(committed_offsets(settings, group, topic).values()) == len(products)
+
+    async def replace() -> None:
+        assert await asyncio.to_thread(frozen.wait, 60), "no batch reached the embed stage"
+        async with _running(settings, owner):
+            await _until(answered, what="the new owner to answer and commit every product")
+            thaw.set()
+            await asyncio.to_thread(stop.wait, 60)
+
+    def new_owner() -> None:
+        try:
+            asyncio.run(replace())
+        except BaseException as exc:  # reported by the test's own thread
+            failed.append(exc)
+            thaw.set()
+
+    runtime = StageRuntime(settings, agent, WorkerMetrics(CollectorRegistry()).stage("embed"))
+    thread = threading.Thread(target=new_owner)
+    thread.start()
+    task = asyncio.create_task(runtime.run())
+    try:
+        await _until(thaw.is_set, what="the new owner")
+        await asyncio.sleep(8)  # the frozen batch ends, the stage rejoins and reads on
+        assert not task.done(), task.exception() if task.done() else ""
+    finally:
+        stop.set()
+        thread.join(60)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not failed, failed
+    vectors = ProductVectors(settings.milvus)
+    try:
+        images, titles = vectors.images.count(), vectors.texts.count()
+    finally:
+        vectors.close()
+    print(f"\nthe woken stage wrote {images} image and {titles} title vectors")
+    assert images == 0 and titles == 0

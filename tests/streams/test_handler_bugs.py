@@ -9,6 +9,7 @@ worker never exits."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -183,8 +184,17 @@ def _source(record: Record) -> bytes:
     return record.headers[SOURCE_HEADER]
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-@pytest.mark.parametrize("stage", sorted(CASES))
+#: Every stage at least once; exactly once where the stage answers each input on Kafka (the
+#: others run the same runtime code in that mode; with ``PRODCAT_CHAOS_EXACTLY_ONCE=1`` this file
+#: runs all twelve, as it did when it was written).
+BUG_CASES = [(stage, "at_least_once") for stage in sorted(CASES)] + [
+    (stage, "exactly_once")
+    for stage in sorted(CASES)
+    if stage in {"normalize", "classify"} or os.environ.get("PRODCAT_CHAOS_EXACTLY_ONCE") == "1"
+]
+
+
+@pytest.mark.parametrize(("stage", "guarantee"), BUG_CASES)
 def test_a_bug_in_the_handler_dead_letters_its_record_and_the_partition_moves_on(
     pipeline_settings: Settings,
     buggy_worker: Callable[[Settings, str], subprocess.Popen[bytes]],
