@@ -94,7 +94,9 @@ def topic_specs(names: TopicNames) -> list[TopicSpec]:
         TopicSpec(names.second_opinions, n, dict(compact)),
         # web UI sessions ended by a logout, key = session id; every UI replica reads all and
         # refuses their cookies. Kept a week, longer than a session lasts (PRODCAT_UI__SESSION_TTL_S)
-        TopicSpec(names.revoked_sessions, 1, {"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+        TopicSpec(
+            names.revoked_sessions, 1, {"cleanup.policy": "delete", "retention.ms": _WEEK_MS}
+        ),
     ]
 
 
