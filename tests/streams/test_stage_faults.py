@@ -102,6 +102,69 @@ def test_classify_survives_kills_and_workers_joining_and_leaving(
     print(f"{kills} kills, a join and a leave: {duplicates} duplicates of {len(inputs)} inputs")
 
 
+def test_a_classify_worker_stopped_past_its_session_timeout_leaves_no_stale_prediction(
+    pipeline_settings: Settings,
+    run_worker,
+    data_dir: Path,
+    tmp_path: Path,
+    trained_classifier: TrainedClassifier,
+) -> None:
+    """SIGSTOP for the classify stage (issue 17): worker A is stopped mid-stream, B takes its
+    partitions after the session timeout and answers every input, then A wakes with its batch.
+    Every product comes twice, the second version with another content hash, so a stale
+    prediction A sent after B's would be the latest on the compacted predictions topic: none is
+    (A cannot prove it still owns its partitions and drops its batch), and neither worker exits."""
+    settings = with_model_copy(
+        pipeline_settings, tmp_path, trained_classifier.model_base, batch_size=BATCH
+    )
+    settings = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"batch_size": BATCH})}
+    )
+    serde = serde_for("Product")
+    first = product_records(data_dir, 0, 600)
+    revised = []
+    for key, value in first:
+        product = serde.decode(value or b"")
+        product["content_hash"] = "revised"
+        revised.append((key, serde.encode(product)))
+    produce(settings, settings.topics.normalized, first + revised, {"feed": b"t"})
+    raw = read_topics(settings.kafka, [settings.topics.normalized], expected=2 * len(first))
+    inputs = {f"{r.topic}/{r.partition}/{r.offset}".encode() for r in raw}
+    host, port = settings.worker.metrics_host, settings.worker.metrics_port
+
+    worker_a = run_worker(settings, ["classify"], stage="classify")
+    deadline = time.monotonic() + 60
+    while scrape_metric(host, port, "prodcat_events_in_total", stage="classify") < 4 * BATCH:
+        assert time.monotonic() < deadline, "worker A did not consume"
+        time.sleep(0.02)
+    worker_a.send_signal(signal.SIGSTOP)
+    worker_b = run_worker(another_worker(settings), ["classify"], stage="classify")
+    deadline = time.monotonic() + 180
+    while (covered := _covered(settings)[0]) < inputs:
+        assert time.monotonic() < deadline, f"{len(inputs - covered)} inputs unanswered"
+        time.sleep(2)
+    worker_a.send_signal(signal.SIGCONT)  # the zombie wakes with its batch
+    deadline = time.monotonic() + 60
+    while scrape_metric(host, port, "prodcat_worker_ready", stage="classify") < 1:
+        assert time.monotonic() < deadline, "worker A did not run again"
+        time.sleep(0.2)
+    time.sleep(3)  # what A had in flight has been sent or dropped by now
+    assert worker_a.poll() is None and worker_b.poll() is None, "a worker exited"
+    predictions = serde_for("Prediction")
+    latest: dict[bytes | None, tuple[int, int, str | None]] = {}
+    for record in read_topics(settings.kafka, [settings.topics.predictions], expected=None):
+        if record.key not in latest or record.offset > latest[record.key][1]:
+            hashed = predictions.decode(record.value or b"")["content_hash"]
+            latest[record.key] = (record.partition, record.offset, hashed)
+    stale = [key for key, (_, _, hashed) in latest.items() if hashed != "revised"]
+    dropped = scrape_metric(host, port, "prodcat_events_skipped_total", reason="revoked")
+    print(f"\nclassify: {len(inputs)} inputs, worker A stopped past its session timeout and "
+          f"replaced: {len(stale)} stale of {len(latest)} latest predictions; A dropped "
+          f"{dropped:.0f} revoked outputs")  # fmt: skip
+    assert len(latest) == len(first)
+    assert len(stale) <= BATCH, f"{len(stale)} stale latest predictions"  # a stop mid-send at most
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_embed_workers_share_a_milvus_server_through_kills_and_a_join(
