@@ -137,7 +137,7 @@ async def test_an_embed_worker_frozen_past_its_session_timeout_writes_no_vector_
     from prodcat.streams.embed_agent import EmbedAgent, build_stage
     from prodcat.streams.runtime import StageRuntime
     from tests.streams.kafka_io import committed_offsets, publish_thumbnails
-    from tests.streams.test_runtime import Holder, _running, _until
+    from tests.streams.test_runtime import Holder, _running, _until, in_thread
 
     settings = pipeline_settings.model_copy(
         update={
@@ -173,16 +173,8 @@ async def test_an_embed_worker_frozen_past_its_session_timeout_writes_no_vector_
             thaw.set()
             await asyncio.to_thread(stop.wait, 60)
 
-    def new_owner() -> None:
-        try:
-            asyncio.run(replace())
-        except BaseException as exc:  # reported by the test's own thread
-            failed.append(exc)
-            thaw.set()
-
     runtime = StageRuntime(settings, agent, WorkerMetrics(CollectorRegistry()).stage("embed"))
-    thread = threading.Thread(target=new_owner)
-    thread.start()
+    thread = in_thread(replace, failed, thaw)
     task = asyncio.create_task(runtime.run())
     try:
         await _until(thaw.is_set, what="the new owner")

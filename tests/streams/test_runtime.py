@@ -7,7 +7,8 @@ import contextlib
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -246,6 +247,27 @@ async def test_commit_after_a_rebalance_revoked_partitions_mid_batch_does_not_cr
         assert all(answers[b"mid-%d" % p] == 1 for p in range(partitions)), answers
 
 
+def in_thread(
+    main: Callable[[], Coroutine[Any, Any, None]],
+    failed: list[BaseException],
+    thaw: threading.Event,
+) -> threading.Thread:
+    """Start ``main`` on an event loop of its own in a thread (another member of the group, as
+    the broker sees it). What it raises goes into ``failed`` for the test's thread, and ``thaw``
+    is set so a frozen loop waiting for it wakes."""
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # reported by the test's own thread
+            failed.append(exc)
+            thaw.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 class Frozen(Holder):
     """A Holder whose first batch freezes its whole worker (the event loop: no heartbeat, no
     rebalance callback) until ``thaw`` is set, like a SIGSTOP or a long pause."""
@@ -288,15 +310,7 @@ async def test_a_worker_frozen_past_its_session_timeout_does_not_send_its_batch_
             frozen.thaw.set()
             await asyncio.to_thread(stop.wait, 60)
 
-    def new_owner() -> None:
-        try:
-            asyncio.run(replace())
-        except BaseException as exc:  # reported by the test's own thread
-            failed.append(exc)
-            frozen.thaw.set()
-
-    thread = threading.Thread(target=new_owner)
-    thread.start()
+    thread = in_thread(replace, failed, frozen.thaw)
     try:
         async with _running(settings, frozen) as task:
             await _until(lambda: bool(frozen.seen) or bool(failed), what="the worker to wake")
