@@ -372,10 +372,18 @@ class StageRuntime:
             or time.monotonic() - self.proven_at < self.proof_ttl_s
         ):
             return set()
+        # Partitions revoked meanwhile are ``_fenced``'s (their callback ran); asking about them
+        # would fail the check for the partitions still owned, with no rejoin to re-read them.
+        assigned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return set()
         asked = time.monotonic()
         try:
             await self.consumer.commit(offsets)
-        except COMMIT_REBALANCED as exc:
+        except (
+            COMMIT_REBALANCED
+        ) as exc:  # aiokafka rejoins: every partition re-read from its commit
             logger.warning(
                 "%s: no longer a member of the group's generation (%s); this batch's outputs "
                 "are not sent",

@@ -112,7 +112,7 @@ def test_embed_waits_out_a_milvus_server_outage_under_load(
     if frozen:
         server.pause()
     else:
-        server.stop()
+        server.stop(keep_lock=True)  # it restarts below: no other may take etcd's port
     paused_at = _metric(settings, "prodcat_events_out_total", "embed")
     time.sleep(OUTAGE_S)
     during = _metric(settings, "prodcat_events_out_total", "embed") - paused_at
