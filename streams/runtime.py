@@ -381,9 +381,8 @@ class StageRuntime:
         asked = time.monotonic()
         try:
             await self.consumer.commit(offsets)
-        except (
-            COMMIT_REBALANCED
-        ) as exc:  # aiokafka rejoins: every partition re-read from its commit
+        except COMMIT_REBALANCED as exc:
+            # aiokafka rejoins: every partition is read again from its commit
             logger.warning(
                 "%s: no longer a member of the group's generation (%s); this batch's outputs "
                 "are not sent",
@@ -789,10 +788,7 @@ class StageRuntime:
         )
         await self.transactions.forget([tp])
         owned = tp in self.progress.partitions
-        self.progress.revoke([tp])
-        self._forget_held({tp})
-        self.paused.discard(tp)
-        self.stage.on_revoked({tp})
+        self.revoked({tp})  # forget it as a rebalance would; read again below while ours
         await asyncio.sleep(delay)
         if owned and tp in self.consumer.assignment():
             committed = await self.consumer.committed(tp)
