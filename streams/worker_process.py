@@ -36,10 +36,14 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, roles: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, roles: list[str], log_path: Path, *, module: str = "prodcat"
+) -> subprocess.Popen[bytes]:
+    """``python -m MODULE worker ROLES`` (``module``: the ``prodcat`` command, or one that wraps
+    it) with ``settings`` in its environment, its output appended to ``log_path``."""
     log = log_path.open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prodcat", "worker", *roles],
+        [sys.executable, "-m", module, "worker", *roles],
         env=worker_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -105,9 +105,9 @@ def run_worker(tmp_path: Path) -> Iterator[WorkerFactory]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        settings: Settings, roles: list[str], stage: str = "normalize"
+        settings: Settings, roles: list[str], stage: str = "normalize", module: str = "prodcat"
     ) -> subprocess.Popen[bytes]:
-        proc = start_worker(settings, roles, tmp_path / f"worker-{len(procs)}.log")
+        proc = start_worker(settings, roles, tmp_path / f"worker-{len(procs)}.log", module=module)
         procs.append(proc)
         try:
             wait_worker_ready(

@@ -1,4 +1,4 @@
-"""``python -m tests.streams.buggy_worker ROLE...``: ``prodcat worker ROLE...`` with a bug injected
+"""``python -m tests.streams.buggy_worker worker ROLE...``: ``prodcat worker ROLE...`` with a bug injected
 into every stage handler it runs: ``process`` raises ``RuntimeError`` for any batch that holds a
 record whose key contains :data:`MARKER`. Nothing else changes (the real runtime, broker, models),
 so a test sees what the stage runtime does with a bug that is not bad input, stage by stage."""
@@ -36,5 +36,4 @@ if __name__ == "__main__":
     _inject()
     from prodcat.cli import main
 
-    sys.argv = ["prodcat", "worker", *sys.argv[1:]]
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

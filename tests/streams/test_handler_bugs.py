@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +25,6 @@ from prodcat.streams.replay import dataset_events
 from prodcat.streams.stage import SOURCE_HEADER
 from prodcat.streams.worker_process import (
     scrape_metric,
-    stop_worker,
-    wait_worker_ready,
-    worker_env,
 )
 from tests.conftest import TrainedClassifier
 from tests.streams.buggy_worker import ERROR, MARKER
@@ -151,33 +147,18 @@ CASES: dict[str, Callable[[Settings, Path, Path, pytest.FixtureRequest], Case]] 
 }
 
 
-@pytest.fixture
-def buggy_worker(tmp_path: Path) -> Iterator[Callable[[Settings, str], subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(settings: Settings, stage: str) -> subprocess.Popen[bytes]:
-        log_path = tmp_path / f"buggy-{stage}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.streams.buggy_worker", stage],
-                env=worker_env(settings),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        procs.append(proc)
-        try:
-            wait_worker_ready(
-                proc, settings.worker.metrics_host, settings.worker.metrics_port, stage
-            )
-        except Exception:
-            print(log_path.read_text(errors="replace")[-5000:])
-            raise
-        return proc
-
-    yield start
-    for proc in procs:
-        stop_worker(proc)
+def _case(
+    pipeline_settings: Settings,
+    stage: str,
+    guarantee: str,
+    data_dir: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Case:
+    settings = pipeline_settings
+    if guarantee == "exactly_once":
+        settings = exactly_once(settings)
+    return CASES[stage](settings, data_dir, tmp_path, request)
 
 
 def _source(record: Record) -> bytes:
@@ -197,17 +178,14 @@ BUG_CASES = [(stage, "at_least_once") for stage in sorted(CASES)] + [
 @pytest.mark.parametrize(("stage", "guarantee"), BUG_CASES)
 def test_a_bug_in_the_handler_dead_letters_its_record_and_the_partition_moves_on(
     pipeline_settings: Settings,
-    buggy_worker: Callable[[Settings, str], subprocess.Popen[bytes]],
+    run_worker: Callable[..., subprocess.Popen[bytes]],
     data_dir: Path,
     tmp_path: Path,
     request: pytest.FixtureRequest,
     stage: str,
     guarantee: str,
 ) -> None:
-    settings = pipeline_settings
-    if guarantee == "exactly_once":
-        settings = exactly_once(settings)
-    case = CASES[stage](settings, data_dir, tmp_path, request)
+    case = _case(pipeline_settings, stage, guarantee, data_dir, tmp_path, request)
     settings = case.settings
     middle = len(case.records) // 2
     key, value = case.records[middle]
@@ -219,7 +197,7 @@ def test_a_bug_in_the_handler_dead_letters_its_record_and_the_partition_moves_on
     group = f"{settings.worker.app_id}-{stage}"
     host, port = settings.worker.metrics_host, settings.worker.metrics_port
 
-    proc = buggy_worker(settings, stage)
+    proc = run_worker(settings, [stage], stage=stage, module="tests.streams.buggy_worker")
     deadline = time.monotonic() + 120
     letters: list[Record] = []
     while time.monotonic() < deadline:
@@ -277,10 +255,7 @@ def test_a_missing_output_topic_dead_letters_the_inputs_in_bounded_time(
     and the runtime retried that for ever. Now each input whose output was refused is
     dead-lettered as ``send_rejected`` naming the missing topic, within seconds per batch, and
     the partition moves on."""
-    settings = pipeline_settings
-    if guarantee == "exactly_once":
-        settings = exactly_once(settings)
-    case = CASES[stage](settings, data_dir, tmp_path, request)
+    case = _case(pipeline_settings, stage, guarantee, data_dir, tmp_path, request)
     missing = f"no-such-topic-{stage}"
     topics = case.settings.topics.model_copy(update={OUTPUT_TOPIC[stage]: missing})
     settings = case.settings.model_copy(update={"topics": topics})
